@@ -1,0 +1,202 @@
+"""The ``promptforge`` command: ``run`` a job, ``simulate`` a provider, ``demo`` both.
+
+    promptforge run INPUT --output OUTPUT --model MODEL [--api-base URL] ...
+    promptforge simulate --port 8099 --rpm 600 --tpm 90000
+    promptforge demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Sequence
+
+from promptforge_dagster.core.formats import JobDefaults
+from promptforge_dagster.core.job import JobFailed, JobSpec, clear_output, run_job
+from promptforge_dagster.core.pipeline import JobStats, PipelineConfig
+from promptforge_dagster.core.rate_controller import FixedRateController
+from promptforge_dagster.progress import ProgressReporter
+
+SIMULATOR_KEY = "sk-promptforge-simulator"
+
+
+def _param(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--param takes KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="promptforge", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run (or resume) one batch job")
+    run.add_argument("input", help="JSONL of prompts: a local path or gs://bucket/object")
+    run.add_argument("--output", required=True, help="output folder: a local path or gs://bucket/prefix")
+    run.add_argument("--model", required=True, help="LiteLLM model for lines that name none, e.g. openai/gpt-4o-mini")
+    run.add_argument("--api-base", help="provider base URL (any OpenAI-compatible server)")
+    run.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
+                     help="job-level default body parameter (JSON value), e.g. max_tokens=256; repeatable")
+    run.add_argument("--max-in-flight", type=int, default=64)
+    run.add_argument("--rpm", type=float, help="fixed requests-per-minute limit (default: unlimited)")
+    run.add_argument("--tpm", type=float, help="fixed tokens-per-minute limit (default: unlimited)")
+    run.add_argument("--timeout", type=float, default=120.0, help="per-request timeout, seconds")
+    run.add_argument("--max-attempts", type=int, default=5, help="attempts per prompt on transient errors")
+    run.add_argument("--max-line-bytes", type=int, default=2 * 1024 * 1024)
+    run.add_argument("--restart", action="store_true", help="discard earlier progress in OUTPUT and start over")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+
+    sim = sub.add_parser("simulate", help="serve an OpenAI-compatible provider simulator on 127.0.0.1")
+    sim.add_argument("--port", type=int, default=8099, help="0 picks a free port")
+    sim.add_argument("--rpm", type=float, default=600.0, help="requests-per-minute limit (0: unlimited)")
+    sim.add_argument("--tpm", type=float, default=0.0, help="tokens-per-minute limit (0: unlimited)")
+    sim.add_argument("--burst-s", type=float, default=2.0, help="seconds of sustained rate a burst may use")
+    sim.add_argument("--schedule", default="", help='limits over time, e.g. "0:900,60:300,120:1200" or "0:600/40000"')
+    sim.add_argument("--headers", choices=["full", "none", "retry-after"], default="full",
+                     help="rate-limit headers sent: all, none, or retry-after on 429 only")
+    sim.add_argument("--latency-ms", type=float, default=50.0, help="median latency (0: answer at once)")
+    sim.add_argument("--latency-sigma", type=float, default=0.3)
+    sim.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 503")
+    sim.add_argument("--hang-rate", type=float, default=0.0, help="share of requests that hang")
+    sim.add_argument("--hang-s", type=float, default=300.0)
+    sim.add_argument("--completion-tokens", type=int, default=16)
+    sim.add_argument("--api-key", help="require this bearer key (to test authentication failures)")
+    sim.add_argument("--request-log", help="append one JSON line per request received")
+    sim.add_argument("--seed", type=int)
+
+    demo = sub.add_parser("demo", help="simulator + sample file + run, no setup, no cloud, no key")
+    demo.add_argument("--dir", default="promptforge-demo", help="where the sample input and the output go")
+    demo.add_argument("--prompts", type=int, default=3000)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "simulate":
+        return _simulate(args)
+    if args.command == "demo":
+        return _demo(args)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from promptforge_dagster.clients.litellm_provider import LiteLLMProvider, api_key_from_env, provider_of
+    from promptforge_dagster.clients.storage_for import storage_for
+
+    try:
+        config = PipelineConfig(max_in_flight=args.max_in_flight, max_attempts=args.max_attempts)
+    except ValueError as exc:
+        print(f"promptforge: error: {exc}", file=sys.stderr)
+        return 2
+    api_key = api_key_from_env(args.model)
+    if api_key is None and args.api_base:
+        api_key = "sk-no-key"  # OpenAI-compatible servers without auth still want a bearer
+    spec = JobSpec(args.input, args.output.rstrip("/"), JobDefaults(args.model, dict(args.param)),
+                   max_line_bytes=args.max_line_bytes, pipeline=config)
+    provider = LiteLLMProvider(api_base=args.api_base, api_key=api_key, timeout_s=args.timeout,
+                               default_provider=provider_of(args.model))
+    output_storage = storage_for(spec.output_uri)
+    if args.restart:
+        clear_output(output_storage, spec.output_uri)
+    controller = FixedRateController(args.rpm, now=time.monotonic(), tpm=args.tpm)
+    stats = JobStats()
+    reporter = ProgressReporter(stats, controller, stream=sys.stderr, enabled=not args.quiet)
+
+    async def go():
+        task = asyncio.create_task(reporter.run())
+        try:
+            return await run_job(spec, input_storage=storage_for(spec.input_uri), output_storage=output_storage,
+                                 provider=provider, controller=controller, stats=stats)
+        finally:
+            task.cancel()
+            reporter.final()
+
+    try:
+        result = asyncio.run(go())
+    except JobFailed as exc:
+        print(f"promptforge: job failed: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"promptforge: job failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    s = result.summary
+    print(
+        f"done: {s['prompts']} prompts, {s['succeeded']} succeeded, {s['failed']} failed, "
+        f"{s['skipped_as_done']} skipped as already done; {s['achieved_rpm']} RPM\n"
+        f"results: {result.results_uri}\nsummary: {result.summary_uri}"
+    )
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from promptforge_dagster.simulator.account import AccountLimits, parse_schedule
+    from promptforge_dagster.simulator.server import SimulatorConfig, run_forever
+
+    limits = AccountLimits(rpm=args.rpm or None, tpm=args.tpm or None, burst_s=args.burst_s,
+                           schedule=parse_schedule(args.schedule))
+    config = SimulatorConfig(
+        limits=limits, headers=args.headers, latency_ms=args.latency_ms, latency_sigma=args.latency_sigma,
+        error_rate=args.error_rate, hang_rate=args.hang_rate, hang_s=args.hang_s,
+        completion_tokens=args.completion_tokens, api_key=args.api_key, request_log=args.request_log, seed=args.seed,
+    )
+    run_forever(config, port=args.port)
+    return 0
+
+
+def start_simulator(*flags: str) -> tuple[subprocess.Popen, str]:
+    """Start the simulator in its own process (it must not share our CPU-bound event
+    loop); returns the process and its ``/v1`` base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "promptforge_dagster.simulator", "--port", "0", *flags],
+        stdout=subprocess.PIPE, text=True,
+    )
+    line = proc.stdout.readline() if proc.stdout else ""
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise RuntimeError(f"simulator did not start: {line!r}")
+    return proc, line.split("listening on ", 1)[1].strip() + "/v1"
+
+
+def write_demo_input(path: str, prompts: int) -> None:
+    """A sample Batch API file with a few deliberately bad lines, to show error records."""
+    topics = ["tides", "volcanoes", "honeybees", "compilers", "glaciers", "jazz", "bridges", "comets"]
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(prompts):
+            if i == 10:
+                f.write('{"custom_id": "broken", "method": "POST", "url": \n')  # invalid JSON
+            elif i == 20:
+                f.write(json.dumps({"custom_id": "req-0", "method": "POST", "url": "/v1/chat/completions",
+                                    "body": {"messages": [{"role": "user", "content": "duplicate"}]}}) + "\n")
+            f.write(json.dumps({
+                "custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": "sim-model", "max_tokens": 32,
+                         "messages": [{"role": "user", "content": f"Explain {topics[i % len(topics)]} in one line (#{i})."}]},
+            }) + "\n")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    os.makedirs(args.dir, exist_ok=True)
+    input_path = os.path.join(args.dir, "input.jsonl")
+    output = os.path.join(args.dir, "output")
+    write_demo_input(input_path, args.prompts)
+    print(f"demo: wrote {args.prompts} prompts (plus 2 bad lines) to {input_path}")
+    proc, base = start_simulator("--rpm", "12000", "--latency-ms", "40")
+    print(f"demo: provider simulator at {base}")
+    try:
+        os.environ.pop("OPENAI_API_KEY", None)
+        os.environ["OPENAI_API_KEY"] = SIMULATOR_KEY
+        return _run(build_parser().parse_args(
+            ["run", input_path, "--output", output, "--model", "openai/sim-model", "--api-base", base, "--restart"]
+        ))
+    finally:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,1 @@
+"""Real implementations of core's interfaces: LiteLLM, local files, GCS."""

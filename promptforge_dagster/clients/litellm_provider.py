@@ -1,0 +1,161 @@
+"""The provider client: one chat completion through ``litellm.acompletion``, classified.
+
+LiteLLM's own retries are off (``num_retries=0``): PromptForge owns retries and pacing.
+The API key never appears in an outcome: messages are scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, Mapping
+
+import litellm
+
+from promptforge_dagster.core.formats import PromptRequest
+from promptforge_dagster.core.outcome import Outcome, OutcomeKind, classify
+
+litellm.telemetry = False
+litellm.suppress_debug_info = True
+
+CUSTOM_ID_HEADER = "X-PromptForge-Custom-Id"
+
+# The usual environment variable of each provider prefix.
+KEY_ENV = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "azure": "AZURE_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "together_ai": "TOGETHERAI_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+}
+
+
+def provider_of(model: str) -> str:
+    """The LiteLLM provider prefix of a model string (``openai`` when none)."""
+    return model.split("/", 1)[0] if "/" in model else "openai"
+
+
+def api_key_from_env(model: str, env: Mapping[str, str] = os.environ) -> str | None:
+    """The API key from the provider's usual environment variable, if set."""
+    var = KEY_ENV.get(provider_of(model))
+    return env.get(var) if var else None
+
+
+class LiteLLMProvider:
+    """:class:`~promptforge_dagster.core.pipeline.Provider` over ``litellm.acompletion``.
+
+    ``default_provider`` prefixes line models that name none (``gpt-4o`` ->
+    ``openai/gpt-4o``), so Batch API files run unchanged against any OpenAI-compatible
+    ``api_base``.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        default_provider: str = "openai",
+    ) -> None:
+        self.api_base = api_base
+        self._api_key = api_key
+        self.timeout_s = timeout_s
+        self.default_provider = default_provider
+        self._prices: dict[str, bool] = {}
+
+    def _model(self, model: str) -> str:
+        return model if "/" in model else f"{self.default_provider}/{model}"
+
+    async def complete(self, request: PromptRequest) -> Outcome:
+        body = dict(request.body)
+        model = self._model(str(body.pop("model")))
+        messages = body.pop("messages")
+        body.pop("stream", None)
+        extra_headers = dict(body.pop("extra_headers", None) or {})
+        extra_headers[CUSTOM_ID_HEADER] = request.custom_id
+        try:
+            resp = await litellm.acompletion(
+                model=model,
+                messages=messages,
+                api_base=self.api_base,
+                api_key=self._api_key,
+                timeout=self.timeout_s,
+                num_retries=0,
+                max_retries=0,
+                extra_headers=extra_headers,
+                **body,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every provider failure becomes an Outcome
+            return self._failure(exc)
+        return self._success(model, resp)
+
+    def _success(self, model: str, resp: Any) -> Outcome:
+        data = resp.model_dump() if hasattr(resp, "model_dump") else dict(resp)
+        data.pop("_hidden_params", None)
+        usage = data.get("usage") or {}
+        tokens_in = int(usage.get("prompt_tokens") or 0)
+        tokens_out = int(usage.get("completion_tokens") or 0)
+        hidden = getattr(resp, "_hidden_params", None) or {}
+        headers = _lower(hidden.get("additional_headers") or {})
+        request_id = headers.get("llm_provider-x-request-id") or data.get("id")
+        return Outcome(
+            OutcomeKind.SUCCESS, 200, body=data, headers=headers, tokens_in=tokens_in,
+            tokens_out=tokens_out, cost=self._cost(model, tokens_in, tokens_out), request_id=request_id,
+        )
+
+    def _failure(self, exc: Exception) -> Outcome:
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, litellm.Timeout):
+            status, error_type = None, "timeout"
+        elif isinstance(exc, litellm.APIConnectionError):
+            status, error_type = None, "connection_error"
+        else:
+            error_type = type(exc).__name__
+        try:
+            status = int(status) if status is not None else None
+        except (TypeError, ValueError):
+            status = None
+        headers: dict[str, str] = {}
+        raw_headers = getattr(exc, "litellm_response_headers", None)
+        if raw_headers is None:
+            response = getattr(exc, "response", None)
+            raw_headers = getattr(response, "headers", None)
+        if raw_headers is not None:
+            try:
+                headers = _lower(dict(raw_headers.items()))
+            except Exception:
+                headers = {}
+        message = self._scrub(str(getattr(exc, "message", None) or exc))
+        kind = classify(status, message, error_type)
+        return Outcome(
+            kind, status or 0, headers=headers, error_type=error_type, message=message,
+            request_id=headers.get("x-request-id"),
+        )
+
+    def _scrub(self, text: str) -> str:
+        key = self._api_key
+        if key and len(key) >= 6:
+            text = text.replace(key, "***")
+        return text[:2000]
+
+    def _cost(self, model: str, tokens_in: int, tokens_out: int) -> float | None:
+        if self._prices.get(model) is False:
+            return None
+        try:
+            prompt_cost, completion_cost = litellm.cost_per_token(
+                model=model, prompt_tokens=tokens_in, completion_tokens=tokens_out
+            )
+        except Exception:
+            self._prices[model] = False
+            return None
+        self._prices[model] = True
+        return float(prompt_cost + completion_cost)
+
+
+def _lower(headers: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in headers.items()}

@@ -1,0 +1,246 @@
+"""Input line formats: the OpenAI Batch API line and PromptForge's simple line.
+
+A line becomes either a :class:`PromptRequest` (something to send) or a
+:class:`BadLine` (an error record that names the line and the reason). Parsing never
+raises for a bad line: the job goes on.
+
+>>> parser = LineParser(JobDefaults(model="openai/gpt-4o-mini"))
+>>> req = parser.parse(b'{"id": "a", "prompt": "hi"}', ordinal=0, line_no=1, offset=0)
+>>> req.custom_id, req.body["messages"]
+('a', [{'role': 'user', 'content': 'hi'}])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+CHAT_COMPLETIONS_URL = "/v1/chat/completions"
+# Batch API endpoints that exist but that PromptForge does not run (yet): named, so the
+# error says "unsupported" rather than "unknown".
+KNOWN_UNSUPPORTED_URLS = frozenset({"/v1/embeddings", "/v1/completions", "/v1/responses", "/v1/moderations"})
+
+# Error codes of per-line input errors, stable for downstream counting.
+INVALID_JSON = "invalid_json"
+INVALID_UTF8 = "invalid_utf8"
+NOT_AN_OBJECT = "not_an_object"
+MISSING_ID = "missing_id"
+DUPLICATE_ID = "duplicate_id"
+UNKNOWN_URL = "unknown_url"
+UNSUPPORTED_METHOD = "unsupported_method"
+LINE_TOO_LONG = "line_too_long"
+INVALID_REQUEST = "invalid_request"
+
+_decoder = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True, slots=True)
+class JobDefaults:
+    """Job-level defaults applied to simple lines (and to Batch lines without a model).
+
+    ``model`` is a LiteLLM model string; ``params`` (e.g. ``{"max_tokens": 256}``) fill
+    in body keys a line does not set.
+
+    >>> JobDefaults(model="openai/gpt-4o-mini", params={"temperature": 0}).params
+    {'temperature': 0}
+    """
+
+    model: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PromptRequest:
+    """One prompt to send: its position in the input and the chat-completions body.
+
+    >>> PromptRequest(ordinal=3, line_no=4, offset=120, custom_id="q3", body={}).custom_id
+    'q3'
+    """
+
+    ordinal: int
+    line_no: int
+    offset: int
+    custom_id: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """An input line that cannot be sent; it becomes one error record in the results.
+
+    ``custom_id`` is the line's own id when it has a usable one, else ``line-N``.
+
+    >>> BadLine(0, 7, 300, "line-7", INVALID_JSON, "line 7: invalid JSON").custom_id
+    'line-7'
+    """
+
+    ordinal: int
+    line_no: int
+    offset: int
+    custom_id: str
+    code: str
+    message: str
+
+
+class NotJsonlError(ValueError):
+    """The input is not JSONL at all (a PDF, a zip, a CSV...): the job fails at once."""
+
+
+def line_fallback_id(line_no: int) -> str:
+    """The id given to a line that has no usable id of its own.
+
+    >>> line_fallback_id(12)
+    'line-12'
+    """
+    return f"line-{line_no}"
+
+
+def extract_id(obj: Any) -> str | None:
+    """The line's id: ``custom_id`` (Batch format) or ``id`` (simple format).
+
+    Numbers are accepted and turned into strings; anything else is no id.
+
+    >>> extract_id({"custom_id": "a"}), extract_id({"id": 7}), extract_id({"id": ""})
+    ('a', '7', None)
+    """
+    if not isinstance(obj, dict):
+        return None
+    raw = obj.get("custom_id", obj.get("id"))
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return str(raw)
+    if isinstance(raw, str) and raw.strip():
+        return raw
+    return None
+
+
+def decode_line(raw: bytes) -> tuple[Any, str | None, str | None]:
+    """Decode one JSON line: ``(object, error_code, reason)``; object is None on error.
+
+    >>> decode_line(b'{"a": 1}')[0]
+    {'a': 1}
+    >>> decode_line(b'{"a": ')[1]
+    'invalid_json'
+    """
+    try:
+        return _decoder.decode(raw), None, None
+    except UnicodeDecodeError as exc:
+        return None, INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}"
+    except msgspec.DecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            return None, INVALID_UTF8, f"invalid UTF-8 at byte {uexc.start}"
+        return None, INVALID_JSON, f"invalid JSON ({exc})"
+
+
+class LineParser:
+    """Turns raw lines into :class:`PromptRequest` or :class:`BadLine`.
+
+    Duplicate ids are not detected here (that needs the whole file): the caller passes
+    ``duplicate_of`` (the first line number of the same id) from the input scan.
+
+    >>> p = LineParser(JobDefaults(model="m"), max_line_bytes=10)
+    >>> p.parse(b'{"id": "x", "prompt": "too long"}', 0, 1, 0).code
+    'line_too_long'
+    """
+
+    def __init__(self, defaults: JobDefaults, max_line_bytes: int = 2 * 1024 * 1024, source: str = "input") -> None:
+        self.defaults = defaults
+        self.max_line_bytes = max_line_bytes
+        self.source = source
+
+    def parse(
+        self,
+        raw: bytes,
+        ordinal: int,
+        line_no: int,
+        offset: int,
+        *,
+        length: int | None = None,
+        duplicate_of: int | None = None,
+    ) -> PromptRequest | BadLine:
+        size = len(raw) if length is None else length
+        if size > self.max_line_bytes:
+            return self._bad(
+                ordinal, line_no, offset, None, LINE_TOO_LONG,
+                f"line is {size} bytes, over the {self.max_line_bytes}-byte cap (--max-line-bytes)",
+            )
+        obj, code, reason = decode_line(raw)
+        if code is not None:
+            return self._bad(ordinal, line_no, offset, None, code, reason or code)
+        if not isinstance(obj, dict):
+            return self._bad(
+                ordinal, line_no, offset, None, NOT_AN_OBJECT,
+                f"expected a JSON object, got {type(obj).__name__}",
+            )
+        custom_id = extract_id(obj)
+        if custom_id is None:
+            return self._bad(
+                ordinal, line_no, offset, None, MISSING_ID,
+                'no usable "custom_id" (Batch format) or "id" (simple format)',
+            )
+        if duplicate_of is not None:
+            return self._bad(
+                ordinal, line_no, offset, None, DUPLICATE_ID,
+                f"duplicate id {custom_id!r} (first on line {duplicate_of})",
+            )
+        if "custom_id" in obj or "body" in obj or "url" in obj:
+            return self._batch_line(obj, custom_id, ordinal, line_no, offset)
+        return self._simple_line(obj, custom_id, ordinal, line_no, offset)
+
+    def _batch_line(self, obj: dict, custom_id: str, ordinal: int, line_no: int, offset: int):
+        url = obj.get("url")
+        if url != CHAT_COMPLETIONS_URL:
+            reason = (
+                f"url {url!r} is not supported (only {CHAT_COMPLETIONS_URL})"
+                if url in KNOWN_UNSUPPORTED_URLS
+                else f"unknown url {url!r} (expected {CHAT_COMPLETIONS_URL})"
+            )
+            return self._bad(ordinal, line_no, offset, custom_id, UNKNOWN_URL, reason)
+        method = obj.get("method", "POST")
+        if not isinstance(method, str) or method.upper() != "POST":
+            return self._bad(
+                ordinal, line_no, offset, custom_id, UNSUPPORTED_METHOD, f"method {method!r} is not POST"
+            )
+        body = obj.get("body")
+        if not isinstance(body, dict):
+            return self._bad(ordinal, line_no, offset, custom_id, INVALID_REQUEST, '"body" must be a JSON object')
+        return self._request(body, custom_id, ordinal, line_no, offset)
+
+    def _simple_line(self, obj: dict, custom_id: str, ordinal: int, line_no: int, offset: int):
+        if "messages" in obj:
+            body = {k: v for k, v in obj.items() if k not in ("id", "prompt")}
+        elif isinstance(obj.get("prompt"), str):
+            body = {k: v for k, v in obj.items() if k not in ("id", "prompt")}
+            body["messages"] = [{"role": "user", "content": obj["prompt"]}]
+        else:
+            return self._bad(
+                ordinal, line_no, offset, custom_id, INVALID_REQUEST,
+                'a simple line needs "prompt" (a string) or "messages" (a list)',
+            )
+        return self._request(body, custom_id, ordinal, line_no, offset)
+
+    def _request(self, body: dict, custom_id: str, ordinal: int, line_no: int, offset: int):
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            return self._bad(
+                ordinal, line_no, offset, custom_id, INVALID_REQUEST,
+                '"messages" must be a non-empty list of objects',
+            )
+        if body.get("stream"):
+            return self._bad(ordinal, line_no, offset, custom_id, INVALID_REQUEST, '"stream": true is not supported in batch')
+        merged = dict(self.defaults.params)
+        merged.update(body)
+        if not isinstance(merged.get("model"), str) or not merged.get("model"):
+            merged["model"] = self.defaults.model
+        return PromptRequest(ordinal, line_no, offset, custom_id, merged)
+
+    def _bad(self, ordinal: int, line_no: int, offset: int, custom_id: str | None, code: str, reason: str) -> BadLine:
+        return BadLine(
+            ordinal, line_no, offset, custom_id or line_fallback_id(line_no), code,
+            f"{self.source} line {line_no}: {reason}",
+        )

@@ -1,0 +1,150 @@
+"""The pre-pass over an input: is it JSONL at all, how many prompts, which ids repeat.
+
+Duplicate detection must see the whole file, yet memory must not grow with it. The
+scan hashes each id to 32 bits into a roaring bitmap (about 2 bytes per prompt), and
+only when hashes collide does a second pass compare the colliding ids exactly. The
+first line with an id wins; later lines with that id become ``duplicate_id`` errors.
+
+>>> from promptforge_dagster.core.reader import PromptReader
+>>> src = b'{"id": "a"}\\n{"id": "b"}\\n{"id": "a"}\\n'
+>>> lines = lambda: PromptReader(lambda s, n: src[s:s + n], len(src))
+>>> index = scan_input(lines)
+>>> index.prompt_lines, index.duplicates
+(3, {2: 1})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import msgspec
+from pyroaring import BitMap
+
+from promptforge_dagster.core.formats import NotJsonlError, extract_id
+from promptforge_dagster.core.reader import BOM, RawLine
+
+SNIFF_BYTES = 64 * 1024
+SNIFF_LINES = 20
+
+_MAGIC = {
+    b"%PDF": "a PDF document",
+    b"PK\x03\x04": "a zip archive (or an Office document)",
+    b"\x1f\x8b": "gzip-compressed data (name it .jsonl.gz)",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"SQLite format 3": "an SQLite database",
+    b"PAR1": "a Parquet file",
+    b"\x7fELF": "an executable",
+}
+
+
+class _Ids(msgspec.Struct):
+    custom_id: Any = None
+    id: Any = None
+
+
+_id_decoder = msgspec.json.Decoder(_Ids)
+
+
+@dataclass(frozen=True, slots=True)
+class InputIndex:
+    """What the scan learned: the count of non-blank lines and the duplicate lines.
+
+    ``duplicates`` maps a duplicate line's ordinal to the line number of the first line
+    with the same id.
+
+    >>> InputIndex(prompt_lines=2).duplicates
+    {}
+    """
+
+    prompt_lines: int
+    duplicates: dict[int, int] = field(default_factory=dict)
+
+
+def sniff(head: bytes, source: str) -> None:
+    """Raise :class:`NotJsonlError` when ``head`` (the first bytes) cannot be JSONL.
+
+    A file whose first lines are partly broken is still JSONL (bad lines become error
+    records); a file with no JSON object among its first lines, or binary content, is not.
+
+    >>> sniff(b'{"id": 1}\\n', "in.jsonl")
+    >>> sniff(b'%PDF-1.7 ...', "in.pdf")
+    Traceback (most recent call last):
+    ...
+    promptforge_dagster.core.formats.NotJsonlError: in.pdf is not JSONL: it looks like a PDF document
+    """
+    body = head[len(BOM):] if head.startswith(BOM) else head
+    for magic, what in _MAGIC.items():
+        if body.startswith(magic):
+            raise NotJsonlError(f"{source} is not JSONL: it looks like {what}")
+    if b"\x00" in body:
+        raise NotJsonlError(f"{source} is not JSONL: it contains NUL bytes (binary data)")
+    lines = [ln for ln in body.split(b"\n") if ln.strip()]
+    if len(body) >= SNIFF_BYTES and lines and not body.endswith(b"\n"):
+        lines = lines[:-1] or lines  # the last line may be cut mid-way
+    lines = lines[:SNIFF_LINES]
+    if not lines:
+        return
+    for ln in lines:
+        try:
+            if isinstance(msgspec.json.decode(ln.rstrip(b"\r")), dict):
+                return
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            continue
+    preview = lines[0][:60].decode("utf-8", "replace")
+    raise NotJsonlError(
+        f"{source} is not JSONL: none of its first {len(lines)} lines is a JSON object "
+        f"(line 1 starts {preview!r})"
+    )
+
+
+def line_id(line: RawLine) -> str | None:
+    """The id of a raw line, or None when it has none (or is not valid JSON).
+
+    >>> line_id(RawLine(0, 1, 0, b'{"custom_id": "x", "body": {}}', 30))
+    'x'
+    """
+    try:
+        ids = _id_decoder.decode(line.data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    return extract_id({"custom_id": ids.custom_id} if ids.custom_id is not None else {"id": ids.id})
+
+
+def scan_input(lines: Callable[[], Iterable[RawLine]], max_line_bytes: int | None = None) -> InputIndex:
+    """Count prompt lines and find duplicate ids with two streaming passes at most.
+
+    ``lines`` opens a fresh iteration of the input each time it is called.
+    """
+    seen = BitMap()
+    collided = BitMap()
+    count = 0
+    for line in lines():
+        count += 1
+        if max_line_bytes is not None and line.length > max_line_bytes:
+            continue
+        lid = line_id(line)
+        if lid is None:
+            continue
+        h = hash(lid) & 0xFFFFFFFF
+        if h in seen:
+            collided.add(h)
+        else:
+            seen.add(h)
+    del seen
+    duplicates: dict[int, int] = {}
+    if collided:
+        first_line: dict[str, int] = {}
+        for line in lines():
+            if max_line_bytes is not None and line.length > max_line_bytes:
+                continue
+            lid = line_id(line)
+            if lid is None or (hash(lid) & 0xFFFFFFFF) not in collided:
+                continue
+            if lid in first_line:
+                duplicates[line.ordinal] = first_line[lid]
+            else:
+                first_line[lid] = line.line_no
+    return InputIndex(prompt_lines=count, duplicates=duplicates)

@@ -1,0 +1,90 @@
+"""Provider outcomes: what happened to one request, classified for retry and pacing.
+
+The provider adapter turns an HTTP answer or an exception into an :class:`Outcome`;
+:func:`classify` decides the kind from the status code and the error text alone, so
+the policy is the same whatever client library produced it.
+
+>>> classify(429, "Rate limit reached for requests").name
+'RATE_LIMITED'
+>>> classify(429, "You exceeded your current quota, please check your plan").name
+'FATAL'
+>>> classify(503, "overloaded").name
+'OVERLOADED'
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+class OutcomeKind(enum.Enum):
+    """How the pipeline treats an outcome."""
+
+    SUCCESS = "success"
+    RATE_LIMITED = "rate_limited"  # 429: retry after pacing down
+    OVERLOADED = "overloaded"  # 503/529/"overloaded": back off, not an account ceiling
+    TRANSIENT = "transient"  # 5xx, timeout, connection error: retry with backoff
+    PERMANENT = "permanent"  # 400-class: record, never retry
+    FATAL = "fatal"  # 401/403, quota exhausted: stop the job
+
+
+RETRYABLE = frozenset({OutcomeKind.RATE_LIMITED, OutcomeKind.OVERLOADED, OutcomeKind.TRANSIENT})
+
+_QUOTA = re.compile(r"insufficient[_ ]quota|exceeded your current quota|billing|credit balance", re.I)
+_OVERLOAD = re.compile(r"overload", re.I)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One request's result as the pipeline sees it.
+
+    ``body`` is the provider's JSON answer on success (an OpenAI chat.completion) or an
+    error body; ``headers`` holds the provider's response headers, lower-cased.
+
+    >>> Outcome(OutcomeKind.SUCCESS, 200, tokens_in=10, tokens_out=5).tokens
+    15
+    """
+
+    kind: OutcomeKind
+    status_code: int
+    body: dict[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float | None = None
+    request_id: str | None = None
+    error_type: str | None = None
+    message: str | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
+
+
+def classify(status_code: int | None, message: str = "", error_type: str | None = None) -> OutcomeKind:
+    """Classify a non-success answer by status code and error text.
+
+    ``status_code`` None means no HTTP answer (timeout, connection reset): transient.
+
+    >>> [classify(s).name for s in (None, 400, 401, 404, 408, 500, 529)]
+    ['TRANSIENT', 'PERMANENT', 'FATAL', 'PERMANENT', 'TRANSIENT', 'TRANSIENT', 'OVERLOADED']
+    """
+    text = f"{error_type or ''} {message or ''}"
+    if status_code is None:
+        return OutcomeKind.TRANSIENT
+    if 200 <= status_code < 300:
+        return OutcomeKind.SUCCESS
+    if status_code == 429:
+        return OutcomeKind.FATAL if _QUOTA.search(text) else OutcomeKind.RATE_LIMITED
+    if status_code in (401, 403):
+        return OutcomeKind.FATAL
+    if status_code == 402 or _QUOTA.search(text):
+        return OutcomeKind.FATAL
+    if status_code in (503, 529) or _OVERLOAD.search(text):
+        return OutcomeKind.OVERLOADED
+    if status_code in (408, 409, 425) or status_code >= 500:
+        return OutcomeKind.TRANSIENT
+    return OutcomeKind.PERMANENT

@@ -1,0 +1,341 @@
+"""The streaming pipeline: read prompts, pace them, send them, write results as they finish.
+
+asyncio throughout, with bounded in-flight requests and a bounded result buffer, so a
+10M-prompt job holds no more in memory than a 100-prompt one. Pacing belongs to a
+:class:`~promptforge_dagster.core.rate_controller.RateController`; retries and the
+retry policy belong here. The clock, the sleep and the random source are injected.
+
+>>> import asyncio
+>>> from promptforge_dagster.core.outcome import Outcome, OutcomeKind
+>>> class Echo:
+...     async def complete(self, request):
+...         return Outcome(OutcomeKind.SUCCESS, 200, body={"ok": request.custom_id}, tokens_in=3, tokens_out=2)
+>>> src = b'{"id": "a", "prompt": "hi"}\\n{"id": "b"}\\n'
+>>> parts = []
+>>> p = Pipeline(job_id="j", lines=lambda pos: PromptReader(lambda s, n: src[s:s + n], len(src), start=pos),
+...              parser=LineParser(JobDefaults(model="m")), provider=Echo(),
+...              controller=FixedRateController(None, now=0.0), write_part=lambda envs: parts.extend(envs))
+>>> stats = asyncio.run(p.run())
+>>> stats.succeeded, stats.failed, sorted(e.record["custom_id"] for e in parts)
+(1, 1, ['a', 'b'])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable, Protocol
+
+from pyroaring import BitMap
+
+from promptforge_dagster.core.formats import BadLine, JobDefaults, LineParser, PromptRequest  # noqa: F401
+from promptforge_dagster.core.outcome import Outcome, OutcomeKind
+from promptforge_dagster.core.rate_controller import FixedRateController, RateController, RateSample  # noqa: F401
+from promptforge_dagster.core.rate_signals import RateSignals, parse_rate_headers
+from promptforge_dagster.core.reader import PromptReader, RawLine, ReadPosition  # noqa: F401
+from promptforge_dagster.core.results import Envelope, error_record, failure_record, success_record
+
+
+class Provider(Protocol):
+    """Sends one request; never raises for a provider error (it returns an Outcome)."""
+
+    async def complete(self, request: PromptRequest) -> Outcome: ...
+
+
+@dataclass
+class PipelineConfig:
+    """Knobs of one run. Validated on construction.
+
+    >>> PipelineConfig(max_in_flight=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: max_in_flight must be at least 1
+    """
+
+    max_in_flight: int = 64
+    buffer_records: int = 1000  # a part is written when this many records wait
+    flush_interval_s: float = 2.0  # ... or when the oldest has waited this long
+    max_attempts: int = 5  # transient failures per prompt before it is recorded as failed
+    max_rate_limited: int = 30  # 429s per prompt before it is recorded as failed
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    read_batch: int = 512  # lines pulled from the reader per hop to its thread
+    default_max_tokens: int = 256  # completion estimate when a body sets no max_tokens
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        if self.buffer_records < 1:
+            raise ValueError("buffer_records must be at least 1")
+        if not 0 < self.flush_interval_s <= 2.0:
+            raise ValueError("flush_interval_s must be in (0, 2]")
+        if self.max_attempts < 1 or self.max_rate_limited < 1:
+            raise ValueError("max_attempts and max_rate_limited must be at least 1")
+
+
+@dataclass
+class JobStats:
+    """Live counters of one run, read by progress reporting and telemetry."""
+
+    total: int | None = None
+    skipped: int = 0  # already done by an earlier attempt
+    succeeded: int = 0
+    failed: int = 0
+    input_errors: int = 0
+    sent: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    in_flight: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    started_at: float = 0.0
+    finished_at: float | None = None
+    fatal: str | None = None
+    errors_by_code: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed
+
+    def rpm(self, now: float) -> float:
+        elapsed = (self.finished_at or now) - self.started_at
+        return self.sent * 60.0 / elapsed if elapsed > 0 else 0.0
+
+
+def estimate_tokens(body: dict[str, Any], default_max_tokens: int) -> int:
+    """A cheap upper-ish estimate of a request's tokens: characters / 4 plus max_tokens.
+
+    >>> estimate_tokens({"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 50}, 256)
+    151
+    """
+    chars = 0
+    for m in body.get("messages", ()):
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    chars += len(part["text"])
+    completion = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
+    return chars // 4 + 1 + int(completion)
+
+
+class Pipeline:
+    """Runs one job attempt over ``lines`` and returns its :class:`JobStats`.
+
+    ``lines(position)`` opens the input at a read position; ``done`` holds ordinals an
+    earlier attempt already wrote (they are skipped); ``duplicates`` maps duplicate
+    lines to the line of their first occurrence; ``write_part`` durably writes a list of
+    envelopes (called off the event loop, one call per part).
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        lines: Callable[[ReadPosition], Iterable[RawLine]],
+        parser: LineParser,
+        provider: Provider,
+        controller: RateController,
+        write_part: Callable[[list[Envelope]], None],
+        config: PipelineConfig | None = None,
+        start: ReadPosition = ReadPosition(),
+        done: BitMap | None = None,
+        duplicates: dict[int, int] | None = None,
+        stats: JobStats | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self._lines = lines
+        self._parser = parser
+        self._provider = provider
+        self.controller = controller
+        self._write_part = write_part
+        self.config = config or PipelineConfig()
+        self._start = start
+        self._done = done if done is not None else BitMap()
+        self._duplicates = duplicates or {}
+        self.stats = stats or JobStats()
+        self._clock = clock
+        self._wall = wall_clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._buffer: list[Envelope] = []
+        self._oldest: float | None = None
+        self._flush_lock = asyncio.Lock()
+        self._pace_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+
+    # -- public ---------------------------------------------------------------
+    async def run(self) -> JobStats:
+        cfg = self.config
+        self.stats.started_at = self._clock()
+        slots = asyncio.Semaphore(cfg.max_in_flight)
+        tasks: set[asyncio.Task] = set()
+        flusher = asyncio.create_task(self._flush_loop())
+        try:
+            async for line in self._read():
+                if self._stop.is_set():
+                    break
+                if line.ordinal in self._done:
+                    self.stats.skipped += 1
+                    continue
+                item = self._parser.parse(
+                    line.data, line.ordinal, line.line_no, line.offset,
+                    length=line.length, duplicate_of=self._duplicates.get(line.ordinal),
+                )
+                if isinstance(item, BadLine):
+                    self.stats.input_errors += 1
+                    self._count_error(item.code)
+                    await self._emit(Envelope(item.ordinal, error_record(self.job_id, item.ordinal, item.custom_id, item.code, item.message)))
+                    continue
+                await slots.acquire()
+                if self._stop.is_set():
+                    slots.release()
+                    break
+                task = asyncio.create_task(self._run_one(item, slots))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            flusher.cancel()
+            try:
+                await flusher
+            except asyncio.CancelledError:
+                pass
+            await self.flush()
+            self.stats.finished_at = self._clock()
+        return self.stats
+
+    def stop(self, reason: str) -> None:
+        """Stop sending: in-flight requests finish, buffered results are written."""
+        if self.stats.fatal is None:
+            self.stats.fatal = reason
+        self._stop.set()
+
+    async def flush(self) -> None:
+        """Write buffered records as one part (off the event loop)."""
+        async with self._flush_lock:
+            if not self._buffer:
+                return
+            batch, self._buffer, self._oldest = self._buffer, [], None
+            await asyncio.to_thread(self._write_part, batch)
+
+    # -- internals ------------------------------------------------------------
+    async def _read(self):
+        it = iter(self._lines(self._start))
+        batch_size = self.config.read_batch
+
+        def next_batch() -> list[RawLine]:
+            out = []
+            for line in it:
+                out.append(line)
+                if len(out) >= batch_size:
+                    break
+            return out
+
+        while True:
+            batch = await asyncio.to_thread(next_batch)
+            if not batch:
+                return
+            for line in batch:
+                yield line
+
+    async def _flush_loop(self) -> None:
+        interval = self.config.flush_interval_s
+        while True:
+            await self._sleep(interval / 4)
+            if self._oldest is not None and self._clock() - self._oldest >= interval * 0.75:
+                await self.flush()
+
+    async def _emit(self, env: Envelope) -> None:
+        if self._oldest is None:
+            self._oldest = self._clock()
+        self._buffer.append(env)
+        if len(self._buffer) >= self.config.buffer_records:
+            await self.flush()  # backpressure: senders wait while a full buffer is written
+
+    def _count_error(self, code: str) -> None:
+        self.stats.failed += 1
+        self.stats.errors_by_code[code] = self.stats.errors_by_code.get(code, 0) + 1
+
+    async def _pace(self, est_tokens: int) -> None:
+        async with self._pace_lock:  # one waiter polls the controller; the others queue in order
+            while True:
+                wait = self.controller.acquire(self._clock(), est_tokens)
+                if wait <= 0.0:
+                    return
+                await self._sleep(min(wait, 1.0))
+
+    def _backoff(self, attempt: int) -> float:
+        cap = min(self.config.backoff_cap_s, self.config.backoff_base_s * 2 ** (attempt - 1))
+        return self._rng.uniform(cap / 2, cap)
+
+    async def _run_one(self, req: PromptRequest, slots: asyncio.Semaphore) -> None:
+        cfg, stats = self.config, self.stats
+        est = estimate_tokens(req.body, cfg.default_max_tokens)
+        attempts = rate_limited = 0
+        try:
+            while True:
+                await self._pace(est)
+                if self._stop.is_set():
+                    return
+                sent_at = self._clock()
+                stats.sent += 1
+                stats.in_flight += 1
+                try:
+                    outcome = await self._provider.complete(req)
+                finally:
+                    stats.in_flight -= 1
+                at = self._clock()
+                signals = parse_rate_headers(outcome.headers, self._wall()) if outcome.headers else RateSignals()
+                self.controller.record(RateSample(sent_at, at, outcome.kind, outcome.tokens or est, est, signals))
+                kind = outcome.kind
+                if kind is OutcomeKind.SUCCESS:
+                    stats.succeeded += 1
+                    stats.tokens_in += outcome.tokens_in
+                    stats.tokens_out += outcome.tokens_out
+                    await self._emit(Envelope(
+                        req.ordinal, success_record(self.job_id, req.ordinal, req.custom_id, outcome),
+                        outcome.tokens_in, outcome.tokens_out, outcome.cost, round((at - sent_at) * 1000, 1),
+                    ))
+                    return
+                if kind is OutcomeKind.FATAL:
+                    self.stop(outcome.message or f"HTTP {outcome.status_code}")
+                    return
+                code = None
+                if kind is OutcomeKind.PERMANENT:
+                    code = "provider_error"
+                elif kind is OutcomeKind.RATE_LIMITED:
+                    stats.rate_limited += 1
+                    rate_limited += 1
+                    if rate_limited >= cfg.max_rate_limited:
+                        code = "rate_limited"
+                else:
+                    attempts += 1
+                    if attempts >= cfg.max_attempts:
+                        code = "retries_exhausted"
+                if code is not None:
+                    self._count_error(code)
+                    await self._emit(Envelope(
+                        req.ordinal, failure_record(self.job_id, req.ordinal, req.custom_id, code, outcome),
+                        latency_ms=round((at - sent_at) * 1000, 1),
+                    ))
+                    return
+                stats.retries += 1
+                if kind is OutcomeKind.RATE_LIMITED:
+                    # The controller paces everyone down; this prompt also waits out its own refusal.
+                    await self._sleep(signals.retry_after_s or self._backoff(min(rate_limited, 4)))
+                else:
+                    await self._sleep(max(self._backoff(attempts), signals.retry_after_s or 0.0))
+        finally:
+            slots.release()

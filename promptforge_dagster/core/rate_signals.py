@@ -1,0 +1,133 @@
+"""Rate-limit signals read from provider response headers.
+
+OpenAI style (``x-ratelimit-limit-requests``, ``-remaining-*``, ``-reset-*`` with
+durations like ``6m0s``), Anthropic style (``anthropic-ratelimit-requests-limit``,
+``...-reset`` as an RFC 3339 time) and ``retry-after`` / ``retry-after-ms``. Every
+field is optional: a provider that sends no headers yields an empty
+:class:`RateSignals`.
+
+>>> s = parse_rate_headers({"retry-after-ms": "1500", "x-ratelimit-limit-requests": "600",
+...                         "x-ratelimit-reset-tokens": "6m0s"})
+>>> s.retry_after_s, s.limit_requests, s.reset_tokens_s
+(1.5, 600, 360.0)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Mapping
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+@dataclass(frozen=True, slots=True)
+class RateSignals:
+    """What headers said about the account's limits; None where they said nothing."""
+
+    retry_after_s: float | None = None
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests_s: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens_s: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, f) is None for f in self.__slots__)
+
+
+def parse_duration(text: str) -> float | None:
+    """Parse ``1s``, ``20ms``, ``6m0s``, ``1h2m3.5s`` or a bare number of seconds.
+
+    >>> parse_duration("1h2m3.5s"), parse_duration("20ms"), parse_duration("7"), parse_duration("x")
+    (3723.5, 0.02, 7.0, None)
+    """
+    text = text.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def _seconds_until(stamp: str, now_epoch: float | None) -> float | None:
+    if now_epoch is None:
+        return None
+    try:
+        when = datetime.fromisoformat(stamp.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, when.timestamp() - now_epoch)
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+def parse_rate_headers(headers: Mapping[str, str], now_epoch: float | None = None) -> RateSignals:
+    """Read rate-limit headers (keys any case; LiteLLM's ``llm_provider-`` prefix allowed).
+
+    ``now_epoch`` (wall-clock seconds) turns Anthropic's reset timestamps into durations.
+
+    >>> parse_rate_headers({"anthropic-ratelimit-tokens-limit": "40000", "retry-after": "3"})
+    RateSignals(retry_after_s=3.0, limit_requests=None, remaining_requests=None, reset_requests_s=None, limit_tokens=40000, remaining_tokens=None, reset_tokens_s=None)
+    """
+    h: dict[str, str] = {}
+    for k, v in headers.items():
+        key = k.lower()
+        if key.startswith("llm_provider-"):
+            key = key[len("llm_provider-"):]
+        h.setdefault(key, str(v))
+    retry_after = None
+    if "retry-after-ms" in h:
+        ms = _int(h["retry-after-ms"])
+        retry_after = ms / 1000.0 if ms is not None else None
+    if retry_after is None and "retry-after" in h:
+        retry_after = parse_duration(h["retry-after"])
+        if retry_after is None:
+            retry_after = _seconds_until_http_date(h["retry-after"], now_epoch)
+
+    def pick(kind: str, field: str) -> str | None:
+        return h.get(f"x-ratelimit-{field}-{kind}") or h.get(f"anthropic-ratelimit-{kind}-{field}")
+
+    def reset(kind: str) -> float | None:
+        raw = h.get(f"x-ratelimit-reset-{kind}")
+        if raw is not None:
+            return parse_duration(raw)
+        raw = h.get(f"anthropic-ratelimit-{kind}-reset")
+        return _seconds_until(raw, now_epoch) if raw is not None else None
+
+    tokens_limit = pick("tokens", "limit") or h.get("anthropic-ratelimit-input-tokens-limit")
+    tokens_remaining = pick("tokens", "remaining") or h.get("anthropic-ratelimit-input-tokens-remaining")
+    return RateSignals(
+        retry_after_s=retry_after,
+        limit_requests=_int(pick("requests", "limit")),
+        remaining_requests=_int(pick("requests", "remaining")),
+        reset_requests_s=reset("requests"),
+        limit_tokens=_int(tokens_limit),
+        remaining_tokens=_int(tokens_remaining),
+        reset_tokens_s=reset("tokens"),
+    )
+
+
+def _seconds_until_http_date(value: str, now_epoch: float | None) -> float | None:
+    from email.utils import parsedate_to_datetime
+
+    if now_epoch is None:
+        return None
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now_epoch)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,221 @@
+"""Result records in the OpenAI Batch output format, part files, and the final assembly.
+
+Every input line ends as exactly one output line ``{"id", "custom_id", "response",
+"error"}``. While a job runs, records are written in small immutable *part* files, each
+line an envelope ``{"o": ordinal, "ti", "to", "cost", "lat", "r": record}``. At the end,
+:func:`assemble` streams the parts into ``results.jsonl``, keeping the first record of
+each ordinal, and computes ``summary.json``.
+
+>>> rec = error_record("job", 4, "line-5", "invalid_json", "in.jsonl line 5: invalid JSON")
+>>> rec["custom_id"], rec["response"], rec["error"]["code"]
+('line-5', None, 'invalid_json')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import msgspec
+from pyroaring import BitMap
+
+from promptforge_dagster.core.outcome import Outcome
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+
+
+def record_id(job_id: str, ordinal: int) -> str:
+    """A deterministic ``batch_req_...`` id, the same on every attempt of a job.
+
+    >>> record_id("j", 0) == record_id("j", 0), record_id("j", 0) == record_id("j", 1)
+    (True, False)
+    """
+    digest = hashlib.blake2b(f"{job_id}\x00{ordinal}".encode(), digest_size=12).hexdigest()
+    return f"batch_req_{digest}"
+
+
+def success_record(job_id: str, ordinal: int, custom_id: str, outcome: Outcome) -> dict[str, Any]:
+    """The record of a successful request."""
+    return {
+        "id": record_id(job_id, ordinal),
+        "custom_id": custom_id,
+        "response": {"status_code": outcome.status_code, "request_id": outcome.request_id, "body": outcome.body},
+        "error": None,
+    }
+
+
+def failure_record(job_id: str, ordinal: int, custom_id: str, code: str, outcome: Outcome) -> dict[str, Any]:
+    """The record of a request that was answered (or attempted) and failed for good."""
+    message = outcome.message or f"HTTP {outcome.status_code}"
+    response = None
+    if outcome.status_code:
+        body = outcome.body or {"error": {"message": message, "type": outcome.error_type, "code": None}}
+        response = {"status_code": outcome.status_code, "request_id": outcome.request_id, "body": body}
+    return {
+        "id": record_id(job_id, ordinal),
+        "custom_id": custom_id,
+        "response": response,
+        "error": {"code": code, "message": message},
+    }
+
+
+def error_record(job_id: str, ordinal: int, custom_id: str, code: str, message: str) -> dict[str, Any]:
+    """The record of an input line that could not be sent."""
+    return {"id": record_id(job_id, ordinal), "custom_id": custom_id, "response": None, "error": {"code": code, "message": message}}
+
+
+@dataclass(slots=True)
+class Envelope:
+    """A record plus what the summary needs, as stored in part files."""
+
+    ordinal: int
+    record: dict[str, Any]
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float | None = None
+    latency_ms: float | None = None
+
+    def encode(self) -> bytes:
+        return _encoder.encode(
+            {"o": self.ordinal, "ti": self.tokens_in, "to": self.tokens_out, "cost": self.cost,
+             "lat": self.latency_ms, "r": self.record}
+        )
+
+    @staticmethod
+    def decode(line: bytes) -> "Envelope":
+        d = _decoder.decode(line)
+        return Envelope(d["o"], d["r"], d.get("ti", 0), d.get("to", 0), d.get("cost"), d.get("lat"))
+
+
+def encode_part(envelopes: Iterable[Envelope]) -> bytes:
+    """A part file's bytes: one envelope per line."""
+    return b"".join(e.encode() + b"\n" for e in envelopes)
+
+
+def decode_part(data: bytes) -> Iterator[Envelope]:
+    """The envelopes of a part file. A torn last line (no newline) is ignored: parts are
+    written atomically, so it can only come from a foreign writer."""
+    for line in data.split(b"\n"):
+        if line.strip():
+            try:
+                yield Envelope.decode(line)
+            except msgspec.DecodeError:
+                continue
+
+
+class LatencyHistogram:
+    """Constant-memory latency quantiles: log buckets 5% wide, from 1 ms to hours.
+
+    >>> h = LatencyHistogram()
+    >>> for ms in range(1, 101): h.add(float(ms))
+    >>> 47 <= h.quantile(0.5) <= 53, 90 <= h.quantile(0.95) <= 100
+    (True, True)
+    """
+
+    _STEP = math.log(1.05)
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.n = 0
+
+    def add(self, ms: float) -> None:
+        b = int(math.log(max(ms, 1.0)) / self._STEP)
+        self.counts[b] = self.counts.get(b, 0) + 1
+        self.n += 1
+
+    def quantile(self, q: float) -> float | None:
+        if not self.n:
+            return None
+        rank = q * self.n
+        seen = 0
+        for b in sorted(self.counts):
+            seen += self.counts[b]
+            if seen >= rank:
+                return round(math.exp((b + 0.5) * self._STEP), 1)
+        return None
+
+
+@dataclass
+class Summary:
+    """Counts by outcome, tokens, cost and latency over the final results."""
+
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    errors_by_code: dict[str, int] = field(default_factory=dict)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = None
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def add(self, env: Envelope) -> None:
+        self.total += 1
+        error = env.record.get("error")
+        if error:
+            self.failed += 1
+            code = str(error.get("code") or "unknown")
+            self.errors_by_code[code] = self.errors_by_code.get(code, 0) + 1
+        else:
+            self.succeeded += 1
+        self.tokens_in += env.tokens_in
+        self.tokens_out += env.tokens_out
+        if env.cost is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + env.cost
+        if env.latency_ms is not None:
+            self.latency.add(env.latency_ms)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "prompts": self.total,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "errors_by_code": dict(sorted(self.errors_by_code.items())),
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 6),
+            "latency_ms": {
+                "p50": self.latency.quantile(0.5),
+                "p95": self.latency.quantile(0.95),
+                "p99": self.latency.quantile(0.99),
+            },
+        }
+
+
+class IncompleteResults(Exception):
+    """The parts do not cover every input line: the job cannot be published yet."""
+
+
+def assemble(
+    part_bytes: Iterable[bytes],
+    expected: int,
+    write_line: Callable[[bytes], None],
+) -> Summary:
+    """Stream parts into the final results, each ordinal once (the first record kept).
+
+    Memory is the emitted-ordinals bitmap plus one part at a time.
+
+    >>> out = []
+    >>> e = Envelope(0, {"id": "x", "custom_id": "a", "response": None, "error": None})
+    >>> s = assemble([encode_part([e]), encode_part([e])], 1, out.append)
+    >>> len(out), s.total
+    (1, 1)
+    """
+    emitted = BitMap()
+    summary = Summary()
+    for data in part_bytes:
+        for env in decode_part(data):
+            if env.ordinal in emitted or env.ordinal >= expected:
+                continue
+            emitted.add(env.ordinal)
+            write_line(_encoder.encode(env.record) + b"\n")
+            summary.add(env)
+    if len(emitted) != expected:
+        missing = BitMap(range(expected)) - emitted
+        first = list(missing[:5]) if len(missing) else []
+        raise IncompleteResults(
+            f"results cover {len(emitted)} of {expected} input lines (missing ordinals start {first})"
+        )
+    return summary

@@ -1,0 +1,193 @@
+"""The simulator's HTTP server: an OpenAI-compatible ``/v1/chat/completions`` on loopback.
+
+Limits come from :class:`~promptforge_dagster.simulator.account.SimulatedAccount`.
+Test hooks in the last user message force an answer: ``__pf_400__`` (invalid request),
+``__pf_500__`` (server error), ``__pf_quota__`` (insufficient quota), ``__pf_hang__``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from promptforge_dagster.simulator.account import AccountLimits, SimulatedAccount
+
+CUSTOM_ID_HEADER = "X-PromptForge-Custom-Id"
+
+
+@dataclass
+class SimulatorConfig:
+    """Everything the simulator can be told on its command line."""
+
+    limits: AccountLimits = field(default_factory=AccountLimits)
+    headers: str = "full"  # full | none | retry-after
+    latency_ms: float = 50.0  # median; 0 answers at once
+    latency_sigma: float = 0.3  # lognormal spread
+    error_rate: float = 0.0  # share of requests answered 500/503
+    hang_rate: float = 0.0  # share of requests that hang for hang_s
+    hang_s: float = 300.0
+    completion_tokens: int = 16
+    api_key: str | None = None  # when set, requests need "Authorization: Bearer <key>"
+    request_log: str | None = None
+    seed: int | None = None
+
+
+def _prompt_text(body: dict) -> str:
+    parts = []
+    for m in body.get("messages") or []:
+        c = m.get("content") if isinstance(m, dict) else None
+        if isinstance(c, str):
+            parts.append(c)
+        elif isinstance(c, list):
+            parts.extend(p.get("text", "") for p in c if isinstance(p, dict))
+    return "\n".join(parts)
+
+
+def _error(status: int, message: str, etype: str, code: str | None, headers: dict | None = None) -> web.Response:
+    return web.json_response(
+        {"error": {"message": message, "type": etype, "param": None, "code": code}}, status=status, headers=headers
+    )
+
+
+class Simulator:
+    """Holds the account, counters and request log behind the aiohttp handlers."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.rng = random.Random(config.seed)
+        self.account = SimulatedAccount(config.limits, now=time.monotonic())
+        self.counts = {"received": 0, "ok": 0, "rate_limited": 0, "errors": 0, "hung": 0}
+        self._log = open(config.request_log, "a", buffering=1) if config.request_log else None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/chat/completions", self.chat)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/stats", self.stats)
+        app.on_cleanup.append(self._close)
+        return app
+
+    async def _close(self, _app) -> None:
+        if self._log:
+            self._log.close()
+
+    async def models(self, _request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "sim-model", "object": "model"}]})
+
+    async def stats(self, _request: web.Request) -> web.Response:
+        now = time.monotonic()
+        rpm, tpm = self.account.current_limits(now)
+        return web.json_response({**self.counts, "rpm_limit": rpm, "tpm_limit": tpm})
+
+    def _record(self, custom_id: str | None, status: int) -> None:
+        if self._log:
+            self._log.write(json.dumps({"t": round(time.time(), 4), "custom_id": custom_id, "status": status}) + "\n")
+
+    async def chat(self, request: web.Request) -> web.Response:
+        cfg = self.config
+        self.counts["received"] += 1
+        custom_id = request.headers.get(CUSTOM_ID_HEADER)
+        if cfg.api_key and request.headers.get("Authorization") != f"Bearer {cfg.api_key}":
+            self._record(custom_id, 401)
+            return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            self._record(custom_id, 400)
+            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error", None)
+        text = _prompt_text(body)
+        if not body.get("messages"):
+            self._record(custom_id, 400)
+            return _error(400, "'messages' is a required property", "invalid_request_error", None)
+        if "__pf_400__" in text:
+            self._record(custom_id, 400)
+            return _error(400, "Invalid value for 'messages'.", "invalid_request_error", "invalid_value")
+        if "__pf_quota__" in text:
+            self._record(custom_id, 429)
+            return _error(429, "You exceeded your current quota, please check your plan and billing details.",
+                          "insufficient_quota", "insufficient_quota")
+        if "__pf_500__" in text or (cfg.error_rate and self.rng.random() < cfg.error_rate):
+            self.counts["errors"] += 1
+            self._record(custom_id, 503)
+            return _error(503, "The server is overloaded. Please retry.", "server_error", None)
+        if "__pf_hang__" in text or (cfg.hang_rate and self.rng.random() < cfg.hang_rate):
+            self.counts["hung"] += 1
+            self._record(custom_id, 0)
+            await asyncio.sleep(cfg.hang_s)
+            return _error(504, "Gateway timeout", "server_error", None)
+        prompt_tokens = len(text) // 4 + 1
+        max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or cfg.completion_tokens)
+        completion_tokens = max(1, min(max_tokens, cfg.completion_tokens))
+        admission = self.account.admit(time.monotonic(), prompt_tokens + max_tokens)
+        headers = admission.headers if cfg.headers == "full" else {}
+        if not admission.ok:
+            self.counts["rate_limited"] += 1
+            self._record(custom_id, 429)
+            if cfg.headers in ("full", "retry-after"):
+                headers = dict(headers)
+                headers["retry-after-ms"] = str(max(1, int(math.ceil(admission.retry_after_s * 1000))))
+                headers["retry-after"] = str(max(1, int(math.ceil(admission.retry_after_s))))
+            rpm, tpm = self.account.current_limits(time.monotonic())
+            limit = rpm if admission.limit == "requests" else tpm
+            return _error(
+                429,
+                f"Rate limit reached for {admission.limit} per min (RPM/TPM): Limit {limit}. "
+                f"Please try again in {int(admission.retry_after_s * 1000)}ms.",
+                admission.limit or "requests", "rate_limit_exceeded", headers,
+            )
+        if cfg.latency_ms > 0:
+            await asyncio.sleep(cfg.latency_ms / 1000.0 * math.exp(self.rng.gauss(0.0, cfg.latency_sigma)))
+        self.counts["ok"] += 1
+        self._record(custom_id, 200)
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": str(body.get("model", "sim-model")),
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": f"echo: {text[:40]}"},
+                    "finish_reason": "stop" if completion_tokens < max_tokens else "length",
+                }],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens},
+            },
+            headers={**headers, "x-request-id": f"req_{uuid.uuid4().hex[:16]}"},
+        )
+
+
+async def serve(config: SimulatorConfig, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
+    """Start the simulator; returns the runner (to clean up) and the bound port."""
+    runner = web.AppRunner(Simulator(config).app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    sockets = site._server.sockets if site._server else []  # aiohttp exposes no public accessor
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return runner, bound
+
+
+def run_forever(config: SimulatorConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+    """Serve until killed; prints ``listening on http://HOST:PORT`` once bound."""
+
+    async def main() -> None:
+        runner, bound = await serve(config, host, port)
+        print(f"listening on http://{host}:{bound}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
