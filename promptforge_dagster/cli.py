@@ -200,3 +200,7 @@ def _demo(args: argparse.Namespace) -> int:
     finally:
         proc.kill()
         proc.wait()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -113,7 +113,17 @@ def line_id(line: RawLine) -> str | None:
     return extract_id({"custom_id": ids.custom_id} if ids.custom_id is not None else {"id": ids.id})
 
 
-def scan_input(lines: Callable[[], Iterable[RawLine]], max_line_bytes: int | None = None) -> InputIndex:
+def hash32(text: str) -> int:
+    """The 32-bit id hash of the first pass (collisions are resolved exactly later)."""
+    return hash(text) & 0xFFFFFFFF
+
+
+def scan_input(
+    lines: Callable[[], Iterable[RawLine]],
+    max_line_bytes: int | None = None,
+    *,
+    id_hash: Callable[[str], int] = hash32,
+) -> InputIndex:
     """Count prompt lines and find duplicate ids with two streaming passes at most.
 
     ``lines`` opens a fresh iteration of the input each time it is called.
@@ -128,7 +138,7 @@ def scan_input(lines: Callable[[], Iterable[RawLine]], max_line_bytes: int | Non
         lid = line_id(line)
         if lid is None:
             continue
-        h = hash(lid) & 0xFFFFFFFF
+        h = id_hash(lid)
         if h in seen:
             collided.add(h)
         else:
@@ -141,7 +151,7 @@ def scan_input(lines: Callable[[], Iterable[RawLine]], max_line_bytes: int | Non
             if max_line_bytes is not None and line.length > max_line_bytes:
                 continue
             lid = line_id(line)
-            if lid is None or (hash(lid) & 0xFFFFFFFF) not in collided:
+            if lid is None or id_hash(lid) not in collided:
                 continue
             if lid in first_line:
                 duplicates[line.ordinal] = first_line[lid]

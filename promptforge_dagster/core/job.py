@@ -29,7 +29,7 @@ from promptforge_dagster.core.pipeline import JobStats, Pipeline, PipelineConfig
 from promptforge_dagster.core.rate_controller import RateController
 from promptforge_dagster.core.reader import DEFAULT_CHUNK_BYTES, PromptReader, ReadPosition
 from promptforge_dagster.core.results import Envelope, IncompleteResults, assemble, decode_part, encode_part
-from promptforge_dagster.core.storage import Storage, join
+from promptforge_dagster.core.storage import PreconditionFailed, Storage, join
 
 
 class JobFailed(Exception):
@@ -108,7 +108,13 @@ async def run_job(
     generation = info.generation
 
     def read_range(start: int, length: int) -> bytes:
-        return input_storage.read_range(spec.input_uri, start, length, generation)
+        try:
+            return input_storage.read_range(spec.input_uri, start, length, generation)
+        except PreconditionFailed as exc:
+            raise JobFailed(
+                f"input {spec.input_uri} was replaced while the job ran (it started on generation {generation}); "
+                "a re-upload is a new job"
+            ) from exc
 
     try:
         sniff(read_range(0, min(SNIFF_BYTES, info.size)), spec.input_uri)

@@ -150,6 +150,7 @@ class Pipeline:
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        offload: Callable[..., Awaitable[Any]] = asyncio.to_thread,
     ) -> None:
         self.job_id = job_id
         self._lines = lines
@@ -166,6 +167,7 @@ class Pipeline:
         self._wall = wall_clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._offload = offload  # blocking reads and part writes run here, off the event loop
         self._buffer: list[Envelope] = []
         self._oldest: float | None = None
         self._flush_lock = asyncio.Lock()
@@ -228,7 +230,7 @@ class Pipeline:
             if not self._buffer:
                 return
             batch, self._buffer, self._oldest = self._buffer, [], None
-            await asyncio.to_thread(self._write_part, batch)
+            await self._offload(self._write_part, batch)
 
     # -- internals ------------------------------------------------------------
     async def _read(self):
@@ -244,7 +246,7 @@ class Pipeline:
             return out
 
         while True:
-            batch = await asyncio.to_thread(next_batch)
+            batch = await self._offload(next_batch)
             if not batch:
                 return
             for line in batch:

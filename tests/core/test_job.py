@@ -1,0 +1,116 @@
+"""Invariants of a whole job on local storage: results.jsonl holds exactly one line per
+input line; an empty file completes with zero prompts; a non-JSONL file fails at once;
+a fatal stop keeps what is done and a rerun sends only the rest."""
+
+import asyncio
+import json
+import os
+
+import pytest
+
+from promptforge_dagster.clients.local_storage import LocalStorage
+from promptforge_dagster.core.formats import JobDefaults
+from promptforge_dagster.core.job import JobFailed, JobSpec, run_job
+from promptforge_dagster.core.outcome import Outcome, OutcomeKind
+from promptforge_dagster.core.pipeline import PipelineConfig
+from promptforge_dagster.core.rate_controller import FixedRateController
+
+
+class CountingProvider:
+    def __init__(self, fatal_on=None):
+        self.calls = []
+        self.fatal_on = fatal_on
+
+    async def complete(self, request):
+        self.calls.append(request.custom_id)
+        await asyncio.sleep(0)
+        if request.custom_id == self.fatal_on:
+            return Outcome(OutcomeKind.FATAL, 401, message="Incorrect API key provided")
+        return Outcome(OutcomeKind.SUCCESS, 200, body={"ok": True}, tokens_in=2, tokens_out=1, cost=0.001)
+
+
+def run(tmp_path, data: bytes, provider, name="in.jsonl", **spec_kw):
+    src = tmp_path / name
+    src.write_bytes(data)
+    spec = JobSpec(str(src), str(tmp_path / "out"), JobDefaults("openai/m"),
+                   pipeline=PipelineConfig(max_in_flight=4, buffer_records=7), **spec_kw)
+    storage = LocalStorage()
+    return asyncio.run(run_job(spec, input_storage=storage, output_storage=storage, provider=provider,
+                               controller=FixedRateController(None, now=0.0)))
+
+
+def result_lines(tmp_path):
+    return [json.loads(l) for l in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+
+
+def test_one_result_line_per_input_line_including_every_bad_case(tmp_path):
+    lines = [
+        b'\xef\xbb\xbf{"id": "a", "prompt": "one"}\r',
+        b'{"id": "b", "prompt": "two"}\r',
+        b'{"id": "c", "prompt": ',  # invalid JSON
+        b'{"id": "d", "prompt": "\xff"}',  # invalid UTF-8
+        b'{"prompt": "no id"}',  # missing id
+        b'{"id": "a", "prompt": "dup"}',  # duplicate id
+        b'{"custom_id": "e", "method": "POST", "url": "/v1/nope", "body": {}}',  # unknown url
+        b'{"id": "f", "prompt": "' + b"x" * 300 + b'"}',  # over the cap
+        b"",
+        b'{"custom_id": "g", "method": "POST", "url": "/v1/chat/completions", '
+        b'"body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}}',
+    ]
+    provider = CountingProvider()
+    result = run(tmp_path, b"\n".join(lines) + b"\n", provider, max_line_bytes=200)
+    out = result_lines(tmp_path)
+    assert len(out) == 9  # the blank line is not an input line
+    by_id = {r["custom_id"]: r for r in out}
+    assert len(by_id) == 9
+    assert {k for k, r in by_id.items() if r["error"] is None} == {"a", "b", "g"}
+    codes = sorted(r["error"]["code"] for r in out if r["error"])
+    assert codes == ["duplicate_id", "invalid_json", "invalid_utf8", "line_too_long", "missing_id", "unknown_url"]
+    assert by_id["line-6"]["error"]["code"] == "duplicate_id"
+    assert "in.jsonl line 3: invalid JSON" in by_id["line-3"]["error"]["message"]
+    assert sorted(provider.calls) == ["a", "b", "g"]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["prompts"], summary["succeeded"], summary["failed"]) == (9, 3, 6)
+    assert summary["tokens_in"] == 6 and summary["cost_usd"] == pytest.approx(0.003)
+    assert summary == {**summary, "input_errors": 6}
+    assert result.summary["achieved_rpm"] > 0
+
+
+def test_empty_file_is_a_completed_job_with_zero_prompts(tmp_path):
+    result = run(tmp_path, b"", CountingProvider())
+    assert result_lines(tmp_path) == []
+    assert result.summary["prompts"] == 0
+
+
+def test_pdf_fails_at_once_without_sending_anything(tmp_path):
+    provider = CountingProvider()
+    with pytest.raises(JobFailed, match="report.pdf is not JSONL: it looks like a PDF"):
+        run(tmp_path, b"%PDF-1.4\n1 0 obj\n", provider, name="report.pdf")
+    assert provider.calls == []
+
+
+def test_fatal_stop_keeps_progress_and_rerun_sends_only_the_rest(tmp_path):
+    data = b"".join(b'{"id": "p%d", "prompt": "q"}\n' % i for i in range(40))
+    first = CountingProvider(fatal_on="p25")
+    with pytest.raises(JobFailed, match="Incorrect API key provided.*rerun with the same --output"):
+        run(tmp_path, data, first)
+    assert not (tmp_path / "out" / "results.jsonl").exists()
+    done_before = {json.loads(l)["r"]["custom_id"] for p in (tmp_path / "out" / "parts").iterdir()
+                   for l in p.read_text().splitlines()}
+    assert "p0" in done_before and "p25" not in done_before
+    second = CountingProvider()
+    result = run(tmp_path, data, second)
+    assert set(second.calls).isdisjoint(done_before)
+    assert len(second.calls) == 40 - len(done_before)
+    out = result_lines(tmp_path)
+    assert sorted(r["custom_id"] for r in out) == sorted(f"p{i}" for i in range(40))
+    assert result.summary["skipped_as_done"] == len(done_before)
+
+
+def test_missing_input_is_a_clear_failure(tmp_path):
+    storage = LocalStorage()
+    spec = JobSpec(str(tmp_path / "nope.jsonl"), str(tmp_path / "out"), JobDefaults("m"))
+    with pytest.raises(JobFailed, match="nope.jsonl does not exist"):
+        asyncio.run(run_job(spec, input_storage=storage, output_storage=storage, provider=CountingProvider(),
+                            controller=FixedRateController(None, now=0.0)))
+    assert not os.path.exists(tmp_path / "out" / "results.jsonl")

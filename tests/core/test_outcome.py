@@ -1,0 +1,72 @@
+"""Invariant: outcomes are classified by status and error text into the retry policy's
+kinds, and rate-limit headers of every supported style are read (or ignored) safely."""
+
+import pytest
+
+from promptforge_dagster.core.outcome import OutcomeKind, classify
+from promptforge_dagster.core.rate_signals import parse_duration, parse_rate_headers
+
+K = OutcomeKind
+
+
+@pytest.mark.parametrize(
+    "status, message, kind",
+    [
+        (429, "Rate limit reached for requests", K.RATE_LIMITED),
+        (429, "You exceeded your current quota, please check your plan and billing details.", K.FATAL),
+        (429, "insufficient_quota", K.FATAL),
+        (401, "Incorrect API key", K.FATAL),
+        (403, "forbidden", K.FATAL),
+        (400, "Invalid value for 'messages'", K.PERMANENT),
+        (404, "model not found", K.PERMANENT),
+        (422, "unprocessable", K.PERMANENT),
+        (500, "internal", K.TRANSIENT),
+        (502, "bad gateway", K.TRANSIENT),
+        (503, "Service Unavailable", K.OVERLOADED),
+        (529, "Overloaded", K.OVERLOADED),
+        (500, "the engine is overloaded", K.OVERLOADED),
+        (408, "timeout", K.TRANSIENT),
+        (None, "connection reset", K.TRANSIENT),
+    ],
+)
+def test_classification(status, message, kind):
+    assert classify(status, message) is kind
+
+
+def test_openai_headers_with_litellm_prefix():
+    s = parse_rate_headers({
+        "llm_provider-x-ratelimit-limit-requests": "500",
+        "llm_provider-x-ratelimit-remaining-requests": "499",
+        "llm_provider-x-ratelimit-reset-requests": "120ms",
+        "llm_provider-x-ratelimit-limit-tokens": "30000",
+        "llm_provider-x-ratelimit-remaining-tokens": "29000",
+        "llm_provider-x-ratelimit-reset-tokens": "2s",
+    })
+    assert (s.limit_requests, s.remaining_requests, s.reset_requests_s) == (500, 499, 0.12)
+    assert (s.limit_tokens, s.remaining_tokens, s.reset_tokens_s) == (30000, 29000, 2.0)
+
+
+def test_anthropic_headers_and_reset_timestamp():
+    s = parse_rate_headers({
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:30Z",
+        "retry-after": "30",
+    }, now_epoch=1767225600.0)  # 2026-01-01T00:00:00Z
+    assert s.limit_requests == 50 and s.remaining_requests == 0
+    assert s.reset_requests_s == pytest.approx(30.0)
+    assert s.retry_after_s == 30.0
+
+
+def test_retry_after_ms_wins_over_seconds_and_garbage_is_ignored():
+    assert parse_rate_headers({"retry-after": "5", "retry-after-ms": "250"}).retry_after_s == 0.25
+    s = parse_rate_headers({"retry-after": "soon", "x-ratelimit-limit-requests": "many"})
+    assert s.retry_after_s is None and s.limit_requests is None
+    assert parse_rate_headers({}).empty
+
+
+def test_durations():
+    assert parse_duration("6m0s") == 360.0
+    assert parse_duration("1h") == 3600.0
+    assert parse_duration("15ms") == pytest.approx(0.015)
+    assert parse_duration("3x") is None

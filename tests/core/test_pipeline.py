@@ -1,0 +1,162 @@
+"""Invariants of the streaming pipeline, on virtual time (no test sleeps):
+each sendable prompt yields exactly one record; transient errors are retried up to the
+limit, permanent ones never; a fatal outcome stops sending but keeps what is done;
+in-flight requests and the result buffer stay bounded; every record is written within
+the flush interval of its completion."""
+
+import asyncio
+import json
+
+from promptforge_dagster.core.formats import JobDefaults, LineParser
+from promptforge_dagster.core.outcome import Outcome, OutcomeKind
+from promptforge_dagster.core.pipeline import Pipeline, PipelineConfig
+from promptforge_dagster.core.rate_controller import FixedRateController
+from promptforge_dagster.core.reader import PromptReader
+from tests.virtual_time import inline, run_virtual
+
+K = OutcomeKind
+OK = Outcome(K.SUCCESS, 200, body={"choices": []}, tokens_in=5, tokens_out=3)
+
+
+class ScriptedProvider:
+    """Answers each custom_id with its scripted outcomes in turn (then success)."""
+
+    def __init__(self, script=None, latency=0.1):
+        self.script = {k: list(v) for k, v in (script or {}).items()}
+        self.latency = latency
+        self.calls: dict[str, int] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def complete(self, request):
+        self.calls[request.custom_id] = self.calls.get(request.custom_id, 0) + 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.latency)
+        finally:
+            self.in_flight -= 1
+        queue = self.script.get(request.custom_id)
+        return queue.pop(0) if queue else OK
+
+
+def jsonl(n, extra=b""):
+    return b"".join(json.dumps({"id": f"p{i}", "prompt": f"q{i}"}).encode() + b"\n" for i in range(n)) + extra
+
+
+def run_pipeline(data, provider, config=None, **kw):
+    parts = []
+    write_times = []
+
+    async def go(loop):
+        def write_part(envs):
+            parts.append(list(envs))
+            write_times.append(loop.time())
+
+        p = Pipeline(
+            job_id="job", lines=lambda pos: PromptReader(lambda s, n: data[s:s + n], len(data), start=pos),
+            parser=LineParser(JobDefaults("m")), provider=provider,
+            controller=kw.pop("controller", None) or FixedRateController(None, now=0.0),
+            write_part=write_part, config=config or PipelineConfig(), clock=loop.time, wall_clock=lambda: 0.0,
+            offload=inline, **kw,
+        )
+        stats = await p.run()
+        return stats
+
+    stats = run_virtual(go)
+    records = [e for part in parts for e in part]
+    return stats, records, parts, write_times
+
+
+def test_every_prompt_and_every_bad_line_gets_exactly_one_record():
+    stats, records, _, _ = run_pipeline(jsonl(50, b"not json\n"), ScriptedProvider())
+    assert sorted(e.ordinal for e in records) == list(range(51))
+    assert stats.succeeded == 50 and stats.failed == 1 and stats.input_errors == 1
+
+
+def test_transient_errors_are_retried_then_succeed():
+    e503 = Outcome(K.TRANSIENT, 500, message="boom")
+    provider = ScriptedProvider({"p1": [e503, e503]})
+    stats, records, _, _ = run_pipeline(jsonl(3), provider)
+    assert provider.calls["p1"] == 3
+    assert stats.retries == 2 and stats.succeeded == 3
+    rec = next(e.record for e in records if e.record["custom_id"] == "p1")
+    assert rec["error"] is None and rec["response"]["status_code"] == 200
+
+
+def test_transient_errors_up_to_the_limit_then_recorded_as_failed():
+    provider = ScriptedProvider({"p0": [Outcome(K.OVERLOADED, 503, message="overloaded")] * 10})
+    stats, records, _, _ = run_pipeline(jsonl(1), provider, PipelineConfig(max_attempts=4))
+    assert provider.calls["p0"] == 4
+    (env,) = records
+    assert env.record["error"]["code"] == "retries_exhausted"
+    assert env.record["response"]["status_code"] == 503
+    assert stats.failed == 1
+
+
+def test_permanent_errors_are_recorded_and_never_retried():
+    bad = Outcome(K.PERMANENT, 400, message="Invalid value", error_type="BadRequestError")
+    provider = ScriptedProvider({"p0": [bad]})
+    _, records, _, _ = run_pipeline(jsonl(2), provider)
+    assert provider.calls["p0"] == 1
+    rec = next(e.record for e in records if e.record["custom_id"] == "p0")
+    assert rec["error"]["code"] == "provider_error" and rec["response"]["status_code"] == 400
+
+
+def test_rate_limited_requests_are_retried_and_counted():
+    provider = ScriptedProvider({"p0": [Outcome(K.RATE_LIMITED, 429, headers={"retry-after-ms": "200"})] * 3})
+    stats, records, _, _ = run_pipeline(jsonl(2), provider)
+    assert provider.calls["p0"] == 4 and stats.rate_limited == 3
+    assert all(e.record["error"] is None for e in records)
+
+
+def test_fatal_outcome_stops_sending_and_keeps_what_is_done():
+    provider = ScriptedProvider({"p20": [Outcome(K.FATAL, 401, message="Incorrect API key")]}, latency=0.01)
+    stats, records, _, _ = run_pipeline(jsonl(200), provider, PipelineConfig(max_in_flight=4))
+    assert stats.fatal == "Incorrect API key"
+    done = {e.record["custom_id"] for e in records}
+    assert "p20" not in done  # not done: a resumed run sends it again
+    assert {f"p{i}" for i in range(20)} <= done
+    assert sum(provider.calls.values()) < 40  # stopped soon after, not the whole file
+
+
+def test_in_flight_requests_stay_bounded():
+    provider = ScriptedProvider(latency=1.0)
+    run_pipeline(jsonl(300), provider, PipelineConfig(max_in_flight=7))
+    assert provider.max_in_flight == 7
+
+
+def test_result_buffer_is_bounded_and_records_are_written_within_the_flush_interval():
+    provider = ScriptedProvider(latency=0.37)
+    config = PipelineConfig(max_in_flight=3, buffer_records=20, flush_interval_s=2.0)
+    stats, records, parts, write_times = run_pipeline(jsonl(200), provider, config)
+    assert max(len(p) for p in parts) <= 20
+    assert len(records) == 200
+    # each record was produced after the previous write; it must be written within 2 s of it
+    assert max(b - a for a, b in zip([0.0] + write_times, write_times)) <= 2.0 + 0.37
+
+
+def test_pacing_is_delegated_to_the_controller():
+    provider = ScriptedProvider(latency=0.0)
+
+    async def go(loop):
+        data = jsonl(61)
+        controller = FixedRateController(rpm=60, now=loop.time(), burst=1)
+        p = Pipeline(job_id="j", lines=lambda pos: PromptReader(lambda s, n: data[s:s + n], len(data), start=pos),
+                     parser=LineParser(JobDefaults("m")), provider=provider, controller=controller,
+                     write_part=lambda envs: None, clock=loop.time, wall_clock=lambda: 0.0, offload=inline)
+        start = loop.time()
+        await p.run()
+        return loop.time() - start
+
+    elapsed = run_virtual(go)
+    assert 59.0 <= elapsed <= 62.0  # 61 requests at 1/s with a burst of 1
+
+
+def test_already_done_ordinals_are_skipped_not_sent():
+    from pyroaring import BitMap
+
+    provider = ScriptedProvider()
+    stats, records, _, _ = run_pipeline(jsonl(10), provider, done=BitMap(range(0, 10, 2)))
+    assert sorted(provider.calls) == [f"p{i}" for i in range(1, 10, 2)]
+    assert stats.skipped == 5 and len(records) == 5

@@ -1,0 +1,36 @@
+"""Invariant: the simulated account admits at most its RPM/TPM (plus its burst), refuses
+with the limit that bound and a truthful retry-after, and follows its limit schedule."""
+
+from promptforge_dagster.simulator.account import AccountLimits, SimulatedAccount, parse_schedule
+
+
+def admitted_over(acct, seconds, per_second, tokens=1, start=0.0):
+    ok = 0
+    steps = int(seconds * per_second)
+    for i in range(steps):
+        ok += acct.admit(start + i / per_second, tokens).ok
+    return ok
+
+
+def test_rpm_bucket_admits_rate_plus_burst():
+    acct = SimulatedAccount(AccountLimits(rpm=600, burst_s=2.0), now=0.0)
+    ok = admitted_over(acct, seconds=60, per_second=50)
+    assert 600 <= ok <= 600 + 20 + 1  # 10/s for 60 s plus a 2-second burst
+
+
+def test_refusal_names_the_binding_limit_and_a_retry_after_that_works():
+    acct = SimulatedAccount(AccountLimits(rpm=None, tpm=6000, burst_s=1.0), now=0.0)
+    assert acct.admit(0.0, 100).ok
+    refused = acct.admit(0.0, 100)
+    assert not refused.ok and refused.limit == "tokens"
+    assert refused.headers["x-ratelimit-limit-tokens"] == "6000"
+    assert acct.admit(refused.retry_after_s + 1e-6, 100).ok
+
+
+def test_schedule_changes_the_ceiling_over_time():
+    limits = AccountLimits(rpm=900, burst_s=1.0, schedule=parse_schedule("0:900,60:300,120:1200"))
+    acct = SimulatedAccount(limits, now=0.0)
+    phase1 = admitted_over(acct, 60, 40, start=0.0)
+    phase2 = admitted_over(acct, 60, 40, start=60.0)
+    phase3 = admitted_over(acct, 60, 40, start=120.0)
+    assert 880 <= phase1 <= 920 and 290 <= phase2 <= 320 and 1180 <= phase3 <= 1230

@@ -1,0 +1,88 @@
+"""End to end through the real `promptforge` command and the provider simulator:
+results.jsonl holds exactly one line per input line, exit codes say whether the job
+completed, failures are one line, progress is printed, and gs:// works both ways."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+PROMPTFORGE = [sys.executable, "-m", "promptforge_dagster.cli"]
+
+
+def cli(*args, env=None, timeout=300):
+    full_env = {**os.environ, "OPENAI_API_KEY": "sk-test", **(env or {})}
+    return subprocess.run([*PROMPTFORGE, *args], capture_output=True, text=True, env=full_env, timeout=timeout,
+                          cwd=ROOT)
+
+
+def batch_file(path, n, bad=()):
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+                                "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"q {i}"}]}}) + "\n")
+        for line in bad:
+            f.write(line + "\n")
+
+
+def test_run_writes_exactly_one_line_per_input_line(tmp_path, simulator_factory):
+    sim = simulator_factory("--rpm", "3000", "--latency-ms", "5", "--error-rate", "0.05", "--seed", "1")
+    batch_file(tmp_path / "in.jsonl", 300, bad=['{"custom_id": "oops"', '{"custom_id": "r7", "url": "/v1/chat/completions"}'])
+    p = cli("run", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out"), "--model", "openai/sim-model",
+            "--api-base", sim.api_base)
+    assert p.returncode == 0, p.stderr
+    out = [json.loads(l) for l in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert len(out) == 302
+    ids = [r["custom_id"] for r in out]
+    assert len(set(ids)) == 302 and {f"r{i}" for i in range(300)} <= set(ids)
+    assert sum(r["error"] is None for r in out) == 300  # 5% injected 503s were retried
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["succeeded"] == 300 and summary["errors_by_code"] == {"duplicate_id": 1, "invalid_json": 1}
+    assert summary["retries"] > 0 and summary["achieved_rpm"] > 0
+    assert "progress:" in p.stderr  # not a terminal: log lines
+    assert "results: " in p.stdout
+
+
+def test_not_jsonl_fails_with_one_line_and_exit_1(tmp_path, simulator):
+    (tmp_path / "paper.pdf").write_bytes(b"%PDF-1.5\n%\xb5\xed\xae\xfb\n")
+    p = cli("run", str(tmp_path / "paper.pdf"), "--output", str(tmp_path / "out"), "--model", "openai/m",
+            "--api-base", simulator.api_base, "--quiet")
+    assert p.returncode == 1
+    assert p.stderr.strip().count("\n") == 0
+    assert "paper.pdf is not JSONL: it looks like a PDF document" in p.stderr
+
+
+def test_bad_key_stops_the_job_keeps_progress_and_never_prints_the_key(tmp_path, simulator_factory):
+    sim = simulator_factory("--api-key", "sk-right")
+    batch_file(tmp_path / "in.jsonl", 20)
+    secret = "sk-wrong-but-secret-123456"
+    p = cli("run", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out"), "--model", "openai/sim-model",
+            "--api-base", sim.api_base, env={"OPENAI_API_KEY": secret})
+    assert p.returncode == 1
+    assert "job failed: stopped:" in p.stderr and "rerun with the same --output" in p.stderr
+    assert secret not in p.stderr + p.stdout
+    assert not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_gcs_input_and_output(tmp_path, simulator, gcs_env, gcs_bucket, fake_gcs):
+    batch_file(tmp_path / "in.jsonl", 50)
+    gcs_env.bucket(gcs_bucket).blob("jobs/in.jsonl").upload_from_filename(str(tmp_path / "in.jsonl"))
+    p = cli("run", f"gs://{gcs_bucket}/jobs/in.jsonl", "--output", f"gs://{gcs_bucket}/out/job1",
+            "--model", "openai/sim-model", "--api-base", simulator.api_base, env={"STORAGE_EMULATOR_HOST": fake_gcs})
+    assert p.returncode == 0, p.stderr
+    data = gcs_env.bucket(gcs_bucket).blob("out/job1/results.jsonl").download_as_bytes()
+    assert sorted(json.loads(l)["custom_id"] for l in data.splitlines()) == sorted(f"r{i}" for i in range(50))
+    summary = json.loads(gcs_env.bucket(gcs_bucket).blob("out/job1/summary.json").download_as_bytes())
+    assert summary["input"] == f"gs://{gcs_bucket}/jobs/in.jsonl" and summary["input_generation"] > 0
+
+
+def test_demo_runs_with_no_setup(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    p = subprocess.run([*PROMPTFORGE, "demo", "--dir", str(tmp_path / "demo"), "--prompts", "200"],
+                       capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    out = (tmp_path / "demo" / "output" / "results.jsonl").read_text().splitlines()
+    assert len(out) == 202
+    assert "results: " in p.stdout
