@@ -1,0 +1,51 @@
+"""Helpers shared by the benchmark scripts: inputs, the simulator, child processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from promptforge_dagster.cli import start_simulator  # noqa: E402
+
+__all__ = ["ROOT", "start_simulator", "write_batch", "run_measured", "child_env"]
+
+
+def write_batch(path: str, n: int) -> None:
+    """A Batch API file of ``n`` short prompts, written in big blocks."""
+    with open(path, "w") as f:
+        block = []
+        for i in range(n):
+            block.append(json.dumps({
+                "custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": "sim-model", "max_tokens": 16,
+                         "messages": [{"role": "user", "content": f"Summarise item number {i} briefly."}]},
+            }))
+            if len(block) >= 10_000:
+                f.write("\n".join(block) + "\n")
+                block = []
+        if block:
+            f.write("\n".join(block) + "\n")
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    env["OPENAI_API_KEY"] = "sk-bench"
+    return env
+
+
+def run_measured(cmd: list[str], **kw) -> tuple[int, int, str]:
+    """Run ``cmd``; return (exit code, peak RSS in KiB of that process alone, its output)."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=child_env(), **kw)
+        _pid, status, usage = os.wait4(proc.pid, 0)  # reap it ourselves to get its own rusage
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        return proc.returncode, usage.ru_maxrss, log.read()

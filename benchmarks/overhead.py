@@ -1,0 +1,103 @@
+"""Engine overhead: completions/s of the PromptForge engine versus a bare
+`litellm.acompletion` loop at the same concurrency, against an instant, unlimited
+simulator, measured alternately in one run.
+
+    uv run python benchmarks/overhead.py --prompts 3000 --concurrency 64 --rounds 3
+
+Prints each measurement and the ratio engine/bare of the medians (goal >= 0.85).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from common import child_env, start_simulator, write_batch
+
+
+async def bare_loop(path: str, concurrency: int, api_base: str) -> float:
+    import litellm
+
+    bodies = [json.loads(line)["body"] for line in open(path)]
+    queue = iter(bodies)
+
+    async def worker():  # N workers pulling from one iterator: the leanest loop at N in flight
+        for body in queue:
+            await litellm.acompletion(model="openai/" + body["model"], messages=body["messages"],
+                                      max_tokens=body["max_tokens"], api_base=api_base, api_key="sk-bench",
+                                      num_retries=0, max_retries=0, timeout=60)
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return len(bodies) / (time.monotonic() - t0)
+
+
+async def engine(path: str, concurrency: int, api_base: str) -> float:
+    from promptforge_dagster.clients.litellm_provider import LiteLLMProvider
+    from promptforge_dagster.clients.local_storage import LocalStorage
+    from promptforge_dagster.core.formats import JobDefaults
+    from promptforge_dagster.core.job import JobSpec, run_job
+    from promptforge_dagster.core.pipeline import PipelineConfig
+    from promptforge_dagster.core.rate_controller import FixedRateController
+
+    with tempfile.TemporaryDirectory() as out:
+        spec = JobSpec(path, out, JobDefaults("openai/sim-model"), pipeline=PipelineConfig(max_in_flight=concurrency))
+        storage = LocalStorage()
+        t0 = time.monotonic()
+        result = await run_job(spec, input_storage=storage, output_storage=storage,
+                               provider=LiteLLMProvider(api_base=api_base, api_key="sk-bench", timeout_s=60),
+                               controller=FixedRateController(None, now=time.monotonic()))
+        elapsed = time.monotonic() - t0
+        assert result.summary["succeeded"] == result.summary["prompts"]
+        return result.summary["prompts"] / elapsed
+
+
+def child(mode: str, path: str, concurrency: int, api_base: str) -> None:
+    fn = bare_loop if mode == "bare" else engine
+    # warm up imports and connections outside the timed part
+    print(json.dumps({"rate": asyncio.run(fn(path, concurrency, api_base))}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prompts", type=int, default=3000)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--child", choices=["bare", "engine"])
+    ap.add_argument("--input")
+    ap.add_argument("--api-base")
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.input, args.concurrency, args.api_base)
+        return
+    sim, base = start_simulator("--rpm", "0", "--latency-ms", "0")
+    rates: dict[str, list[float]] = {"bare": [], "engine": []}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = f"{tmp}/in.jsonl"
+            write_batch(path, args.prompts)
+            for r in range(args.rounds):
+                for mode in ("bare", "engine"):
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--child", mode, "--input", path, "--api-base", base,
+                         "--concurrency", str(args.concurrency)],
+                        capture_output=True, text=True, env=child_env(), check=True,
+                    ).stdout
+                    rate = json.loads(out.strip().splitlines()[-1])["rate"]
+                    rates[mode].append(rate)
+                    print(f"round {r + 1} {mode:>6}: {rate:.0f} completions/s")
+    finally:
+        sim.kill()
+        sim.wait()
+    bare, eng = statistics.median(rates["bare"]), statistics.median(rates["engine"])
+    print(f"median bare {bare:.0f}/s, engine {eng:.0f}/s; ratio engine/bare {eng / bare:.3f} (goal >= 0.85)")
+
+
+if __name__ == "__main__":
+    main()
