@@ -22,7 +22,7 @@ def main() -> None:
     ap.add_argument("--max-in-flight", type=int, default=64)
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    sim, base = start_simulator("--rpm", "0", "--latency-ms", "1")
+    sim, base = start_simulator("--rpm", "0", "--latency-ms", "0")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             code, base_rss, out = run_measured([sys.executable, "-c", "import litellm"])

@@ -36,6 +36,7 @@ class RateSample:
     tokens: int = 0
     est_tokens: int = 0
     signals: RateSignals = RateSignals()
+    limit: str | None = None  # "requests" or "tokens" when a refusal said which limit it hit
 
     @property
     def latency(self) -> float:

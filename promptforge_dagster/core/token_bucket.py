@@ -39,7 +39,7 @@ class TokenBucket:
         """Seconds until ``cost`` tokens are available (0.0 when they are now); spends nothing."""
         self._refill(now)
         cost = min(cost, self.capacity)
-        return 0.0 if self.tokens >= cost else (cost - self.tokens) / self.rate_per_s
+        return 0.0 if self.tokens + 1e-9 >= cost else (cost - self.tokens) / self.rate_per_s
 
     def take(self, now: float, cost: float = 1.0) -> float:
         """Spend ``cost`` and return 0.0, or spend nothing and return the wait in seconds."""

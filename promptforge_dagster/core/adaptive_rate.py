@@ -1,0 +1,512 @@
+"""The adaptive rate controller: learns the provider's real ceiling while the job runs.
+
+Modelled on TCP congestion control, with one twist that a token-bucket provider makes
+possible: while the account is saturated, the rate of *successful* requests **is** the
+ceiling. So a decrease does not halve blindly; it measures.
+
+* **Slow start**: no limit known; the allowance grows ``slow_start_growth``-fold per
+  window, but only while requests are actually waiting for it (no growth while the job
+  does not use its allowance).
+* **First refusal**: a short measurement (``measure_*``) keeps sending at the current
+  rate and counts successes; their rate is the ceiling estimate. The allowance drops to
+  just under it (``margin``). The RPM ceiling is learned from successful requests, the
+  TPM ceiling from their tokens; separately when the provider says which limit it hit
+  (header or message), both otherwise.
+* **Recovery**: a cubic curve (as in TCP CUBIC and AWS's adaptive retry mode) returns to
+  the last ceiling within ``probe_windows`` windows, flat near it. **Avoidance**: past it,
+  probing slowly at first; ``exit_probe`` above it with no refusal means the ceiling
+  rose, and slow start resumes.
+* **TPM**: a hinted or announced TPM limit caps the request rate through a rolling p95 of
+  tokens per request (safe before anything is known of the traffic). Once a refusal has
+  taught the TPM ceiling, a token bucket paces by each request's own tokens, so mixed
+  prompt sizes still fill the ceiling.
+* At most one decrease per window; within a window only as an emergency, when requests
+  sent *after* the last decrease are still refused at more than ``emergency_refused_share``.
+* **Overload** (503/529, "overloaded") pauses with exponential backoff; it never lowers a
+  learned ceiling.
+* **Headers**: ``retry-after`` pauses the lane (except during a measurement);
+  ``x-ratelimit-limit-*`` and ``anthropic-ratelimit-*`` seed and cap the ceilings. No
+  header is required.
+* **Bursts**: after an idle gap the bucket holds ``burst_s`` seconds of rate; ``burst_s``
+  grows while bursts pass and halves when one is refused, never touching the sustained rate.
+
+>>> c = AdaptiveRateController(AdaptiveConfig(window_s=10, initial_rpm=60), now=0.0)
+>>> c.acquire(0.0, est_tokens=100), c.snapshot()["phase"]
+(0.0, 'slow_start')
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from promptforge_dagster.core.outcome import OutcomeKind
+from promptforge_dagster.core.rate_controller import RateSample
+from promptforge_dagster.core.token_bucket import TokenBucket
+
+
+class Phase(str, enum.Enum):
+    SLOW_START = "slow_start"
+    RECOVERY = "recovery"  # after a decrease, returning to the last ceiling
+    AVOIDANCE = "avoidance"  # at or above the last ceiling, probing cautiously
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """Tuning of :class:`AdaptiveRateController`, validated.
+
+    ``rpm_hint`` / ``tpm_hint`` are start points, not caps: the controller starts just
+    under them and probes beyond.
+
+    >>> AdaptiveConfig(margin=0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: margin must be in [0, 0.3]
+    """
+
+    window_s: float = 30.0
+    initial_rpm: float = 60.0
+    rpm_hint: float | None = None
+    tpm_hint: float | None = None
+    slow_start_growth: float = 4.0
+    margin: float = 0.03
+    return_windows: float = 0.5
+    probe_gain: float = 0.10
+    exit_probe: float = 0.30
+    max_stability: float = 3.0
+    min_rpm: float = 1.0
+    max_rpm: float = 1_000_000.0
+    measure_min_s: float = 0.3
+    measure_max_s: float = 2.0
+    measure_responses: int = 16
+    emergency_refused_share: float = 0.10
+    burst_s: float = 1.0
+    burst_s_max: float = 30.0
+    overload_backoff_s: float = 0.5
+    overload_backoff_max_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.window_s <= 0:
+            raise ValueError("window_s must be positive")
+        if not 0 <= self.margin <= 0.3:
+            raise ValueError("margin must be in [0, 0.3]")
+        if self.slow_start_growth <= 1:
+            raise ValueError("slow_start_growth must be above 1")
+        if not 0 < self.min_rpm <= self.initial_rpm <= self.max_rpm:
+            raise ValueError("need 0 < min_rpm <= initial_rpm <= max_rpm")
+        for name in ("rpm_hint", "tpm_hint"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ValueError(f"{name} must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    at: float
+    sent_at: float
+    ok: bool
+    refused: bool
+    tokens: int
+
+
+@dataclass(slots=True)
+class _Episode:
+    start: float  # when the first refusal arrived
+    first_sent: float  # when the first refused request was sent: the account was empty by then
+    rate: float  # the allowance held during the measurement
+    limit: str | None
+
+
+class AdaptiveRateController:
+    """A :class:`~promptforge_dagster.core.rate_controller.RateController` that learns
+    RPM and TPM ceilings. One instance per lane (provider, model, API-key hash)."""
+
+    def __init__(self, config: AdaptiveConfig | None = None, now: float = 0.0) -> None:
+        self.cfg = cfg = config or AdaptiveConfig()
+        self.phase = Phase.SLOW_START
+        self.rate = (cfg.rpm_hint or cfg.initial_rpm) / 60.0  # allowed requests per second
+        self.ceiling_rpm: float | None = None  # learned (or hinted) ceilings
+        self.ceiling_tpm: float | None = cfg.tpm_hint
+        self.header_rpm: float | None = None  # limits the provider announced
+        self.header_tpm: float | None = None
+        self.burst_s = cfg.burst_s
+        self._bucket = TokenBucket(self.rate, self._capacity(), now)
+        self._tok: TokenBucket | None = None  # paces tokens once TPM is the learned binding limit
+        self._tpm_learned = False
+        self._tok_sum = 0
+        self._updated = now
+        self._t_epoch = now
+        self._r0 = self.rate
+        self._pause_until = now
+        self._blocked_at = now  # last time a request waited on the allowance
+        self._refused_at = -math.inf  # last fresh refusal
+        self._stability = 1.0  # grows while successive ceiling estimates agree: probe less often
+        self._episode: _Episode | None = None
+        self.last_decrease_at = -math.inf
+        self._overload_streak = 0
+        self._last_overload_at = -math.inf
+        self._responses: deque[_Response] = deque()
+        self._successes: deque[float] = deque()  # success times over the last window
+        self._tokens: deque[int] = deque(maxlen=256)
+        self._p95_cache: int | None = None
+        self._burst_until = -math.inf
+        self._burst_clean = False
+        self.sent = 0
+        self.rate_limited = 0
+        self.overloaded = 0
+        self.decreases = 0
+        self.burst_refusals = 0
+        if cfg.rpm_hint:
+            self.ceiling_rpm = cfg.rpm_hint
+            self._enter_plateau(now)
+
+    # -- RateController -------------------------------------------------------
+    def acquire(self, now: float, est_tokens: int) -> float:
+        self._advance(now)
+        if now < self._pause_until:
+            return self._pause_until - now
+        wait = self._bucket.wait_time(now, 1.0)
+        if self._tok is not None:
+            wait = max(wait, self._tok.wait_time(now, float(est_tokens)))
+        if wait > 0.0:
+            self._blocked_at = now
+            return wait
+        if self._bucket.level(now) >= max(2.0, self._bucket.capacity - 1e-9) and self.w_max() is not None:
+            self._burst_until = now + self.burst_s  # a full bucket after idle: this opens a burst
+            self._burst_clean = True
+        self._bucket.take(now, 1.0)
+        if self._tok is not None:
+            self._tok.take(now, float(est_tokens))
+        self.sent += 1
+        tokens = max(1, int(est_tokens))
+        if len(self._tokens) == self._tokens.maxlen:
+            self._tok_sum -= self._tokens[0]
+        self._tokens.append(tokens)
+        self._tok_sum += tokens
+        if self.sent % 32 == 1:
+            self._p95_cache = None  # recomputed lazily, not on every request
+        return 0.0
+
+    def record(self, sample: RateSample) -> None:
+        now = sample.at
+        self._advance(now)
+        self._seed_from_headers(sample, now)
+        refused = sample.kind is OutcomeKind.RATE_LIMITED
+        self._responses.append(_Response(now, sample.sent_at, sample.kind is OutcomeKind.SUCCESS, refused,
+                                         max(1, sample.est_tokens or sample.tokens)))
+        horizon = now - max(self.cfg.window_s, 2 * self.cfg.measure_max_s)
+        while self._responses and self._responses[0].at < horizon:
+            self._responses.popleft()
+        if sample.kind is OutcomeKind.SUCCESS:
+            self._overload_streak = 0
+            self._successes.append(now)
+        elif sample.kind is OutcomeKind.OVERLOADED:
+            self._on_overload(sample)
+        elif refused:
+            self.rate_limited += 1
+            self._on_refused(sample)
+
+    def snapshot(self) -> dict[str, Any]:
+        p95 = self.p95_tokens()
+        return {
+            "controller": "adaptive",
+            "phase": self.phase.value,
+            "allowed_rpm": round(self.rate * 60.0, 2),
+            "allowed_tpm": round(self.rate * 60.0 * (self._tokens_per_request() or 0), 1) or None,
+            "learned_rpm_ceiling": _round(self.ceiling_rpm),
+            "learned_tpm_ceiling": _round(self.ceiling_tpm),
+            "header_rpm_limit": self.header_rpm,
+            "header_tpm_limit": self.header_tpm,
+            "p95_tokens_per_request": p95,
+            "burst_s": round(self.burst_s, 2),
+            "rate_limited": self.rate_limited,
+            "overloaded": self.overloaded,
+            "decreases": self.decreases,
+            "sent": self.sent,
+            "window_s": self.cfg.window_s,
+        }
+
+    # -- checkpoints and warm starts ------------------------------------------
+    def export_state(self) -> dict[str, Any]:
+        """What a warm restart needs: learned ceilings, allowance, burst and config."""
+        return {"rate": self.rate, "ceiling_rpm": self.ceiling_rpm, "ceiling_tpm": self.ceiling_tpm,
+                "header_rpm": self.header_rpm, "header_tpm": self.header_tpm, "burst_s": self.burst_s,
+                "p95_tokens": self.p95_tokens(), "tpm_learned": self._tpm_learned, "config": asdict(self.cfg)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], now: float,
+                   config: AdaptiveConfig | None = None) -> "AdaptiveRateController":
+        """Start from what an earlier run learned: at its ceiling, not in slow start."""
+        c = cls(config or AdaptiveConfig(**state.get("config", {})), now)
+        c.ceiling_rpm, c.ceiling_tpm = state.get("ceiling_rpm"), state.get("ceiling_tpm")
+        c.header_rpm, c.header_tpm = state.get("header_rpm"), state.get("header_tpm")
+        c.burst_s = float(state.get("burst_s") or c.burst_s)
+        if state.get("p95_tokens"):
+            c._tokens.append(int(state["p95_tokens"]))
+            c._tok_sum = int(state["p95_tokens"])
+        c._tpm_learned = bool(state.get("tpm_learned"))
+        c.rate = max(c.cfg.min_rpm / 60.0, float(state.get("rate") or c.rate))
+        if c.w_max() is not None:
+            c._enter_plateau(now)
+        c._clamp()
+        c._sync(now)
+        return c
+
+    # -- derived --------------------------------------------------------------
+    def p95_tokens(self) -> int | None:
+        if self._p95_cache is None and self._tokens:
+            ordered = sorted(self._tokens)
+            self._p95_cache = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        return self._p95_cache
+
+    def mean_tokens(self) -> float | None:
+        return self._tok_sum / len(self._tokens) if self._tokens else None
+
+    def _tokens_per_request(self) -> float | None:
+        """Learned TPM ceilings convert by the mean (the token bucket absorbs the spread);
+        hinted or announced ones by the p95, to stay under them before anything is known."""
+        return self.mean_tokens() if self._tpm_learned else self.p95_tokens()
+
+    def _w_tok(self) -> float | None:
+        per = self._tokens_per_request()
+        return self.ceiling_tpm / 60.0 / per if self.ceiling_tpm and per else None
+
+    def w_max(self) -> float | None:
+        """The ceiling in requests per second: the lower of the RPM and TPM ceilings."""
+        options = [w for w in (self.ceiling_rpm / 60.0 if self.ceiling_rpm else None, self._w_tok()) if w]
+        return min(options) if options else None
+
+    def tpm_binds(self) -> bool:
+        w_tok = self._w_tok()
+        return self._tpm_learned and w_tok is not None and (not self.ceiling_rpm or w_tok < self.ceiling_rpm / 60.0)
+
+    # -- internals ------------------------------------------------------------
+    def _capacity(self) -> float:
+        return max(1.0, self.rate * self.burst_s)
+
+    def _sync(self, now: float) -> None:
+        if self.tpm_binds():
+            mean = self.mean_tokens() or 1.0
+            tok_rate = self.rate * mean
+            cap = max(float(self.p95_tokens() or mean), tok_rate * self.burst_s)
+            if self._tok is None:
+                self._tok = TokenBucket(tok_rate, cap, now)
+            else:
+                self._tok.set_rate(now, tok_rate, cap)
+            self._bucket.set_rate(now, self.rate * 2.0, self._capacity() * 2.0)  # tokens pace; count is loose
+        else:
+            self._tok = None
+            self._bucket.set_rate(now, self.rate, self._capacity())
+
+    def _k(self) -> float:
+        return self.cfg.return_windows * self.cfg.window_s
+
+    def _enter_plateau(self, now: float) -> None:
+        """Sit just under the ceiling, at the flat top of the cubic, then probe."""
+        w = self.w_max()
+        if w is None:
+            return
+        self.rate = w * (1 - self.cfg.margin)
+        self.phase = Phase.AVOIDANCE
+        self._r0 = self.rate
+        self._t_epoch = now - self._k()
+
+    def _goodput(self, now: float) -> float:
+        """Successful requests per second over the last window."""
+        horizon = now - self.cfg.window_s
+        while self._successes and self._successes[0] < horizon:
+            self._successes.popleft()
+        return len(self._successes) / self.cfg.window_s
+
+    def _utilised(self, now: float) -> bool:
+        return now - self._blocked_at <= max(1.0, 2.0 / max(self.rate, 1e-9))
+
+    def _holding(self, now: float) -> bool:
+        return now - self._refused_at <= max(1.0, 2.0 / max(self.rate, 1e-9))
+
+    def _advance(self, now: float) -> None:
+        dt = now - self._updated
+        if dt <= 0:
+            return
+        self._updated = now
+        if self._burst_clean and now > self._burst_until + 2.0:
+            self._burst_clean = False  # the burst passed without refusal: allow a bigger one
+            self.burst_s = min(self.cfg.burst_s_max, self.burst_s * 1.5)
+        if self._episode is not None:
+            if self._episode_ready(now):
+                self._finish_episode(now)
+            return
+        if not self._utilised(now) or self._holding(now):
+            self._t_epoch += dt  # freeze the curve: allowance unused, or refusals coming in
+            return
+        cfg = self.cfg
+        w = self.w_max()
+        if self.phase is Phase.SLOW_START or w is None:
+            self.rate *= cfg.slow_start_growth ** (dt / cfg.window_s)
+        else:
+            k = self._k()
+            t = now - self._t_epoch
+            if t < k:  # concave: back to the last ceiling, flattening as it nears
+                self.rate = w - max(w - self._r0, 0.0) * ((k - t) / k) ** 3
+                self.phase = Phase.RECOVERY
+            else:  # convex: beyond it, slowly at first; slower still while estimates agree
+                probe_t = (t - k) / (cfg.window_s * self._stability)
+                self.rate = w * (1 + cfg.probe_gain * probe_t ** 3)
+                self.phase = Phase.AVOIDANCE
+            if self.rate > w * (1 + cfg.exit_probe):
+                if self._goodput(now) >= w * (1 + cfg.exit_probe / 2):
+                    self.phase = Phase.SLOW_START  # delivering well past the old ceiling: it rose
+                else:
+                    self.rate = w * (1 + cfg.exit_probe)  # not confirmed yet: hold the probe here
+        self._clamp()
+        self._sync(now)
+
+    def _clamp(self) -> None:
+        cfg = self.cfg
+        hi = cfg.max_rpm / 60.0
+        if self.header_rpm:
+            hi = min(hi, self.header_rpm / 60.0)
+        per = self._tokens_per_request()
+        if self.header_tpm and per:
+            hi = min(hi, self.header_tpm / 60.0 / per)
+        lo = cfg.min_rpm / 60.0
+        self.rate = min(max(self.rate, lo), max(hi, lo))
+
+    def _seed_from_headers(self, sample: RateSample, now: float) -> None:
+        s = sample.signals
+        changed = False
+        if s.limit_requests and s.limit_requests != self.header_rpm:
+            self.header_rpm = float(s.limit_requests)
+            if self.ceiling_rpm is None or self.ceiling_rpm > self.header_rpm:
+                self.ceiling_rpm = self.header_rpm
+            changed = True
+        if s.limit_tokens and s.limit_tokens != self.header_tpm:
+            self.header_tpm = float(s.limit_tokens)
+            if self.ceiling_tpm is None or self.ceiling_tpm > self.header_tpm:
+                self.ceiling_tpm = self.header_tpm
+            changed = True
+        if changed:
+            if self.phase is Phase.SLOW_START and self._episode is None and self.decreases == 0:
+                w = self.w_max()
+                if w is not None and self.rate < w * (1 - self.cfg.margin):
+                    self._enter_plateau(now)
+            self._clamp()
+            self._sync(now)
+
+    def _on_overload(self, sample: RateSample) -> None:
+        self.overloaded += 1
+        if sample.sent_at < self._last_overload_at:
+            return  # in flight when the last overload was seen: the same event
+        self._last_overload_at = sample.at
+        self._overload_streak += 1
+        cfg = self.cfg
+        backoff = min(cfg.overload_backoff_max_s, cfg.overload_backoff_s * 2 ** (self._overload_streak - 1))
+        self._pause_until = max(self._pause_until, sample.at + max(backoff, sample.signals.retry_after_s or 0.0))
+
+    def _limit_of(self, sample: RateSample) -> str | None:
+        s = sample.signals
+        if s.remaining_tokens == 0 and s.remaining_requests not in (0,):
+            return "tokens"
+        if s.remaining_requests == 0 and s.remaining_tokens not in (0,):
+            return "requests"
+        return sample.limit
+
+    def _on_refused(self, sample: RateSample) -> None:
+        now = sample.at
+        if self._burst_clean and sample.sent_at <= self._burst_until:
+            # refused inside a burst after idle: the burst was too big, not the rate too high
+            self._burst_clean = False
+            self.burst_refusals += 1
+            self.burst_s = max(1.0, self.burst_s / 2)
+            self._sync(now)
+            return
+        if self._episode is not None or sample.sent_at < self.last_decrease_at:
+            return  # being measured, or sent before the last decrease (already accounted for)
+        self._refused_at = now  # hold growth while fresh refusals come in
+        if now - self.last_decrease_at < self.cfg.window_s and not self._emergency():
+            if sample.signals.retry_after_s:
+                self._pause_until = max(self._pause_until, now + sample.signals.retry_after_s)
+            return
+        w = self.w_max()
+        if w is not None and self.rate >= w and self.phase is Phase.AVOIDANCE:
+            # a probe above the known ceiling was refused: the ceiling holds, step back under
+            # it. Refused barely above it, the estimate was a little high: trim it.
+            if self.rate <= w * (1 + self.cfg.margin):
+                self._scale_ceilings(1 - self.cfg.margin)
+                w = self.w_max() or w
+            self._decrease(now, w * (1 - self.cfg.margin), agrees=True)
+            return
+        self._episode = _Episode(start=now, first_sent=sample.sent_at, rate=self.rate, limit=self._limit_of(sample))
+
+    def _scale_ceilings(self, factor: float) -> None:
+        if self.ceiling_rpm:
+            self.ceiling_rpm *= factor
+        if self.ceiling_tpm and self._tpm_learned:
+            self.ceiling_tpm *= factor
+
+    def _emergency(self) -> bool:
+        fresh = [r for r in self._responses if r.sent_at >= self.last_decrease_at]
+        if len(fresh) < 10:
+            return False
+        return sum(r.refused for r in fresh) / len(fresh) > self.cfg.emergency_refused_share
+
+    def _episode_ready(self, now: float) -> bool:
+        ep = self._episode
+        elapsed = now - ep.start
+        if elapsed >= max(self.cfg.measure_max_s, min(self.cfg.window_s, 1.5 * self.cfg.measure_responses / ep.rate)):
+            return True
+        if elapsed < self.cfg.measure_min_s:
+            return False
+        return sum(1 for r in self._responses if r.sent_at >= ep.first_sent) >= self.cfg.measure_responses
+
+    def _finish_episode(self, now: float) -> None:
+        ep, self._episode = self._episode, None
+        cfg = self.cfg
+        # Requests sent once the account was empty: the share that succeeded, times the
+        # rate they were sent at, is the rate the account refills at -- its ceiling.
+        seen = [r for r in self._responses if r.sent_at >= ep.first_sent and (r.ok or r.refused)]
+        ok_share = sum(r.ok for r in seen) / len(seen) if seen else 0.0
+        mean_tokens = sum(r.tokens for r in seen) / len(seen) if seen else 0.0
+        old = self.rate
+        self.last_decrease_at = now
+        self.decreases += 1
+        agrees = False
+        if not any(r.refused for r in seen):
+            # a stray refusal: step back a little, learn nothing
+            self.rate = old * (1 - 2 * cfg.margin)
+        else:
+            before = self.w_max()
+            c_req = ok_share * ep.rate
+            if ep.limit in (None, "requests"):
+                self.ceiling_rpm = c_req * 60.0
+                if self.header_rpm:
+                    self.ceiling_rpm = min(self.ceiling_rpm, self.header_rpm)
+            if ep.limit in (None, "tokens"):
+                self.ceiling_tpm = c_req * mean_tokens * 60.0
+                self._tpm_learned = True
+                if self.header_tpm:
+                    self.ceiling_tpm = min(self.ceiling_tpm, self.header_tpm)
+            w = self.w_max() or old
+            self.rate = min(old * (1 - cfg.margin), max(old * 0.1, w * (1 - cfg.margin)))
+            agrees = before is not None and abs(w - before) <= 0.05 * before
+        self._decrease(now, self.rate, agrees=agrees)
+
+    def _decrease(self, now: float, rate: float, *, agrees: bool) -> None:
+        cfg = self.cfg
+        if self.last_decrease_at != now:
+            self.last_decrease_at = now
+            self.decreases += 1
+        self.rate = rate
+        self._stability = min(cfg.max_stability, self._stability * 2) if agrees else 1.0
+        self.phase = Phase.RECOVERY if self.w_max() is not None else Phase.SLOW_START
+        self._r0 = self.rate
+        self._t_epoch = now
+        self._clamp()
+        self._sync(now)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
