@@ -19,7 +19,9 @@ from typing import Sequence
 from promptforge_dagster.core.formats import JobDefaults
 from promptforge_dagster.core.job import JobFailed, JobSpec, clear_output, run_job
 from promptforge_dagster.core.pipeline import JobStats, PipelineConfig
+from promptforge_dagster.core.adaptive_rate import AdaptiveConfig, AdaptiveRateController
 from promptforge_dagster.core.rate_controller import FixedRateController
+from promptforge_dagster.core.rate_lanes import RateLanes
 from promptforge_dagster.progress import ProgressReporter
 
 SIMULATOR_KEY = "sk-promptforge-simulator"
@@ -47,8 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
                      help="job-level default body parameter (JSON value), e.g. max_tokens=256; repeatable")
     run.add_argument("--max-in-flight", type=int, default=64)
-    run.add_argument("--rpm", type=float, help="fixed requests-per-minute limit (default: unlimited)")
-    run.add_argument("--tpm", type=float, help="fixed tokens-per-minute limit (default: unlimited)")
+    run.add_argument("--rpm-hint", type=float, help="where the adaptive controller starts (RPM); not a cap")
+    run.add_argument("--tpm-hint", type=float, help="where the adaptive controller starts (TPM); not a cap")
+    run.add_argument("--rate-window", type=float, default=30.0, metavar="SECONDS",
+                     help="the adaptive controller's window (default 30)")
+    run.add_argument("--rpm", type=float, help="fixed requests-per-minute limit instead of adaptive pacing")
+    run.add_argument("--tpm", type=float, help="fixed tokens-per-minute limit instead of adaptive pacing")
     run.add_argument("--timeout", type=float, default=120.0, help="per-request timeout, seconds")
     run.add_argument("--max-attempts", type=int, default=5, help="attempts per prompt on transient errors")
     run.add_argument("--max-line-bytes", type=int, default=2 * 1024 * 1024)
@@ -75,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="simulator + sample file + run, no setup, no cloud, no key")
     demo.add_argument("--dir", default="promptforge-demo", help="where the sample input and the output go")
-    demo.add_argument("--prompts", type=int, default=3000)
+    demo.add_argument("--prompts", type=int, default=2000)
     return parser
 
 
@@ -89,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from promptforge_dagster.clients.litellm_provider import LiteLLMProvider, api_key_from_env, provider_of
+    from promptforge_dagster.clients.litellm_provider import LiteLLMProvider, api_key_from_env, key_hash, provider_of
     from promptforge_dagster.clients.storage_for import storage_for
 
     try:
@@ -107,15 +113,19 @@ def _run(args: argparse.Namespace) -> int:
     output_storage = storage_for(spec.output_uri)
     if args.restart:
         clear_output(output_storage, spec.output_uri)
-    controller = FixedRateController(args.rpm, now=time.monotonic(), tpm=args.tpm)
+    try:
+        lanes = build_lanes(args, key_hash(api_key))
+    except ValueError as exc:
+        print(f"promptforge: error: {exc}", file=sys.stderr)
+        return 2
     stats = JobStats()
-    reporter = ProgressReporter(stats, controller, stream=sys.stderr, enabled=not args.quiet)
+    reporter = ProgressReporter(stats, lanes, stream=sys.stderr, enabled=not args.quiet)
 
     async def go():
         task = asyncio.create_task(reporter.run())
         try:
             return await run_job(spec, input_storage=storage_for(spec.input_uri), output_storage=output_storage,
-                                 provider=provider, controller=controller, stats=stats)
+                                 provider=provider, controller=lanes, stats=stats)
         finally:
             task.cancel()
             reporter.final()
@@ -132,9 +142,35 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"done: {s['prompts']} prompts, {s['succeeded']} succeeded, {s['failed']} failed, "
         f"{s['skipped_as_done']} skipped as already done; {s['achieved_rpm']} RPM\n"
+        f"{_lanes_line(s['rate_lanes'])}"
         f"results: {result.results_uri}\nsummary: {result.summary_uri}"
     )
     return 0
+
+
+def _lanes_line(lanes: dict) -> str:
+    parts = []
+    for lane, snap in lanes.items():
+        learned = snap.get("learned_rpm_ceiling")
+        parts.append(f"{lane}: {snap.get('controller')} {snap.get('phase', '')}, allowed {snap.get('allowed_rpm')} RPM"
+                     + (f", learned ceiling {learned} RPM" if learned else "")
+                     + f", {snap.get('rate_limited', 0)} refused")
+    return "rate: " + "; ".join(parts) + "\n" if parts else ""
+
+
+def build_lanes(args: argparse.Namespace, key_hash: str) -> RateLanes:
+    """Fixed limits when --rpm/--tpm are given (the common practice), else adaptive pacing."""
+    from promptforge_dagster.clients.litellm_provider import provider_of
+
+    if args.rpm or args.tpm:
+        def factory(_lane: str):
+            return FixedRateController(args.rpm, now=time.monotonic(), tpm=args.tpm)
+    else:
+        config = AdaptiveConfig(window_s=args.rate_window, rpm_hint=args.rpm_hint, tpm_hint=args.tpm_hint)
+
+        def factory(_lane: str):
+            return AdaptiveRateController(config, now=time.monotonic())
+    return RateLanes(factory, key_hash=key_hash, default_provider=provider_of(args.model))
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -189,13 +225,15 @@ def _demo(args: argparse.Namespace) -> int:
     output = os.path.join(args.dir, "output")
     write_demo_input(input_path, args.prompts)
     print(f"demo: wrote {args.prompts} prompts (plus 2 bad lines) to {input_path}")
-    proc, base = start_simulator("--rpm", "12000", "--latency-ms", "40")
-    print(f"demo: provider simulator at {base}")
+    proc, base = start_simulator("--rpm", "4800", "--latency-ms", "40", "--headers", "none")
+    print(f"demo: provider simulator at {base}: a 4800 RPM account that sends no rate-limit headers;")
+    print("demo: PromptForge is not told the limit and learns it (3-second windows for the demo)")
     try:
         os.environ.pop("OPENAI_API_KEY", None)
         os.environ["OPENAI_API_KEY"] = SIMULATOR_KEY
         return _run(build_parser().parse_args(
-            ["run", input_path, "--output", output, "--model", "openai/sim-model", "--api-base", base, "--restart"]
+            ["run", input_path, "--output", output, "--model", "openai/sim-model", "--api-base", base, "--restart",
+             "--rate-window", "3"]
         ))
     finally:
         proc.kill()

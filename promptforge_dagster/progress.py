@@ -7,7 +7,7 @@ import time
 from typing import TextIO
 
 from promptforge_dagster.core.pipeline import JobStats
-from promptforge_dagster.core.rate_controller import RateController
+from promptforge_dagster.core.rate_lanes import RateLanes
 
 
 def format_eta(seconds: float | None) -> str:
@@ -49,10 +49,10 @@ def progress_line(stats: JobStats, now: float, width: int = 24) -> str:
 class ProgressReporter:
     """Prints progress of a running job until cancelled."""
 
-    def __init__(self, stats: JobStats, controller: RateController, stream: TextIO, *, enabled: bool = True,
+    def __init__(self, stats: JobStats, lanes: RateLanes, stream: TextIO, *, enabled: bool = True,
                  log_every_s: float = 5.0) -> None:
         self.stats = stats
-        self.controller = controller
+        self.lanes = lanes
         self.stream = stream
         self.enabled = enabled
         self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
@@ -68,6 +68,10 @@ class ProgressReporter:
 
     def _print(self) -> None:
         line = progress_line(self.stats, time.monotonic())
+        allowed = [c.snapshot().get("allowed_rpm") for _lane, c in self.lanes.items()]
+        allowed = [a for a in allowed if a]
+        if allowed:
+            line += f" | allowed {sum(allowed):.0f} rpm"
         if self.tty:
             self.stream.write("\r\x1b[2K" + line)
         else:

@@ -31,7 +31,7 @@ def test_run_writes_exactly_one_line_per_input_line(tmp_path, simulator_factory)
     sim = simulator_factory("--rpm", "3000", "--latency-ms", "5", "--error-rate", "0.05", "--seed", "1")
     batch_file(tmp_path / "in.jsonl", 300, bad=['{"custom_id": "oops"', '{"custom_id": "r7", "url": "/v1/chat/completions"}'])
     p = cli("run", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out"), "--model", "openai/sim-model",
-            "--api-base", sim.api_base)
+            "--api-base", sim.api_base, "--rpm-hint", "2000", "--rate-window", "2")
     assert p.returncode == 0, p.stderr
     out = [json.loads(l) for l in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert len(out) == 302
@@ -70,7 +70,8 @@ def test_gcs_input_and_output(tmp_path, simulator, gcs_env, gcs_bucket, fake_gcs
     batch_file(tmp_path / "in.jsonl", 50)
     gcs_env.bucket(gcs_bucket).blob("jobs/in.jsonl").upload_from_filename(str(tmp_path / "in.jsonl"))
     p = cli("run", f"gs://{gcs_bucket}/jobs/in.jsonl", "--output", f"gs://{gcs_bucket}/out/job1",
-            "--model", "openai/sim-model", "--api-base", simulator.api_base, env={"STORAGE_EMULATOR_HOST": fake_gcs})
+            "--model", "openai/sim-model", "--api-base", simulator.api_base, "--rpm", "6000",
+            env={"STORAGE_EMULATOR_HOST": fake_gcs})
     assert p.returncode == 0, p.stderr
     data = gcs_env.bucket(gcs_bucket).blob("out/job1/results.jsonl").download_as_bytes()
     assert sorted(json.loads(l)["custom_id"] for l in data.splitlines()) == sorted(f"r{i}" for i in range(50))

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import litellm
 
-from promptforge_dagster.core.formats import PromptRequest
+from promptforge_dagster.core.formats import PromptRequest, qualify_model
 from promptforge_dagster.core.outcome import Outcome, OutcomeKind, classify
 
 litellm.telemetry = False
@@ -36,6 +36,13 @@ KEY_ENV = {
 def provider_of(model: str) -> str:
     """The LiteLLM provider prefix of a model string (``openai`` when none)."""
     return model.split("/", 1)[0] if "/" in model else "openai"
+
+
+def key_hash(api_key: str | None) -> str:
+    """A short, non-reversible name for an API key: lanes and logs use it, never the key."""
+    import hashlib
+
+    return hashlib.sha256((api_key or "").encode()).hexdigest()[:12] if api_key else "nokey"
 
 
 def api_key_from_env(model: str, env: Mapping[str, str] = os.environ) -> str | None:
@@ -67,7 +74,7 @@ class LiteLLMProvider:
         self._prices: dict[str, bool] = {}
 
     def _model(self, model: str) -> str:
-        return model if "/" in model else f"{self.default_provider}/{model}"
+        return qualify_model(model, self.default_provider)
 
     async def complete(self, request: PromptRequest) -> Outcome:
         body = dict(request.body)

@@ -77,11 +77,13 @@ class AdaptiveConfig:
     probe_gain: float = 0.10
     exit_probe: float = 0.30
     max_stability: float = 3.0
+    probe_requests: float = 100.0
+    drop_cut: float = 0.25
     min_rpm: float = 1.0
     max_rpm: float = 1_000_000.0
     measure_min_s: float = 0.3
     measure_max_s: float = 2.0
-    measure_responses: int = 16
+    measure_responses: int = 12
     emergency_refused_share: float = 0.10
     burst_s: float = 1.0
     burst_s_max: float = 30.0
@@ -150,6 +152,7 @@ class AdaptiveRateController:
         self._last_overload_at = -math.inf
         self._responses: deque[_Response] = deque()
         self._successes: deque[float] = deque()  # success times over the last window
+        self._latencies: deque[float] = deque(maxlen=64)  # of recent successes
         self._tokens: deque[int] = deque(maxlen=256)
         self._p95_cache: int | None = None
         self._burst_until = -math.inf
@@ -203,6 +206,7 @@ class AdaptiveRateController:
         if sample.kind is OutcomeKind.SUCCESS:
             self._overload_streak = 0
             self._successes.append(now)
+            self._latencies.append(now - sample.sent_at)
         elif sample.kind is OutcomeKind.OVERLOADED:
             self._on_overload(sample)
         elif refused:
@@ -353,7 +357,9 @@ class AdaptiveRateController:
                 self.rate = w - max(w - self._r0, 0.0) * ((k - t) / k) ** 3
                 self.phase = Phase.RECOVERY
             else:  # convex: beyond it, slowly at first; slower still while estimates agree
-                probe_t = (t - k) / (cfg.window_s * self._stability)
+                # probing costs a refusal or two: space probes by time and by requests sent
+                scale = max(cfg.window_s * self._stability, cfg.probe_requests / w)
+                probe_t = (t - k) / scale
                 self.rate = w * (1 + cfg.probe_gain * probe_t ** 3)
                 self.phase = Phase.AVOIDANCE
             if self.rate > w * (1 + cfg.exit_probe):
@@ -440,6 +446,11 @@ class AdaptiveRateController:
             self._decrease(now, w * (1 - self.cfg.margin), agrees=True)
             return
         self._episode = _Episode(start=now, first_sent=sample.sent_at, rate=self.rate, limit=self._limit_of(sample))
+        if w is not None:
+            # refused under a known ceiling: it dropped. Ease off while measuring; the
+            # estimate (successes per second of sending) holds while the account stays dry.
+            self.rate *= 1 - self.cfg.drop_cut
+            self._sync(now)
 
     def _scale_ceilings(self, factor: float) -> None:
         if self.ceiling_rpm:
@@ -448,10 +459,10 @@ class AdaptiveRateController:
             self.ceiling_tpm *= factor
 
     def _emergency(self) -> bool:
+        """Requests sent after the last decrease are still refused: it was not enough."""
         fresh = [r for r in self._responses if r.sent_at >= self.last_decrease_at]
-        if len(fresh) < 10:
-            return False
-        return sum(r.refused for r in fresh) / len(fresh) > self.cfg.emergency_refused_share
+        refused = sum(r.refused for r in fresh)
+        return refused >= 3 and refused / len(fresh) > self.cfg.emergency_refused_share
 
     def _episode_ready(self, now: float) -> bool:
         ep = self._episode
@@ -460,16 +471,27 @@ class AdaptiveRateController:
             return True
         if elapsed < self.cfg.measure_min_s:
             return False
-        return sum(1 for r in self._responses if r.sent_at >= ep.first_sent) >= self.cfg.measure_responses
+        return len(self._settled(ep, now)) >= self.cfg.measure_responses
+
+    def _settled(self, ep: _Episode, now: float) -> list[_Response]:
+        """Answers to requests sent since the account ran dry and long enough ago that
+        their successes, slower than refusals, have had time to come back."""
+        cutoff = now - (max(self._latencies) if self._latencies else 0.0)
+        return [r for r in self._responses
+                if ep.first_sent <= r.sent_at <= cutoff and (r.ok or r.refused)]
 
     def _finish_episode(self, now: float) -> None:
         ep, self._episode = self._episode, None
         cfg = self.cfg
         # Requests sent once the account was empty: the share that succeeded, times the
         # rate they were sent at, is the rate the account refills at -- its ceiling.
-        seen = [r for r in self._responses if r.sent_at >= ep.first_sent and (r.ok or r.refused)]
-        ok_share = sum(r.ok for r in seen) / len(seen) if seen else 0.0
+        seen = self._settled(ep, now)
+        ok = [r for r in seen if r.ok]
         mean_tokens = sum(r.tokens for r in seen) / len(seen) if seen else 0.0
+        span = (max(r.sent_at for r in seen) - ep.first_sent) if len(seen) > 1 else 0.0
+        # successes per second of sending while the account was dry: its refill rate
+        send_rate = (len(seen) - 1) / span if span > 0 else ep.rate
+        ok_share = len(ok) / len(seen) if seen else 0.0
         old = self.rate
         self.last_decrease_at = now
         self.decreases += 1
@@ -479,7 +501,7 @@ class AdaptiveRateController:
             self.rate = old * (1 - 2 * cfg.margin)
         else:
             before = self.w_max()
-            c_req = ok_share * ep.rate
+            c_req = ok_share * min(send_rate, ep.rate * 1.2)
             if ep.limit in (None, "requests"):
                 self.ceiling_rpm = c_req * 60.0
                 if self.header_rpm:

@@ -88,6 +88,15 @@ class NotJsonlError(ValueError):
     """The input is not JSONL at all (a PDF, a zip, a CSV...): the job fails at once."""
 
 
+def qualify_model(model: str, default_provider: str) -> str:
+    """A LiteLLM model string with its provider prefix (``gpt-4o`` -> ``openai/gpt-4o``).
+
+    >>> qualify_model("gpt-4o", "openai"), qualify_model("anthropic/claude", "openai")
+    ('openai/gpt-4o', 'anthropic/claude')
+    """
+    return model if "/" in model else f"{default_provider}/{model}"
+
+
 def line_fallback_id(line_no: int) -> str:
     """The id given to a line that has no usable id of its own.
 

@@ -27,6 +27,7 @@ from promptforge_dagster.core.formats import JobDefaults, LineParser, NotJsonlEr
 from promptforge_dagster.core.input_scan import SNIFF_BYTES, scan_input, sniff
 from promptforge_dagster.core.pipeline import JobStats, Pipeline, PipelineConfig, Provider
 from promptforge_dagster.core.rate_controller import RateController
+from promptforge_dagster.core.rate_lanes import RateLanes
 from promptforge_dagster.core.reader import DEFAULT_CHUNK_BYTES, PromptReader, ReadPosition
 from promptforge_dagster.core.results import Envelope, IncompleteResults, assemble, decode_part, encode_part
 from promptforge_dagster.core.storage import PreconditionFailed, Storage, join
@@ -93,7 +94,7 @@ async def run_job(
     input_storage: Storage,
     output_storage: Storage,
     provider: Provider,
-    controller: RateController,
+    controller: RateController | RateLanes,
     stats: JobStats | None = None,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
@@ -159,12 +160,12 @@ async def run_job(
             f"stopped: {stats.fatal} ({stats.done + stats.skipped} of {stats.total} prompts are done and kept; "
             f"rerun with the same --output to resume)"
         )
-    return _publish(spec, output_storage, index.prompt_lines, generation, stats, controller, clock() - started)
+    return _publish(spec, output_storage, index.prompt_lines, generation, stats, pipeline.lanes, clock() - started)
 
 
 def _publish(
     spec: JobSpec, storage: Storage, expected: int, generation: int, stats: JobStats,
-    controller: RateController, wall_s: float,
+    lanes: RateLanes, wall_s: float,
 ) -> JobResult:
     results_uri = join(spec.output_uri, "results.jsonl")
     summary_uri = join(spec.output_uri, "summary.json")
@@ -192,7 +193,7 @@ def _publish(
         "retries": stats.retries,
         "wall_time_s": round(wall_s, 3),
         "achieved_rpm": round(completed * 60.0 / wall_s, 1) if wall_s > 0 else None,
-        "rate_controller": controller.snapshot(),
+        "rate_lanes": lanes.snapshot(),
     }
     storage.write_bytes(summary_uri, msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\n")
     return JobResult(results_uri, summary_uri, doc, stats)

@@ -6,7 +6,7 @@ asyncio throughout, with bounded in-flight requests and a bounded result buffer,
 retry policy belong here. The clock, the sleep and the random source are injected.
 
 >>> import asyncio
->>> from promptforge_dagster.core.outcome import Outcome, OutcomeKind
+>>> from promptforge_dagster.core.outcome import Outcome, OutcomeKind, limit_hint
 >>> class Echo:
 ...     async def complete(self, request):
 ...         return Outcome(OutcomeKind.SUCCESS, 200, body={"ok": request.custom_id}, tokens_in=3, tokens_out=2)
@@ -31,8 +31,9 @@ from typing import Any, Awaitable, Callable, Iterable, Protocol
 from pyroaring import BitMap
 
 from promptforge_dagster.core.formats import BadLine, JobDefaults, LineParser, PromptRequest  # noqa: F401
-from promptforge_dagster.core.outcome import Outcome, OutcomeKind
+from promptforge_dagster.core.outcome import Outcome, OutcomeKind, limit_hint
 from promptforge_dagster.core.rate_controller import FixedRateController, RateController, RateSample  # noqa: F401
+from promptforge_dagster.core.rate_lanes import RateLanes
 from promptforge_dagster.core.rate_signals import RateSignals, parse_rate_headers
 from promptforge_dagster.core.reader import PromptReader, RawLine, ReadPosition  # noqa: F401
 from promptforge_dagster.core.results import Envelope, error_record, failure_record, success_record
@@ -139,7 +140,7 @@ class Pipeline:
         lines: Callable[[ReadPosition], Iterable[RawLine]],
         parser: LineParser,
         provider: Provider,
-        controller: RateController,
+        controller: RateController | RateLanes,
         write_part: Callable[[list[Envelope]], None],
         config: PipelineConfig | None = None,
         start: ReadPosition = ReadPosition(),
@@ -156,7 +157,7 @@ class Pipeline:
         self._lines = lines
         self._parser = parser
         self._provider = provider
-        self.controller = controller
+        self.lanes = controller if isinstance(controller, RateLanes) else RateLanes.single(controller)
         self._write_part = write_part
         self.config = config or PipelineConfig()
         self._start = start
@@ -171,7 +172,7 @@ class Pipeline:
         self._buffer: list[Envelope] = []
         self._oldest: float | None = None
         self._flush_lock = asyncio.Lock()
-        self._pace_lock = asyncio.Lock()
+        self._pace_locks: dict[str, asyncio.Lock] = {}
         self._stop = asyncio.Event()
 
     # -- public ---------------------------------------------------------------
@@ -270,10 +271,13 @@ class Pipeline:
         self.stats.failed += 1
         self.stats.errors_by_code[code] = self.stats.errors_by_code.get(code, 0) + 1
 
-    async def _pace(self, est_tokens: int) -> None:
-        async with self._pace_lock:  # one waiter polls the controller; the others queue in order
+    async def _pace(self, lane: str, controller: RateController, est_tokens: int) -> None:
+        lock = self._pace_locks.get(lane)
+        if lock is None:
+            lock = self._pace_locks[lane] = asyncio.Lock()
+        async with lock:  # one waiter per lane polls its controller; the others queue in order
             while True:
-                wait = self.controller.acquire(self._clock(), est_tokens)
+                wait = controller.acquire(self._clock(), est_tokens)
                 if wait <= 0.0:
                     return
                 await self._sleep(min(wait, 1.0))
@@ -285,10 +289,12 @@ class Pipeline:
     async def _run_one(self, req: PromptRequest, slots: asyncio.Semaphore) -> None:
         cfg, stats = self.config, self.stats
         est = estimate_tokens(req.body, cfg.default_max_tokens)
+        lane = self.lanes.lane(str(req.body.get("model", "")))
+        controller = self.lanes.controller(lane)
         attempts = rate_limited = 0
         try:
             while True:
-                await self._pace(est)
+                await self._pace(lane, controller, est)
                 if self._stop.is_set():
                     return
                 sent_at = self._clock()
@@ -300,7 +306,10 @@ class Pipeline:
                     stats.in_flight -= 1
                 at = self._clock()
                 signals = parse_rate_headers(outcome.headers, self._wall()) if outcome.headers else RateSignals()
-                self.controller.record(RateSample(sent_at, at, outcome.kind, outcome.tokens or est, est, signals))
+                controller.record(RateSample(
+                    sent_at, at, outcome.kind, outcome.tokens or est, est, signals,
+                    limit=limit_hint(outcome) if outcome.kind is OutcomeKind.RATE_LIMITED else None,
+                ))
                 kind = outcome.kind
                 if kind is OutcomeKind.SUCCESS:
                     stats.succeeded += 1

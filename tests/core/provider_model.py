@@ -102,7 +102,9 @@ def run_model(
                 break
             adm = account.admit(now, tok)
             in_flight += 1
-            push(now + latency * rng.uniform(0.7, 1.5), "done", (now, adm, tok))
+            # refusals come back at once, completions after the model's latency, as with real providers
+            delay = latency * rng.uniform(0.7, 1.5) if adm.ok else 0.02 * rng.uniform(0.5, 1.5)
+            push(now + delay, "done", (now, adm, tok))
         else:
             if not demand(now):
                 wake_at = now + 0.1
