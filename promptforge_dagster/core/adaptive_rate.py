@@ -78,7 +78,6 @@ class AdaptiveConfig:
     exit_probe: float = 0.30
     max_stability: float = 3.0
     probe_requests: float = 100.0
-    drop_cut: float = 0.25
     min_rpm: float = 1.0
     max_rpm: float = 1_000_000.0
     measure_min_s: float = 0.3
@@ -143,7 +142,7 @@ class AdaptiveRateController:
         self._t_epoch = now
         self._r0 = self.rate
         self._pause_until = now
-        self._blocked_at = now  # last time a request waited on the allowance
+        self._blocked_at = -math.inf  # last time a request waited on the allowance
         self._refused_at = -math.inf  # last fresh refusal
         self._stability = 1.0  # grows while successive ceiling estimates agree: probe less often
         self._episode: _Episode | None = None
@@ -446,11 +445,7 @@ class AdaptiveRateController:
             self._decrease(now, w * (1 - self.cfg.margin), agrees=True)
             return
         self._episode = _Episode(start=now, first_sent=sample.sent_at, rate=self.rate, limit=self._limit_of(sample))
-        if w is not None:
-            # refused under a known ceiling: it dropped. Ease off while measuring; the
-            # estimate (successes per second of sending) holds while the account stays dry.
-            self.rate *= 1 - self.cfg.drop_cut
-            self._sync(now)
+
 
     def _scale_ceilings(self, factor: float) -> None:
         if self.ceiling_rpm:

@@ -50,11 +50,16 @@ def run_model(
     seed: int = 0,
     latency: float = 0.3,
     headers: bool = False,
+    says_limit: bool = True,
     max_in_flight: int = 512,
     tokens: Callable[[random.Random], int] = lambda rng: 100,
     demand: Callable[[float], bool] = lambda t: True,
 ) -> Trace:
-    """Run ``duration`` seconds; ``demand(t)`` says whether the client has work at t."""
+    """Run ``duration`` seconds; ``demand(t)`` says whether the client has work at t.
+
+    ``headers``: the provider sends x-ratelimit-* and retry-after; ``says_limit``: its 429
+    message names the limit hit ("tokens per min"), as OpenAI's does even without headers.
+    """
     rng = random.Random(seed)
     account = SimulatedAccount(limits, now=0.0)
     trace = Trace()
@@ -89,7 +94,7 @@ def run_model(
             if headers and not adm.ok:
                 hdrs["retry-after-ms"] = str(max(1, int(adm.retry_after_s * 1000)))
             controller.record(RateSample(sent_at, now, outcome_kind, tok, tok, parse_rate_headers(hdrs),
-                                         limit=(adm.limit if headers else None)))
+                                         limit=(adm.limit if headers or says_limit else None)))
         elif kind == "wake" and now < wake_at - 1e-12:
             continue
         # send as much as the controller allows
