@@ -31,7 +31,8 @@ def progress_line(stats: JobStats, now: float, width: int = 24) -> str:
     total = stats.total
     finished = stats.done + stats.skipped
     rpm = stats.rpm(now)
-    done_rate = stats.done / max(now - stats.started_at, 1e-9) if stats.started_at else 0.0
+    elapsed = now - stats.started_at
+    done_rate = stats.done / elapsed if elapsed > 0 else 0.0
     remaining = (total - finished) if total is not None else None
     eta = remaining / done_rate if remaining is not None and done_rate > 0 else None
     if total:
@@ -50,24 +51,26 @@ class ProgressReporter:
     """Prints progress of a running job until cancelled."""
 
     def __init__(self, stats: JobStats, lanes: RateLanes, stream: TextIO, *, enabled: bool = True,
-                 log_every_s: float = 5.0) -> None:
+                 log_every_s: float = 5.0, clock=time.monotonic, sleep=asyncio.sleep) -> None:
         self.stats = stats
         self.lanes = lanes
         self.stream = stream
         self.enabled = enabled
         self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
         self.log_every_s = log_every_s
+        self._clock = clock
+        self._sleep = sleep
 
     async def run(self) -> None:
         if not self.enabled:
             return
         interval = 0.25 if self.tty else self.log_every_s
         while True:
-            await asyncio.sleep(interval)
+            await self._sleep(interval)
             self._print()
 
     def _print(self) -> None:
-        line = progress_line(self.stats, time.monotonic())
+        line = progress_line(self.stats, self._clock())
         allowed = [c.snapshot().get("allowed_rpm") for _lane, c in self.lanes.items()]
         allowed = [a for a in allowed if a]
         if allowed:

@@ -87,3 +87,18 @@ def test_demo_runs_with_no_setup(tmp_path):
     out = (tmp_path / "demo" / "output" / "results.jsonl").read_text().splitlines()
     assert len(out) == 202
     assert "results: " in p.stdout
+
+
+def test_adaptive_pacing_learns_a_limit_it_was_never_told(tmp_path, simulator_factory):
+    sim = simulator_factory("--rpm", "1200", "--headers", "none", "--latency-ms", "20")
+    batch_file(tmp_path / "in.jsonl", 700)
+    p = cli("run", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out"), "--model", "openai/sim-model",
+            "--api-base", sim.api_base, "--rate-window", "2", "--quiet")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    (lane,) = summary["rate_lanes"].values()
+    assert lane["controller"] == "adaptive"
+    assert 900 <= lane["learned_rpm_ceiling"] <= 1300
+    stats = sim.stats()
+    assert stats["ok"] == 700
+    assert stats["rate_limited"] / stats["received"] < 0.10  # discovery included

@@ -76,3 +76,12 @@ def test_models_without_a_provider_prefix_get_the_default_one(simulator, model):
     provider = LiteLLMProvider(api_base=simulator.api_base, api_key=KEY)
     out = complete(provider, PromptRequest(0, 1, 0, "c", {"model": model, "messages": [{"role": "user", "content": "hi"}]}))
     assert out.kind is K.SUCCESS
+
+
+def test_cost_comes_from_litellms_price_map_where_it_knows_the_model(simulator):
+    provider = LiteLLMProvider(api_base=simulator.api_base, api_key=KEY)
+    known = complete(provider, PromptRequest(0, 1, 0, "c", {"model": "gpt-4o-mini",
+                                                            "messages": [{"role": "user", "content": "hi"}]}))
+    unknown = complete(provider, req())
+    assert known.cost is not None and known.cost > 0
+    assert unknown.cost is None

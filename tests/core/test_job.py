@@ -114,3 +114,23 @@ def test_missing_input_is_a_clear_failure(tmp_path):
         asyncio.run(run_job(spec, input_storage=storage, output_storage=storage, provider=CountingProvider(),
                             controller=FixedRateController(None, now=0.0)))
     assert not os.path.exists(tmp_path / "out" / "results.jsonl")
+
+
+def test_input_replaced_mid_job_fails_clearly_and_never_mixes_versions(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join(b'{"id": "p%d", "prompt": "q"}\n' % i for i in range(200)))
+
+    class Replacer(CountingProvider):
+        async def complete(self, request):
+            if not self.calls:
+                src.write_bytes(b'{"id": "new", "prompt": "other version"}\n' * 300)
+            return await super().complete(request)
+
+    provider = Replacer()
+    storage = LocalStorage()
+    spec = JobSpec(str(src), str(tmp_path / "out"), JobDefaults("m"), chunk_bytes=256,
+                   pipeline=PipelineConfig(max_in_flight=2, read_batch=4))
+    with pytest.raises(JobFailed, match="was replaced while the job ran"):
+        asyncio.run(run_job(spec, input_storage=storage, output_storage=storage, provider=provider,
+                            controller=FixedRateController(None, now=0.0)))
+    assert "new" not in provider.calls

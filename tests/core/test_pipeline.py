@@ -160,3 +160,39 @@ def test_already_done_ordinals_are_skipped_not_sent():
     stats, records, _, _ = run_pipeline(jsonl(10), provider, done=BitMap(range(0, 10, 2)))
     assert sorted(provider.calls) == [f"p{i}" for i in range(1, 10, 2)]
     assert stats.skipped == 5 and len(records) == 5
+
+
+def test_each_lane_has_its_own_controller_and_learns_which_limit_was_hit():
+    from promptforge_dagster.core.rate_controller import RateSample
+    from promptforge_dagster.core.rate_lanes import RateLanes
+
+    class Recording:
+        def __init__(self):
+            self.samples: list[RateSample] = []
+
+        def acquire(self, now, est_tokens):
+            return 0.0
+
+        def record(self, sample):
+            self.samples.append(sample)
+
+        def snapshot(self):
+            return {"samples": len(self.samples)}
+
+    made: dict[str, Recording] = {}
+
+    def factory(lane):
+        made[lane] = Recording()
+        return made[lane]
+
+    lanes = RateLanes(factory, key_hash="abc", default_provider="openai")
+    tpm_429 = Outcome(K.RATE_LIMITED, 429, message="Rate limit reached for tokens per min (TPM)")
+    provider = ScriptedProvider({"p0": [tpm_429]})
+    data = (b'{"id": "p0", "prompt": "a", "model": "gpt-4o"}\n'
+            b'{"id": "p1", "prompt": "b", "model": "anthropic/claude"}\n'
+            b'{"id": "p2", "prompt": "c"}\n')
+    run_pipeline(data, provider, controller=lanes)
+    assert set(made) == {"openai/gpt-4o#abc", "anthropic/claude#abc", "openai/m#abc"}
+    first = made["openai/gpt-4o#abc"].samples[0]
+    assert first.kind is K.RATE_LIMITED and first.limit == "tokens"
+    assert len(made["anthropic/claude#abc"].samples) == 1
