@@ -41,40 +41,35 @@ class LocalStorage:
             return f.read()
 
     def write_bytes(self, path: str, data: bytes, *, if_generation_match: int | None = None) -> int:
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
+        def fill(tmp: str) -> None:
+            with open(tmp, "wb") as f:
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            with self._guard(path, if_generation_match):
-                current = self.stat(path)
-                if if_generation_match is not None:
-                    have = 0 if current is None else current.generation
-                    if have != if_generation_match:
-                        raise PreconditionFailed(f"{path}: generation is {have}, expected {if_generation_match}")
-                os.replace(tmp, path)
-                tmp = ""
-        finally:
-            if tmp:
-                os.unlink(tmp)
-        _fsync_dir(directory)
+
+        self._replace(path, fill, if_generation_match)
         info = self.stat(path)
         return info.generation if info else 0
 
     def upload_file(self, path: str, local_file: str) -> None:
+        self._replace(path, lambda tmp: shutil.copyfile(local_file, tmp), None)
+
+    def _replace(self, path: str, fill, if_generation_match: int | None) -> None:
+        """Fill a temporary file beside ``path``, make it durable, rename it into place."""
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
         os.close(fd)
         try:
-            shutil.copyfile(local_file, tmp)
+            fill(tmp)
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
-            tmp = ""
+            with self._guard(path, if_generation_match):
+                if if_generation_match is not None:
+                    current = self.stat(path)
+                    have = 0 if current is None else current.generation
+                    if have != if_generation_match:
+                        raise PreconditionFailed(f"{path}: generation is {have}, expected {if_generation_match}")
+                os.replace(tmp, path)
+                tmp = ""
         finally:
             if tmp:
                 os.unlink(tmp)

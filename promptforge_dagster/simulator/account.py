@@ -84,23 +84,20 @@ class SimulatedAccount:
 
     def _apply(self, now: float) -> None:
         rpm, tpm = self.limits.at(now - self.started)
-        burst = self.limits.burst_s
         if rpm != self._rpm:
-            self._rpm = rpm
-            if rpm is None:
-                self._req = None
-            elif self._req is None:
-                self._req = TokenBucket(rpm / 60.0, max(1.0, rpm / 60.0 * burst), now)
-            else:
-                self._req.set_rate(now, rpm / 60.0, max(1.0, rpm / 60.0 * burst))
+            self._rpm, self._req = rpm, self._rebucket(self._req, rpm, now)
         if tpm != self._tpm:
-            self._tpm = tpm
-            if tpm is None:
-                self._tok = None
-            elif self._tok is None:
-                self._tok = TokenBucket(tpm / 60.0, max(1.0, tpm / 60.0 * burst), now)
-            else:
-                self._tok.set_rate(now, tpm / 60.0, max(1.0, tpm / 60.0 * burst))
+            self._tpm, self._tok = tpm, self._rebucket(self._tok, tpm, now)
+
+    def _rebucket(self, bucket: TokenBucket | None, per_minute: float | None, now: float) -> TokenBucket | None:
+        """The bucket for a new per-minute limit, keeping its level across changes."""
+        if per_minute is None:
+            return None
+        rate, capacity = per_minute / 60.0, max(1.0, per_minute / 60.0 * self.limits.burst_s)
+        if bucket is None:
+            return TokenBucket(rate, capacity, now)
+        bucket.set_rate(now, rate, capacity)
+        return bucket
 
     def current_limits(self, now: float) -> tuple[float | None, float | None]:
         self._apply(now)
