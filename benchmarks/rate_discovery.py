@@ -113,6 +113,10 @@ def run_scenario(name, sim_flags, phases, controller_factory, input_path, gate_a
     for dur, ceiling, _unit in phases:
         results.append(phase_figures(log, start + settle, start + dur, ceiling))
         start += dur
+    if settle == 0.0 and len(phases) == 1:
+        # the same run after discovery: the first half of the phase left out
+        dur, ceiling, _unit = phases[0]
+        results.append(phase_figures(log, dur / 2, dur, ceiling))
     return results
 
 
@@ -158,7 +162,8 @@ def main() -> None:
                     res = run_tpm(flags, phases, factory, path)
                 else:
                     res = run_scenario(name, flags, phases, factory, path, gate_args)
-                figures = "  ".join(f"phase {i + 1}: goodput {g:.3f} refused {r:.3%}" for i, (g, r) in enumerate(res))
+                labels = [f"phase {i + 1}" for i in range(len(phases))] + ["second half"]
+                figures = "  ".join(f"{labels[i]}: goodput {g:.3f} refused {r:.3%}" for i, (g, r) in enumerate(res))
                 print(f"  {cname:>9}: {figures}", flush=True)
 
 
@@ -178,18 +183,19 @@ def run_tpm(flags, phases, factory, path):
         finally:
             sim.kill()
             sim.wait()
-        ok_tokens = refused = ok = 0
+        entries = []
         with open(log_path) as f:
             for line in f:
                 d = json.loads(line)
-                if d["t"] - t0 >= phases[0][0]:
-                    continue
-                if d["status"] == 200:
-                    ok += 1
-                    ok_tokens += sizes.get(d["custom_id"], 0)
-                elif d["status"] == 429:
-                    refused += 1
-        return [(ok_tokens / (phases[0][1] * phases[0][0]), refused / max(1, ok + refused))]
+                entries.append((d["t"] - t0, d["status"], sizes.get(d["custom_id"], 0)))
+    duration, tokens_per_s = phases[0][0], phases[0][1]
+
+    def figures(start, end):
+        ok = [tok for t, st, tok in entries if start <= t < end and st == 200]
+        refused = sum(1 for t, st, _ in entries if start <= t < end and st == 429)
+        return sum(ok) / (tokens_per_s * (end - start)), refused / max(1, len(ok) + refused)
+
+    return [figures(0.0, duration), figures(duration / 2, duration)]
 
 
 if __name__ == "__main__":
