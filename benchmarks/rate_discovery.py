@@ -44,30 +44,31 @@ def write_input(path: str, n: int, mixed: bool, seed: int = 7) -> None:
             f.write(json.dumps({"id": f"p{i}", "prompt": ("word " * words) + str(i), "max_tokens": 32}) + "\n")
 
 
-class DemandGate:
-    """Wraps a provider so requests only start while demand is on (bursty scenario)."""
+class DemandGate(LocalStorage):
+    """Input storage whose reads wait while demand is off (bursty scenario): with small
+    chunks and read batches, prompts reach the pipeline only during the on-periods."""
 
-    def __init__(self, inner, on_s: float, off_s: float, t0: float) -> None:
-        self.inner, self.on_s, self.off_s, self.t0 = inner, on_s, off_s, t0
+    def __init__(self, on_s: float, off_s: float, t0: float) -> None:
+        self.on_s, self.off_s, self.t0 = on_s, off_s, t0
 
-    async def complete(self, request):
+    def read_range(self, path, start, length, generation=None):
         while True:
             phase = (time.monotonic() - self.t0) % (self.on_s + self.off_s)
             if phase < self.on_s:
-                return await self.inner.complete(request)
-            await asyncio.sleep(self.on_s + self.off_s - phase)
+                return super().read_range(path, start, length, generation)
+            time.sleep(self.on_s + self.off_s - phase)
 
 
 async def drive(controller_factory, api_base: str, input_path: str, duration: float, gate=None) -> None:
     with tempfile.TemporaryDirectory() as out:
-        spec = JobSpec(input_path, out, JobDefaults("openai/sim-model"),
-                       pipeline=PipelineConfig(max_in_flight=128, max_rate_limited=1000))
+        small = {"chunk_bytes": 4096} if gate else {}
+        spec = JobSpec(input_path, out, JobDefaults("openai/sim-model"), **small,
+                       pipeline=PipelineConfig(max_in_flight=128, max_rate_limited=1000,
+                                               read_batch=8 if gate else 512))
         storage = LocalStorage()
         provider = LiteLLMProvider(api_base=api_base, api_key="sk-bench", timeout_s=30)
-        if gate:
-            provider = gate(provider)
-        task = asyncio.create_task(run_job(spec, input_storage=storage, output_storage=storage, provider=provider,
-                                           controller=controller_factory()))
+        task = asyncio.create_task(run_job(spec, input_storage=gate or storage, output_storage=storage,
+                                           provider=provider, controller=controller_factory()))
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=duration)
         except asyncio.TimeoutError:
@@ -102,7 +103,7 @@ def run_scenario(name, sim_flags, phases, controller_factory, input_path, gate_a
             duration = sum(p[0] for p in phases)
             t0 = time.time()
             t0_mono = time.monotonic()
-            gate = (lambda inner: DemandGate(inner, *gate_args, t0_mono)) if gate_args else None
+            gate = DemandGate(*gate_args, t0_mono) if gate_args else None
             asyncio.run(drive(controller_factory, base, input_path, duration, gate))
         finally:
             sim.kill()
