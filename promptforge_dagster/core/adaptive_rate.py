@@ -13,9 +13,10 @@ ceiling. So a decrease does not halve blindly; it measures.
   TPM ceiling from their tokens; separately when the provider says which limit it hit
   (header or message), both otherwise.
 * **Recovery**: a cubic curve (as in TCP CUBIC and AWS's adaptive retry mode) returns to
-  the last ceiling within ``probe_windows`` windows, flat near it. **Avoidance**: past it,
-  probing slowly at first; ``exit_probe`` above it with no refusal means the ceiling
-  rose, and slow start resumes.
+  the last ceiling within ``return_windows`` windows, flat near it. **Avoidance**: past
+  it, a cubic probe (``probe_gain``), spaced by windows and by ``probe_requests`` and
+  slower while successive estimates agree; a refused probe steps back under the ceiling.
+  Goodput confirmed ``exit_probe / 2`` above the old ceiling means it rose: slow start.
 * **TPM**: a hinted or announced TPM limit caps the request rate through a rolling p95 of
   tokens per request (safe before anything is known of the traffic). Once a refusal has
   taught the TPM ceiling, a token bucket paces by each request's own tokens, so mixed
