@@ -79,6 +79,7 @@ class AdaptiveConfig:
     exit_probe: float = 0.30
     max_stability: float = 3.0
     probe_requests: float = 100.0
+    confirm_busy_s: float = 40.0
     min_rpm: float = 1.0
     max_rpm: float = 1_000_000.0
     measure_min_s: float = 0.3
@@ -145,6 +146,7 @@ class AdaptiveRateController:
         self._pause_until = now
         self._blocked_at = -math.inf  # last time a request waited on the allowance
         self._refused_at = -math.inf  # last fresh refusal
+        self._busy_since = now  # start of the current stretch of requests waiting on the allowance
         self._stability = 1.0  # grows while successive ceiling estimates agree: probe less often
         self._episode: _Episode | None = None
         self.last_decrease_at = -math.inf
@@ -343,6 +345,8 @@ class AdaptiveRateController:
             if self._episode_ready(now):
                 self._finish_episode(now)
             return
+        if not self._utilised(now):
+            self._busy_since = now
         if not self._utilised(now) or self._holding(now):
             self._t_epoch += dt  # freeze the curve: allowance unused, or refusals coming in
             return
@@ -363,7 +367,11 @@ class AdaptiveRateController:
                 self.rate = w * (1 + cfg.probe_gain * probe_t ** 3)
                 self.phase = Phase.AVOIDANCE
             if self.rate > w * (1 + cfg.exit_probe):
-                if self._goodput(now) >= w * (1 + cfg.exit_probe / 2):
+                # A provider's burst allowance, refilled while we idled, can carry goodput
+                # above the ceiling for a while: only goodput sustained past any such
+                # burst (continuously busy for confirm_busy_s) says the ceiling rose.
+                busy_long = now - self._busy_since >= max(3 * cfg.window_s, cfg.confirm_busy_s)
+                if busy_long and self._goodput(now) >= w * (1 + cfg.exit_probe / 2):
                     self.phase = Phase.SLOW_START  # delivering well past the old ceiling: it rose
                 else:
                     self.rate = w * (1 + cfg.exit_probe)  # not confirmed yet: hold the probe here

@@ -198,3 +198,4 @@ def test_config_is_validated():
         AdaptiveConfig(window_s=0)
     with pytest.raises(ValueError):
         AdaptiveConfig(rpm_hint=-5)
+
