@@ -12,13 +12,11 @@ from typing import Any, Mapping
 
 import litellm
 
-from promptforge_dagster.core.formats import PromptRequest, qualify_model
+from promptforge_dagster.core.formats import CUSTOM_ID_HEADER, PromptRequest, qualify_model
 from promptforge_dagster.core.outcome import Outcome, OutcomeKind, classify
 
 litellm.telemetry = False
 litellm.suppress_debug_info = True
-
-CUSTOM_ID_HEADER = "X-PromptForge-Custom-Id"
 
 # The usual environment variable of each provider prefix.
 KEY_ENV = {

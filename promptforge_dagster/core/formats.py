@@ -18,6 +18,8 @@ from typing import Any
 import msgspec
 
 CHAT_COMPLETIONS_URL = "/v1/chat/completions"
+# Sent with every request so a provider's (or the simulator's) request log can name the prompt.
+CUSTOM_ID_HEADER = "X-PromptForge-Custom-Id"
 # Batch API endpoints that exist but that PromptForge does not run (yet): named, so the
 # error says "unsupported" rather than "unknown".
 KNOWN_UNSUPPORTED_URLS = frozenset({"/v1/embeddings", "/v1/completions", "/v1/responses", "/v1/moderations"})

@@ -31,8 +31,6 @@ class OutcomeKind(enum.Enum):
     FATAL = "fatal"  # 401/403, quota exhausted: stop the job
 
 
-RETRYABLE = frozenset({OutcomeKind.RATE_LIMITED, OutcomeKind.OVERLOADED, OutcomeKind.TRANSIENT})
-
 _QUOTA = re.compile(r"insufficient[_ ]quota|exceeded your current quota|billing|credit balance", re.I)
 _OVERLOAD = re.compile(r"overload", re.I)
 

@@ -6,7 +6,10 @@ asyncio throughout, with bounded in-flight requests and a bounded result buffer,
 retry policy belong here. The clock, the sleep and the random source are injected.
 
 >>> import asyncio
->>> from promptforge_dagster.core.outcome import Outcome, OutcomeKind, limit_hint
+>>> from promptforge_dagster.core.formats import JobDefaults, LineParser
+>>> from promptforge_dagster.core.outcome import Outcome, OutcomeKind
+>>> from promptforge_dagster.core.rate_controller import FixedRateController
+>>> from promptforge_dagster.core.reader import PromptReader
 >>> class Echo:
 ...     async def complete(self, request):
 ...         return Outcome(OutcomeKind.SUCCESS, 200, body={"ok": request.custom_id}, tokens_in=3, tokens_out=2)
@@ -30,12 +33,12 @@ from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 from pyroaring import BitMap
 
-from promptforge_dagster.core.formats import BadLine, JobDefaults, LineParser, PromptRequest  # noqa: F401
+from promptforge_dagster.core.formats import BadLine, LineParser, PromptRequest
 from promptforge_dagster.core.outcome import Outcome, OutcomeKind, limit_hint
-from promptforge_dagster.core.rate_controller import FixedRateController, RateController, RateSample  # noqa: F401
+from promptforge_dagster.core.rate_controller import RateController, RateSample
 from promptforge_dagster.core.rate_lanes import RateLanes
 from promptforge_dagster.core.rate_signals import RateSignals, parse_rate_headers
-from promptforge_dagster.core.reader import PromptReader, RawLine, ReadPosition  # noqa: F401
+from promptforge_dagster.core.reader import RawLine, ReadPosition
 from promptforge_dagster.core.results import Envelope, error_record, failure_record, success_record
 
 

@@ -39,8 +39,8 @@ class ReadPosition:
 class RawLine:
     """One non-blank input line. ``data`` is cut to ``max_line_bytes``; ``length`` is the true size.
 
-    >>> RawLine(0, 1, 0, b"{}", 2).too_long(1)
-    True
+    >>> RawLine(0, 1, 0, b"{}", 2).length
+    2
     """
 
     ordinal: int
@@ -48,9 +48,6 @@ class RawLine:
     offset: int
     data: bytes
     length: int
-
-    def too_long(self, cap: int) -> bool:
-        return self.length > cap
 
 
 class PromptReader:

@@ -48,11 +48,6 @@ class TokenBucket:
             self.tokens -= min(cost, self.capacity)
         return wait
 
-    def spend(self, now: float, cost: float) -> None:
-        """Spend unconditionally (may go negative: a debt paid back by refill)."""
-        self._refill(now)
-        self.tokens -= cost
-
     def set_rate(self, now: float, rate_per_s: float, capacity: float | None = None) -> None:
         """Change the refill rate (and capacity) from ``now`` on."""
         if rate_per_s <= 0:

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from promptforge_dagster.core.formats import CUSTOM_ID_HEADER
 from promptforge_dagster.simulator.account import AccountLimits, SimulatedAccount
-
-CUSTOM_ID_HEADER = "X-PromptForge-Custom-Id"
 
 
 @dataclass
