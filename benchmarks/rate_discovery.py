@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import random
-import sys
 import tempfile
 import time
 
