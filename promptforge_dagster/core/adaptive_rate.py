@@ -136,7 +136,7 @@ class AdaptiveRateController:
         self.header_rpm: float | None = None  # limits the provider announced
         self.header_tpm: float | None = None
         self.burst_s = cfg.burst_s
-        self._bucket = TokenBucket(self.rate, self._capacity(), now)
+        self._bucket = TokenBucket(self.rate, max(1.0, self.rate * self.burst_s), now)
         self._tok: TokenBucket | None = None  # paces tokens once TPM is the learned binding limit
         self._tpm_learned = False
         self._tok_sum = 0
@@ -159,6 +159,10 @@ class AdaptiveRateController:
         self._p95_cache: int | None = None
         self._burst_until = -math.inf
         self._burst_clean = False
+        self._burst_start = -math.inf
+        self._burst_ok = 0  # answers to requests sent inside the current burst window
+        self._burst_refused = 0
+        self._burst_learned = False  # a refused burst has measured the provider's burst
         self.sent = 0
         self.rate_limited = 0
         self.overloaded = 0
@@ -178,10 +182,14 @@ class AdaptiveRateController:
             wait = max(wait, self._tok.wait_time(now, float(est_tokens)))
         if wait > 0.0:
             self._blocked_at = now
+            if self._burst_clean and now < self._burst_until:
+                self._burst_until = now  # the burst is spent: from here on, the sustained rate
             return wait
         if self._bucket.level(now) >= max(2.0, self._bucket.capacity - 1e-9) and self.w_max() is not None:
             self._burst_until = now + self.burst_s  # a full bucket after idle: this opens a burst
             self._burst_clean = True
+            self._burst_start = now
+            self._burst_ok = self._burst_refused = 0
         self._bucket.take(now, 1.0)
         if self._tok is not None:
             self._tok.take(now, float(est_tokens))
@@ -205,6 +213,9 @@ class AdaptiveRateController:
         horizon = now - max(self.cfg.window_s, 2 * self.cfg.measure_max_s)
         while self._responses and self._responses[0].at < horizon:
             self._responses.popleft()
+        if self._burst_clean and self._burst_start <= sample.sent_at <= self._burst_until:
+            self._burst_ok += sample.kind is OutcomeKind.SUCCESS
+            self._burst_refused += refused
         if sample.kind is OutcomeKind.SUCCESS:
             self._overload_streak = 0
             self._successes.append(now)
@@ -291,18 +302,27 @@ class AdaptiveRateController:
 
     # -- internals ------------------------------------------------------------
     def _capacity(self) -> float:
-        return max(1.0, self.rate * self.burst_s)
+        # the provider's burst is its sustained rate times its burst: a probe above the
+        # ceiling must not inflate the burst too
+        w = self.w_max()
+        return max(1.0, (min(self.rate, w) if w else self.rate) * self.burst_s)
 
     def _sync(self, now: float) -> None:
-        if self.tpm_binds():
+        """Pace by both learned ceilings, each scaled by the allowance: whichever binds
+        at the moment does. A silent provider leaves both learned from one refusal, and
+        with mixed prompt sizes either could be the real one."""
+        w = self.w_max()
+        if self._tpm_learned and self.ceiling_tpm and w:
+            share = self.rate / w
             mean = self.mean_tokens() or 1.0
-            tok_rate = self.rate * mean
-            cap = max(float(self.p95_tokens() or mean), tok_rate * self.burst_s)
+            tok_rate = share * self.ceiling_tpm / 60.0
+            cap = max(float(self.p95_tokens() or mean), tok_rate / max(share, 1.0) * self.burst_s)
             if self._tok is None:
                 self._tok = TokenBucket(tok_rate, cap, now)
             else:
                 self._tok.set_rate(now, tok_rate, cap)
-            self._bucket.set_rate(now, self.rate * 2.0, self._capacity() * 2.0)  # tokens pace; count is loose
+            req_rate = share * self.ceiling_rpm / 60.0 if self.ceiling_rpm else self.rate * 2.0
+            self._bucket.set_rate(now, req_rate, max(1.0, req_rate / max(share, 1.0) * self.burst_s))
         else:
             self._tok = None
             self._bucket.set_rate(now, self.rate, self._capacity())
@@ -339,8 +359,7 @@ class AdaptiveRateController:
             return
         self._updated = now
         if self._burst_clean and now > self._burst_until + 2.0:
-            self._burst_clean = False  # the burst passed without refusal: allow a bigger one
-            self.burst_s = min(self.cfg.burst_s_max, self.burst_s * 1.5)
+            self._close_burst(now)
         if self._episode is not None:
             if self._episode_ready(now):
                 self._finish_episode(now)
@@ -430,13 +449,8 @@ class AdaptiveRateController:
 
     def _on_refused(self, sample: RateSample) -> None:
         now = sample.at
-        if self._burst_clean and sample.sent_at <= self._burst_until:
-            # refused inside a burst after idle: the burst was too big, not the rate too high
-            self._burst_clean = False
-            self.burst_refusals += 1
-            self.burst_s = max(1.0, self.burst_s / 2)
-            self._sync(now)
-            return
+        if self._burst_clean and self._burst_start <= sample.sent_at <= self._burst_until:
+            return  # refused inside a burst after idle: the burst was too big, not the rate too high
         if self._episode is not None or sample.sent_at < self.last_decrease_at:
             return  # being measured, or sent before the last decrease (already accounted for)
         self._refused_at = now  # hold growth while fresh refusals come in
@@ -455,6 +469,22 @@ class AdaptiveRateController:
             return
         self._episode = _Episode(start=now, first_sent=sample.sent_at, rate=self.rate, limit=self._limit_of(sample))
 
+
+    def _close_burst(self, now: float) -> None:
+        """A burst passed clean: allow a bigger one (gently once the provider's burst is
+        known). A refused one measured it: what the account admitted over the burst window,
+        less what it refills in that time, is the burst it holds; keep a little under it."""
+        self._burst_clean = False
+        if not self._burst_refused:
+            self.burst_s = min(self.cfg.burst_s_max, self.burst_s * (1.02 if self._burst_learned else 1.5))
+            return
+        self.burst_refusals += 1
+        w = self.w_max() or self.rate
+        provider_burst_s = self._burst_ok / w - (self._burst_until - self._burst_start)
+        self.burst_s = max(1.0, min(self.burst_s / 2, provider_burst_s * (1 - 2 * self.cfg.margin))
+                           if provider_burst_s <= 0 else provider_burst_s * (1 - 2 * self.cfg.margin))
+        self._burst_learned = True
+        self._sync(now)
 
     def _scale_ceilings(self, factor: float) -> None:
         if self.ceiling_rpm:
@@ -475,7 +505,11 @@ class AdaptiveRateController:
             return True
         if elapsed < self.cfg.measure_min_s:
             return False
-        return len(self._settled(ep, now)) >= self.cfg.measure_responses
+        seen = self._settled(ep, now)
+        # enough successes over enough time of sending: a few answers to a burst of
+        # requests sent within milliseconds say little about the account's refill rate
+        return (sum(r.ok for r in seen) >= self.cfg.measure_responses
+                and bool(seen) and max(r.sent_at for r in seen) - ep.first_sent >= self.cfg.measure_min_s)
 
     def _settled(self, ep: _Episode, now: float) -> list[_Response]:
         """Answers to requests sent since the account ran dry and long enough ago that
