@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,7 @@ async def bare_loop(path: str, concurrency: int, api_base: str) -> float:
 async def engine(path: str, concurrency: int, api_base: str) -> float:
     from promptforge_dagster.clients.litellm_provider import LiteLLMProvider
     from promptforge_dagster.clients.local_storage import LocalStorage
+    from promptforge_dagster.clients.sqlite_registry import SQLiteRegistry
     from promptforge_dagster.core.formats import JobDefaults
     from promptforge_dagster.core.job import JobSpec, run_job
     from promptforge_dagster.core.pipeline import PipelineConfig
@@ -51,6 +53,7 @@ async def engine(path: str, concurrency: int, api_base: str) -> float:
         storage = LocalStorage()
         t0 = time.monotonic()
         result = await run_job(spec, input_storage=storage, output_storage=storage,
+                               registry=SQLiteRegistry(os.path.join(out, "registry.sqlite3")),
                                provider=LiteLLMProvider(api_base=api_base, api_key="sk-bench", timeout_s=60),
                                # the adaptive controller's bookkeeping is part of the engine's cost;
                                # a hint far above what one process can send keeps it from binding

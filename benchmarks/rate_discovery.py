@@ -30,6 +30,7 @@ from promptforge_dagster.clients.litellm_provider import LiteLLMProvider
 from promptforge_dagster.clients.local_storage import LocalStorage
 from promptforge_dagster.core.adaptive_rate import AdaptiveConfig, AdaptiveRateController
 from promptforge_dagster.core.formats import JobDefaults
+from promptforge_dagster.clients.sqlite_registry import SQLiteRegistry
 from promptforge_dagster.core.job import JobSpec, run_job
 from promptforge_dagster.core.pipeline import PipelineConfig
 from promptforge_dagster.core.rate_controller import FixedRateController
@@ -67,7 +68,8 @@ async def drive(controller_factory, api_base: str, input_path: str, duration: fl
         storage = LocalStorage()
         provider = LiteLLMProvider(api_base=api_base, api_key="sk-bench", timeout_s=30)
         task = asyncio.create_task(run_job(spec, input_storage=gate or storage, output_storage=storage,
-                                           provider=provider, controller=controller_factory()))
+                                           provider=provider, controller=controller_factory(),
+                                           registry=SQLiteRegistry(os.path.join(out, "registry.sqlite3"))))
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=duration)
         except asyncio.TimeoutError:

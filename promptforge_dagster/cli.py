@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-attempts", type=int, default=5, help="attempts per prompt on transient errors")
     run.add_argument("--max-line-bytes", type=int, default=2 * 1024 * 1024)
     run.add_argument("--restart", action="store_true", help="discard earlier progress in OUTPUT and start over")
+    run.add_argument("--checkpoint-interval", type=float, default=30.0, metavar="SECONDS",
+                     help="how often progress is committed (default 30; also at the end)")
+    run.add_argument("--registry", default=None,
+                     help="job registry: sqlite:///PATH (default $PROMPTFORGE_HOME/registry.sqlite3, "
+                          "PROMPTFORGE_HOME defaulting to ~/.promptforge) or firestore://PROJECT[/DATABASE]")
+    run.add_argument("--job-id", help="the job's id in the registry (default: INPUT#generation)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
 
     sim = sub.add_parser("simulate", help="serve an OpenAI-compatible provider simulator on 127.0.0.1")
@@ -96,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from promptforge_dagster.clients.litellm_provider import LiteLLMProvider, api_key_from_env, key_hash, provider_of
+    from promptforge_dagster.clients.registry_for import registry_for
     from promptforge_dagster.clients.storage_for import storage_for
 
     try:
@@ -106,8 +113,17 @@ def _run(args: argparse.Namespace) -> int:
     api_key = api_key_from_env(args.model)
     if api_key is None and args.api_base:
         api_key = "sk-no-key"  # OpenAI-compatible servers without auth still want a bearer
+    if args.checkpoint_interval <= 0:
+        print("promptforge: error: --checkpoint-interval must be positive", file=sys.stderr)
+        return 2
     spec = JobSpec(args.input, args.output.rstrip("/"), JobDefaults(args.model, dict(args.param)),
-                   max_line_bytes=args.max_line_bytes, pipeline=config)
+                   job_id=args.job_id, max_line_bytes=args.max_line_bytes, pipeline=config,
+                   checkpoint_interval_s=args.checkpoint_interval)
+    try:
+        registry = registry_for(args.registry)
+    except ValueError as exc:
+        print(f"promptforge: error: {exc}", file=sys.stderr)
+        return 2
     provider = LiteLLMProvider(api_base=args.api_base, api_key=api_key, timeout_s=args.timeout,
                                default_provider=provider_of(args.model))
     output_storage = storage_for(spec.output_uri)
@@ -125,7 +141,8 @@ def _run(args: argparse.Namespace) -> int:
         task = asyncio.create_task(reporter.run())
         try:
             return await run_job(spec, input_storage=storage_for(spec.input_uri), output_storage=output_storage,
-                                 provider=provider, controller=lanes, stats=stats)
+                                 provider=provider, controller=lanes, stats=stats, registry=registry,
+                                 on_resume=None if args.quiet else _say_resumed)
         finally:
             task.cancel()
             reporter.final()
@@ -146,6 +163,14 @@ def _run(args: argparse.Namespace) -> int:
         f"results: {result.results_uri}\nsummary: {result.summary_uri}"
     )
     return 0
+
+
+def _say_resumed(resume) -> None:
+    if resume.checkpoint is None and not resume.reconciled_parts:
+        return
+    print(f"resuming: {len(resume.done)} prompts already done (checkpoint epoch "
+          f"{resume.checkpoint.epoch if resume.checkpoint else '-'}, {resume.reconciled_parts} later parts "
+          f"reconciled); reading from line {resume.position.line_no}", file=sys.stderr, flush=True)
 
 
 def _lanes_line(lanes: dict) -> str:
@@ -170,6 +195,11 @@ def build_lanes(args: argparse.Namespace, key_hash: str) -> RateLanes:
 
         def factory(_lane: str):
             return AdaptiveRateController(config, now=time.monotonic())
+
+        def restore(_lane: str, state: dict):
+            return AdaptiveRateController.from_state(state, now=time.monotonic(), config=config)
+
+        return RateLanes(factory, key_hash=key_hash, default_provider=provider_of(args.model), restore=restore)
     return RateLanes(factory, key_hash=key_hash, default_provider=provider_of(args.model))
 
 

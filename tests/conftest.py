@@ -130,3 +130,64 @@ def gcs_bucket(gcs_env):
     name = f"pf-test-{uuid.uuid4().hex[:10]}"
     gcs_env.create_bucket(name)
     return name
+
+
+@pytest.fixture(autouse=True)
+def promptforge_home(tmp_path_factory, monkeypatch):
+    """Each test's default job registry is its own, never the user's ~/.promptforge."""
+    home = tmp_path_factory.mktemp("pfhome")
+    monkeypatch.setenv("PROMPTFORGE_HOME", str(home))
+    return home
+
+
+def firestore_emulator_script() -> str:
+    """The official emulator that ships with the gcloud CLI."""
+    import shutil
+
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        raise RuntimeError("gcloud CLI not found: the Firestore emulator comes with it")
+    sdk = Path(os.path.realpath(gcloud)).parent.parent
+    script = sdk / "platform" / "cloud-firestore-emulator" / "cloud_firestore_emulator"
+    if not script.exists():
+        raise RuntimeError(f"no Firestore emulator at {script}: gcloud components install cloud-firestore-emulator")
+    return str(script)
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator():
+    """The official Firestore emulator on loopback; yields its FIRESTORE_EMULATOR_HOST."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [firestore_emulator_script(), "start", "--host=127.0.0.1", f"--port={port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        stop(proc)
+        raise RuntimeError("the Firestore emulator did not start within 60 s")
+    yield f"127.0.0.1:{port}"
+    stop(proc)
+
+
+@pytest.fixture
+def firestore_env(firestore_emulator, monkeypatch):
+    """FIRESTORE_EMULATOR_HOST set and the emulator's documents cleared for this test."""
+    import urllib.request
+
+    project = "pf-test"
+    req = urllib.request.Request(
+        f"http://{firestore_emulator}/emulator/v1/projects/{project}/databases/(default)/documents", method="DELETE")
+    urllib.request.urlopen(req, timeout=10).close()
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
+    return project

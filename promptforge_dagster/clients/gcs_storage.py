@@ -6,13 +6,33 @@ credentials, so nothing ever reaches for cloud credentials or the metadata serve
 
 from __future__ import annotations
 
+import functools
 import os
 
+import requests
 from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from promptforge_dagster.core.storage import ObjectInfo, PreconditionFailed
+from promptforge_dagster.core.storage import ObjectInfo, PreconditionFailed, TransientStorageError
+
+_TRANSIENT = (gexc.ServiceUnavailable, gexc.InternalServerError, gexc.TooManyRequests, gexc.GatewayTimeout,
+              gexc.BadGateway, gexc.RetryError, requests.ConnectionError, requests.Timeout,
+              auth_exc.TransportError, ConnectionError, TimeoutError)
+
+
+def _transient(fn):
+    """Errors worth retrying become TransientStorageError, naming the object."""
+
+    @functools.wraps(fn)
+    def call(self, path, *args, **kwargs):
+        try:
+            return fn(self, path, *args, **kwargs)
+        except _TRANSIENT as exc:
+            raise TransientStorageError(f"{path}: {type(exc).__name__}: {exc}") from exc
+
+    return call
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -42,6 +62,7 @@ class GcsStorage:
         bucket, key = split_uri(uri)
         return self._client.bucket(bucket).blob(key, generation=generation)
 
+    @_transient
     def stat(self, path: str) -> ObjectInfo | None:
         bucket, key = split_uri(path)
         blob = self._client.bucket(bucket).get_blob(key)
@@ -49,6 +70,7 @@ class GcsStorage:
             return None
         return ObjectInfo(size=int(blob.size or 0), generation=int(blob.generation or 0))
 
+    @_transient
     def read_range(self, path: str, start: int, length: int, generation: int | None = None) -> bytes:
         if length <= 0:
             return b""
@@ -59,9 +81,11 @@ class GcsStorage:
                 raise PreconditionFailed(f"{path}: generation {generation} no longer exists") from exc
             raise
 
+    @_transient
     def read_bytes(self, path: str) -> bytes:
         return self._blob(path).download_as_bytes()
 
+    @_transient
     def write_bytes(self, path: str, data: bytes, *, if_generation_match: int | None = None) -> int:
         blob = self._blob(path)
         try:
@@ -70,13 +94,16 @@ class GcsStorage:
             raise PreconditionFailed(f"{path}: generation is not {if_generation_match}") from exc
         return int(blob.generation or 0)
 
+    @_transient
     def upload_file(self, path: str, local_file: str) -> None:
         self._blob(path).upload_from_filename(local_file, content_type="application/jsonl")
 
+    @_transient
     def list(self, prefix: str) -> list[str]:
         bucket, key = split_uri(prefix)
         return sorted(f"gs://{bucket}/{b.name}" for b in self._client.list_blobs(bucket, prefix=key))
 
+    @_transient
     def delete(self, path: str) -> None:
         try:
             self._blob(path).delete()

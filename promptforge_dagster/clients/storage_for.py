@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from promptforge_dagster.core.storage import Storage, is_gcs
+from promptforge_dagster.core.storage import RetryingStorage, Storage, is_gcs
 
 
 def storage_for(path: str) -> Storage:
@@ -10,7 +10,7 @@ def storage_for(path: str) -> Storage:
     if is_gcs(path):
         from promptforge_dagster.clients.gcs_storage import GcsStorage
 
-        return GcsStorage()
+        return RetryingStorage(GcsStorage())
     from promptforge_dagster.clients.local_storage import LocalStorage
 
     return LocalStorage()

@@ -2,12 +2,14 @@
 
 :func:`run_job` pins the input's generation, rejects non-JSONL files at once, scans
 for duplicates, streams the prompts through the :class:`Pipeline`, and publishes the
-results. Parts already in the output (an earlier attempt's) are reconciled first: their
-prompts are skipped, never sent twice.
+results. An earlier attempt's progress (its checkpoint, and parts written after it) is
+picked up first: those prompts are skipped, never sent twice (``core/commit.py``).
 
 Output layout::
 
     OUTPUT/parts/<attempt>-<seq>.jsonl   immutable parts, written as results complete
+    OUTPUT/checkpoint.pfck               the bitset checkpoint (core/checkpoint.py)
+    OUTPUT/scan.json                     the input's duplicate scan, kept for resumes
     OUTPUT/results.jsonl                 one line per input line, OpenAI Batch format
     OUTPUT/summary.json                  counts, tokens, cost, wall time, achieved RPM
 """
@@ -15,22 +17,25 @@ Output layout::
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import msgspec
-from pyroaring import BitMap
-
+from promptforge_dagster.core.commit import CHECKPOINT_NAME, JobCommitter, ResumeInfo
 from promptforge_dagster.core.formats import JobDefaults, LineParser, NotJsonlError
-from promptforge_dagster.core.input_scan import SNIFF_BYTES, scan_input, sniff
+from promptforge_dagster.core.input_scan import SNIFF_BYTES, InputIndex, scan_input, sniff
+from promptforge_dagster.core.job_registry import JobRegistry, LeaseHeld, LeaseLost
 from promptforge_dagster.core.pipeline import JobStats, Pipeline, PipelineConfig, Provider
 from promptforge_dagster.core.rate_controller import RateController
 from promptforge_dagster.core.rate_lanes import RateLanes
 from promptforge_dagster.core.reader import DEFAULT_CHUNK_BYTES, PromptReader, ReadPosition
-from promptforge_dagster.core.results import Envelope, IncompleteResults, assemble, decode_part, encode_part
+from promptforge_dagster.core.results import IncompleteResults, assemble
 from promptforge_dagster.core.storage import PreconditionFailed, Storage, join
+
+SCAN_NAME = "scan.json"
 
 
 class JobFailed(Exception):
@@ -55,6 +60,8 @@ class JobSpec:
     max_line_bytes: int = 2 * 1024 * 1024
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    checkpoint_interval_s: float = 30.0
+    lease_ttl_s: float = 120.0
 
 
 @dataclass
@@ -71,21 +78,35 @@ def parts_prefix(output_uri: str) -> str:
     return join(output_uri, "parts") + "/"
 
 
-def reconcile_parts(storage: Storage, output_uri: str) -> BitMap:
-    """Ordinals already written by earlier attempts (every part in the output)."""
-    done = BitMap()
-    for path in storage.list(parts_prefix(output_uri)):
-        if path.endswith(".jsonl"):
-            done.update(env.ordinal for env in decode_part(storage.read_bytes(path)))
-    return done
-
-
 def clear_output(storage: Storage, output_uri: str) -> None:
-    """Discard earlier progress (``--restart``)."""
+    """Discard earlier progress (``--restart``): parts, checkpoint, scan and results."""
     for path in storage.list(parts_prefix(output_uri)):
         storage.delete(path)
-    for name in ("results.jsonl", "summary.json"):
+    for name in ("results.jsonl", "summary.json", CHECKPOINT_NAME, SCAN_NAME):
         storage.delete(join(output_uri, name))
+
+
+def load_or_scan(storage: Storage, output_uri: str, generation: int, scan: Callable[[], InputIndex]) -> InputIndex:
+    """The duplicate scan of this input generation, from the output if an earlier attempt
+    saved it: a resumed job does not re-read the whole input before its first request."""
+    path = join(output_uri, SCAN_NAME)
+    try:
+        doc = msgspec.json.decode(storage.read_bytes(path)) if storage.stat(path) else None
+    except msgspec.DecodeError:
+        doc = None
+    if doc and doc.get("input_generation") == generation:
+        return InputIndex(doc["prompt_lines"], {int(k): v for k, v in doc["duplicates"].items()})
+    index = scan()
+    storage.write_bytes(path, msgspec.json.encode({
+        "input_generation": generation, "prompt_lines": index.prompt_lines,
+        "duplicates": {str(k): v for k, v in index.duplicates.items()}}))
+    return index
+
+
+def counters_of(stats: JobStats) -> dict[str, int]:
+    return {"total": stats.total or 0, "succeeded": stats.succeeded, "failed": stats.failed,
+            "input_errors": stats.input_errors, "skipped": stats.skipped, "sent": stats.sent,
+            "rate_limited": stats.rate_limited}
 
 
 async def run_job(
@@ -95,12 +116,20 @@ async def run_job(
     output_storage: Storage,
     provider: Provider,
     controller: RateController | RateLanes,
+    registry: JobRegistry,
+    owner: str | None = None,
     stats: JobStats | None = None,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
     on_pipeline: Callable[[Pipeline], None] | None = None,
+    on_resume: Callable[[ResumeInfo], None] | None = None,
 ) -> JobResult:
-    """Run (or resume) one job to completion; raises :class:`JobFailed` with a reason."""
+    """Run (or resume) one job to completion; raises :class:`JobFailed` with a reason.
+
+    The attempt takes the job's lease from ``registry`` (a newer attempt always takes
+    over: the older one's next commit fails and it stops), resumes from the checkpoint in
+    the output, and publishes ``results.jsonl`` only while it still holds the lease.
+    """
     stats = stats or JobStats()
     started = clock()
     info = input_storage.stat(spec.input_uri)
@@ -126,55 +155,89 @@ async def run_job(
         return PromptReader(read_range, info.size, start=position, chunk_bytes=spec.chunk_bytes,
                             max_line_bytes=spec.max_line_bytes)
 
-    index = scan_input(lines, spec.max_line_bytes)
-    stats.total = index.prompt_lines
-    done = reconcile_parts(output_storage, spec.output_uri)
     job_id = spec.job_id or f"{spec.input_uri}#{generation}"
-    attempt = f"{int(wall_clock() * 1000):013d}-{os.getpid()}"
-    seq = 0
+    committer = JobCommitter(job_id, spec.output_uri, output_storage, registry,
+                             owner=owner or f"{socket.gethostname()}:{os.getpid()}",
+                             attempt_tag=f"{int(wall_clock() * 1000):013d}-{os.getpid()}",
+                             lease_ttl_s=spec.lease_ttl_s, input_generation=generation)
+    try:
+        resume = committer.open(wall_clock())
+    except LeaseHeld as exc:
+        raise JobFailed(str(exc)) from exc
+    if on_resume is not None:
+        on_resume(resume)
+    lanes = controller if isinstance(controller, RateLanes) else RateLanes.single(controller)
+    if resume.checkpoint is not None:
+        lanes.warm_start(resume.checkpoint.rate_state)
+    index = load_or_scan(output_storage, spec.output_uri, generation, lambda: scan_input(lines, spec.max_line_bytes))
+    stats.total = index.prompt_lines
+    if resume.position.ordinal > 0:
+        stats.skipped = resume.done.rank(resume.position.ordinal - 1)  # done lines the reader jumps over
 
-    def write_part(envelopes: list[Envelope]) -> None:
-        nonlocal seq
-        seq += 1
-        output_storage.write_bytes(join(spec.output_uri, "parts", f"{attempt}-{seq:06d}.jsonl"), encode_part(envelopes))
+    def commit(position: ReadPosition) -> None:
+        committer.commit(wall_clock(), position, lanes.export_state(), counters_of(stats))
 
     pipeline = Pipeline(
         job_id=job_id,
         lines=lines,
         parser=LineParser(spec.defaults, spec.max_line_bytes, source=spec.input_uri),
         provider=provider,
-        controller=controller,
-        write_part=write_part,
+        controller=lanes,
+        write_part=committer.write_part,
         config=spec.pipeline,
-        done=done,
+        start=resume.position,
+        done=resume.done,
         duplicates=index.duplicates,
         stats=stats,
         clock=clock,
         wall_clock=wall_clock,
+        checkpoint=commit,
+        checkpoint_interval_s=spec.checkpoint_interval_s,
     )
     if on_pipeline is not None:
         on_pipeline(pipeline)
-    await pipeline.run()
-    if stats.fatal:
-        raise JobFailed(
-            f"stopped: {stats.fatal} ({stats.done + stats.skipped} of {stats.total} prompts are done and kept; "
-            f"rerun with the same --output to resume)"
-        )
-    return _publish(spec, output_storage, index.prompt_lines, generation, stats, pipeline.lanes, clock() - started)
+    try:
+        await pipeline.run()
+        if stats.fatal:
+            raise JobFailed(
+                f"stopped: {stats.fatal} ({stats.done + stats.skipped} of {stats.total} prompts are done and kept; "
+                f"rerun with the same --output to resume)"
+            )
+        try:
+            # the fence: only the attempt whose "publishing" commit lands writes results.jsonl
+            committer.commit(wall_clock(), pipeline.resume_position(), lanes.export_state(), counters_of(stats),
+                             status="publishing")
+        except LeaseLost as exc:
+            raise JobFailed(f"stopped: {exc}") from exc
+        result = _publish(spec, committer, index.prompt_lines, generation, stats, lanes, clock() - started)
+    except JobFailed as exc:
+        if committer.lost is None:
+            _finish(registry, committer, wall_clock(), "failed", stats, str(exc))
+        raise
+    _finish(registry, committer, wall_clock(), "succeeded", stats, None)
+    return result
+
+
+def _finish(registry: JobRegistry, committer: JobCommitter, now: float, status: str, stats: JobStats,
+            message: str | None) -> None:
+    try:
+        registry.finish(committer.lease, now, status, counters_of(stats), message)
+    except LeaseLost:
+        pass  # a newer attempt owns the record now; its outcome is the one that counts
 
 
 def _publish(
-    spec: JobSpec, storage: Storage, expected: int, generation: int, stats: JobStats,
+    spec: JobSpec, committer: JobCommitter, expected: int, generation: int, stats: JobStats,
     lanes: RateLanes, wall_s: float,
 ) -> JobResult:
+    storage = committer.storage
     results_uri = join(spec.output_uri, "results.jsonl")
     summary_uri = join(spec.output_uri, "summary.json")
     fd, tmp = tempfile.mkstemp(prefix="promptforge-results-", suffix=".jsonl")
     try:
         with os.fdopen(fd, "wb", buffering=1024 * 1024) as out:
-            paths = [p for p in storage.list(parts_prefix(spec.output_uri)) if p.endswith(".jsonl")]
             try:
-                summary = assemble((storage.read_bytes(p) for p in paths), expected, out.write)
+                summary = assemble(committer.read_parts(committer.part_paths()), expected, out.write)
             except IncompleteResults as exc:
                 raise JobFailed(f"cannot publish {results_uri}: {exc}") from exc
         storage.upload_file(results_uri, tmp)
@@ -184,6 +247,8 @@ def _publish(
     doc = {
         "input": spec.input_uri,
         "input_generation": generation,
+        "job_id": committer.job_id,
+        "epoch": committer.lease.epoch if committer.lease else None,
         "output": results_uri,
         "model": spec.defaults.model,
         **summary.as_dict(),

@@ -155,6 +155,8 @@ class Pipeline:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         offload: Callable[..., Awaitable[Any]] = asyncio.to_thread,
+        checkpoint: Callable[[ReadPosition], None] | None = None,
+        checkpoint_interval_s: float = 30.0,
     ) -> None:
         self.job_id = job_id
         self._lines = lines
@@ -177,11 +179,18 @@ class Pipeline:
         self._flush_lock = asyncio.Lock()
         self._pace_locks: dict[str, asyncio.Lock] = {}
         self._stop = asyncio.Event()
+        # Lines handed out but not yet in a written part, by ordinal: the earliest is
+        # where a resumed attempt must start reading.
+        self._pending: dict[int, ReadPosition] = {}
+        self._cursor = start
+        self._checkpoint = checkpoint
+        self._checkpoint_interval = checkpoint_interval_s
+        self._last_checkpoint = 0.0
 
     # -- public ---------------------------------------------------------------
     async def run(self) -> JobStats:
         cfg = self.config
-        self.stats.started_at = self._clock()
+        self.stats.started_at = self._last_checkpoint = self._clock()
         slots = asyncio.Semaphore(cfg.max_in_flight)
         tasks: set[asyncio.Task] = set()
         flusher = asyncio.create_task(self._flush_loop())
@@ -189,6 +198,7 @@ class Pipeline:
             async for line in self._read():
                 if self._stop.is_set():
                     break
+                self._cursor = ReadPosition(line.offset, line.ordinal, line.line_no)
                 if line.ordinal in self._done:
                     self.stats.skipped += 1
                     continue
@@ -196,6 +206,7 @@ class Pipeline:
                     line.data, line.ordinal, line.line_no, line.offset,
                     length=line.length, duplicate_of=self._duplicates.get(line.ordinal),
                 )
+                self._pending[line.ordinal] = self._cursor
                 if isinstance(item, BadLine):
                     self.stats.input_errors += 1
                     self._count_error(item.code)
@@ -222,6 +233,27 @@ class Pipeline:
             self.stats.finished_at = self._clock()
         return self.stats
 
+    def resume_position(self) -> ReadPosition:
+        """Every line before this position is in a written part (or was done before)."""
+        if not self._pending:
+            return self._cursor
+        first = min(self._pending.values(), key=lambda p: p.ordinal)
+        return first if first.ordinal < self._cursor.ordinal else self._cursor
+
+    async def checkpoint(self) -> None:
+        """Write what is buffered, then commit a checkpoint at the resume position. A
+        commit that fails (the lease was lost) stops the run: another attempt owns it."""
+        if self._checkpoint is None:
+            return
+        async with self._flush_lock:
+            await self._flush_unlocked()
+            position = self.resume_position()
+            self._last_checkpoint = self._clock()
+            try:
+                await self._offload(self._checkpoint, position)
+            except Exception as exc:  # noqa: BLE001 - any failed commit ends this attempt
+                self.stop(f"checkpoint failed: {exc}")
+
     def stop(self, reason: str) -> None:
         """Stop sending: in-flight requests finish, buffered results are written."""
         if self.stats.fatal is None:
@@ -231,10 +263,15 @@ class Pipeline:
     async def flush(self) -> None:
         """Write buffered records as one part (off the event loop)."""
         async with self._flush_lock:
-            if not self._buffer:
-                return
-            batch, self._buffer, self._oldest = self._buffer, [], None
-            await self._offload(self._write_part, batch)
+            await self._flush_unlocked()
+
+    async def _flush_unlocked(self) -> None:
+        if not self._buffer:
+            return
+        batch, self._buffer, self._oldest = self._buffer, [], None
+        await self._offload(self._write_part, batch)
+        for env in batch:
+            self._pending.pop(env.ordinal, None)
 
     # -- internals ------------------------------------------------------------
     async def _read(self):
@@ -262,6 +299,8 @@ class Pipeline:
             await self._sleep(interval / 4)
             if self._oldest is not None and self._clock() - self._oldest >= interval * 0.75:
                 await self.flush()
+            if self._checkpoint is not None and self._clock() - self._last_checkpoint >= self._checkpoint_interval:
+                await self.checkpoint()
 
     async def _emit(self, env: Envelope) -> None:
         if self._oldest is None:

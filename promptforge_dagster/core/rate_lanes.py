@@ -29,8 +29,12 @@ class RateLanes:
         key_hash: str = "nokey",
         default_provider: str = "openai",
         one_lane: bool = False,
+        warm: dict[str, dict[str, Any]] | None = None,
+        restore: Callable[[str, dict[str, Any]], RateController] | None = None,
     ) -> None:
         self._factory = factory
+        self._warm = dict(warm or {})  # lane -> exported state of an earlier attempt
+        self._restore = restore
         self._one_lane = one_lane
         self.key_hash = key_hash
         self.default_provider = default_provider
@@ -53,11 +57,29 @@ class RateLanes:
     def controller(self, lane: str) -> RateController:
         c = self._controllers.get(lane)
         if c is None:
-            c = self._controllers[lane] = self._factory(lane)
+            state = self._warm.pop(lane, None)
+            c = self._restore(lane, state) if state and self._restore else self._factory(lane)
+            self._controllers[lane] = c
         return c
 
     def items(self) -> list[tuple[str, RateController]]:
         return list(self._controllers.items())
+
+    def warm_start(self, state: dict[str, dict[str, Any]]) -> None:
+        """Lanes not yet in use start from an earlier attempt's exported state."""
+        for lane, st in state.items():
+            if lane not in self._controllers:
+                self._warm[lane] = st
+
+    def export_state(self) -> dict[str, Any]:
+        """What a warm restart needs, by lane (controllers that can export it); lanes an
+        earlier attempt learned and this one has not used yet are carried over."""
+        out = dict(self._warm)
+        for lane, c in self._controllers.items():
+            export = getattr(c, "export_state", None)
+            if export is not None:
+                out[lane] = export()
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         """Each lane's controller state, by lane name."""

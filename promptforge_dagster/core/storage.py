@@ -11,7 +11,9 @@ whole locations (``/data/out/parts/x.jsonl`` or ``gs://bucket/out/parts/x.jsonl`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+import random
+import time
+from typing import Any, Callable, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,10 @@ class ObjectInfo:
 
 class PreconditionFailed(Exception):
     """A conditional write lost: the object changed since the generation the writer knew."""
+
+
+class TransientStorageError(Exception):
+    """A storage call failed in a way worth retrying (503, 429, timeout, reset)."""
 
 
 class Storage(Protocol):
@@ -67,3 +73,64 @@ def is_gcs(path: str) -> bool:
     (True, False)
     """
     return path.startswith("gs://")
+
+
+class RetryingStorage:
+    """Retries :class:`TransientStorageError` with capped, jittered exponential backoff.
+
+    Conditional writes are safe to retry: a write that landed but whose reply was lost
+    fails its retry with :class:`PreconditionFailed`, and the commit protocol reads the
+    object back to tell its own write from another attempt's.
+
+    >>> calls = []
+    >>> class Flaky:
+    ...     def read_bytes(self, path):
+    ...         calls.append(path)
+    ...         if len(calls) < 3:
+    ...             raise TransientStorageError("503")
+    ...         return b"ok"
+    >>> RetryingStorage(Flaky(), sleep=lambda s: None).read_bytes("p"), len(calls)
+    (b'ok', 3)
+    """
+
+    def __init__(self, inner: Any, *, attempts: int = 8, base_s: float = 0.2, cap_s: float = 10.0,
+                 sleep: Callable[[float], None] = time.sleep, rng: Callable[[], float] = random.random) -> None:
+        self.inner = inner
+        self.attempts = attempts
+        self.base_s, self.cap_s = base_s, cap_s
+        self._sleep, self._rng = sleep, rng
+        self.retries = 0
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        fn = getattr(self.inner, name)
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return fn(*args, **kwargs)
+            except TransientStorageError:
+                if attempt == self.attempts:
+                    raise
+                self.retries += 1
+                cap = min(self.cap_s, self.base_s * 2 ** (attempt - 1))
+                self._sleep(cap / 2 + self._rng() * cap / 2)
+        raise AssertionError("unreachable")
+
+    def stat(self, path: str) -> ObjectInfo | None:
+        return self._call("stat", path)
+
+    def read_range(self, path: str, start: int, length: int, generation: int | None = None) -> bytes:
+        return self._call("read_range", path, start, length, generation)
+
+    def read_bytes(self, path: str) -> bytes:
+        return self._call("read_bytes", path)
+
+    def write_bytes(self, path: str, data: bytes, *, if_generation_match: int | None = None) -> int:
+        return self._call("write_bytes", path, data, if_generation_match=if_generation_match)
+
+    def upload_file(self, path: str, local_file: str) -> None:
+        return self._call("upload_file", path, local_file)
+
+    def list(self, prefix: str) -> list[str]:
+        return self._call("list", prefix)
+
+    def delete(self, path: str) -> None:
+        return self._call("delete", path)

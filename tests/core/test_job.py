@@ -9,6 +9,7 @@ import os
 import pytest
 
 from promptforge_dagster.clients.local_storage import LocalStorage
+from promptforge_dagster.clients.sqlite_registry import SQLiteRegistry
 from promptforge_dagster.core.formats import JobDefaults
 from promptforge_dagster.core.job import JobFailed, JobSpec, run_job
 from promptforge_dagster.core.outcome import Outcome, OutcomeKind
@@ -36,7 +37,8 @@ def run(tmp_path, data: bytes, provider, name="in.jsonl", **spec_kw):
                    pipeline=PipelineConfig(max_in_flight=4, buffer_records=7), **spec_kw)
     storage = LocalStorage()
     return asyncio.run(run_job(spec, input_storage=storage, output_storage=storage, provider=provider,
-                               controller=FixedRateController(None, now=0.0)))
+                               controller=FixedRateController(None, now=0.0),
+                            registry=SQLiteRegistry(str(tmp_path / "registry.sqlite3"))))
 
 
 def result_lines(tmp_path):
@@ -112,7 +114,8 @@ def test_missing_input_is_a_clear_failure(tmp_path):
     spec = JobSpec(str(tmp_path / "nope.jsonl"), str(tmp_path / "out"), JobDefaults("m"))
     with pytest.raises(JobFailed, match="nope.jsonl does not exist"):
         asyncio.run(run_job(spec, input_storage=storage, output_storage=storage, provider=CountingProvider(),
-                            controller=FixedRateController(None, now=0.0)))
+                            controller=FixedRateController(None, now=0.0),
+                            registry=SQLiteRegistry(str(tmp_path / "registry.sqlite3"))))
     assert not os.path.exists(tmp_path / "out" / "results.jsonl")
 
 
@@ -132,5 +135,6 @@ def test_input_replaced_mid_job_fails_clearly_and_never_mixes_versions(tmp_path)
                    pipeline=PipelineConfig(max_in_flight=2, read_batch=4))
     with pytest.raises(JobFailed, match="was replaced while the job ran"):
         asyncio.run(run_job(spec, input_storage=storage, output_storage=storage, provider=provider,
-                            controller=FixedRateController(None, now=0.0)))
+                            controller=FixedRateController(None, now=0.0),
+                            registry=SQLiteRegistry(str(tmp_path / "registry.sqlite3"))))
     assert "new" not in provider.calls

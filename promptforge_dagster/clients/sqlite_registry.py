@@ -1,0 +1,130 @@
+"""The job registry on SQLite: the embedded default (one file, shared by local processes).
+
+Every lease operation runs in a ``BEGIN IMMEDIATE`` transaction, so two processes taking
+the same job serialise on the database lock and see each other's epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from promptforge_dagster.core.job_registry import JobRecord, Lease, LeaseHeld, LeaseLost, validate_status
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL
+)
+"""
+
+
+class SQLiteRegistry:
+    """:class:`~promptforge_dagster.core.job_registry.JobRegistry` in a SQLite file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._local = threading.local()
+        with self._tx() as db:
+            db.execute(_SCHEMA)
+            db.execute("CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at)")
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @staticmethod
+    def _load(db: sqlite3.Connection, job_id: str) -> JobRecord | None:
+        row = db.execute("SELECT doc FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return JobRecord.from_dict(json.loads(row[0])) if row else None
+
+    @staticmethod
+    def _save(db: sqlite3.Connection, rec: JobRecord) -> None:
+        db.execute(
+            "INSERT INTO jobs (job_id, doc, status, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(job_id) DO UPDATE SET doc = excluded.doc, status = excluded.status",
+            (rec.job_id, json.dumps(rec.as_dict()), rec.status, rec.created_at),
+        )
+
+    def create(self, record: JobRecord) -> bool:
+        validate_status(record.status)
+        with self._tx() as db:
+            if self._load(db, record.job_id) is not None:
+                return False
+            self._save(db, record)
+            return True
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self._load(self._db(), job_id)
+
+    def list(self, status: str | None = None, limit: int = 100) -> list[JobRecord]:
+        if status is None:
+            rows = self._db().execute("SELECT doc FROM jobs ORDER BY created_at, job_id LIMIT ?", (limit,))
+        else:
+            rows = self._db().execute(
+                "SELECT doc FROM jobs WHERE status = ? ORDER BY created_at, job_id LIMIT ?",
+                (validate_status(status), limit))
+        return [JobRecord.from_dict(json.loads(r[0])) for r in rows]
+
+    def acquire(self, job_id: str, owner: str, now: float, ttl_s: float, *, steal: bool = False) -> Lease:
+        with self._tx() as db:
+            rec = self._load(db, job_id) or JobRecord(job_id, "", "", created_at=now)
+            if (not steal and rec.owner not in (None, owner) and rec.lease_expires_at > now
+                    and rec.status == "running"):
+                raise LeaseHeld(f"job {job_id} is held by {rec.owner} until {rec.lease_expires_at:.0f}")
+            rec.epoch += 1
+            rec.owner, rec.lease_expires_at = owner, now + ttl_s
+            rec.status, rec.updated_at = "running", now
+            self._save(db, rec)
+            return Lease(job_id, owner, rec.epoch, rec.lease_expires_at)
+
+    def _owned(self, db: sqlite3.Connection, lease: Lease) -> JobRecord:
+        rec = self._load(db, lease.job_id)
+        if rec is None or rec.epoch != lease.epoch:
+            newer = rec.epoch if rec else "none"
+            raise LeaseLost(f"job {lease.job_id}: lease epoch {lease.epoch} was superseded (now {newer})")
+        return rec
+
+    def renew(self, lease: Lease, now: float, ttl_s: float, counters: dict[str, int] | None = None) -> Lease:
+        with self._tx() as db:
+            rec = self._owned(db, lease)
+            rec.lease_expires_at, rec.updated_at = now + ttl_s, now
+            if counters is not None:
+                rec.counters = dict(counters)
+            self._save(db, rec)
+            return Lease(lease.job_id, lease.owner, lease.epoch, rec.lease_expires_at)
+
+    def finish(self, lease: Lease, now: float, status: str, counters: dict[str, int] | None = None,
+               message: str | None = None) -> None:
+        validate_status(status)
+        with self._tx() as db:
+            rec = self._owned(db, lease)
+            rec.status, rec.message, rec.updated_at = status, message, now
+            rec.owner, rec.lease_expires_at = None, 0.0
+            if counters is not None:
+                rec.counters = dict(counters)
+            self._save(db, rec)

@@ -1,0 +1,97 @@
+"""The job registry interface: job records with status and counters, and the lease.
+
+A job has one owner at a time. Taking the lease bumps the job's epoch; every write an
+owner makes afterwards names its epoch and is refused once a newer epoch exists, so an
+attempt that lost its lease (a zombie step process beside its retry) cannot commit.
+Implementations (SQLite for the embedded default, Firestore in production) live outside
+``core`` and pass one contract suite.
+
+>>> JobRecord(job_id="j", input_uri="in.jsonl", output_uri="out").status
+'queued'
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+STATUSES = ("queued", "running", "succeeded", "failed")
+
+
+class LeaseLost(Exception):
+    """This attempt no longer owns the job: a newer attempt took it over."""
+
+
+class LeaseHeld(Exception):
+    """Another attempt holds an unexpired lease and stealing was not asked for."""
+
+
+@dataclass
+class JobRecord:
+    """One job as the registry knows it. Counters are the last an owner reported."""
+
+    job_id: str
+    input_uri: str
+    output_uri: str
+    status: str = "queued"
+    epoch: int = 0
+    owner: str | None = None
+    lease_expires_at: float = 0.0
+    counters: dict[str, int] = field(default_factory=dict)
+    message: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "JobRecord":
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Proof of ownership: the epoch this attempt holds."""
+
+    job_id: str
+    owner: str
+    epoch: int
+    expires_at: float
+
+
+class JobRegistry(Protocol):
+    """Jobs and their leases. ``now`` is passed in: the registry holds no clock."""
+
+    def create(self, record: JobRecord) -> bool:
+        """Record a new job; False (and no change) if one with that id exists."""
+
+    def get(self, job_id: str) -> JobRecord | None: ...
+
+    def list(self, status: str | None = None, limit: int = 100) -> list[JobRecord]:
+        """Jobs, oldest first, optionally of one status."""
+
+    def acquire(self, job_id: str, owner: str, now: float, ttl_s: float, *, steal: bool = False) -> Lease:
+        """Own the job under a new epoch. Raises :class:`LeaseHeld` if another owner's
+        lease is unexpired and ``steal`` is false. Creates the record if absent."""
+
+    def renew(self, lease: Lease, now: float, ttl_s: float, counters: dict[str, int] | None = None) -> Lease:
+        """Extend the lease (and report counters); :class:`LeaseLost` if the epoch moved on."""
+
+    def finish(self, lease: Lease, now: float, status: str, counters: dict[str, int] | None = None,
+               message: str | None = None) -> None:
+        """Record the outcome and release the lease; :class:`LeaseLost` if it was lost."""
+
+
+def validate_status(status: str) -> str:
+    """
+    >>> validate_status("paused")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown job status 'paused' (one of queued, running, succeeded, failed)
+    """
+    if status not in STATUSES:
+        raise ValueError(f"unknown job status {status!r} (one of {', '.join(STATUSES)})")
+    return status

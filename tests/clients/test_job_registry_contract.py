@@ -1,0 +1,85 @@
+"""One contract for every JobRegistry: a job is created once; taking the lease bumps the
+epoch; an unexpired lease is refused unless stolen; every write of a superseded epoch
+fails with LeaseLost; counters and status persist; concurrent takers get distinct
+epochs. Run against SQLite and the real Firestore emulator."""
+
+import threading
+
+import pytest
+
+from promptforge_dagster.clients.sqlite_registry import SQLiteRegistry
+from promptforge_dagster.core.job_registry import JobRecord, LeaseHeld, LeaseLost
+
+
+@pytest.fixture(params=["sqlite", "firestore"])
+def registry(request, tmp_path):
+    if request.param == "sqlite":
+        return SQLiteRegistry(str(tmp_path / "registry.sqlite3"))
+    project = request.getfixturevalue("firestore_env")
+    from promptforge_dagster.clients.firestore_registry import FirestoreRegistry, firestore_client
+
+    return FirestoreRegistry(firestore_client(project))
+
+
+JOB = "gs://bucket/in/prompts.jsonl#1700000000000"  # ids are paths: slashes and all
+
+
+def test_create_is_idempotent_and_get_returns_the_record(registry):
+    rec = JobRecord(JOB, "gs://bucket/in/prompts.jsonl", "gs://bucket/out", created_at=5.0)
+    assert registry.create(rec) is True
+    assert registry.create(JobRecord(JOB, "other", "other")) is False
+    got = registry.get(JOB)
+    assert got.input_uri == "gs://bucket/in/prompts.jsonl" and got.status == "queued" and got.epoch == 0
+    assert registry.get("nope") is None
+
+
+def test_taking_the_lease_bumps_the_epoch_and_fences_the_older_owner(registry):
+    a = registry.acquire(JOB, "a", now=0.0, ttl_s=60)
+    with pytest.raises(LeaseHeld):
+        registry.acquire(JOB, "b", now=10.0, ttl_s=60)
+    b = registry.acquire(JOB, "b", now=10.0, ttl_s=60, steal=True)
+    assert b.epoch == a.epoch + 1
+    with pytest.raises(LeaseLost):
+        registry.renew(a, now=11.0, ttl_s=60)
+    with pytest.raises(LeaseLost):
+        registry.finish(a, now=11.0, status="succeeded")
+    b = registry.renew(b, now=20.0, ttl_s=60, counters={"succeeded": 7})
+    assert b.expires_at == 80.0
+    rec = registry.get(JOB)
+    assert rec.owner == "b" and rec.counters == {"succeeded": 7} and rec.status == "running"
+
+
+def test_an_expired_lease_can_be_taken_without_stealing(registry):
+    a = registry.acquire(JOB, "a", now=0.0, ttl_s=5)
+    b = registry.acquire(JOB, "b", now=6.0, ttl_s=5)
+    assert b.epoch == a.epoch + 1
+
+
+def test_finish_records_status_and_releases(registry):
+    lease = registry.acquire(JOB, "a", now=0.0, ttl_s=60)
+    registry.finish(lease, now=3.0, status="failed", counters={"failed": 2}, message="stopped: quota")
+    rec = registry.get(JOB)
+    assert (rec.status, rec.owner, rec.message, rec.counters) == ("failed", None, "stopped: quota", {"failed": 2})
+    assert [r.job_id for r in registry.list(status="failed")] == [JOB]
+    assert registry.list(status="running") == []
+    with pytest.raises(ValueError):
+        registry.finish(registry.acquire(JOB, "b", now=4.0, ttl_s=60), now=5.0, status="paused")
+
+
+def test_concurrent_takers_get_distinct_epochs(registry):
+    epochs, errors = [], []
+
+    def take(i):
+        try:
+            epochs.append(registry.acquire(JOB, f"w{i}", now=float(i), ttl_s=60, steal=True).epoch)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(epochs) == list(range(1, 7))
+    assert registry.get(JOB).epoch == 6
