@@ -185,7 +185,8 @@ class AdaptiveRateController:
             if self._burst_clean and now < self._burst_until:
                 self._burst_until = now  # the burst is spent: from here on, the sustained rate
             return wait
-        if self._bucket.level(now) >= max(2.0, self._bucket.capacity - 1e-9) and self.w_max() is not None:
+        idle = not self._utilised(now)  # nothing has waited on the allowance lately: a real gap
+        if idle and self._bucket.level(now) >= max(2.0, self._bucket.capacity - 1e-9) and self.w_max() is not None:
             self._burst_until = now + self.burst_s  # a full bucket after idle: this opens a burst
             self._burst_clean = True
             self._burst_start = now
