@@ -142,7 +142,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             return await run_job(spec, input_storage=storage_for(spec.input_uri), output_storage=output_storage,
                                  provider=provider, controller=lanes, stats=stats, registry=registry,
-                                 on_resume=None if args.quiet else _say_resumed)
+                                 on_resume=None if args.quiet else _say_resumed,
+                                 log=lambda m: print(f"promptforge: {m}", file=sys.stderr, flush=True))
         finally:
             task.cancel()
             reporter.final()

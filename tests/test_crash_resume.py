@@ -30,7 +30,7 @@ def start(args, env=None):
 
 def run_args(inp, out, sim, *extra):
     return ["run", str(inp), "--output", str(out), "--model", "openai/gpt-4o-mini", "--api-base", sim.api_base,
-            "--max-in-flight", str(MAX_IN_FLIGHT), "--quiet", *extra]
+            "--max-in-flight", str(MAX_IN_FLIGHT), "--rpm-hint", "20000", "--quiet", *extra]
 
 
 def wait_for_progress(out, proc, timeout=60.0):
@@ -56,7 +56,7 @@ def check_exactly_once(out, n):
 @pytest.mark.parametrize("trial", range(10))
 def test_sigkill_at_a_random_moment_then_rerun_is_exactly_once(trial, tmp_path, simulator_factory):
     rng = random.Random(trial)
-    n = 1500
+    n = 1000
     inp, out, log = tmp_path / "in.jsonl", tmp_path / "out", tmp_path / "requests.jsonl"
     batch_file(inp, n)
     sim = simulator_factory("--rpm", "0", "--latency-ms", "20", "--request-log", str(log))
@@ -64,8 +64,10 @@ def test_sigkill_at_a_random_moment_then_rerun_is_exactly_once(trial, tmp_path, 
     first = start(run_args(inp, out, sim, "--checkpoint-interval", interval))
     assert wait_for_progress(out, first), first.communicate()
     time.sleep(rng.uniform(0.0, 2.5))
-    killed_at = time.time()
-    os.killpg(first.pid, signal.SIGKILL)
+    try:
+        os.killpg(first.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it finished first: the rerun must then send nothing
     first.wait(timeout=10)
     before = log_entries(log)
     ok_before = [e for e in before if e["status"] == 200]
@@ -81,9 +83,7 @@ def test_sigkill_at_a_random_moment_then_rerun_is_exactly_once(trial, tmp_path, 
     span = max(1e-3, ok_before[-1]["t"] - ok_before[0]["t"]) if len(ok_before) > 1 else 1.0
     two_seconds_of_work = len(ok_before) / span * 2.0
     assert len(resent) <= MAX_IN_FLIGHT + two_seconds_of_work, (len(resent), len(ok_before), span)
-    if json.loads((out / "summary.json").read_text())["succeeded"] != n:
-        pytest.fail("some prompts did not succeed")
-    assert killed_at > 0
+    assert json.loads((out / "summary.json").read_text())["succeeded"] == n
 
 
 def test_two_attempts_at_once_the_older_stops_and_only_the_newer_publishes(tmp_path, simulator_factory):

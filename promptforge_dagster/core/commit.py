@@ -103,6 +103,18 @@ class JobCommitter:
         """Take the lease (a new epoch), claim the checkpoint, reconcile later parts."""
         self.lease = self.registry.acquire(self.job_id, self.owner, now, self.lease_ttl_s, steal=steal)
         self.attempt = f"e{self.lease.epoch:06d}-{self._tag}"
+        for _ in range(5):
+            try:
+                return self._claim(now)
+            except LeaseLost:
+                # The older owner's last commit, already past its lease check, landed
+                # between our read and our claim: read again, unless we lost the lease.
+                self.lease = self.registry.renew(self.lease, now, self.lease_ttl_s)
+                self.lost = None
+        return self._claim(now)
+
+    def _claim(self, now: float) -> ResumeInfo:
+        assert self.lease is not None
         ck = self._read_checkpoint()
         if ck is not None and self.input_generation is not None and ck.input_generation not in (
                 None, self.input_generation):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import msgspec
+from pyroaring import BitMap
 from promptforge_dagster.core.commit import CHECKPOINT_NAME, JobCommitter, ResumeInfo
 from promptforge_dagster.core.formats import JobDefaults, LineParser, NotJsonlError
 from promptforge_dagster.core.input_scan import SNIFF_BYTES, InputIndex, scan_input, sniff
@@ -123,6 +124,7 @@ async def run_job(
     wall_clock: Callable[[], float] = time.time,
     on_pipeline: Callable[[Pipeline], None] | None = None,
     on_resume: Callable[[ResumeInfo], None] | None = None,
+    log: Callable[[str], None] = lambda message: None,
 ) -> JobResult:
     """Run (or resume) one job to completion; raises :class:`JobFailed` with a reason.
 
@@ -198,6 +200,19 @@ async def run_job(
         on_pipeline(pipeline)
     try:
         await pipeline.run()
+        missing = index.prompt_lines - len(committer.done)
+        if not stats.fatal and missing > 0:
+            # Safety net: a pass that ends with prompts unwritten (none should) re-reads the
+            # input from the start, skipping what is done, rather than fail the publish.
+            log(f"{missing} prompts not written after the main pass; re-reading {spec.input_uri} from the start")
+            sweep = Pipeline(
+                job_id=job_id, lines=lines, parser=LineParser(spec.defaults, spec.max_line_bytes, source=spec.input_uri),
+                provider=provider, controller=lanes, write_part=committer.write_part, config=spec.pipeline,
+                done=BitMap(committer.done), duplicates=index.duplicates, stats=stats, clock=clock,
+                wall_clock=wall_clock, checkpoint=commit, checkpoint_interval_s=spec.checkpoint_interval_s)
+            stats.skipped = 0
+            await sweep.run()
+            pipeline = sweep
         if stats.fatal:
             raise JobFailed(
                 f"stopped: {stats.fatal} ({stats.done + stats.skipped} of {stats.total} prompts are done and kept; "

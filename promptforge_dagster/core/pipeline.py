@@ -224,7 +224,8 @@ class Pipeline:
         finally:
             for t in tasks:
                 t.cancel()
-            flusher.cancel()
+            async with self._flush_lock:  # never cancel the flusher in the middle of a commit
+                flusher.cancel()
             try:
                 await flusher
             except asyncio.CancelledError:

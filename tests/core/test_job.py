@@ -138,3 +138,32 @@ def test_input_replaced_mid_job_fails_clearly_and_never_mixes_versions(tmp_path)
                             controller=FixedRateController(None, now=0.0),
                             registry=SQLiteRegistry(str(tmp_path / "registry.sqlite3"))))
     assert "new" not in provider.calls
+
+
+def test_a_resume_position_past_unwritten_prompts_is_caught_by_the_sweep(tmp_path):
+    """Should a checkpoint's read position ever lie past prompts that were not written,
+    the job re-reads from the start and still publishes every line exactly once."""
+    from pyroaring import BitMap
+
+    from promptforge_dagster.core.commit import JobCommitter
+    from promptforge_dagster.core.reader import ReadPosition
+    from promptforge_dagster.core.results import Envelope
+
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join(b'{"id": "r%d", "prompt": "p"}\n' % i for i in range(10)))
+    storage = LocalStorage()
+    registry = SQLiteRegistry(str(tmp_path / "registry.sqlite3"))
+    gen = storage.stat(str(src)).generation
+    c = JobCommitter(f"{src}#{gen}", str(tmp_path / "out"), storage, registry, owner="old", input_generation=gen)
+    c.open(now=0.0)
+    c.write_part([Envelope(o, {"custom_id": f"r{o}", "response": {"status_code": 200}, "error": None})
+                  for o in (0, 1, 2)])
+    line5 = src.read_bytes().split(b"\n")
+    offset = sum(len(l) + 1 for l in line5[:5])
+    c.commit(now=1.0, position=ReadPosition(offset, 5, 6))
+    assert BitMap(c.done) == BitMap([0, 1, 2])
+    provider = CountingProvider()
+    result = run(tmp_path, src.read_bytes(), provider)
+    assert sorted(provider.calls) == sorted(f"r{i}" for i in range(3, 10))
+    assert sorted(l["custom_id"] for l in result_lines(tmp_path)) == sorted(f"r{i}" for i in range(10))
+    assert result.summary["succeeded"] == 10
