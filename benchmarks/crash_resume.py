@@ -62,7 +62,7 @@ def trial(i: int, n: int, tmp: str) -> dict:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and first.poll() is None and not (os.path.isdir(parts) and os.listdir(parts)):
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 3.0))
+        time.sleep(rng.uniform(0.0, 2.0))
         completed_first = first.poll() is not None
         if not completed_first:
             os.killpg(first.pid, signal.SIGKILL)
@@ -133,10 +133,12 @@ def restart_latency(n: int, tmp: str) -> dict:
     t0 = time.monotonic()
     make_killed_state(inp, out, n, 0.9, rate=200.0, interval_s=30.0)
     setup_s = time.monotonic() - t0
-    t_imp = time.time()
-    subprocess.run([sys.executable, "-c", "import promptforge_dagster.cli, promptforge_dagster.clients.litellm_provider"],
-                   env=child_env(), cwd=ROOT, check=True)
-    import_s = time.time() - t_imp
+    import_s = float("inf")
+    for _ in range(2):  # warm, as the resumed process will be
+        t_imp = time.time()
+        subprocess.run([sys.executable, "-c", "import promptforge_dagster.cli, promptforge_dagster.clients.litellm_provider"],
+                       env=child_env(), cwd=ROOT, check=True)
+        import_s = min(import_s, time.time() - t_imp)
     sim, api_base = start_simulator("--rpm", "0", "--latency-ms", "20", "--request-log", log)
     try:
         registry = f"sqlite://{os.path.join(d, 'registry.sqlite3')}"
@@ -166,7 +168,7 @@ def restart_latency(n: int, tmp: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=50)
-    ap.add_argument("--prompts", type=int, default=800)
+    ap.add_argument("--prompts", type=int, default=1500)
     ap.add_argument("--resume-prompts", type=int, default=1_000_000)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,11 +1,85 @@
-"""The Dagster code location. Built once; the sensor, the streaming asset and the
-resources are wired here (see issue 5). Until then it holds no assets, and loads."""
+"""The Dagster code location, built once.
+
+``deployment_from_env`` (pure) decides local or GKE; this module wires resources, the
+executor of each job, the sensors and the schedule for that deployment. Nothing is read
+from the environment at import: Dagster calls ``defs()`` when it loads the location.
+"""
+
+from __future__ import annotations
+
+import os
 
 import dagster as dg
 
+from promptforge_dagster.assets.batch import batch_results, batch_summary, jobs_partitions
+from promptforge_dagster.core.job_planning import LARGE_JOB, SMALL_JOB
+from promptforge_dagster.deployment import Deployment, deployment_from_env
+from promptforge_dagster.resources import (
+    CheckpointResource, JobRegistryResource, LLMResource, RateLimiterResource, StorageResource,
+)
+from promptforge_dagster.sensors.rerun_failed import build_rerun_failed_prompts
+from promptforge_dagster.sensors.run_watchdog import build_run_watchdog
+from promptforge_dagster.sensors.upload_sensor import build_upload_sensor
 
-def build_definitions() -> dg.Definitions:
-    return dg.Definitions()
+
+def resources_for(d: Deployment) -> dict[str, dg.ConfigurableResource]:
+    api_key = None if d.is_local else dg.EnvVar("OPENAI_API_KEY")
+    return {
+        "llm": LLMResource(model=d.model, api_base=d.api_base, api_key=api_key, simulator_rpm=d.simulator_rpm),
+        "rate_limiter": RateLimiterResource(window_s=30.0),
+        "checkpoints": CheckpointResource(interval_s=d.checkpoint_interval_s, lease_ttl_s=d.lease_ttl_s,
+                                          heartbeat_s=d.heartbeat_s),
+        "storage": StorageResource(root=d.bucket_root, input_prefix=d.input_prefix, output_prefix=d.output_prefix),
+        "job_registry": JobRegistryResource(uri=d.registry_uri),
+    }
 
 
-defs = build_definitions()
+def k8s_executor_config(d: Deployment) -> dict:
+    """The k8s_job_executor's configuration: one pod per step, the runner's service
+    account, provider keys from a Kubernetes secret, and labels to find the pods by."""
+    return {
+        "job_namespace": d.namespace,
+        "service_account_name": d.service_account,
+        "env_secrets": list(d.env_secrets),
+        "env_vars": [f"PROMPTFORGE_DEPLOYMENT=gke", f"PROMPTFORGE_BUCKET={d.bucket_name}",
+                     "LITELLM_LOCAL_MODEL_COST_MAP=True"],
+        "labels": {"app.kubernetes.io/name": "promptforge", "app.kubernetes.io/component": "batch-step"},
+        "step_k8s_config": {"container_config": {"resources": {
+            "requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}}},
+        **({"image_pull_policy": "IfNotPresent"}),
+    }
+
+
+def executors_for(d: Deployment) -> tuple[dg.ExecutorDefinition, dg.ExecutorDefinition]:
+    """(small, large): small jobs run inside the run worker; large ones get a dedicated
+    pod per step on GKE (a separate step process locally, as the pod would be)."""
+    if d.is_local:
+        return dg.in_process_executor, dg.multiprocess_executor.configured({"max_concurrent": 1})
+    from dagster_k8s import k8s_job_executor
+
+    return dg.in_process_executor, k8s_job_executor.configured(k8s_executor_config(d))
+
+
+def build_definitions(d: Deployment) -> dg.Definitions:
+    small_exec, large_exec = executors_for(d)
+    selection = dg.AssetSelection.assets(batch_results, batch_summary)
+    small = dg.define_asset_job(SMALL_JOB, selection=selection, partitions_def=jobs_partitions,
+                                executor_def=small_exec, description="Jobs under the small-job threshold: run in "
+                                "the shared run worker, no dedicated pod.")
+    large = dg.define_asset_job(LARGE_JOB, selection=selection, partitions_def=jobs_partitions,
+                                executor_def=large_exec, description="Large jobs: a dedicated pod (GKE).")
+    upload = build_upload_sensor([small, large], small_job_prompts=d.small_job_prompts, max_retries=d.max_retries,
+                                 listing_interval_s=0.0 if d.is_local else 60.0,
+                                 minimum_interval_seconds=2 if d.is_local else 15)
+    return dg.Definitions(
+        assets=[batch_results, batch_summary],
+        jobs=[small, large],
+        sensors=[upload, build_run_watchdog(minimum_interval_seconds=3 if d.is_local else 30)],
+        schedules=[build_rerun_failed_prompts(small, max_retries=d.max_retries)],
+        resources=resources_for(d),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(deployment_from_env(os.environ))

@@ -38,5 +38,8 @@ class MemoryStorage:
     def list(self, prefix):
         return sorted(p for p in self.objects if p.startswith(prefix))
 
+    def list_objects(self, prefix):
+        return [(p, self.stat(p)) for p in self.list(prefix)]
+
     def delete(self, path):
         self.objects.pop(path, None)

@@ -104,6 +104,12 @@ class GcsStorage:
         return sorted(f"gs://{bucket}/{b.name}" for b in self._client.list_blobs(bucket, prefix=key))
 
     @_transient
+    def list_objects(self, prefix: str) -> list[tuple[str, ObjectInfo]]:
+        bucket, key = split_uri(prefix)
+        return sorted((f"gs://{bucket}/{b.name}", ObjectInfo(int(b.size or 0), int(b.generation or 0)))
+                      for b in self._client.list_blobs(bucket, prefix=key))
+
+    @_transient
     def delete(self, path: str) -> None:
         try:
             self._blob(path).delete()

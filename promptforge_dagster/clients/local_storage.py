@@ -87,6 +87,14 @@ class LocalStorage:
                     out.append(full)
         return sorted(out)
 
+    def list_objects(self, prefix: str) -> list[tuple[str, ObjectInfo]]:
+        out = []
+        for path in self.list(prefix):
+            info = self.stat(path)
+            if info is not None:
+                out.append((path, info))
+        return out
+
     def delete(self, path: str) -> None:
         try:
             os.unlink(path)

@@ -127,8 +127,9 @@ class JobCommitter:
         reconciled = self._reconcile(ck)
         position = ck.position if ck else ReadPosition()
         # Claim: the CAS bumps the checkpoint's generation, so an older attempt's next commit fails.
+        status = "published" if ck is not None and ck.status == "published" else "running"
         self._write_checkpoint(self._snapshot(position, ck.rate_state if ck else {},
-                                              ck.counters if ck else {}, now, "running"))
+                                              ck.counters if ck else {}, now, status))
         return ResumeInfo(ck, BitMap(self.done), position, reconciled)
 
     def _read_checkpoint(self) -> BitsetCheckpoint | None:
@@ -188,6 +189,16 @@ class JobCommitter:
         self._write_checkpoint(ck)
         return ck
 
+    def heartbeat(self, now: float) -> None:
+        """Renew the lease between commits (so a live owner is never taken for dead);
+        :class:`LeaseLost` if a newer attempt owns the job."""
+        assert self.lease is not None
+        try:
+            self.lease = self.registry.renew(self.lease, now, self.lease_ttl_s)
+        except LeaseLost as exc:
+            self.lost = str(exc)
+            raise
+
     def _snapshot(self, position: ReadPosition, rate_state: dict[str, Any], counters: dict[str, int],
                   now: float, status: str) -> BitsetCheckpoint:
         assert self.lease is not None
@@ -209,6 +220,21 @@ class JobCommitter:
             self.lost = (f"job {self.job_id}: the checkpoint was replaced by another attempt; "
                          f"this one (epoch {ck.epoch}) stops")
             raise LeaseLost(self.lost) from exc
+
+    def reopen_failed(self, codes: tuple[str, ...]) -> BitMap:
+        """Take the ordinals whose latest record is a failure with one of ``codes`` out of
+        the done set (a re-run sends them again; assembly keeps the newest record)."""
+        seen, failed = BitMap(), BitMap()
+        for data in self.read_parts(reversed(self.part_paths())):  # newest part first
+            for env in decode_part(data):
+                if env.ordinal in seen:
+                    continue
+                seen.add(env.ordinal)
+                error = env.record.get("error") or {}
+                if error.get("code") in codes:
+                    failed.add(env.ordinal)
+        self.done -= failed
+        return failed
 
     # -- helpers for assembly ------------------------------------------------------
     def part_paths(self) -> list[str]:

@@ -28,6 +28,7 @@ from pyroaring import BitMap
 from promptforge_dagster.core.commit import CHECKPOINT_NAME, JobCommitter, ResumeInfo
 from promptforge_dagster.core.formats import JobDefaults, LineParser, NotJsonlError
 from promptforge_dagster.core.input_scan import SNIFF_BYTES, InputIndex, scan_input, sniff
+from promptforge_dagster.core.job_planning import RETRYABLE_ERROR_CODES
 from promptforge_dagster.core.job_registry import JobRegistry, LeaseHeld, LeaseLost
 from promptforge_dagster.core.pipeline import JobStats, Pipeline, PipelineConfig, Provider
 from promptforge_dagster.core.rate_controller import RateController
@@ -63,6 +64,7 @@ class JobSpec:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     checkpoint_interval_s: float = 30.0
     lease_ttl_s: float = 120.0
+    heartbeat_s: float = 10.0
 
 
 @dataclass
@@ -125,6 +127,7 @@ async def run_job(
     on_pipeline: Callable[[Pipeline], None] | None = None,
     on_resume: Callable[[ResumeInfo], None] | None = None,
     log: Callable[[str], None] = lambda message: None,
+    rerun_codes: tuple[str, ...] = (),
 ) -> JobResult:
     """Run (or resume) one job to completion; raises :class:`JobFailed` with a reason.
 
@@ -168,6 +171,16 @@ async def run_job(
         raise JobFailed(str(exc)) from exc
     if on_resume is not None:
         on_resume(resume)
+    rerun = BitMap()
+    if rerun_codes:
+        rerun = committer.reopen_failed(tuple(rerun_codes))
+        log(f"re-running {len(rerun)} prompts whose results were failures ({', '.join(rerun_codes)})")
+        resume = ResumeInfo(resume.checkpoint, BitMap(committer.done), ReadPosition(), resume.reconciled_parts)
+    elif resume.checkpoint is not None and resume.checkpoint.status == "published":
+        done_before = _already_published(spec, committer, stats)
+        if done_before is not None:
+            _finish(registry, committer, wall_clock(), "succeeded", stats, None, done_before.summary)
+            return done_before
     lanes = controller if isinstance(controller, RateLanes) else RateLanes.single(controller)
     if resume.checkpoint is not None:
         lanes.warm_start(resume.checkpoint.rate_state)
@@ -195,6 +208,8 @@ async def run_job(
         wall_clock=wall_clock,
         checkpoint=commit,
         checkpoint_interval_s=spec.checkpoint_interval_s,
+        heartbeat=lambda: committer.heartbeat(wall_clock()),
+        heartbeat_s=spec.heartbeat_s,
     )
     if on_pipeline is not None:
         on_pipeline(pipeline)
@@ -225,18 +240,41 @@ async def run_job(
         except LeaseLost as exc:
             raise JobFailed(f"stopped: {exc}") from exc
         result = _publish(spec, committer, index.prompt_lines, generation, stats, lanes, clock() - started)
+        try:
+            committer.commit(wall_clock(), pipeline.resume_position(), lanes.export_state(), counters_of(stats),
+                             status="published")
+        except LeaseLost:
+            pass  # published already; a newer attempt will find results.jsonl and stop there
     except JobFailed as exc:
         if committer.lost is None:
             _finish(registry, committer, wall_clock(), "failed", stats, str(exc))
         raise
-    _finish(registry, committer, wall_clock(), "succeeded", stats, None)
+    _finish(registry, committer, wall_clock(), "succeeded", stats, None, result.summary)
     return result
 
 
+def _already_published(spec: JobSpec, committer: JobCommitter, stats: JobStats) -> JobResult | None:
+    """A job whose results were published by an earlier attempt is not run again."""
+    storage = committer.storage
+    results_uri, summary_uri = join(spec.output_uri, "results.jsonl"), join(spec.output_uri, "summary.json")
+    if storage.stat(results_uri) is None or storage.stat(summary_uri) is None:
+        return None
+    summary = msgspec.json.decode(storage.read_bytes(summary_uri))
+    stats.total = summary.get("prompts")
+    stats.skipped = summary.get("prompts") or 0
+    return JobResult(results_uri, summary_uri, summary, stats)
+
+
 def _finish(registry: JobRegistry, committer: JobCommitter, now: float, status: str, stats: JobStats,
-            message: str | None) -> None:
+            message: str | None, summary: dict[str, Any] | None = None) -> None:
+    counters = counters_of(stats)
+    if summary is not None:  # the whole job's figures, not just this attempt's
+        errors = summary.get("errors_by_code") or {}
+        counters.update(total=summary.get("prompts") or 0, succeeded=summary.get("succeeded") or 0,
+                        failed=summary.get("failed") or 0,
+                        retryable_failed=sum(errors.get(c, 0) for c in RETRYABLE_ERROR_CODES))
     try:
-        registry.finish(committer.lease, now, status, counters_of(stats), message)
+        registry.finish(committer.lease, now, status, counters, message)
     except LeaseLost:
         pass  # a newer attempt owns the record now; its outcome is the one that counts
 
@@ -252,7 +290,8 @@ def _publish(
     try:
         with os.fdopen(fd, "wb", buffering=1024 * 1024) as out:
             try:
-                summary = assemble(committer.read_parts(committer.part_paths()), expected, out.write)
+                # newest part first: a re-run's new record replaces the failure it retried
+                summary = assemble(committer.read_parts(reversed(committer.part_paths())), expected, out.write)
             except IncompleteResults as exc:
                 raise JobFailed(f"cannot publish {results_uri}: {exc}") from exc
         storage.upload_file(results_uri, tmp)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-STATUSES = ("queued", "running", "succeeded", "failed")
+STATUSES = ("queued", "running", "succeeded", "failed", "rejected")
 
 
 class LeaseLost(Exception):
@@ -90,7 +90,7 @@ def validate_status(status: str) -> str:
     >>> validate_status("paused")
     Traceback (most recent call last):
     ...
-    ValueError: unknown job status 'paused' (one of queued, running, succeeded, failed)
+    ValueError: unknown job status 'paused' (one of queued, running, succeeded, failed, rejected)
     """
     if status not in STATUSES:
         raise ValueError(f"unknown job status {status!r} (one of {', '.join(STATUSES)})")

@@ -157,6 +157,8 @@ class Pipeline:
         offload: Callable[..., Awaitable[Any]] = asyncio.to_thread,
         checkpoint: Callable[[ReadPosition], None] | None = None,
         checkpoint_interval_s: float = 30.0,
+        heartbeat: Callable[[], None] | None = None,
+        heartbeat_s: float = 10.0,
     ) -> None:
         self.job_id = job_id
         self._lines = lines
@@ -186,11 +188,14 @@ class Pipeline:
         self._checkpoint = checkpoint
         self._checkpoint_interval = checkpoint_interval_s
         self._last_checkpoint = 0.0
+        self._heartbeat = heartbeat
+        self._heartbeat_s = heartbeat_s
+        self._last_heartbeat = 0.0
 
     # -- public ---------------------------------------------------------------
     async def run(self) -> JobStats:
         cfg = self.config
-        self.stats.started_at = self._last_checkpoint = self._clock()
+        self.stats.started_at = self._last_checkpoint = self._last_heartbeat = self._clock()
         slots = asyncio.Semaphore(cfg.max_in_flight)
         tasks: set[asyncio.Task] = set()
         flusher = asyncio.create_task(self._flush_loop())
@@ -302,6 +307,12 @@ class Pipeline:
                 await self.flush()
             if self._checkpoint is not None and self._clock() - self._last_checkpoint >= self._checkpoint_interval:
                 await self.checkpoint()
+            elif self._heartbeat is not None and self._clock() - self._last_heartbeat >= self._heartbeat_s:
+                self._last_heartbeat = self._clock()
+                try:
+                    await self._offload(self._heartbeat)
+                except Exception as exc:  # noqa: BLE001 - a lost lease ends this attempt
+                    self.stop(f"lease renewal failed: {exc}")
 
     async def _emit(self, env: Envelope) -> None:
         if self._oldest is None:

@@ -54,6 +54,10 @@ class Storage(Protocol):
     def list(self, prefix: str) -> list[str]:
         """Paths under ``prefix``, sorted."""
 
+    def list_objects(self, prefix: str) -> list[tuple[str, ObjectInfo]]:
+        """Paths under ``prefix`` with their size and generation, sorted (one listing call
+        where the backend allows: the sensors' fallback scan of the input prefix)."""
+
     def delete(self, path: str) -> None:
         """Remove ``path``; absent is fine."""
 
@@ -131,6 +135,9 @@ class RetryingStorage:
 
     def list(self, prefix: str) -> list[str]:
         return self._call("list", prefix)
+
+    def list_objects(self, prefix: str) -> list[tuple[str, ObjectInfo]]:
+        return self._call("list_objects", prefix)
 
     def delete(self, path: str) -> None:
         return self._call("delete", path)

@@ -75,6 +75,15 @@ def test_list_is_sorted_and_scoped_and_delete_is_idempotent(store, tmp_path):
     assert s.list(join(root, "parts") + "/") == [join(root, "parts/b.jsonl")]
 
 
+def test_list_objects_gives_size_and_generation_in_one_listing(store):
+    s, root = store
+    g_b = s.write_bytes(join(root, "in/b.jsonl"), b"12345")
+    g_a = s.write_bytes(join(root, "in/a.jsonl"), b"1")
+    listed = s.list_objects(join(root, "in") + "/")
+    assert [(p, i.size, i.generation) for p, i in listed] == [
+        (join(root, "in/a.jsonl"), 1, g_a), (join(root, "in/b.jsonl"), 5, g_b)]
+
+
 def test_upload_file(store, tmp_path):
     s, root = store
     local = tmp_path / "big.jsonl"

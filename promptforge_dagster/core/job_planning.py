@@ -1,0 +1,183 @@
+"""Pure planning for the sensors and schedules: uploaded object -> job -> run request.
+
+Nothing here talks to Dagster, GCS or the registry; the sensors feed it what they read
+and turn its plans into ``RunRequest`` objects. Keys are idempotent: one object
+generation is one job, whatever number of events or sensor ticks report it.
+
+>>> obj = UploadedObject("my-bucket", "in/batch.jsonl", generation=17, size=50_000)
+>>> job_key(obj)
+'my-bucket/in/batch.jsonl#17'
+>>> plan = plan_run(obj, small_job_prompts=1000)
+>>> plan.job_name, plan.estimated_prompts
+('promptforge_small_job', 166)
+>>> rejection_reason(UploadedObject("b", "in/data.csv", 1, 10))
+'not a JSONL file: in/data.csv (PromptForge takes .jsonl or .jsonl.gz, one prompt per line)'
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+SMALL_JOB = "promptforge_small_job"
+LARGE_JOB = "promptforge_large_job"
+BYTES_PER_PROMPT = 300  # a typical Batch API line; only used to route and size, never to count
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
+RETRYABLE_ERROR_CODES = ("rate_limited", "retries_exhausted")
+
+
+@dataclass(frozen=True)
+class UploadedObject:
+    """An object in the input bucket, as an event or a listing reports it."""
+
+    bucket: str
+    name: str
+    generation: int
+    size: int
+
+    @property
+    def uri(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
+
+def job_key(obj: UploadedObject) -> str:
+    """``bucket/object#generation``: the job id, the partition key and the run key."""
+    return f"{obj.bucket}/{obj.name}#{obj.generation}"
+
+
+def output_name(key: str) -> str:
+    """A folder name for a job's output, readable and unique per generation.
+
+    >>> output_name("b/in/batch 1.jsonl#17")
+    'in__batch_1.jsonl@17'
+    """
+    path, _, generation = key.partition("/")[2].rpartition("#")
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in path.replace("/", "__"))
+    return f"{safe}@{generation}"
+
+
+def rejection_reason(obj: UploadedObject) -> str | None:
+    """Why an object is not a job, or None when it is one."""
+    if obj.name.endswith("/"):
+        return f"a folder marker, not a file: {obj.name}"
+    if not obj.name.endswith(JSONL_SUFFIXES):
+        return (f"not a JSONL file: {obj.name} (PromptForge takes .jsonl or .jsonl.gz, one prompt per line)")
+    return None
+
+
+def estimate_prompts(size: int) -> int:
+    return max(1, size // BYTES_PER_PROMPT)
+
+
+def pod_resources(estimated_prompts: int) -> dict[str, dict[str, str]]:
+    """CPU and memory for a dedicated pod. Memory does not grow with the job (the engine
+    streams); CPU does, because LiteLLM costs about 3.5 ms of CPU per request.
+
+    >>> pod_resources(5_000_000)["requests"]
+    {'cpu': '2', 'memory': '1Gi'}
+    """
+    cpu = "500m" if estimated_prompts < 50_000 else "1" if estimated_prompts < 1_000_000 else "2"
+    return {"requests": {"cpu": cpu, "memory": "1Gi"}, "limits": {"cpu": cpu, "memory": "2Gi"}}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What the sensor asks Dagster for: one run of one partition."""
+
+    run_key: str
+    partition_key: str
+    job_name: str
+    estimated_prompts: int
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def plan_run(obj: UploadedObject, *, small_job_prompts: int = 1000, max_retries: int = 3,
+             extra_tags: dict[str, str] | None = None) -> RunPlan:
+    """Small jobs share the run worker (no dedicated pod); large ones get their own."""
+    key = job_key(obj)
+    n = estimate_prompts(obj.size)
+    small = n < small_job_prompts
+    tags = {
+        "dagster/max_retries": str(max_retries),
+        "dagster/retry_strategy": "ALL_STEPS",
+        "promptforge/job": key[:63] if len(key) <= 63 else key[:40] + "…",
+        "promptforge/size_class": "small" if small else "large",
+        "promptforge/estimated_prompts": str(n),
+        **(extra_tags or {}),
+    }
+    if not small:
+        tags["dagster-k8s/config"] = json.dumps({"container_config": {"resources": pod_resources(n)}})
+    return RunPlan(run_key=key, partition_key=key, job_name=SMALL_JOB if small else LARGE_JOB,
+                   estimated_prompts=n, tags=tags)
+
+
+def plan_cursor(cursor: str | None) -> dict[str, Any]:
+    """The sensor's cursor: job keys already requested (bounded), as JSON."""
+    if not cursor:
+        return {"requested": []}
+    try:
+        doc = json.loads(cursor)
+    except json.JSONDecodeError:
+        return {"requested": []}
+    return doc if isinstance(doc, dict) and isinstance(doc.get("requested"), list) else {"requested": []}
+
+
+def advance_cursor(doc: dict[str, Any], requested: Iterable[str], keep: int = 2000) -> str:
+    """Append newly requested keys; keep the newest ``keep`` (run keys dedupe the rest).
+
+    >>> advance_cursor({"requested": ["a"]}, ["b", "c"], keep=2)
+    '{"requested": ["b", "c"]}'
+    """
+    keys = list(doc.get("requested", [])) + [k for k in requested if k not in doc.get("requested", [])]
+    return json.dumps({**{k: v for k, v in doc.items() if k != "requested"}, "requested": keys[-keep:]})
+
+
+@dataclass(frozen=True)
+class StaleJob:
+    """A job the registry says is running whose owner is gone."""
+
+    job_id: str
+    reason: str
+
+
+def find_stale_jobs(running: Iterable[Any], now: float, *, this_host: str,
+                    pid_alive: Any) -> list[StaleJob]:
+    """Jobs marked running whose lease expired, or (same host) whose run worker process
+    is dead. ``running`` holds JobRecords; ``pid_alive(pid) -> bool``; owner strings are
+    ``host:run_worker_pid:step_pid:run_id``.
+
+    >>> from promptforge_dagster.core.job_registry import JobRecord
+    >>> r = JobRecord("k", "in", "out", status="running", owner="h1:999:1000:run-1", lease_expires_at=50.0)
+    >>> [s.reason for s in find_stale_jobs([r], 10.0, this_host="h1", pid_alive=lambda pid: False)]
+    ['run worker 999 on h1 is gone']
+    >>> [s.reason for s in find_stale_jobs([r], 60.0, this_host="h2", pid_alive=lambda pid: True)]
+    ['lease expired 10 s ago']
+    """
+    out = []
+    for rec in running:
+        if rec.status != "running":
+            continue
+        host, worker_pid, _step_pid, _run_id = parse_owner(rec.owner)
+        if rec.lease_expires_at and rec.lease_expires_at < now:
+            out.append(StaleJob(rec.job_id, f"lease expired {now - rec.lease_expires_at:.0f} s ago"))
+        elif host == this_host and worker_pid and not pid_alive(worker_pid):
+            out.append(StaleJob(rec.job_id, f"run worker {worker_pid} on {host} is gone"))
+    return out
+
+
+def parse_owner(owner: str | None) -> tuple[str | None, int | None, int | None, str | None]:
+    """``host:run_worker_pid:step_pid:run_id`` -> its parts (None where absent).
+
+    >>> parse_owner("h:1:2:abc"), parse_owner("laptop:42")
+    (('h', 1, 2, 'abc'), ('laptop', 42, None, None))
+    """
+    if not owner:
+        return None, None, None, None
+    parts = owner.split(":")
+    ints = []
+    for p in parts[1:3]:
+        ints.append(int(p) if p.isdigit() else None)
+    while len(ints) < 2:
+        ints.append(None)
+    return parts[0], ints[0], ints[1], parts[3] if len(parts) > 3 else None

@@ -1,0 +1,101 @@
+"""One pure function decides the deployment: the embedded local default or GKE.
+
+Called inside the definitions loader (never at import), from the environment it is given,
+so tests pass a dict instead of patching ``os.environ``.
+
+>>> d = deployment_from_env({"PROMPTFORGE_HOME": "/tmp/pf"})
+>>> d.name, d.bucket_root, d.registry_uri, d.api_base
+('local', '/tmp/pf/bucket', 'sqlite:///tmp/pf/registry.sqlite3', 'simulator')
+>>> deployment_from_env({"PROMPTFORGE_DEPLOYMENT": "gke"})
+Traceback (most recent call last):
+...
+ValueError: PROMPTFORGE_DEPLOYMENT=gke needs PROMPTFORGE_BUCKET (the input/output bucket)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str  # "local" or "gke"
+    bucket_root: str  # a local folder standing in for the bucket, or gs://bucket
+    bucket_name: str
+    input_prefix: str
+    output_prefix: str
+    registry_uri: str
+    model: str
+    api_base: str | None  # "simulator": the project's own provider simulator, started per run
+    simulator_rpm: float
+    small_job_prompts: int
+    checkpoint_interval_s: float
+    lease_ttl_s: float
+    heartbeat_s: float
+    max_retries: int
+    # GKE only
+    image: str | None = None
+    namespace: str = "dagster"
+    service_account: str | None = None
+    env_secrets: tuple[str, ...] = ()
+
+    @property
+    def is_local(self) -> bool:
+        return self.name == "local"
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{key}={raw!r} is not a number") from None
+
+
+def deployment_from_env(env: Mapping[str, str]) -> Deployment:
+    name = env.get("PROMPTFORGE_DEPLOYMENT", "local").strip().lower()
+    common = dict(
+        input_prefix=env.get("PROMPTFORGE_INPUT_PREFIX", "inputs/"),
+        output_prefix=env.get("PROMPTFORGE_OUTPUT_PREFIX", "outputs/"),
+        small_job_prompts=int(_float(env, "PROMPTFORGE_SMALL_JOB_PROMPTS", 1000)),
+        checkpoint_interval_s=_float(env, "PROMPTFORGE_CHECKPOINT_INTERVAL", 30.0),
+        max_retries=int(_float(env, "PROMPTFORGE_MAX_RETRIES", 3)),
+    )
+    if name == "local":
+        home = env.get("PROMPTFORGE_HOME") or os.path.join(os.path.expanduser("~"), ".promptforge")
+        return Deployment(
+            name="local", bucket_root=os.path.join(home, "bucket"), bucket_name="local-bucket",
+            registry_uri=f"sqlite://{os.path.join(home, 'registry.sqlite3')}",
+            model=env.get("PROMPTFORGE_MODEL", "openai/sim-model"),
+            api_base=env.get("PROMPTFORGE_API_BASE", "simulator"),
+            simulator_rpm=_float(env, "PROMPTFORGE_SIMULATOR_RPM", 3000.0),
+            lease_ttl_s=_float(env, "PROMPTFORGE_LEASE_TTL", 20.0),
+            heartbeat_s=_float(env, "PROMPTFORGE_HEARTBEAT", 2.0),
+            **common,
+        )
+    if name == "gke":
+        bucket = env.get("PROMPTFORGE_BUCKET")
+        if not bucket:
+            raise ValueError("PROMPTFORGE_DEPLOYMENT=gke needs PROMPTFORGE_BUCKET (the input/output bucket)")
+        project = env.get("PROMPTFORGE_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT")
+        if not project:
+            raise ValueError("PROMPTFORGE_DEPLOYMENT=gke needs PROMPTFORGE_PROJECT (for the Firestore job registry)")
+        return Deployment(
+            name="gke", bucket_root=f"gs://{bucket}", bucket_name=bucket,
+            registry_uri=env.get("PROMPTFORGE_REGISTRY", f"firestore://{project}"),
+            model=env.get("PROMPTFORGE_MODEL", "openai/gpt-4o-mini"),
+            api_base=env.get("PROMPTFORGE_API_BASE") or None,
+            simulator_rpm=0.0,
+            lease_ttl_s=_float(env, "PROMPTFORGE_LEASE_TTL", 120.0),
+            heartbeat_s=_float(env, "PROMPTFORGE_HEARTBEAT", 10.0),
+            image=env.get("PROMPTFORGE_IMAGE"),
+            namespace=env.get("PROMPTFORGE_NAMESPACE", "dagster"),
+            service_account=env.get("PROMPTFORGE_SERVICE_ACCOUNT", "promptforge-runner"),
+            env_secrets=tuple(s for s in env.get("PROMPTFORGE_ENV_SECRETS", "promptforge-provider-keys").split(",") if s),
+            **common,
+        )
+    raise ValueError(f"PROMPTFORGE_DEPLOYMENT={name!r}: use local or gke")

@@ -1,0 +1,70 @@
+"""The LLM resource: LiteLLM against a provider, or the project's own simulator."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Optional
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+SIMULATOR = "simulator"
+
+
+class LLMResource(dg.ConfigurableResource):
+    """``api_key`` comes through ``dg.EnvVar`` (never logged: LiteLLM calls are made with
+    it and error messages are scrubbed of it). ``api_base="simulator"`` starts the
+    project's provider simulator for the run (the embedded default: no key, no cost)."""
+
+    model: str = "openai/gpt-4o-mini"
+    api_base: Optional[str] = None
+    api_key: Optional[str] = None
+    timeout_s: float = 120.0
+    max_in_flight: int = 64
+    simulator_rpm: float = 3000.0
+    simulator_latency_ms: float = 50.0
+    _sim: Optional[subprocess.Popen] = PrivateAttr(default=None)
+    _sim_base: Optional[str] = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.api_base == SIMULATOR:
+            from promptforge_dagster.cli import start_simulator
+
+            self._sim, self._sim_base = start_simulator(
+                "--rpm", str(self.simulator_rpm), "--headers", "none", "--latency-ms", str(self.simulator_latency_ms))
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._sim is not None:
+            self._sim.kill()
+            self._sim.wait(timeout=10)
+            self._sim = None
+
+    @property
+    def effective_api_base(self) -> Optional[str]:
+        return self._sim_base if self.api_base == SIMULATOR else self.api_base
+
+    def effective_api_key(self) -> Optional[str]:
+        if self.api_base == SIMULATOR:
+            return "sk-promptforge-simulator"
+        if self.api_key:
+            return self.api_key
+        from promptforge_dagster.clients.litellm_provider import api_key_from_env
+
+        key = api_key_from_env(self.model)
+        return key or ("sk-no-key" if self.api_base else None)
+
+    def provider(self):
+        from promptforge_dagster.clients.litellm_provider import LiteLLMProvider, provider_of
+
+        return LiteLLMProvider(api_base=self.effective_api_base, api_key=self.effective_api_key(),
+                               timeout_s=self.timeout_s, default_provider=provider_of(self.model))
+
+    def key_hash(self) -> str:
+        from promptforge_dagster.clients.litellm_provider import key_hash
+
+        return key_hash(self.effective_api_key())
+
+    def default_provider(self) -> str:
+        from promptforge_dagster.clients.litellm_provider import provider_of
+
+        return provider_of(self.model)

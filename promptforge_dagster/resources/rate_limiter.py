@@ -1,0 +1,32 @@
+"""The rate-limiter resource: one adaptive controller per lane (provider, model, key)."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import dagster as dg
+
+from promptforge_dagster.core.adaptive_rate import AdaptiveConfig, AdaptiveRateController
+from promptforge_dagster.core.rate_controller import FixedRateController
+from promptforge_dagster.core.rate_lanes import RateLanes
+
+
+class RateLimiterResource(dg.ConfigurableResource):
+    """Adaptive pacing by default (learned while running; hints are start points, not
+    caps). ``fixed_rpm``/``fixed_tpm`` switch to a fixed token bucket instead."""
+
+    window_s: float = 30.0
+    rpm_hint: Optional[float] = None
+    tpm_hint: Optional[float] = None
+    fixed_rpm: Optional[float] = None
+    fixed_tpm: Optional[float] = None
+
+    def lanes(self, key_hash: str, default_provider: str = "openai") -> RateLanes:
+        if self.fixed_rpm or self.fixed_tpm:
+            return RateLanes(lambda _lane: FixedRateController(self.fixed_rpm, now=time.monotonic(), tpm=self.fixed_tpm),
+                             key_hash=key_hash, default_provider=default_provider)
+        config = AdaptiveConfig(window_s=self.window_s, rpm_hint=self.rpm_hint, tpm_hint=self.tpm_hint)
+        return RateLanes(lambda _lane: AdaptiveRateController(config, now=time.monotonic()),
+                         key_hash=key_hash, default_provider=default_provider,
+                         restore=lambda _lane, state: AdaptiveRateController.from_state(state, time.monotonic(), config))

@@ -1,0 +1,38 @@
+"""The storage resource: the input/output bucket (a local folder or GCS)."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from promptforge_dagster.core.storage import Storage, is_gcs, join
+
+
+class StorageResource(dg.ConfigurableResource):
+    """Where inputs arrive and outputs go. ``root`` is ``gs://bucket`` or a local folder
+    standing in for one (the embedded default)."""
+
+    root: str
+    input_prefix: str = "inputs/"
+    output_prefix: str = "outputs/"
+
+    def storage(self) -> Storage:
+        from promptforge_dagster.clients.storage_for import storage_for
+
+        if not is_gcs(self.root):
+            os.makedirs(join(self.root, self.input_prefix), exist_ok=True)
+        return storage_for(self.root)
+
+    @property
+    def input_uri(self) -> str:
+        return join(self.root, self.input_prefix) + "/"
+
+    def output_uri(self, name: str) -> str:
+        return join(self.root, self.output_prefix, name)
+
+    def object_uri(self, name: str) -> str:
+        return join(self.root, name)
+
+    def object_name(self, uri: str) -> str:
+        return uri[len(self.root.rstrip("/")) + 1:]

@@ -1,0 +1,85 @@
+"""``upload_sensor``: new input objects -> job records -> one run per job.
+
+Jobs come from the job registry (the Eventarc receiver records them); as a fallback for
+missed events the sensor also lists the input prefix. The decisions are pure
+(``core/job_planning.py``); this module reads, writes the registry and yields requests.
+"""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+
+from promptforge_dagster.assets.batch import jobs_partitions
+from promptforge_dagster.core.job_planning import (
+    UploadedObject, advance_cursor, job_key, output_name, plan_cursor, plan_run, rejection_reason,
+)
+from promptforge_dagster.core.job_registry import JobRecord
+from promptforge_dagster.resources import JobRegistryResource, StorageResource
+
+
+def record_object(registry, storage: StorageResource, obj: UploadedObject, now: float) -> JobRecord:
+    """The job record of an uploaded object (created once; a rejected object records why)."""
+    key = job_key(obj)
+    existing = registry.get(key)
+    if existing is not None:
+        return existing
+    reason = rejection_reason(obj)
+    record = JobRecord(
+        job_id=key, input_uri=storage.object_uri(obj.name), output_uri=storage.output_uri(output_name(key)),
+        status="rejected" if reason else "queued", message=reason, created_at=now, updated_at=now,
+        extra={"bucket": obj.bucket, "name": obj.name, "generation": obj.generation, "size": obj.size},
+    )
+    registry.create(record)
+    return registry.get(key) or record
+
+
+def list_uploads(storage: StorageResource) -> list[UploadedObject]:
+    store = storage.storage()
+    bucket = storage.root.rstrip("/").rsplit("/", 1)[-1].removeprefix("gs:") or "bucket"
+    return [UploadedObject(bucket, storage.object_name(path), info.generation, info.size)
+            for path, info in store.list_objects(storage.input_uri)]
+
+
+def object_of(record: JobRecord) -> UploadedObject:
+    e = record.extra
+    return UploadedObject(e.get("bucket", ""), e.get("name", ""), int(e.get("generation", 0)), int(e.get("size", 0)))
+
+
+def build_upload_sensor(jobs: list, *, small_job_prompts: int, max_retries: int, listing_interval_s: float,
+                        minimum_interval_seconds: int = 5) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="upload_sensor",
+        jobs=jobs,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Starts one run per uploaded JSONL object generation (run key bucket/object#generation).",
+    )
+    def upload_sensor(context: dg.SensorEvaluationContext, storage: StorageResource,
+                      job_registry: JobRegistryResource) -> dg.SensorResult:
+        registry = job_registry.registry()
+        now = time.time()
+        doc = plan_cursor(context.cursor)
+        if now - float(doc.get("listed_at", 0.0)) >= listing_interval_s:
+            for obj in list_uploads(storage):  # the fallback for missed events
+                rec = record_object(registry, storage, obj, now)
+                if rec.status == "rejected" and rec.job_id not in doc["requested"]:
+                    context.log.warning(f"not starting a run for {rec.input_uri}: {rec.message}")
+            doc["listed_at"] = now
+        requests, new_keys = [], []
+        for rec in registry.list(status="queued", limit=500):
+            if rec.job_id in doc["requested"]:
+                continue
+            plan = plan_run(object_of(rec), small_job_prompts=small_job_prompts, max_retries=max_retries)
+            if not context.instance.has_dynamic_partition(jobs_partitions.name, plan.partition_key):
+                new_keys.append(plan.partition_key)
+            requests.append(dg.RunRequest(run_key=plan.run_key, partition_key=plan.partition_key,
+                                          job_name=plan.job_name, tags=plan.tags))
+        return dg.SensorResult(
+            run_requests=requests,
+            dynamic_partitions_requests=[jobs_partitions.build_add_request(new_keys)] if new_keys else [],
+            cursor=advance_cursor(doc, [r.run_key for r in requests]),
+        )
+
+    return upload_sensor
