@@ -37,7 +37,7 @@ def wait_for_progress(out, proc, timeout=60.0):
     """Until the first part is written (the job is really running) or the process ends."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        if (out / "parts").exists() and any((out / "parts").iterdir()):
+        if (out / "parts").exists() and any(p.suffix == ".jsonl" for p in (out / "parts").iterdir()):
             return True
         time.sleep(0.05)
     return False

@@ -62,6 +62,15 @@ class LocalStorage:
             fill(tmp)
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
+            if if_generation_match == 0:
+                try:  # create-only: a hard link fails atomically if the name exists; no lock file
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise PreconditionFailed(f"{path}: exists, expected it absent") from None
+                os.unlink(tmp)
+                tmp = ""
+                _fsync_dir(directory)
+                return
             with self._guard(path, if_generation_match):
                 if if_generation_match is not None:
                     current = self.stat(path)

@@ -260,6 +260,7 @@ def _already_published(spec: JobSpec, committer: JobCommitter, stats: JobStats) 
     if storage.stat(results_uri) is None or storage.stat(summary_uri) is None:
         return None
     summary = msgspec.json.decode(storage.read_bytes(summary_uri))
+    summary = {**summary, "skipped_as_done": summary.get("prompts") or 0, "already_published": True}
     stats.total = summary.get("prompts")
     stats.skipped = summary.get("prompts") or 0
     return JobResult(results_uri, summary_uri, summary, stats)

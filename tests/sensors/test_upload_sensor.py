@@ -1,0 +1,88 @@
+"""upload_sensor: each uploaded object generation becomes exactly one job and one run
+(run key bucket/object#generation): repeated ticks and duplicate listings start nothing
+new, a re-upload (new generation) is a new job, non-JSONL objects get a registry status
+with a reason instead of a run, small jobs go to the shared pool and large ones get a
+dedicated pod sized by their size."""
+
+import json
+import os
+
+import dagster as dg
+from promptforge_dagster.clients.sqlite_registry import SQLiteRegistry
+from promptforge_dagster.core.job_planning import LARGE_JOB, SMALL_JOB
+from promptforge_dagster.definitions import build_definitions
+from promptforge_dagster.deployment import deployment_from_env
+from promptforge_dagster.resources import JobRegistryResource, StorageResource
+
+
+def setup(tmp_path):
+    d = deployment_from_env({"PROMPTFORGE_HOME": str(tmp_path)})
+    defs = build_definitions(d)
+    sensor = defs.get_repository_def().get_sensor_def("upload_sensor")
+    resources = {"storage": StorageResource(root=d.bucket_root), "job_registry": JobRegistryResource(uri=d.registry_uri)}
+    inputs = os.path.join(d.bucket_root, "inputs")
+    os.makedirs(inputs, exist_ok=True)
+    return d, sensor, resources, inputs
+
+
+def tick(sensor, instance, resources, cursor=None):
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    result = sensor(ctx)
+    for req in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+    return result
+
+
+def write(path, n_lines, line_bytes=300):
+    with open(path, "w") as f:
+        for i in range(n_lines):
+            body = {"id": f"r{i}", "prompt": "x" * max(1, line_bytes - 30)}
+            f.write(json.dumps(body) + "\n")
+
+
+def test_one_run_per_object_generation_routed_by_size(tmp_path):
+    d, sensor, resources, inputs = setup(tmp_path)
+    write(os.path.join(inputs, "small.jsonl"), 20)
+    write(os.path.join(inputs, "large.jsonl"), 5000)
+    with open(os.path.join(inputs, "notes.csv"), "w") as f:
+        f.write("a,b\n1,2\n")
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = tick(sensor, instance, resources)
+        by_name = {r.partition_key.split("/", 1)[1].split("#")[0]: r for r in first.run_requests}
+        assert set(by_name) == {"inputs/small.jsonl", "inputs/large.jsonl"}
+        small, large = by_name["inputs/small.jsonl"], by_name["inputs/large.jsonl"]
+        assert small.job_name == SMALL_JOB and "dagster-k8s/config" not in small.tags
+        assert large.job_name == LARGE_JOB
+        k8s = json.loads(large.tags["dagster-k8s/config"])
+        assert k8s["container_config"]["resources"]["requests"]["memory"] == "1Gi"
+        assert small.tags["dagster/max_retries"] == str(d.max_retries)
+        for r in first.run_requests:
+            assert r.run_key == r.partition_key and r.run_key.rsplit("#", 1)[1].isdigit()
+            assert instance.has_dynamic_partition("promptforge_jobs", r.partition_key)
+
+        registry = SQLiteRegistry(d.registry_uri[len("sqlite://"):])
+        rejected = registry.list(status="rejected")
+        assert len(rejected) == 1 and "not a JSONL file: inputs/notes.csv" in rejected[0].message
+
+        again = tick(sensor, instance, resources, cursor=first.cursor)
+        assert again.run_requests == []  # duplicate listing: nothing new
+
+        os.utime(os.path.join(inputs, "small.jsonl"), ns=(1, 2_000_000_000_000_000_000))  # a new generation
+        third = tick(sensor, instance, resources, cursor=again.cursor)
+        assert [r.partition_key.split("#")[0] for r in third.run_requests] == [small.partition_key.split("#")[0]]
+        assert third.run_requests[0].run_key != small.run_key
+
+
+def test_jobs_recorded_by_the_receiver_start_runs_too(tmp_path):
+    """The registry is the primary source: a queued record starts a run with no listing."""
+    from promptforge_dagster.core.job_registry import JobRecord
+
+    d, sensor, resources, inputs = setup(tmp_path)
+    registry = SQLiteRegistry(d.registry_uri[len("sqlite://"):])
+    key = "local-bucket/inputs/from-event.jsonl#42"
+    registry.create(JobRecord(key, os.path.join(d.bucket_root, "inputs/from-event.jsonl"), "out", created_at=1.0,
+                              extra={"bucket": "local-bucket", "name": "inputs/from-event.jsonl", "generation": 42,
+                                     "size": 1000}))
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = tick(sensor, instance, resources)
+    assert [r.run_key for r in result.run_requests] == [key]
