@@ -46,7 +46,8 @@ def k8s_executor_config(d: Deployment) -> dict:
         "labels": {"app.kubernetes.io/name": "promptforge", "app.kubernetes.io/component": "batch-step"},
         "step_k8s_config": {"container_config": {"resources": {
             "requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}}},
-        **({"image_pull_policy": "IfNotPresent"}),
+        "image_pull_policy": "IfNotPresent",
+        **({"job_image": d.image} if d.image else {}),
     }
 
 
@@ -57,7 +58,17 @@ def executors_for(d: Deployment) -> tuple[dg.ExecutorDefinition, dg.ExecutorDefi
         return dg.in_process_executor, dg.multiprocess_executor.configured({"max_concurrent": 1})
     from dagster_k8s import k8s_job_executor
 
-    return dg.in_process_executor, k8s_job_executor.configured(k8s_executor_config(d))
+    return dg.in_process_executor, k8s_job_executor
+
+
+def large_run_config(d: Deployment, plan) -> dict | None:
+    """On GKE, a large job's executor config with its step pod sized for the job."""
+    if d.is_local:
+        return None
+    config = k8s_executor_config(d)
+    if plan.step_resources:
+        config["step_k8s_config"] = {"container_config": {"resources": plan.step_resources}}
+    return {"execution": {"config": config}}
 
 
 def build_definitions(d: Deployment) -> dg.Definitions:
@@ -67,10 +78,13 @@ def build_definitions(d: Deployment) -> dg.Definitions:
                                 executor_def=small_exec, description="Jobs under the small-job threshold: run in "
                                 "the shared run worker, no dedicated pod.")
     large = dg.define_asset_job(LARGE_JOB, selection=selection, partitions_def=jobs_partitions,
-                                executor_def=large_exec, description="Large jobs: a dedicated pod (GKE).")
+                                executor_def=large_exec, description="Large jobs: a dedicated pod (GKE).",
+                                config=None if d.is_local else {"execution": {"config": k8s_executor_config(d)}})
     upload = build_upload_sensor([small, large], small_job_prompts=d.small_job_prompts, max_retries=d.max_retries,
                                  listing_interval_s=0.0 if d.is_local else 60.0,
-                                 minimum_interval_seconds=2 if d.is_local else 15)
+                                 minimum_interval_seconds=2 if d.is_local else 15,
+                                 run_config_for=lambda plan: large_run_config(d, plan) if plan.job_name == LARGE_JOB
+                                 else None)
     return dg.Definitions(
         assets=[batch_results, batch_summary],
         jobs=[small, large],

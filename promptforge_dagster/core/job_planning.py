@@ -90,6 +90,7 @@ class RunPlan:
     job_name: str
     estimated_prompts: int
     tags: dict[str, str] = field(default_factory=dict)
+    step_resources: dict[str, dict[str, str]] | None = None  # the dedicated step pod's, for large jobs
 
 
 def plan_run(obj: UploadedObject, *, small_job_prompts: int = 1000, max_retries: int = 3,
@@ -106,10 +107,11 @@ def plan_run(obj: UploadedObject, *, small_job_prompts: int = 1000, max_retries:
         "promptforge/estimated_prompts": str(n),
         **(extra_tags or {}),
     }
-    if not small:
+    if small:
+        # the run worker does the work: size its pod (K8sRunLauncher reads this tag)
         tags["dagster-k8s/config"] = json.dumps({"container_config": {"resources": pod_resources(n)}})
     return RunPlan(run_key=key, partition_key=key, job_name=SMALL_JOB if small else LARGE_JOB,
-                   estimated_prompts=n, tags=tags)
+                   estimated_prompts=n, tags=tags, step_resources=None if small else pod_resources(n))
 
 
 def plan_cursor(cursor: str | None) -> dict[str, Any]:

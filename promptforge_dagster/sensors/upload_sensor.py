@@ -48,7 +48,10 @@ def object_of(record: JobRecord) -> UploadedObject:
 
 
 def build_upload_sensor(jobs: list, *, small_job_prompts: int, max_retries: int, listing_interval_s: float,
-                        minimum_interval_seconds: int = 5) -> dg.SensorDefinition:
+                        minimum_interval_seconds: int = 5, run_config_for=None) -> dg.SensorDefinition:
+    """``run_config_for(plan)`` gives a run's config (on GKE: the k8s_job_executor's, with
+    the step pod sized for the job); None leaves the job's defaults."""
+
     @dg.sensor(
         name="upload_sensor",
         jobs=jobs,
@@ -75,7 +78,8 @@ def build_upload_sensor(jobs: list, *, small_job_prompts: int, max_retries: int,
             if not context.instance.has_dynamic_partition(jobs_partitions.name, plan.partition_key):
                 new_keys.append(plan.partition_key)
             requests.append(dg.RunRequest(run_key=plan.run_key, partition_key=plan.partition_key,
-                                          job_name=plan.job_name, tags=plan.tags))
+                                          job_name=plan.job_name, tags=plan.tags,
+                                          run_config=(run_config_for(plan) if run_config_for else None) or {}))
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=[jobs_partitions.build_add_request(new_keys)] if new_keys else [],

@@ -51,10 +51,11 @@ def test_one_run_per_object_generation_routed_by_size(tmp_path):
         by_name = {r.partition_key.split("/", 1)[1].split("#")[0]: r for r in first.run_requests}
         assert set(by_name) == {"inputs/small.jsonl", "inputs/large.jsonl"}
         small, large = by_name["inputs/small.jsonl"], by_name["inputs/large.jsonl"]
-        assert small.job_name == SMALL_JOB and "dagster-k8s/config" not in small.tags
+        assert small.job_name == SMALL_JOB and small.run_config == {}
         assert large.job_name == LARGE_JOB
-        k8s = json.loads(large.tags["dagster-k8s/config"])
-        assert k8s["container_config"]["resources"]["requests"]["memory"] == "1Gi"
+        k8s = json.loads(small.tags["dagster-k8s/config"])  # the run worker does a small job's work
+        assert k8s["container_config"]["resources"]["requests"]["cpu"] == "500m"
+        assert "dagster-k8s/config" not in large.tags
         assert small.tags["dagster/max_retries"] == str(d.max_retries)
         for r in first.run_requests:
             assert r.run_key == r.partition_key and r.run_key.rsplit("#", 1)[1].isdigit()
