@@ -41,7 +41,8 @@ def k8s_executor_config(d: Deployment) -> dict:
         "job_namespace": d.namespace,
         "service_account_name": d.service_account,
         "env_secrets": list(d.env_secrets),
-        "env_vars": [f"PROMPTFORGE_DEPLOYMENT=gke", f"PROMPTFORGE_BUCKET={d.bucket_name}",
+        "env_vars": ["PROMPTFORGE_DEPLOYMENT=gke", f"PROMPTFORGE_BUCKET={d.bucket_name}",
+                     f"PROMPTFORGE_PROJECT={d.project}", f"PROMPTFORGE_REGISTRY={d.registry_uri}",
                      "LITELLM_LOCAL_MODEL_COST_MAP=True"],
         "labels": {"app.kubernetes.io/name": "promptforge", "app.kubernetes.io/component": "batch-step"},
         "step_k8s_config": {"container_config": {"resources": {

@@ -36,6 +36,7 @@ class Deployment:
     heartbeat_s: float
     max_retries: int
     # GKE only
+    project: str | None = None
     image: str | None = None
     namespace: str = "dagster"
     service_account: str | None = None
@@ -92,6 +93,7 @@ def deployment_from_env(env: Mapping[str, str]) -> Deployment:
             simulator_rpm=0.0,
             lease_ttl_s=_float(env, "PROMPTFORGE_LEASE_TTL", 120.0),
             heartbeat_s=_float(env, "PROMPTFORGE_HEARTBEAT", 10.0),
+            project=project,
             image=env.get("PROMPTFORGE_IMAGE"),
             namespace=env.get("PROMPTFORGE_NAMESPACE", "dagster"),
             service_account=env.get("PROMPTFORGE_SERVICE_ACCOUNT", "promptforge-runner"),

@@ -141,6 +141,7 @@ class StaleJob:
 
     job_id: str
     reason: str
+    run_id: str | None = None  # the run that owned it: only that run is stale, not a retry already started
 
 
 def find_stale_jobs(running: Iterable[Any], now: float, *, this_host: str,
@@ -160,11 +161,11 @@ def find_stale_jobs(running: Iterable[Any], now: float, *, this_host: str,
     for rec in running:
         if rec.status != "running":
             continue
-        host, worker_pid, _step_pid, _run_id = parse_owner(rec.owner)
+        host, worker_pid, _step_pid, run_id = parse_owner(rec.owner)
         if rec.lease_expires_at and rec.lease_expires_at < now:
-            out.append(StaleJob(rec.job_id, f"lease expired {now - rec.lease_expires_at:.0f} s ago"))
+            out.append(StaleJob(rec.job_id, f"lease expired {now - rec.lease_expires_at:.0f} s ago", run_id))
         elif host == this_host and worker_pid and not pid_alive(worker_pid):
-            out.append(StaleJob(rec.job_id, f"run worker {worker_pid} on {host} is gone"))
+            out.append(StaleJob(rec.job_id, f"run worker {worker_pid} on {host} is gone", run_id))
     return out
 
 

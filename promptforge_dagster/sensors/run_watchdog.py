@@ -49,6 +49,8 @@ def build_run_watchdog(minimum_interval_seconds: int = 5) -> dg.SensorDefinition
             runs = context.instance.get_runs(
                 filters=dg.RunsFilter(tags={"dagster/partition": job.job_id}, statuses=ACTIVE))
             for run in runs:
+                if job.run_id and run.run_id != job.run_id:
+                    continue  # a newer run (a retry) already took over, or is about to
                 context.log.warning(f"run {run.run_id} of job {job.job_id}: {job.reason}; marking it failed "
                                     "so a retry resumes it")
                 context.instance.report_run_failed(run, message=f"PromptForge watchdog: {job.reason}")

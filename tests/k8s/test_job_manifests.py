@@ -120,6 +120,8 @@ def test_small_job_runs_in_a_sized_run_worker_and_large_job_gets_a_sized_step_po
     assert body["metadata"]["labels"]["app.kubernetes.io/component"] == "batch-step"
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["PROMPTFORGE_DEPLOYMENT"] == "gke" and env["PROMPTFORGE_BUCKET"] == "pf-bucket"
+    assert env["PROMPTFORGE_REGISTRY"] == "firestore://pf-proj"
+    assert not any("sk-" in (v or "") for v in env.values())  # keys come from the secret, never inline
 
 
 def test_an_invalid_manifest_is_rejected(tmp_path):
