@@ -184,6 +184,7 @@ class Pipeline:
         # Lines handed out but not yet in a written part, by ordinal: the earliest is
         # where a resumed attempt must start reading.
         self._pending: dict[int, ReadPosition] = {}
+        self._first_written = False
         self._cursor = start
         self._checkpoint = checkpoint
         self._checkpoint_interval = checkpoint_interval_s
@@ -318,8 +319,11 @@ class Pipeline:
         if self._oldest is None:
             self._oldest = self._clock()
         self._buffer.append(env)
-        if len(self._buffer) >= self.config.buffer_records:
-            await self.flush()  # backpressure: senders wait while a full buffer is written
+        if len(self._buffer) >= self.config.buffer_records or not self._first_written:
+            # backpressure: senders wait while a full buffer is written; and the very first
+            # result is written at once, so a user sees output seconds after starting
+            self._first_written = True
+            await self.flush()
 
     def _count_error(self, code: str) -> None:
         self.stats.failed += 1

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 from typing import Optional
 
 import dagster as dg
 from pydantic import PrivateAttr
 
 SIMULATOR = "simulator"
+
+
+def _import_litellm() -> None:
+    import promptforge_dagster.clients.litellm_provider  # noqa: F401
 
 
 class LLMResource(dg.ConfigurableResource):
@@ -27,6 +32,8 @@ class LLMResource(dg.ConfigurableResource):
     _sim_base: Optional[str] = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # LiteLLM takes seconds to import: start now, beside Dagster's own step start-up
+        threading.Thread(target=_import_litellm, daemon=True).start()
         if self.api_base == SIMULATOR:
             from promptforge_dagster.cli import start_simulator
 

@@ -52,6 +52,7 @@ def dagster_dev(tmp_path):
            "PROMPTFORGE_SMALL_JOB_PROMPTS": "100",  # this job is "large": a step process apart from the run worker
            "PROMPTFORGE_SIMULATOR_RPM": "9000", "PROMPTFORGE_CHECKPOINT_INTERVAL": "2",
            "PROMPTFORGE_LEASE_TTL": "10", "PROMPTFORGE_HEARTBEAT": "1"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as a deployed image would: compiled modules, faster starts
     log = open(tmp_path / "dagster-dev.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"),
                              "-h", "127.0.0.1", "-p", str(free_port())],
