@@ -184,3 +184,22 @@ def parse_owner(owner: str | None) -> tuple[str | None, int | None, int | None, 
     while len(ints) < 2:
         ints.append(None)
     return parts[0], ints[0], ints[1], parts[3] if len(parts) > 3 else None
+
+
+def job_record_for(obj: UploadedObject, *, input_uri: str, output_uri: str, now: float,
+                   event_id: str | None = None) -> Any:
+    """The registry record of an uploaded object: ``queued``, or ``rejected`` with the reason.
+
+    >>> job_record_for(UploadedObject("b", "in/x.csv", 3, 10), input_uri="gs://b/in/x.csv",
+    ...                output_uri="gs://b/out/x", now=1.0).status
+    'rejected'
+    """
+    from promptforge_dagster.core.job_registry import JobRecord
+
+    reason = rejection_reason(obj)
+    extra: dict[str, Any] = {"bucket": obj.bucket, "name": obj.name, "generation": obj.generation, "size": obj.size}
+    if event_id:
+        extra["event_id"] = event_id
+    return JobRecord(job_id=job_key(obj), input_uri=input_uri, output_uri=output_uri,
+                     status="rejected" if reason else "queued", message=reason, created_at=now, updated_at=now,
+                     extra=extra)

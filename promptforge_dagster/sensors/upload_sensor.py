@@ -13,7 +13,7 @@ import dagster as dg
 
 from promptforge_dagster.assets.batch import jobs_partitions
 from promptforge_dagster.core.job_planning import (
-    UploadedObject, advance_cursor, job_key, output_name, plan_cursor, plan_run, rejection_reason,
+    UploadedObject, advance_cursor, job_key, job_record_for, output_name, plan_cursor, plan_run,
 )
 from promptforge_dagster.core.job_registry import JobRecord
 from promptforge_dagster.resources import JobRegistryResource, StorageResource
@@ -21,18 +21,13 @@ from promptforge_dagster.resources import JobRegistryResource, StorageResource
 
 def record_object(registry, storage: StorageResource, obj: UploadedObject, now: float) -> JobRecord:
     """The job record of an uploaded object (created once; a rejected object records why)."""
-    key = job_key(obj)
-    existing = registry.get(key)
+    existing = registry.get(job_key(obj))
     if existing is not None:
         return existing
-    reason = rejection_reason(obj)
-    record = JobRecord(
-        job_id=key, input_uri=storage.object_uri(obj.name), output_uri=storage.output_uri(output_name(key)),
-        status="rejected" if reason else "queued", message=reason, created_at=now, updated_at=now,
-        extra={"bucket": obj.bucket, "name": obj.name, "generation": obj.generation, "size": obj.size},
-    )
+    record = job_record_for(obj, input_uri=storage.object_uri(obj.name),
+                            output_uri=storage.output_uri(output_name(job_key(obj))), now=now)
     registry.create(record)
-    return registry.get(key) or record
+    return registry.get(record.job_id) or record
 
 
 def list_uploads(storage: StorageResource) -> list[UploadedObject]:

@@ -1,0 +1,1 @@
+"""The Eventarc receiver (Cloud Run): GCS upload events -> job records in the registry."""
