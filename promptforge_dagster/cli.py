@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="job registry: sqlite:///PATH (default $PROMPTFORGE_HOME/registry.sqlite3, "
                           "PROMPTFORGE_HOME defaulting to ~/.promptforge) or firestore://PROJECT[/DATABASE]")
     run.add_argument("--job-id", help="the job's id in the registry (default: INPUT#generation)")
+    run.add_argument("--no-share-lanes", action="store_true",
+                     help="do not share learned limits with other jobs on the same provider, model and key")
     run.add_argument("--quiet", action="store_true", help="no progress output")
 
     sim = sub.add_parser("simulate", help="serve an OpenAI-compatible provider simulator on 127.0.0.1")
@@ -143,6 +145,7 @@ def _run(args: argparse.Namespace) -> int:
             return await run_job(spec, input_storage=storage_for(spec.input_uri), output_storage=output_storage,
                                  provider=provider, controller=lanes, stats=stats, registry=registry,
                                  on_resume=None if args.quiet else _say_resumed,
+                                 share_lanes=not args.no_share_lanes and not (args.rpm or args.tpm),
                                  log=lambda m: print(f"promptforge: {m}", file=sys.stderr, flush=True))
         finally:
             task.cancel()

@@ -114,7 +114,8 @@ def batch_results(
                     f"resuming: {len(r.done)} prompts already done, {r.reconciled_parts} parts written after the "
                     f"last checkpoint reconciled; reading from line {r.position.line_no}"),
                 log=context.log.warning,
-                rerun_codes=RETRYABLE_ERROR_CODES if config.rerun_failed else ())
+                rerun_codes=RETRYABLE_ERROR_CODES if config.rerun_failed else (),
+                share_lanes=rate_limiter.share_lanes and not (rate_limiter.fixed_rpm or rate_limiter.fixed_tpm))
         finally:
             task.cancel()
 

@@ -13,7 +13,11 @@ import os
 
 from google.cloud import firestore
 
-from promptforge_dagster.core.job_registry import JobRecord, Lease, LeaseHeld, LeaseLost, validate_status
+from dataclasses import asdict
+
+from promptforge_dagster.core.job_registry import (
+    JobRecord, LaneRecord, Lease, LeaseHeld, LeaseLost, validate_status,
+)
 
 
 def doc_id(job_id: str) -> str:
@@ -36,9 +40,11 @@ def firestore_client(project: str, database: str | None = None) -> firestore.Cli
 class FirestoreRegistry:
     """:class:`~promptforge_dagster.core.job_registry.JobRegistry` in a Firestore collection."""
 
-    def __init__(self, client: firestore.Client, collection: str = "promptforge_jobs") -> None:
+    def __init__(self, client: firestore.Client, collection: str = "promptforge_jobs",
+                 lanes_collection: str = "promptforge_lanes") -> None:
         self.client = client
         self.collection = client.collection(collection)
+        self.lanes = client.collection(lanes_collection)
 
     def _ref(self, job_id: str):
         return self.collection.document(doc_id(job_id))
@@ -118,3 +124,39 @@ class FirestoreRegistry:
                 rec.counters = dict(counters)
 
         self._update_owned(lease, change)
+
+    # -- shared lanes ---------------------------------------------------------------
+    def lane(self, lane: str) -> LaneRecord | None:
+        snap = self.lanes.document(doc_id(lane)).get()
+        return LaneRecord(**snap.to_dict()) if snap.exists else None
+
+    def publish_lane(self, lane: str, job_id: str, now: float, ttl_s: float,
+                     state: dict | None = None) -> LaneRecord:
+        ref = self.lanes.document(doc_id(lane))
+
+        @firestore.transactional
+        def update(tx):
+            snap = ref.get(transaction=tx)
+            rec = LaneRecord(**snap.to_dict()) if snap.exists else LaneRecord(lane)
+            rec.members = {**rec.active(now), job_id: now + ttl_s}
+            if state is not None:
+                rec.state, rec.updated_at = state, now
+            tx.set(ref, asdict(rec))
+            return rec
+
+        return update(self.client.transaction())
+
+    def leave_lane(self, lane: str, job_id: str) -> None:
+        ref = self.lanes.document(doc_id(lane))
+
+        @firestore.transactional
+        def update(tx):
+            snap = ref.get(transaction=tx)
+            if not snap.exists:
+                return
+            rec = LaneRecord(**snap.to_dict())
+            if job_id in rec.members:
+                del rec.members[job_id]
+                tx.set(ref, asdict(rec))
+
+        update(self.client.transaction())

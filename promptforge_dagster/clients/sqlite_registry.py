@@ -13,7 +13,11 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from promptforge_dagster.core.job_registry import JobRecord, Lease, LeaseHeld, LeaseLost, validate_status
+from dataclasses import asdict
+
+from promptforge_dagster.core.job_registry import (
+    JobRecord, LaneRecord, Lease, LeaseHeld, LeaseLost, validate_status,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -35,6 +39,7 @@ class SQLiteRegistry:
         self._local = threading.local()
         with self._tx() as db:
             db.execute(_SCHEMA)
+            db.execute("CREATE TABLE IF NOT EXISTS lanes (lane TEXT PRIMARY KEY, doc TEXT NOT NULL)")
             db.execute("CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at)")
 
     def _db(self) -> sqlite3.Connection:
@@ -128,3 +133,30 @@ class SQLiteRegistry:
             if counters is not None:
                 rec.counters = dict(counters)
             self._save(db, rec)
+
+    # -- shared lanes ---------------------------------------------------------------
+    @staticmethod
+    def _load_lane(db: sqlite3.Connection, lane: str) -> LaneRecord | None:
+        row = db.execute("SELECT doc FROM lanes WHERE lane = ?", (lane,)).fetchone()
+        return LaneRecord(**json.loads(row[0])) if row else None
+
+    def lane(self, lane: str) -> LaneRecord | None:
+        return self._load_lane(self._db(), lane)
+
+    def publish_lane(self, lane: str, job_id: str, now: float, ttl_s: float,
+                     state: dict | None = None) -> LaneRecord:
+        with self._tx() as db:
+            rec = self._load_lane(db, lane) or LaneRecord(lane)
+            rec.members = {**rec.active(now), job_id: now + ttl_s}
+            if state is not None:
+                rec.state, rec.updated_at = state, now
+            db.execute("INSERT INTO lanes (lane, doc) VALUES (?, ?) ON CONFLICT(lane) DO UPDATE SET doc = excluded.doc",
+                       (lane, json.dumps(asdict(rec))))
+            return rec
+
+    def leave_lane(self, lane: str, job_id: str) -> None:
+        with self._tx() as db:
+            rec = self._load_lane(db, lane)
+            if rec is not None and job_id in rec.members:
+                del rec.members[job_id]
+                db.execute("UPDATE lanes SET doc = ? WHERE lane = ?", (json.dumps(asdict(rec)), lane))

@@ -274,6 +274,23 @@ class AdaptiveRateController:
         c._sync(now)
         return c
 
+    def rescale(self, factor: float, now: float) -> None:
+        """This job's share of the lane changed (jobs joined or left): scale the learned
+        ceilings, the allowance and the announced limits by ``factor``."""
+        if factor <= 0 or factor == 1.0:
+            return
+        self._advance(now)
+        for name in ("ceiling_rpm", "header_rpm", "header_tpm"):
+            v = getattr(self, name)
+            if v:
+                setattr(self, name, v * factor)
+        if self.ceiling_tpm and (self._tpm_learned or self.ceiling_tpm != self.cfg.tpm_hint):
+            self.ceiling_tpm *= factor
+        self.rate *= factor
+        self._r0 *= factor
+        self._clamp()
+        self._sync(now)
+
     # -- derived --------------------------------------------------------------
     def p95_tokens(self) -> int | None:
         if self._p95_cache is None and self._tokens:

@@ -33,6 +33,7 @@ from promptforge_dagster.core.job_registry import JobRegistry, LeaseHeld, LeaseL
 from promptforge_dagster.core.pipeline import JobStats, Pipeline, PipelineConfig, Provider
 from promptforge_dagster.core.rate_controller import RateController
 from promptforge_dagster.core.rate_lanes import RateLanes
+from promptforge_dagster.core.shared_lanes import LaneSync
 from promptforge_dagster.core.reader import DEFAULT_CHUNK_BYTES, PromptReader, ReadPosition
 from promptforge_dagster.core.results import IncompleteResults, assemble
 from promptforge_dagster.core.storage import PreconditionFailed, Storage, join
@@ -128,6 +129,7 @@ async def run_job(
     on_resume: Callable[[ResumeInfo], None] | None = None,
     log: Callable[[str], None] = lambda message: None,
     rerun_codes: tuple[str, ...] = (),
+    share_lanes: bool = False,
 ) -> JobResult:
     """Run (or resume) one job to completion; raises :class:`JobFailed` with a reason.
 
@@ -189,6 +191,14 @@ async def run_job(
     if resume.position.ordinal > 0:
         stats.skipped = resume.done.rank(resume.position.ordinal - 1)  # done lines the reader jumps over
 
+    lane_sync = None
+    if share_lanes and not lanes.one_lane:
+        lane_sync = LaneSync(registry, job_id, lanes, ttl_s=spec.lease_ttl_s, clock=wall_clock)
+
+    def heartbeat():
+        committer.heartbeat(wall_clock())
+        return lane_sync.sync() if lane_sync is not None else None
+
     def commit(position: ReadPosition) -> None:
         committer.commit(wall_clock(), position, lanes.export_state(), counters_of(stats))
 
@@ -208,7 +218,7 @@ async def run_job(
         wall_clock=wall_clock,
         checkpoint=commit,
         checkpoint_interval_s=spec.checkpoint_interval_s,
-        heartbeat=lambda: committer.heartbeat(wall_clock()),
+        heartbeat=heartbeat,
         heartbeat_s=spec.heartbeat_s,
     )
     if on_pipeline is not None:
@@ -249,6 +259,13 @@ async def run_job(
         if committer.lost is None:
             _finish(registry, committer, wall_clock(), "failed", stats, str(exc))
         raise
+    finally:
+        if lane_sync is not None:
+            try:
+                lane_sync.sync()  # the latest learned state, for the next job on the lane
+            except Exception:  # noqa: BLE001 - sharing is best effort; the job's outcome stands
+                pass
+            lane_sync.leave()
     _finish(registry, committer, wall_clock(), "succeeded", stats, None, result.summary)
     return result
 

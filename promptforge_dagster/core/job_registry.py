@@ -84,6 +84,31 @@ class JobRegistry(Protocol):
                message: str | None = None) -> None:
         """Record the outcome and release the lease; :class:`LeaseLost` if it was lost."""
 
+    def lane(self, lane: str) -> LaneRecord | None:
+        """The shared record of a lane, if any job has published one."""
+
+    def publish_lane(self, lane: str, job_id: str, now: float, ttl_s: float,
+                     state: dict[str, Any] | None = None) -> LaneRecord:
+        """In one transaction: renew this job's membership (until ``now + ttl_s``), drop
+        expired members, store ``state`` (the account-level learned state) if given."""
+
+    def leave_lane(self, lane: str, job_id: str) -> None:
+        """This job stops pacing on the lane: its share goes back to the others."""
+
+
+@dataclass
+class LaneRecord:
+    """What jobs share about one lane (provider, model, key hash): the account-level
+    learned state, when it was learned, and which jobs are pacing on it now."""
+
+    lane: str
+    state: dict[str, Any] = field(default_factory=dict)
+    updated_at: float = 0.0
+    members: dict[str, float] = field(default_factory=dict)  # job id -> membership expiry
+
+    def active(self, now: float) -> dict[str, float]:
+        return {j: t for j, t in self.members.items() if t > now}
+
 
 def validate_status(status: str) -> str:
     """

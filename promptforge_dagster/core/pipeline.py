@@ -157,7 +157,7 @@ class Pipeline:
         offload: Callable[..., Awaitable[Any]] = asyncio.to_thread,
         checkpoint: Callable[[ReadPosition], None] | None = None,
         checkpoint_interval_s: float = 30.0,
-        heartbeat: Callable[[], None] | None = None,
+        heartbeat: Callable[[], Any] | None = None,
         heartbeat_s: float = 10.0,
     ) -> None:
         self.job_id = job_id
@@ -311,9 +311,12 @@ class Pipeline:
             elif self._heartbeat is not None and self._clock() - self._last_heartbeat >= self._heartbeat_s:
                 self._last_heartbeat = self._clock()
                 try:
-                    await self._offload(self._heartbeat)
+                    follow_up = await self._offload(self._heartbeat)
                 except Exception as exc:  # noqa: BLE001 - a lost lease ends this attempt
                     self.stop(f"lease renewal failed: {exc}")
+                else:
+                    if callable(follow_up):  # state changes for the pacing side, applied here, on the loop
+                        follow_up(self._clock())
 
     async def _emit(self, env: Envelope) -> None:
         if self._oldest is None:

@@ -31,11 +31,14 @@ class RateLanes:
         one_lane: bool = False,
         warm: dict[str, dict[str, Any]] | None = None,
         restore: Callable[[str, dict[str, Any]], RateController] | None = None,
+        warm_lookup: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
         self._factory = factory
         self._warm = dict(warm or {})  # lane -> exported state of an earlier attempt
         self._restore = restore
+        self.warm_lookup = warm_lookup  # shared state of other jobs, consulted for a new lane
         self._one_lane = one_lane
+        self.one_lane = one_lane
         self.key_hash = key_hash
         self.default_provider = default_provider
         self._controllers: dict[str, RateController] = {}
@@ -58,6 +61,8 @@ class RateLanes:
         c = self._controllers.get(lane)
         if c is None:
             state = self._warm.pop(lane, None)
+            if state is None and self.warm_lookup is not None and self._restore is not None:
+                state = self.warm_lookup(lane)
             c = self._restore(lane, state) if state and self._restore else self._factory(lane)
             self._controllers[lane] = c
         return c

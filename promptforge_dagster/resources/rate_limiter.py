@@ -21,6 +21,7 @@ class RateLimiterResource(dg.ConfigurableResource):
     tpm_hint: Optional[float] = None
     fixed_rpm: Optional[float] = None
     fixed_tpm: Optional[float] = None
+    share_lanes: bool = True  # share learned limits with other jobs on the lane (warm start, fair share)
 
     def lanes(self, key_hash: str, default_provider: str = "openai") -> RateLanes:
         if self.fixed_rpm or self.fixed_tpm:

@@ -83,3 +83,19 @@ def test_concurrent_takers_get_distinct_epochs(registry):
     assert not errors
     assert sorted(epochs) == list(range(1, 7))
     assert registry.get(JOB).epoch == 6
+
+
+LANE = "openai/gpt-4o-mini#k1a2b3"
+
+
+def test_lanes_share_state_and_count_live_members(registry):
+    assert registry.lane(LANE) is None
+    registry.publish_lane(LANE, "job-a", now=0.0, ttl_s=30, state={"ceiling_rpm": 1200.0})
+    rec = registry.publish_lane(LANE, "job-b", now=5.0, ttl_s=30)
+    assert set(rec.active(5.0)) == {"job-a", "job-b"} and rec.state == {"ceiling_rpm": 1200.0}
+    assert rec.updated_at == 0.0  # membership alone does not refresh the learned state
+    registry.leave_lane(LANE, "job-a")
+    assert set(registry.lane(LANE).active(6.0)) == {"job-b"}
+    # a member that stops renewing (a dead job) drops out when its membership expires
+    rec = registry.publish_lane(LANE, "job-c", now=40.0, ttl_s=30, state={"ceiling_rpm": 900.0})
+    assert set(rec.active(40.0)) == {"job-c"} and rec.state["ceiling_rpm"] == 900.0 and rec.updated_at == 40.0

@@ -1,0 +1,105 @@
+"""Learned limits shared across jobs through the job registry.
+
+Several jobs on one account and model (one lane) must not each learn the whole ceiling:
+together they would overshoot it. Each job paces at its share; the registry holds the
+account-level state (this job's learned state times the number of jobs on the lane):
+
+* **warm start**: a new job starts from the account state divided by the jobs now on the
+  lane (itself included), not in slow start;
+* **fair share**: when jobs join or leave, each rescales by ``n_before / n_now``, so the
+  shares keep summing to the account's ceiling;
+* **staleness**: state older than ``stale_after_s`` is ignored (back to discovery); a dead
+  job stops renewing its membership and drops out after ``ttl_s``.
+
+>>> to_account({"rate": 5.0, "ceiling_rpm": 300.0, "ceiling_tpm": None}, members=4)["ceiling_rpm"]
+1200.0
+>>> to_share({"rate": 20.0, "ceiling_rpm": 1200.0}, members=3)["ceiling_rpm"]
+400.0
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from promptforge_dagster.core.job_registry import JobRegistry
+from promptforge_dagster.core.rate_lanes import RateLanes
+
+_SCALED = ("rate", "ceiling_rpm", "ceiling_tpm", "header_rpm", "header_tpm")
+
+
+def _scale(state: dict[str, Any], factor: float) -> dict[str, Any]:
+    out = dict(state)
+    for k in _SCALED:
+        if out.get(k):
+            out[k] = out[k] * factor
+    return out
+
+
+def to_account(state: dict[str, Any], members: int) -> dict[str, Any]:
+    return _scale(state, float(max(1, members)))
+
+
+def to_share(state: dict[str, Any], members: int) -> dict[str, Any]:
+    return _scale(state, 1.0 / max(1, members))
+
+
+class LaneSync:
+    """Keeps one job's lane controllers in step with the shared lane records."""
+
+    def __init__(self, registry: JobRegistry, job_id: str, lanes: RateLanes, *, ttl_s: float = 30.0,
+                 stale_after_s: float = 900.0, clock: Callable[[], float]) -> None:
+        self.registry = registry
+        self.job_id = job_id
+        self.lanes = lanes
+        self.ttl_s = ttl_s
+        self.stale_after_s = stale_after_s
+        self._clock = clock
+        self._members: dict[str, int] = {}
+        lanes.warm_lookup = self.warm_state
+
+    def warm_state(self, lane: str) -> dict[str, Any] | None:
+        """Join the lane; return this job's share of a fresh shared state, if any."""
+        now = self._clock()
+        rec = self.registry.publish_lane(lane, self.job_id, now, self.ttl_s)
+        n = len(rec.active(now))
+        self._members[lane] = n
+        if not rec.state or now - rec.updated_at > self.stale_after_s or not rec.state.get("ceiling_rpm") and \
+                not rec.state.get("ceiling_tpm"):
+            return None
+        return to_share(rec.state, n)
+
+    def sync(self, now: float | None = None) -> Callable[[float], None]:
+        """Publish each lane's learned state (account level) and read who is on it; returns
+        what to apply on the pacing thread (``apply(monotonic_now)``): the rescales."""
+        now = self._clock() if now is None else now
+        changes: list[tuple[Any, float]] = []
+        for lane, controller in self.lanes.items():
+            export = getattr(controller, "export_state", None)
+            n_before = self._members.get(lane, 1)
+            exported = export() if export else {}
+            state = to_account(exported, n_before) if _learned(exported) else None
+            rec = self.registry.publish_lane(lane, self.job_id, now, self.ttl_s, state)
+            n_now = max(1, len(rec.active(now)))
+            if n_now != n_before and hasattr(controller, "rescale"):
+                changes.append((controller, n_before / n_now))
+            self._members[lane] = n_now
+
+        def apply(monotonic_now: float) -> None:
+            for controller, factor in changes:
+                controller.rescale(factor, monotonic_now)
+
+        return apply
+
+    def members(self, lane: str) -> int:
+        return self._members.get(lane, 1)
+
+    def leave(self) -> None:
+        for lane, _ in self.lanes.items():
+            try:
+                self.registry.leave_lane(lane, self.job_id)
+            except Exception:  # noqa: BLE001 - best effort: membership expires anyway
+                pass
+
+
+def _learned(state: dict[str, Any]) -> bool:
+    return bool(state.get("ceiling_rpm") or (state.get("ceiling_tpm") and state.get("tpm_learned")))
