@@ -55,6 +55,7 @@ class LaneSync:
         self.stale_after_s = stale_after_s
         self._clock = clock
         self._members: dict[str, int] = {}
+        self._measured: dict[str, int] = {}  # each lane controller's measurement count at the last sync
         lanes.warm_lookup = self.warm_state
 
     def warm_state(self, lane: str) -> dict[str, Any] | None:
@@ -69,19 +70,29 @@ class LaneSync:
         return to_share(rec.state, n)
 
     def sync(self, now: float | None = None) -> Callable[[float], None]:
-        """Publish each lane's learned state (account level) and read who is on it; returns
-        what to apply on the pacing thread (``apply(monotonic_now)``): the rescales."""
+        """Renew membership, read who is on each lane, publish the account-level learned
+        state; returns what to apply on the pacing side (``apply(monotonic_now)``).
+
+        A controller that measured its ceiling since the last sync measured it under the
+        current contention: its estimate already is its share, so it is not rescaled."""
         now = self._clock() if now is None else now
         changes: list[tuple[Any, float]] = []
         for lane, controller in self.lanes.items():
-            export = getattr(controller, "export_state", None)
-            n_before = self._members.get(lane, 1)
-            exported = export() if export else {}
-            state = to_account(exported, n_before) if _learned(exported) else None
-            rec = self.registry.publish_lane(lane, self.job_id, now, self.ttl_s, state)
+            rec = self.registry.publish_lane(lane, self.job_id, now, self.ttl_s)
             n_now = max(1, len(rec.active(now)))
-            if n_now != n_before and hasattr(controller, "rescale"):
-                changes.append((controller, n_before / n_now))
+            n_before = self._members.get(lane, n_now)
+            measured = getattr(controller, "decreases", 0)
+            fresh = measured != self._measured.get(lane, 0)
+            self._measured[lane] = measured
+            factor = 1.0 if fresh else n_before / n_now
+            if factor != 1.0 and hasattr(controller, "rescale"):
+                changes.append((controller, factor))
+            export = getattr(controller, "export_state", None)
+            exported = export() if export else {}
+            if _learned(exported):
+                # this job's share (after the rescale about to apply) times the jobs on the lane
+                self.registry.publish_lane(lane, self.job_id, now, self.ttl_s,
+                                           to_account(_scale(exported, factor), n_now))
             self._members[lane] = n_now
 
         def apply(monotonic_now: float) -> None:
