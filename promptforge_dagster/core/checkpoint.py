@@ -26,6 +26,7 @@ from pyroaring import BitMap
 from promptforge_dagster.core.reader import ReadPosition
 
 MAGIC = b"PFCHECKPOINT 1\n"
+PART_SUFFIX = ".part.jsonl"
 
 
 class CorruptCheckpoint(Exception):
@@ -90,10 +91,13 @@ class BitsetCheckpoint:
 
 @dataclass(frozen=True, order=True)
 class PartName:
-    """``<attempt>-<seq>.jsonl``: attempt is ``e<epoch>-<ms>-<pid>``, seq counts from 1.
+    """``<attempt>-<seq>.part.jsonl``: attempt is ``e<epoch>-<ms>-<pid>``, seq counts from 1.
+    The ``.part.jsonl`` suffix lets a bucket lifecycle rule expire parts (not results).
 
-    >>> PartName.parse("e000002-1700000000000-42-000007.jsonl")
+    >>> PartName.parse("e000002-1700000000000-42-000007.part.jsonl")
     PartName(attempt='e000002-1700000000000-42', seq=7)
+    >>> PartName.parse("e000002-1700000000000-42-000007.jsonl").seq  # written before the suffix existed
+    7
     >>> PartName.parse("notes.txt") is None
     True
     """
@@ -106,10 +110,12 @@ class PartName:
         base = name.rsplit("/", 1)[-1]
         if not base.endswith(".jsonl"):
             return None
-        attempt, _, seq = base[: -len(".jsonl")].rpartition("-")
+        stem = base[: -len(".jsonl")]
+        stem = stem[: -len(".part")] if stem.endswith(".part") else stem
+        attempt, _, seq = stem.rpartition("-")
         if not attempt or not seq.isdigit():
             return None
         return cls(attempt, int(seq))
 
     def filename(self) -> str:
-        return f"{self.attempt}-{self.seq:06d}.jsonl"
+        return f"{self.attempt}-{self.seq:06d}{PART_SUFFIX}"

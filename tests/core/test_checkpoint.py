@@ -48,5 +48,5 @@ def test_damaged_checkpoints_are_detected(damage):
 def test_part_names_sort_by_attempt_then_sequence():
     names = [PartName("e000002-5-1", 2), PartName("e000001-9-1", 10), PartName("e000002-5-1", 1)]
     assert [n.filename() for n in sorted(names)] == [
-        "e000001-9-1-000010.jsonl", "e000002-5-1-000001.jsonl", "e000002-5-1-000002.jsonl"]
+        "e000001-9-1-000010.part.jsonl", "e000002-5-1-000001.part.jsonl", "e000002-5-1-000002.part.jsonl"]
     assert PartName.parse("gs://b/out/parts/" + names[0].filename()) == names[0]

@@ -1,0 +1,1 @@
+"""The PromptForge Pulumi program (``pulumi up`` from this folder)."""
