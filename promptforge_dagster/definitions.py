@@ -29,7 +29,8 @@ def resources_for(d: Deployment) -> dict[str, dg.ConfigurableResource]:
         "rate_limiter": RateLimiterResource(window_s=30.0),
         "checkpoints": CheckpointResource(interval_s=d.checkpoint_interval_s, lease_ttl_s=d.lease_ttl_s,
                                           heartbeat_s=d.heartbeat_s),
-        "storage": StorageResource(root=d.bucket_root, input_prefix=d.input_prefix, output_prefix=d.output_prefix),
+        "storage": StorageResource(root=d.bucket_root, input_root=d.input_root, input_prefix=d.input_prefix,
+                                   output_prefix=d.output_prefix),
         "job_registry": JobRegistryResource(uri=d.registry_uri),
     }
 
@@ -42,6 +43,7 @@ def k8s_executor_config(d: Deployment) -> dict:
         "service_account_name": d.service_account,
         "env_secrets": list(d.env_secrets),
         "env_vars": ["PROMPTFORGE_DEPLOYMENT=gke", f"PROMPTFORGE_BUCKET={d.bucket_name}",
+                     *([f"PROMPTFORGE_INPUT_BUCKET={d.input_root[5:]}"] if d.input_root else []),
                      f"PROMPTFORGE_PROJECT={d.project}", f"PROMPTFORGE_REGISTRY={d.registry_uri}",
                      "LITELLM_LOCAL_MODEL_COST_MAP=True"],
         "labels": {"app.kubernetes.io/name": "promptforge", "app.kubernetes.io/component": "batch-step"},

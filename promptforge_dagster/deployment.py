@@ -35,6 +35,7 @@ class Deployment:
     lease_ttl_s: float
     heartbeat_s: float
     max_retries: int
+    input_root: str | None = None  # the input bucket, when it is not the output one
     # GKE only
     project: str | None = None
     image: str | None = None
@@ -94,6 +95,7 @@ def deployment_from_env(env: Mapping[str, str]) -> Deployment:
             lease_ttl_s=_float(env, "PROMPTFORGE_LEASE_TTL", 120.0),
             heartbeat_s=_float(env, "PROMPTFORGE_HEARTBEAT", 10.0),
             project=project,
+            input_root=f"gs://{env['PROMPTFORGE_INPUT_BUCKET']}" if env.get("PROMPTFORGE_INPUT_BUCKET") else None,
             image=env.get("PROMPTFORGE_IMAGE"),
             namespace=env.get("PROMPTFORGE_NAMESPACE", "dagster"),
             service_account=env.get("PROMPTFORGE_SERVICE_ACCOUNT", "promptforge-runner"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import dagster as dg
 
@@ -14,6 +15,7 @@ class StorageResource(dg.ConfigurableResource):
     standing in for one (the embedded default)."""
 
     root: str
+    input_root: Optional[str] = None  # inputs in another bucket (production: input and output buckets)
     input_prefix: str = "inputs/"
     output_prefix: str = "outputs/"
 
@@ -25,14 +27,19 @@ class StorageResource(dg.ConfigurableResource):
         return storage_for(self.root)
 
     @property
+    def inputs_root(self) -> str:
+        return self.input_root or self.root
+
+    @property
     def input_uri(self) -> str:
-        return join(self.root, self.input_prefix) + "/"
+        return join(self.inputs_root, self.input_prefix) + "/"
 
     def output_uri(self, name: str) -> str:
         return join(self.root, self.output_prefix, name)
 
     def object_uri(self, name: str) -> str:
-        return join(self.root, name)
+        """An input object's location from its name in the input bucket."""
+        return join(self.inputs_root, name)
 
     def object_name(self, uri: str) -> str:
-        return uri[len(self.root.rstrip("/")) + 1:]
+        return uri[len(self.inputs_root.rstrip("/")) + 1:]

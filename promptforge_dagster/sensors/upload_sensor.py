@@ -32,7 +32,7 @@ def record_object(registry, storage: StorageResource, obj: UploadedObject, now: 
 
 def list_uploads(storage: StorageResource) -> list[UploadedObject]:
     store = storage.storage()
-    bucket = storage.root.rstrip("/").rsplit("/", 1)[-1].removeprefix("gs:") or "bucket"
+    bucket = storage.inputs_root.rstrip("/").rsplit("/", 1)[-1].removeprefix("gs:") or "bucket"
     return [UploadedObject(bucket, storage.object_name(path), info.generation, info.size)
             for path, info in store.list_objects(storage.input_uri)]
 

@@ -1,0 +1,152 @@
+"""The Pulumi program under pulumi.runtime.set_mocks (no cloud, no Pulumi CLI): every
+resource exists and is wired to the right others (bucket -> trigger filter -> receiver),
+IAM grants no owner/editor roles and nothing to allUsers/allAuthenticatedUsers, the
+buckets are private, the receiver is internal and invocable only by Eventarc's account,
+and the provider-keys secret is readable only by the run pods' account."""
+
+import pulumi
+import pytest
+
+
+class Recorder(pulumi.runtime.Mocks):
+    def __init__(self):
+        self.resources = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        outputs = dict(args.inputs)
+        if args.typ == "gcp:serviceaccount/account:Account":
+            outputs["email"] = f"{args.inputs['accountId']}@proj.iam.gserviceaccount.com"
+            outputs["name"] = f"projects/proj/serviceAccounts/{outputs['email']}"
+        if args.typ == "gcp:cloudrunv2/service:Service":
+            outputs["uri"] = f"https://{args.inputs['name']}-xyz.a.run.app"
+        if args.typ == "gcp:container/cluster:Cluster":
+            outputs.update(endpoint="10.0.0.1", masterAuth={"clusterCaCertificate": "Q0E="})
+        self.resources.append((args.typ, args.name, outputs))
+        return [f"{args.name}_id", outputs]
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
+            return {"emailAddress": "service-123@gs-project-accounts.iam.gserviceaccount.com", "project": "proj"}
+        return {}
+
+
+MOCKS = Recorder()
+pulumi.runtime.set_mocks(MOCKS, project="promptforge", stack="test", preview=False)
+
+from infra.config import StackConfig  # noqa: E402
+from infra.program import build  # noqa: E402
+
+CFG = StackConfig(project="proj", region="europe-west1", prefix="pf-test",
+                  image="europe-west1-docker.pkg.dev/proj/promptforge/promptforge:0.1.0")
+
+
+def of(typ):
+    return [(name, out) for t, name, out in MOCKS.resources if t == typ]
+
+
+def one(typ, name_part=""):
+    found = [(n, o) for n, o in of(typ) if name_part in n]
+    assert len(found) == 1, (typ, name_part, [n for n, _ in of(typ)])
+    return found[0][1]
+
+
+@pytest.fixture(scope="module")
+def stack():
+    MOCKS.resources.clear()
+
+    @pulumi.runtime.test
+    def run():
+        s = build(CFG)
+        urns = [r.urn for r in (s.events.trigger, s.dagster.release, s.storage.output_bucket, s.compute.cluster,
+                                s.events.invoker)]
+        return pulumi.Output.all(*urns)
+
+    run()
+    return MOCKS.resources
+
+
+def email(key):
+    return f"serviceAccount:{CFG.prefix}-{key}@proj.iam.gserviceaccount.com"
+
+
+def test_every_concern_is_present(stack):
+    types = {t for t, _, _ in stack}
+    for typ in ["gcp:storage/bucket:Bucket", "gcp:eventarc/trigger:Trigger", "gcp:cloudrunv2/service:Service",
+                "gcp:firestore/database:Database", "gcp:firestore/index:Index", "gcp:container/cluster:Cluster",
+                "gcp:artifactregistry/repository:Repository", "gcp:secretmanager/secret:Secret",
+                "kubernetes:helm.sh/v3:Release", "kubernetes:core/v1:ServiceAccount"]:
+        assert typ in types, typ
+    components = {t for t, _, _ in stack if t.startswith("promptforge:")}
+    assert components == {"promptforge:identity:Identity", "promptforge:storage:Storage",
+                          "promptforge:data:Compute", "promptforge:events:Events",
+                          "promptforge:dagster:DagsterPlatform"}
+    assert len(of("gcp:serviceaccount/account:Account")) == 4  # one per component
+
+
+def test_trigger_filters_the_input_bucket_and_delivers_to_the_receiver(stack):
+    trigger = one("gcp:eventarc/trigger:Trigger")
+    criteria = {c["attribute"]: c["value"] for c in trigger["matchingCriterias"]}
+    assert criteria == {"type": "google.cloud.storage.object.v1.finalized", "bucket": CFG.input_bucket}
+    receiver = one("gcp:cloudrunv2/service:Service")
+    assert trigger["destination"]["cloudRunService"]["service"] == receiver["name"]
+    assert trigger["serviceAccount"] == email("eventarc").split(":", 1)[1]
+    env = {e["name"]: e["value"] for e in receiver["template"]["containers"][0]["envs"]}
+    assert env["PROMPTFORGE_BUCKET"] == CFG.input_bucket and env["PROMPTFORGE_REGISTRY"] == "firestore://proj"
+
+
+def test_receiver_is_internal_and_only_eventarc_can_invoke_it(stack):
+    receiver = one("gcp:cloudrunv2/service:Service")
+    assert receiver["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    assert receiver["template"]["serviceAccount"] == email("receiver").split(":", 1)[1]
+    invokers = [o for _, o in of("gcp:cloudrunv2/serviceIamMember:ServiceIamMember") if o["role"] == "roles/run.invoker"]
+    assert [o["member"] for o in invokers] == [email("eventarc")]
+
+
+def test_buckets_are_private_with_lifecycle_rules(stack):
+    buckets = {o["name"]: o for _, o in of("gcp:storage/bucket:Bucket")}
+    assert set(buckets) == {CFG.input_bucket, CFG.output_bucket}
+    for b in buckets.values():
+        assert b["uniformBucketLevelAccess"] is True and b["publicAccessPrevention"] == "enforced"
+    suffixes = [s for r in buckets[CFG.output_bucket]["lifecycleRules"]
+                for s in (r["condition"].get("matchesSuffixes") or [])]
+    assert ".pfck" in suffixes and ".part.jsonl" in suffixes
+
+
+IAM_TYPES = ("gcp:projects/iAMMember:IAMMember", "gcp:storage/bucketIAMMember:BucketIAMMember",
+             "gcp:serviceaccount/iAMMember:IAMMember", "gcp:secretmanager/secretIamMember:SecretIamMember",
+             "gcp:cloudrunv2/serviceIamMember:ServiceIamMember")
+
+
+def test_no_broad_roles_and_nothing_public(stack):
+    grants = [o for t, _, o in stack if t in IAM_TYPES]
+    assert len(grants) >= 10
+    for g in grants:
+        assert g["role"] not in ("roles/owner", "roles/editor", "roles/viewer"), g
+        assert g["member"] not in ("allUsers", "allAuthenticatedUsers"), g
+        assert not g["role"].endswith(".admin") or g["role"] == "roles/storage.objectAdmin", g
+
+
+def test_provider_keys_are_readable_only_by_run_pods(stack):
+    readers = [o for _, o in of("gcp:secretmanager/secretIamMember:SecretIamMember")]
+    assert [(o["role"], o["member"]) for o in readers] == [("roles/secretmanager.secretAccessor", email("runner"))]
+    project_roles = [o["role"] for _, o in of("gcp:projects/iAMMember:IAMMember")]
+    assert "roles/secretmanager.secretAccessor" not in project_roles  # never project-wide
+
+
+def test_run_pods_use_workload_identity_and_the_chart_is_configured(stack):
+    wi = [o["member"] for _, o in of("gcp:serviceaccount/iAMMember:IAMMember")]
+    assert f"serviceAccount:proj.svc.id.goog[{CFG.dagster_namespace}/{CFG.run_ksa}]" in wi
+    ksa = one("kubernetes:core/v1:ServiceAccount", "runner")
+    assert ksa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == email("runner").split(":", 1)[1]
+    release = one("kubernetes:helm.sh/v3:Release")
+    values = release["values"]
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is True
+    assert values["postgresql"]["enabled"] is True
+    assert release["version"] == CFG.dagster_chart_version
+    code = values["dagster-user-deployments"]["deployments"][0]
+    env = {e["name"]: e["value"] for e in code["env"]}
+    assert env["PROMPTFORGE_BUCKET"] == CFG.output_bucket and env["PROMPTFORGE_INPUT_BUCKET"] == CFG.input_bucket
+    assert code["dagsterApiGrpcArgs"] == ["-m", "promptforge_dagster.definitions"]
+    cluster = one("gcp:container/cluster:Cluster")
+    assert cluster["enableAutopilot"] is True
