@@ -16,8 +16,11 @@ from google.cloud import firestore
 from dataclasses import asdict
 
 from promptforge_dagster.core.job_registry import (
-    JobRecord, LaneRecord, Lease, LeaseHeld, LeaseLost, validate_status,
+    JobRecord, LaneRecord, Lease, check_owned, finish_record, join_lane, renew_record, take_lease, validate_status,
 )
+
+
+MAX_ATTEMPTS = 25  # contended transactions retry (attempts racing for one job's lease)
 
 
 def doc_id(job_id: str) -> str:
@@ -77,16 +80,11 @@ class FirestoreRegistry:
         def take(tx):
             snap = ref.get(transaction=tx)
             rec = JobRecord.from_dict(snap.to_dict()) if snap.exists else JobRecord(job_id, "", "", created_at=now)
-            if (not steal and rec.owner not in (None, owner) and rec.lease_expires_at > now
-                    and rec.status == "running"):
-                raise LeaseHeld(f"job {job_id} is held by {rec.owner} until {rec.lease_expires_at:.0f}")
-            rec.epoch += 1
-            rec.owner, rec.lease_expires_at = owner, now + ttl_s
-            rec.status, rec.updated_at = "running", now
+            lease = take_lease(rec, owner, now, ttl_s, steal)
             tx.set(ref, rec.as_dict())
-            return Lease(job_id, owner, rec.epoch, rec.lease_expires_at)
+            return lease
 
-        return take(self.client.transaction())
+        return take(self.client.transaction(max_attempts=MAX_ATTEMPTS))
 
     def _update_owned(self, lease: Lease, change) -> JobRecord:
         ref = self._ref(lease.job_id)
@@ -94,21 +92,16 @@ class FirestoreRegistry:
         @firestore.transactional
         def update(tx):
             snap = ref.get(transaction=tx)
-            rec = JobRecord.from_dict(snap.to_dict()) if snap.exists else None
-            if rec is None or rec.epoch != lease.epoch:
-                newer = rec.epoch if rec else "none"
-                raise LeaseLost(f"job {lease.job_id}: lease epoch {lease.epoch} was superseded (now {newer})")
+            rec = check_owned(JobRecord.from_dict(snap.to_dict()) if snap.exists else None, lease)
             change(rec)
             tx.set(ref, rec.as_dict())
             return rec
 
-        return update(self.client.transaction())
+        return update(self.client.transaction(max_attempts=MAX_ATTEMPTS))
 
     def renew(self, lease: Lease, now: float, ttl_s: float, counters: dict[str, int] | None = None) -> Lease:
         def change(rec: JobRecord) -> None:
-            rec.lease_expires_at, rec.updated_at = now + ttl_s, now
-            if counters is not None:
-                rec.counters = dict(counters)
+            renew_record(rec, now, ttl_s, counters)
 
         rec = self._update_owned(lease, change)
         return Lease(lease.job_id, lease.owner, lease.epoch, rec.lease_expires_at)
@@ -118,10 +111,7 @@ class FirestoreRegistry:
         validate_status(status)
 
         def change(rec: JobRecord) -> None:
-            rec.status, rec.message, rec.updated_at = status, message, now
-            rec.owner, rec.lease_expires_at = None, 0.0
-            if counters is not None:
-                rec.counters = dict(counters)
+            finish_record(rec, now, status, counters, message)
 
         self._update_owned(lease, change)
 
@@ -138,13 +128,11 @@ class FirestoreRegistry:
         def update(tx):
             snap = ref.get(transaction=tx)
             rec = LaneRecord(**snap.to_dict()) if snap.exists else LaneRecord(lane)
-            rec.members = {**rec.active(now), job_id: now + ttl_s}
-            if state is not None:
-                rec.state, rec.updated_at = state, now
+            join_lane(rec, job_id, now, ttl_s, state)
             tx.set(ref, asdict(rec))
             return rec
 
-        return update(self.client.transaction())
+        return update(self.client.transaction(max_attempts=MAX_ATTEMPTS))
 
     def leave_lane(self, lane: str, job_id: str) -> None:
         ref = self.lanes.document(doc_id(lane))
@@ -159,4 +147,4 @@ class FirestoreRegistry:
                 del rec.members[job_id]
                 tx.set(ref, asdict(rec))
 
-        update(self.client.transaction())
+        update(self.client.transaction(max_attempts=MAX_ATTEMPTS))

@@ -16,7 +16,7 @@ from typing import Iterator
 from dataclasses import asdict
 
 from promptforge_dagster.core.job_registry import (
-    JobRecord, LaneRecord, Lease, LeaseHeld, LeaseLost, validate_status,
+    JobRecord, LaneRecord, Lease, check_owned, finish_record, join_lane, renew_record, take_lease, validate_status,
 )
 
 _SCHEMA = """
@@ -98,28 +98,17 @@ class SQLiteRegistry:
     def acquire(self, job_id: str, owner: str, now: float, ttl_s: float, *, steal: bool = False) -> Lease:
         with self._tx() as db:
             rec = self._load(db, job_id) or JobRecord(job_id, "", "", created_at=now)
-            if (not steal and rec.owner not in (None, owner) and rec.lease_expires_at > now
-                    and rec.status == "running"):
-                raise LeaseHeld(f"job {job_id} is held by {rec.owner} until {rec.lease_expires_at:.0f}")
-            rec.epoch += 1
-            rec.owner, rec.lease_expires_at = owner, now + ttl_s
-            rec.status, rec.updated_at = "running", now
+            lease = take_lease(rec, owner, now, ttl_s, steal)
             self._save(db, rec)
-            return Lease(job_id, owner, rec.epoch, rec.lease_expires_at)
+            return lease
 
     def _owned(self, db: sqlite3.Connection, lease: Lease) -> JobRecord:
-        rec = self._load(db, lease.job_id)
-        if rec is None or rec.epoch != lease.epoch:
-            newer = rec.epoch if rec else "none"
-            raise LeaseLost(f"job {lease.job_id}: lease epoch {lease.epoch} was superseded (now {newer})")
-        return rec
+        return check_owned(self._load(db, lease.job_id), lease)
 
     def renew(self, lease: Lease, now: float, ttl_s: float, counters: dict[str, int] | None = None) -> Lease:
         with self._tx() as db:
             rec = self._owned(db, lease)
-            rec.lease_expires_at, rec.updated_at = now + ttl_s, now
-            if counters is not None:
-                rec.counters = dict(counters)
+            renew_record(rec, now, ttl_s, counters)
             self._save(db, rec)
             return Lease(lease.job_id, lease.owner, lease.epoch, rec.lease_expires_at)
 
@@ -128,10 +117,7 @@ class SQLiteRegistry:
         validate_status(status)
         with self._tx() as db:
             rec = self._owned(db, lease)
-            rec.status, rec.message, rec.updated_at = status, message, now
-            rec.owner, rec.lease_expires_at = None, 0.0
-            if counters is not None:
-                rec.counters = dict(counters)
+            finish_record(rec, now, status, counters, message)
             self._save(db, rec)
 
     # -- shared lanes ---------------------------------------------------------------
@@ -147,9 +133,7 @@ class SQLiteRegistry:
                      state: dict | None = None) -> LaneRecord:
         with self._tx() as db:
             rec = self._load_lane(db, lane) or LaneRecord(lane)
-            rec.members = {**rec.active(now), job_id: now + ttl_s}
-            if state is not None:
-                rec.state, rec.updated_at = state, now
+            join_lane(rec, job_id, now, ttl_s, state)
             db.execute("INSERT INTO lanes (lane, doc) VALUES (?, ?) ON CONFLICT(lane) DO UPDATE SET doc = excluded.doc",
                        (lane, json.dumps(asdict(rec))))
             return rec

@@ -110,6 +110,53 @@ class LaneRecord:
         return {j: t for j, t in self.members.items() if t > now}
 
 
+# -- the state transitions every registry applies inside its transaction ----------------
+def take_lease(rec: JobRecord, owner: str, now: float, ttl_s: float, steal: bool) -> Lease:
+    """A new epoch for ``owner`` (in place); :class:`LeaseHeld` if another owner's lease
+    is live and ``steal`` is false.
+
+    >>> rec = JobRecord("j", "in", "out")
+    >>> take_lease(rec, "a", now=0.0, ttl_s=10, steal=False).epoch, rec.status
+    (1, 'running')
+    """
+    if (not steal and rec.owner not in (None, owner) and rec.lease_expires_at > now
+            and rec.status == "running"):
+        raise LeaseHeld(f"job {rec.job_id} is held by {rec.owner} until {rec.lease_expires_at:.0f}")
+    rec.epoch += 1
+    rec.owner, rec.lease_expires_at = owner, now + ttl_s
+    rec.status, rec.updated_at = "running", now
+    return Lease(rec.job_id, owner, rec.epoch, rec.lease_expires_at)
+
+
+def check_owned(rec: JobRecord | None, lease: Lease) -> JobRecord:
+    """The record, if ``lease`` still owns it; :class:`LeaseLost` otherwise."""
+    if rec is None or rec.epoch != lease.epoch:
+        newer = rec.epoch if rec else "none"
+        raise LeaseLost(f"job {lease.job_id}: lease epoch {lease.epoch} was superseded (now {newer})")
+    return rec
+
+
+def renew_record(rec: JobRecord, now: float, ttl_s: float, counters: dict[str, int] | None) -> None:
+    rec.lease_expires_at, rec.updated_at = now + ttl_s, now
+    if counters is not None:
+        rec.counters = dict(counters)
+
+
+def finish_record(rec: JobRecord, now: float, status: str, counters: dict[str, int] | None,
+                  message: str | None) -> None:
+    rec.status, rec.message, rec.updated_at = validate_status(status), message, now
+    rec.owner, rec.lease_expires_at = None, 0.0
+    if counters is not None:
+        rec.counters = dict(counters)
+
+
+def join_lane(rec: LaneRecord, job_id: str, now: float, ttl_s: float, state: dict[str, Any] | None) -> None:
+    """Renew ``job_id``'s membership, drop expired members, store ``state`` if given."""
+    rec.members = {**rec.active(now), job_id: now + ttl_s}
+    if state is not None:
+        rec.state, rec.updated_at = state, now
+
+
 def validate_status(status: str) -> str:
     """
     >>> validate_status("paused")
