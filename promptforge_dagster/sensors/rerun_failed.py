@@ -64,7 +64,7 @@ def build_rerun_failed_prompts(job, *, max_retries: int,
             plan = plan_run(object_of(rec), small_job_prompts=1 << 62, max_retries=max_retries,
                             extra_tags={"promptforge/rerun_failed": str(rerun).lower()})
             requests.append(dg.RunRequest(
-                run_key=run_key, partition_key=plan.partition_key, tags=plan.tags,
+                run_key=run_key, partition_key=rec.job_id, tags=plan.tags,
                 run_config={"ops": {"batch_results": {"config": {"rerun_failed": rerun}}}}))
         return requests or dg.SkipReason("nothing to re-run")
 

@@ -70,9 +70,9 @@ def build_upload_sensor(jobs: list, *, small_job_prompts: int, max_retries: int,
             if rec.job_id in doc["requested"]:
                 continue
             plan = plan_run(object_of(rec), small_job_prompts=small_job_prompts, max_retries=max_retries)
-            if not context.instance.has_dynamic_partition(jobs_partitions.name, plan.partition_key):
-                new_keys.append(plan.partition_key)
-            requests.append(dg.RunRequest(run_key=plan.run_key, partition_key=plan.partition_key,
+            if not context.instance.has_dynamic_partition(jobs_partitions.name, rec.job_id):
+                new_keys.append(rec.job_id)
+            requests.append(dg.RunRequest(run_key=rec.job_id, partition_key=rec.job_id,
                                           job_name=plan.job_name, tags=plan.tags,
                                           run_config=(run_config_for(plan) if run_config_for else None) or {}))
         return dg.SensorResult(

@@ -167,3 +167,52 @@ def test_a_resume_position_past_unwritten_prompts_is_caught_by_the_sweep(tmp_pat
     assert sorted(provider.calls) == sorted(f"r{i}" for i in range(3, 10))
     assert sorted(l["custom_id"] for l in result_lines(tmp_path)) == sorted(f"r{i}" for i in range(10))
     assert result.summary["succeeded"] == 10
+
+
+class FlakyOnce:
+    """Fails the named prompts with 503 until ``heal()``; then succeeds."""
+
+    def __init__(self, failing):
+        self.failing, self.healed, self.calls = set(failing), False, []
+
+    def heal(self):
+        self.healed = True
+
+    async def complete(self, request):
+        self.calls.append(request.custom_id)
+        await asyncio.sleep(0)
+        if request.custom_id in self.failing and not self.healed:
+            return Outcome(OutcomeKind.TRANSIENT, 503, message="overloaded upstream")
+        return Outcome(OutcomeKind.SUCCESS, 200, body={"ok": True}, tokens_in=2, tokens_out=1)
+
+
+def test_rerun_of_failed_prompts_sends_only_those_and_replaces_their_lines(tmp_path):
+    """A finished job with retryable failures is re-run: only the failed prompts are sent,
+    and results.jsonl still has one line per input line, the failures replaced."""
+    from promptforge_dagster.core.job_planning import RETRYABLE_ERROR_CODES
+
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join(b'{"id": "r%d", "prompt": "p"}\n' % i for i in range(12)))
+    storage = LocalStorage()
+    registry = SQLiteRegistry(str(tmp_path / "registry.sqlite3"))
+    provider = FlakyOnce({"r3", "r7"})
+    spec = JobSpec(str(src), str(tmp_path / "out"), JobDefaults("openai/m"),
+                   pipeline=PipelineConfig(max_in_flight=4, max_attempts=2, backoff_base_s=0.001,
+                                           backoff_cap_s=0.002))
+
+    def go(**kw):
+        return asyncio.run(run_job(spec, input_storage=storage, output_storage=storage, provider=provider,
+                                   controller=FixedRateController(None, now=0.0), registry=registry, **kw))
+
+    first = go()
+    assert first.summary["failed"] == 2 and first.summary["errors_by_code"] == {"retries_exhausted": 2}
+    job = registry.list(status="succeeded")[0]
+    assert job.counters["retryable_failed"] == 2
+    provider.heal()
+    provider.calls.clear()
+    second = go(rerun_codes=RETRYABLE_ERROR_CODES)
+    assert sorted(provider.calls) == ["r3", "r7"]
+    lines = result_lines(tmp_path)
+    assert len(lines) == 12 and sorted(l["custom_id"] for l in lines) == sorted(f"r{i}" for i in range(12))
+    assert all(l["error"] is None for l in lines)
+    assert second.summary["failed"] == 0 and registry.list(status="succeeded")[0].counters["retryable_failed"] == 0
