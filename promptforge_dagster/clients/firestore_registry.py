@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
+import time
 
 from google.cloud import firestore
 
@@ -20,7 +22,7 @@ from promptforge_dagster.core.job_registry import (
 )
 
 
-MAX_ATTEMPTS = 25  # contended transactions retry (attempts racing for one job's lease)
+MAX_ATTEMPTS = 5  # per transaction; contended ones are retried again with backoff (_in_transaction)
 
 
 def doc_id(job_id: str) -> str:
@@ -48,6 +50,22 @@ class FirestoreRegistry:
         self.client = client
         self.collection = client.collection(collection)
         self.lanes = client.collection(lanes_collection)
+
+    def _in_transaction(self, fn):
+        """Run a @transactional function; when it keeps losing to concurrent writers (attempts
+        racing for one job's lease), back off with jitter and try again."""
+        from google.api_core import exceptions as gexc
+
+        for attempt in range(10):
+            try:
+                return fn(self.client.transaction(max_attempts=MAX_ATTEMPTS))
+            except (ValueError, gexc.Aborted) as exc:
+                if "Failed to commit transaction" not in str(exc) and not isinstance(exc, gexc.Aborted):
+                    raise
+                if attempt == 9:
+                    raise
+                time.sleep(random.uniform(0.5, 1.0) * min(2.0, 0.05 * 2 ** attempt))
+        raise AssertionError("unreachable")
 
     def _ref(self, job_id: str):
         return self.collection.document(doc_id(job_id))
@@ -84,7 +102,7 @@ class FirestoreRegistry:
             tx.set(ref, rec.as_dict())
             return lease
 
-        return take(self.client.transaction(max_attempts=MAX_ATTEMPTS))
+        return self._in_transaction(take)
 
     def _update_owned(self, lease: Lease, change) -> JobRecord:
         ref = self._ref(lease.job_id)
@@ -97,7 +115,7 @@ class FirestoreRegistry:
             tx.set(ref, rec.as_dict())
             return rec
 
-        return update(self.client.transaction(max_attempts=MAX_ATTEMPTS))
+        return self._in_transaction(update)
 
     def renew(self, lease: Lease, now: float, ttl_s: float, counters: dict[str, int] | None = None) -> Lease:
         def change(rec: JobRecord) -> None:
@@ -132,7 +150,7 @@ class FirestoreRegistry:
             tx.set(ref, asdict(rec))
             return rec
 
-        return update(self.client.transaction(max_attempts=MAX_ATTEMPTS))
+        return self._in_transaction(update)
 
     def leave_lane(self, lane: str, job_id: str) -> None:
         ref = self.lanes.document(doc_id(lane))
@@ -147,4 +165,4 @@ class FirestoreRegistry:
                 del rec.members[job_id]
                 tx.set(ref, asdict(rec))
 
-        update(self.client.transaction(max_attempts=MAX_ATTEMPTS))
+        self._in_transaction(update)

@@ -31,7 +31,6 @@ class Recorder(pulumi.runtime.Mocks):
 
 
 MOCKS = Recorder()
-pulumi.runtime.set_mocks(MOCKS, project="promptforge", stack="test", preview=False)
 
 from infra.config import StackConfig  # noqa: E402
 from infra.program import build  # noqa: E402
@@ -52,6 +51,12 @@ def one(typ, name_part=""):
 
 @pytest.fixture(scope="module")
 def stack():
+    import asyncio
+
+    # Pulumi's test mode runs on the current event loop; earlier tests (asyncio.run) leave
+    # none or a closed one behind, so give it a fresh one
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    pulumi.runtime.set_mocks(MOCKS, project="promptforge", stack="test", preview=False)
     MOCKS.resources.clear()
 
     @pulumi.runtime.test
