@@ -138,6 +138,12 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     stats = JobStats()
     reporter = ProgressReporter(stats, lanes, stream=sys.stderr, enabled=not args.quiet)
+    from promptforge_dagster.rate_plot import render_png
+    from promptforge_dagster.telemetry import JobTelemetry, meter_provider
+
+    metrics = meter_provider()  # OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set; else None
+    telemetry = JobTelemetry(metrics.get_meter("promptforge"), spec.job_id or spec.input_uri, stats, lanes) \
+        if metrics else None
 
     async def go():
         task = asyncio.create_task(reporter.run())
@@ -146,7 +152,8 @@ def _run(args: argparse.Namespace) -> int:
                                  provider=provider, controller=lanes, stats=stats, registry=registry,
                                  on_resume=None if args.quiet else _say_resumed,
                                  share_lanes=not args.no_share_lanes and not (args.rpm or args.tpm),
-                                 log=lambda m: print(f"promptforge: {m}", file=sys.stderr, flush=True))
+                                 log=lambda m: print(f"promptforge: {m}", file=sys.stderr, flush=True),
+                                 plot=render_png, on_success=telemetry.record_latency if telemetry else None)
         finally:
             task.cancel()
             reporter.final()
@@ -154,17 +161,22 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(go())
     except JobFailed as exc:
+        if metrics:
+            metrics.shutdown()
         print(f"promptforge: job failed: {exc}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as exc:
         print(f"promptforge: job failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    if metrics:
+        metrics.shutdown()  # flushes the last export
     s = result.summary
     print(
         f"done: {s['prompts']} prompts, {s['succeeded']} succeeded, {s['failed']} failed, "
         f"{s['skipped_as_done']} skipped as already done; {s['achieved_rpm']} RPM\n"
         f"{_lanes_line(s['rate_lanes'])}"
         f"results: {result.results_uri}\nsummary: {result.summary_uri}"
+        + (f"\nrate plot: {s['rate_plot']}" if s.get("rate_plot") else "")
     )
     return 0
 

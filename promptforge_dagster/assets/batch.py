@@ -101,6 +101,12 @@ def batch_results(
     stats = JobStats()
     store = storage.storage()
 
+    from promptforge_dagster.rate_plot import render_png
+    from promptforge_dagster.telemetry import JobTelemetry, meter_provider
+
+    metrics = meter_provider()  # OTLP/HTTP when the OTEL_EXPORTER_OTLP_* variables are set
+    telemetry = JobTelemetry(metrics.get_meter("promptforge"), key, stats, lanes) if metrics else None
+
     async def go():
         from promptforge_dagster.progress import ProgressReporter
 
@@ -115,15 +121,20 @@ def batch_results(
                     f"last checkpoint reconciled; reading from line {r.position.line_no}"),
                 log=context.log.warning,
                 rerun_codes=RETRYABLE_ERROR_CODES if config.rerun_failed else (),
-                share_lanes=rate_limiter.share_lanes and not (rate_limiter.fixed_rpm or rate_limiter.fixed_tpm))
+                share_lanes=rate_limiter.share_lanes and not (rate_limiter.fixed_rpm or rate_limiter.fixed_tpm),
+                plot=render_png, on_success=telemetry.record_latency if telemetry else None)
         finally:
             task.cancel()
 
     try:
         result = asyncio.run(go())
     except JobFailed as exc:
+        if metrics:
+            metrics.shutdown()
         raise dg.Failure(description=str(exc), metadata={"input": record.input_uri, "output": record.output_uri,
                                                          "done_and_kept": stats.done + stats.skipped}) from exc
+    if metrics:
+        metrics.shutdown()
     s = result.summary
     lanes_state = s.get("rate_lanes") or {}
     learned_rpm = [v.get("learned_rpm_ceiling") for v in lanes_state.values() if v.get("learned_rpm_ceiling")]
@@ -153,6 +164,7 @@ def batch_results(
             "rate_limited_429": s.get("rate_limited_429"),
             "errors_by_code": dg.MetadataValue.json(s.get("errors_by_code") or {}),
             "epoch": s.get("epoch"),
+            **({"rate_plot": dg.MetadataValue.path(s["rate_plot"])} if s.get("rate_plot") else {}),
         },
         check_results=[
             dg.AssetCheckResult(check_name=CHECK_ONE_LINE_PER_INPUT, passed=checks.one_line_per_input,

@@ -32,6 +32,7 @@ from promptforge_dagster.core.job_planning import RETRYABLE_ERROR_CODES
 from promptforge_dagster.core.job_registry import JobRegistry, LeaseHeld, LeaseLost
 from promptforge_dagster.core.pipeline import JobStats, Pipeline, PipelineConfig, Provider
 from promptforge_dagster.core.rate_controller import RateController
+from promptforge_dagster.core.rate_history import RateHistory
 from promptforge_dagster.core.rate_lanes import RateLanes
 from promptforge_dagster.core.shared_lanes import LaneSync
 from promptforge_dagster.core.reader import DEFAULT_CHUNK_BYTES, PromptReader, ReadPosition
@@ -39,6 +40,7 @@ from promptforge_dagster.core.results import IncompleteResults, assemble
 from promptforge_dagster.core.storage import PreconditionFailed, Storage, join
 
 SCAN_NAME = "scan.json"
+PLOT_NAME = "rate.png"
 
 
 class JobFailed(Exception):
@@ -86,7 +88,7 @@ def clear_output(storage: Storage, output_uri: str) -> None:
     """Discard earlier progress (``--restart``): parts, checkpoint, scan and results."""
     for path in storage.list(parts_prefix(output_uri)):
         storage.delete(path)
-    for name in ("results.jsonl", "summary.json", CHECKPOINT_NAME, SCAN_NAME):
+    for name in ("results.jsonl", "summary.json", CHECKPOINT_NAME, SCAN_NAME, PLOT_NAME):
         storage.delete(join(output_uri, name))
 
 
@@ -130,6 +132,8 @@ async def run_job(
     log: Callable[[str], None] = lambda message: None,
     rerun_codes: tuple[str, ...] = (),
     share_lanes: bool = False,
+    plot: Callable[[RateHistory], bytes] | None = None,
+    on_success: Callable[[float, float | None], None] | None = None,
 ) -> JobResult:
     """Run (or resume) one job to completion; raises :class:`JobFailed` with a reason.
 
@@ -199,8 +203,19 @@ async def run_job(
         committer.heartbeat(wall_clock())
         return lane_sync.sync() if lane_sync is not None else None
 
+    history = RateHistory(stats, lanes.snapshot, start=clock())
+    plot_uri = join(spec.output_uri, PLOT_NAME)
+
+    def write_plot() -> None:
+        if plot is not None:
+            try:
+                output_storage.write_bytes(plot_uri, plot(history))
+            except Exception as exc:  # noqa: BLE001 - a plot never fails a job
+                log(f"could not write {plot_uri}: {type(exc).__name__}: {exc}")
+
     def commit(position: ReadPosition) -> None:
         committer.commit(wall_clock(), position, lanes.export_state(), counters_of(stats))
+        write_plot()
 
     pipeline = Pipeline(
         job_id=job_id,
@@ -220,6 +235,8 @@ async def run_job(
         checkpoint_interval_s=spec.checkpoint_interval_s,
         heartbeat=heartbeat,
         heartbeat_s=spec.heartbeat_s,
+        on_success=on_success,
+        on_tick=history.sample,
     )
     if on_pipeline is not None:
         on_pipeline(pipeline)
@@ -234,7 +251,8 @@ async def run_job(
                 job_id=job_id, lines=lines, parser=LineParser(spec.defaults, spec.max_line_bytes, source=spec.input_uri),
                 provider=provider, controller=lanes, write_part=committer.write_part, config=spec.pipeline,
                 done=BitMap(committer.done), duplicates=index.duplicates, stats=stats, clock=clock,
-                wall_clock=wall_clock, checkpoint=commit, checkpoint_interval_s=spec.checkpoint_interval_s)
+                wall_clock=wall_clock, checkpoint=commit, checkpoint_interval_s=spec.checkpoint_interval_s,
+                heartbeat=heartbeat, heartbeat_s=spec.heartbeat_s, on_success=on_success, on_tick=history.sample)
             stats.skipped = 0
             await sweep.run()
             pipeline = sweep
@@ -250,6 +268,10 @@ async def run_job(
         except LeaseLost as exc:
             raise JobFailed(f"stopped: {exc}") from exc
         result = _publish(spec, committer, index.prompt_lines, generation, stats, lanes, clock() - started)
+        history.sample(clock(), force=True)  # the last interval, whatever its length
+        write_plot()
+        if plot is not None:
+            result.summary["rate_plot"] = plot_uri
         try:
             committer.commit(wall_clock(), pipeline.resume_position(), lanes.export_state(), counters_of(stats),
                              status="published")

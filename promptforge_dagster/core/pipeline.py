@@ -159,6 +159,8 @@ class Pipeline:
         checkpoint_interval_s: float = 30.0,
         heartbeat: Callable[[], Any] | None = None,
         heartbeat_s: float = 10.0,
+        on_success: Callable[[float, float | None], None] | None = None,
+        on_tick: Callable[[float], None] | None = None,
     ) -> None:
         self.job_id = job_id
         self._lines = lines
@@ -192,6 +194,8 @@ class Pipeline:
         self._heartbeat = heartbeat
         self._heartbeat_s = heartbeat_s
         self._last_heartbeat = 0.0
+        self._on_success = on_success  # (latency seconds, cost): telemetry's one per-request hook
+        self._on_tick = on_tick  # about four times per flush interval: samples for the rate plot
 
     # -- public ---------------------------------------------------------------
     async def run(self) -> JobStats:
@@ -304,6 +308,8 @@ class Pipeline:
         interval = self.config.flush_interval_s
         while True:
             await self._sleep(interval / 4)
+            if self._on_tick is not None:
+                self._on_tick(self._clock())
             if self._oldest is not None and self._clock() - self._oldest >= interval * 0.75:
                 await self.flush()
             if self._checkpoint is not None and self._clock() - self._last_checkpoint >= self._checkpoint_interval:
@@ -374,6 +380,8 @@ class Pipeline:
                 kind = outcome.kind
                 if kind is OutcomeKind.SUCCESS:
                     stats.succeeded += 1
+                    if self._on_success is not None:
+                        self._on_success(at - sent_at, outcome.cost)
                     stats.tokens_in += outcome.tokens_in
                     stats.tokens_out += outcome.tokens_out
                     await self._emit(Envelope(

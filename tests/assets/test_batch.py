@@ -59,6 +59,8 @@ def test_materialization_metadata_checks_and_resume(tmp_path, simulator):
         assert summary["lines"] == 61 and summary["errors_by_type"] == {"invalid_json": 1}
         out_lines = (root / "outputs" / "job" / "results.jsonl").read_text().splitlines()
         assert len(out_lines) == 61
+        plot = root / "outputs" / "job" / "rate.png"
+        assert md["rate_plot"] == str(plot) and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
         sent_before = simulator.stats()["received"]
         again = materialize(key, resources, llm, instance)

@@ -1,0 +1,45 @@
+"""The rate-learning plot (``OUTPUT/rate.png``): allowed and achieved rate, 429s, and the
+learned ceilings over the job's time."""
+
+from __future__ import annotations
+
+import io
+
+from promptforge_dagster.core.rate_history import RateHistory
+
+
+def render_png(history: RateHistory, title: str = "PromptForge rate learning") -> bytes:
+    # the object API, not pyplot: checkpoints render from a worker thread
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    pts = list(history.points)
+    fig = Figure(figsize=(10, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_xlabel("seconds since the job started")
+    ax.set_ylabel("requests per minute")
+    ax.grid(alpha=0.3)
+    if not pts:
+        ax.set_title(f"{title}: no samples yet", fontsize=10)
+    else:
+        t = [p.t for p in pts]
+        ax.plot(t, [p.allowed_rpm for p in pts], label="allowed RPM", color="#1f77b4", linewidth=1.4)
+        ax.plot(t, [p.achieved_rpm for p in pts], label="achieved RPM (successes)", color="#2ca02c", linewidth=1.0)
+        ceilings = [(p.t, p.ceiling_rpm) for p in pts if p.ceiling_rpm]
+        if ceilings:
+            ax.step([c[0] for c in ceilings], [c[1] for c in ceilings], where="post", color="#d62728",
+                    linestyle="--", linewidth=1.0, label="learned RPM ceiling")
+        ax2 = ax.twinx()
+        ax2.bar(t, [p.refused for p in pts], width=max(history.every_s * 0.8, 0.5), color="#ff7f0e", alpha=0.5,
+                label="429s per interval")
+        ax2.set_ylabel("429s per interval")
+        lines, labels = ax.get_legend_handles_labels()
+        more_lines, more_labels = ax2.get_legend_handles_labels()
+        ax.legend(lines + more_lines, labels + more_labels, loc="upper left", fontsize=8)
+        tpm = [p.ceiling_tpm for p in pts if p.ceiling_tpm]
+        ax.set_title(f"{title} (learned TPM ceiling {tpm[-1]:,.0f})" if tpm else title, fontsize=10)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

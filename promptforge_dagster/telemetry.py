@@ -1,0 +1,109 @@
+"""OpenTelemetry metrics of one job: rate learning, progress, outcomes.
+
+Everything cumulative is read from the job's counters by observable instruments at export
+time, so the request path pays nothing; only the latency histogram is recorded per
+request. Attributes are the job id and the lane (provider/model#key-hash): never prompt
+or response text, never a key.
+
+Export is configured the standard way: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
+``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``) and ``OTEL_EXPORTER_OTLP_HEADERS`` select
+OTLP/HTTP; with neither set, nothing is exported.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Iterable
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+
+from promptforge_dagster.core.pipeline import JobStats
+from promptforge_dagster.core.rate_lanes import RateLanes
+
+PHASES = {"slow_start": 0, "recovery": 1, "avoidance": 2}
+
+
+def otlp_configured(env=os.environ) -> bool:
+    return bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"))
+
+
+def meter_provider(readers: Iterable[MetricReader] | None = None, env=os.environ) -> MeterProvider | None:
+    """A provider with the given readers, plus OTLP/HTTP when the environment asks for it."""
+    readers = list(readers or [])
+    if otlp_configured(env):
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        interval_ms = int(env.get("OTEL_METRIC_EXPORT_INTERVAL", "10000"))
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=interval_ms))
+    if not readers:
+        return None
+    resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", "promptforge")})
+    return MeterProvider(metric_readers=readers, resource=resource)
+
+
+class JobTelemetry:
+    """Instruments for one job; ``record_latency`` is the only per-request call."""
+
+    def __init__(self, meter: Meter, job_id: str, stats: JobStats, lanes: RateLanes,
+                 checkpoint_age: Callable[[], float | None] = lambda: None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.job = {"promptforge.job": job_id}
+        self.stats, self.lanes = stats, lanes
+        self._checkpoint_age = checkpoint_age
+        self._cost = 0.0
+
+        def per_lane(key: str, scale: float = 1.0) -> Callable[[CallbackOptions], list[Observation]]:
+            def observe(_options: CallbackOptions) -> list[Observation]:
+                out = []
+                for lane, snap in lanes.snapshot().items():
+                    value = snap.get(key)
+                    if isinstance(value, str):
+                        value = PHASES.get(value)
+                    if value is not None:
+                        out.append(Observation(float(value) * scale, {**self.job, "promptforge.lane": lane}))
+                return out
+            return observe
+
+        def job_value(read: Callable[[], float | None]) -> Callable[[CallbackOptions], list[Observation]]:
+            def observe(_options: CallbackOptions) -> list[Observation]:
+                v = read()
+                return [] if v is None else [Observation(float(v), self.job)]
+            return observe
+
+        meter.create_observable_gauge("promptforge.rate.allowed_rpm", [per_lane("allowed_rpm")], unit="{request}/min",
+                                      description="requests per minute the controller allows now")
+        meter.create_observable_gauge("promptforge.rate.allowed_tpm", [per_lane("allowed_tpm")], unit="{token}/min")
+        meter.create_observable_gauge("promptforge.rate.learned_rpm_ceiling", [per_lane("learned_rpm_ceiling")],
+                                      unit="{request}/min")
+        meter.create_observable_gauge("promptforge.rate.learned_tpm_ceiling", [per_lane("learned_tpm_ceiling")],
+                                      unit="{token}/min")
+        meter.create_observable_gauge("promptforge.rate.phase", [per_lane("phase")],
+                                      description="0 slow start, 1 recovery, 2 avoidance")
+        meter.create_observable_gauge("promptforge.requests.in_flight", [job_value(lambda: stats.in_flight)])
+        meter.create_observable_gauge("promptforge.checkpoint.age", [job_value(checkpoint_age)], unit="s")
+
+        def outcomes(_options: CallbackOptions) -> list[Observation]:
+            return [Observation(stats.succeeded, {**self.job, "outcome": "success"}),
+                    Observation(stats.failed - stats.input_errors, {**self.job, "outcome": "failed"}),
+                    Observation(stats.input_errors, {**self.job, "outcome": "input_error"}),
+                    Observation(stats.rate_limited, {**self.job, "outcome": "rate_limited"})]
+
+        meter.create_observable_counter("promptforge.requests", [outcomes], unit="{request}",
+                                        description="answered requests by outcome")
+        meter.create_observable_counter("promptforge.retries", [job_value(lambda: stats.retries)])
+        meter.create_observable_counter("promptforge.tokens.in", [job_value(lambda: stats.tokens_in)], unit="{token}")
+        meter.create_observable_counter("promptforge.tokens.out", [job_value(lambda: stats.tokens_out)],
+                                        unit="{token}")
+        meter.create_observable_counter("promptforge.prompts.skipped", [job_value(lambda: stats.skipped)])
+        meter.create_observable_counter("promptforge.cost", [job_value(lambda: self._cost)], unit="USD")
+        self._latency = meter.create_histogram("promptforge.request.latency", unit="s",
+                                               description="time from send to answer of successful requests")
+
+    def record_latency(self, seconds: float, cost: float | None = None) -> None:
+        self._latency.record(seconds, self.job)
+        if cost:
+            self._cost += cost
