@@ -153,7 +153,8 @@ def _run(args: argparse.Namespace) -> int:
                                  on_resume=None if args.quiet else _say_resumed,
                                  share_lanes=not args.no_share_lanes and not (args.rpm or args.tpm),
                                  log=lambda m: print(f"promptforge: {m}", file=sys.stderr, flush=True),
-                                 plot=render_png, on_success=telemetry.record_latency if telemetry else None)
+                                 plot=render_png, on_success=telemetry.record_latency if telemetry else None,
+                                 on_commit=telemetry.committed if telemetry else None)
         finally:
             task.cancel()
             reporter.final()

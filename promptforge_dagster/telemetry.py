@@ -49,11 +49,13 @@ class JobTelemetry:
     """Instruments for one job; ``record_latency`` is the only per-request call."""
 
     def __init__(self, meter: Meter, job_id: str, stats: JobStats, lanes: RateLanes,
-                 checkpoint_age: Callable[[], float | None] = lambda: None,
+                 checkpoint_age: Callable[[], float | None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.job = {"promptforge.job": job_id}
         self.stats, self.lanes = stats, lanes
-        self._checkpoint_age = checkpoint_age
+        self._checkpoint_age_fn = checkpoint_age
+        self._clock = clock
+        self._committed_at: float | None = None
         self._cost = 0.0
 
         def per_lane(key: str, scale: float = 1.0) -> Callable[[CallbackOptions], list[Observation]]:
@@ -84,7 +86,7 @@ class JobTelemetry:
         meter.create_observable_gauge("promptforge.rate.phase", [per_lane("phase")],
                                       description="0 slow start, 1 recovery, 2 avoidance")
         meter.create_observable_gauge("promptforge.requests.in_flight", [job_value(lambda: stats.in_flight)])
-        meter.create_observable_gauge("promptforge.checkpoint.age", [job_value(checkpoint_age)], unit="s")
+        meter.create_observable_gauge("promptforge.checkpoint.age", [job_value(self._age)], unit="s")
 
         def outcomes(_options: CallbackOptions) -> list[Observation]:
             return [Observation(stats.succeeded, {**self.job, "outcome": "success"}),
@@ -102,6 +104,15 @@ class JobTelemetry:
         meter.create_observable_counter("promptforge.cost", [job_value(lambda: self._cost)], unit="USD")
         self._latency = meter.create_histogram("promptforge.request.latency", unit="s",
                                                description="time from send to answer of successful requests")
+
+    def committed(self) -> None:
+        """A checkpoint was committed now (the checkpoint-age gauge counts from here)."""
+        self._committed_at = self._clock()
+
+    def _age(self) -> float | None:
+        if self._checkpoint_age_fn is not None:
+            return self._checkpoint_age_fn()
+        return None if self._committed_at is None else self._clock() - self._committed_at
 
     def record_latency(self, seconds: float, cost: float | None = None) -> None:
         self._latency.record(seconds, self.job)

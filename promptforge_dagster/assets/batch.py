@@ -122,7 +122,8 @@ def batch_results(
                 log=context.log.warning,
                 rerun_codes=RETRYABLE_ERROR_CODES if config.rerun_failed else (),
                 share_lanes=rate_limiter.share_lanes and not (rate_limiter.fixed_rpm or rate_limiter.fixed_tpm),
-                plot=render_png, on_success=telemetry.record_latency if telemetry else None)
+                plot=render_png, on_success=telemetry.record_latency if telemetry else None,
+                                 on_commit=telemetry.committed if telemetry else None)
         finally:
             task.cancel()
 

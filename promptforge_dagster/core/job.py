@@ -134,6 +134,7 @@ async def run_job(
     share_lanes: bool = False,
     plot: Callable[[RateHistory], bytes] | None = None,
     on_success: Callable[[float, float | None], None] | None = None,
+    on_commit: Callable[[], None] | None = None,
 ) -> JobResult:
     """Run (or resume) one job to completion; raises :class:`JobFailed` with a reason.
 
@@ -215,6 +216,8 @@ async def run_job(
 
     def commit(position: ReadPosition) -> None:
         committer.commit(wall_clock(), position, lanes.export_state(), counters_of(stats))
+        if on_commit is not None:
+            on_commit()
         write_plot()
 
     pipeline = Pipeline(

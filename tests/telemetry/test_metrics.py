@@ -118,3 +118,15 @@ def test_promptforge_run_exports_to_an_otlp_http_receiver(tmp_path, simulator):
     assert max(dp.as_int for dp in last) == 150
     raw = b"".join(msg.SerializeToString() for _, _, msg in rx.requests)
     assert b"secret prompt text" not in raw and b"sk-telemetry-test-key" not in raw
+
+
+def test_checkpoint_age_counts_from_the_last_commit():
+    reader = InMemoryMetricReader()
+    provider = meter_provider([reader], env={})
+    now = [100.0]
+    tel = JobTelemetry(provider.get_meter("t"), "job-2", JobStats(), RateLanes(lambda _l: None), clock=lambda: now[0])
+    assert "promptforge.checkpoint.age" not in points(reader) or not points(reader)["promptforge.checkpoint.age"]
+    tel.committed()
+    now[0] = 130.5
+    assert points(reader)["promptforge.checkpoint.age"][0].value == 30.5
+    provider.shutdown()
