@@ -7,7 +7,8 @@ or response text, never a key.
 
 Export is configured the standard way: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
 ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``) and ``OTEL_EXPORTER_OTLP_HEADERS`` select
-OTLP/HTTP; with neither set, nothing is exported.
+OTLP/HTTP; ``PROMPTFORGE_PROMETHEUS_PORT`` adds a local Prometheus scrape endpoint; with
+none set, nothing is exported.
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ def otlp_configured(env=os.environ) -> bool:
 def meter_provider(readers: Iterable[MetricReader] | None = None, env=os.environ) -> MeterProvider | None:
     """A provider with the given readers, plus OTLP/HTTP when the environment asks for it."""
     readers = list(readers or [])
+    port = env.get("PROMPTFORGE_PROMETHEUS_PORT")
+    if port:  # locally: a scrape endpoint on loopback, http://127.0.0.1:PORT/metrics
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+
+        start_http_server(int(port), addr=env.get("PROMPTFORGE_PROMETHEUS_HOST", "127.0.0.1"))
+        readers.append(PrometheusMetricReader())
     if otlp_configured(env):
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 

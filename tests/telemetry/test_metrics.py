@@ -130,3 +130,21 @@ def test_checkpoint_age_counts_from_the_last_commit():
     now[0] = 130.5
     assert points(reader)["promptforge.checkpoint.age"][0].value == 30.5
     provider.shutdown()
+
+
+def test_optional_prometheus_endpoint_serves_the_rate_gauges():
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    provider = meter_provider(env={"PROMPTFORGE_PROMETHEUS_PORT": str(port)})
+    lanes = RateLanes(lambda _l: AdaptiveRateController(AdaptiveConfig(rpm_hint=900), now=0.0), key_hash="k1")
+    lanes.controller(lanes.lane("gpt-4o-mini"))
+    JobTelemetry(provider.get_meter("t"), "job-3", JobStats(succeeded=7), lanes)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert "promptforge_rate_learned_rpm_ceiling" in text and 'promptforge_lane="openai/gpt-4o-mini#k1"' in text
+    assert any(l.startswith("promptforge_requests") and 'outcome="success"' in l and l.endswith(" 7.0")
+               for l in text.splitlines()), text[:2000]
+    provider.shutdown()
