@@ -139,38 +139,30 @@ def _run(args: argparse.Namespace) -> int:
     stats = JobStats()
     reporter = ProgressReporter(stats, lanes, stream=sys.stderr, enabled=not args.quiet)
     from promptforge_dagster.rate_plot import render_png
-    from promptforge_dagster.telemetry import JobTelemetry, meter_provider
+    from promptforge_dagster.telemetry import job_metrics
 
-    metrics = meter_provider()  # OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set; else None
-    telemetry = JobTelemetry(metrics.get_meter("promptforge"), spec.job_id or spec.input_uri, stats, lanes) \
-        if metrics else None
-
-    async def go():
+    async def go(metric_hooks):
         task = asyncio.create_task(reporter.run())
         try:
             return await run_job(spec, input_storage=storage_for(spec.input_uri), output_storage=output_storage,
                                  provider=provider, controller=lanes, stats=stats, registry=registry,
                                  on_resume=None if args.quiet else _say_resumed,
-                                 share_lanes=not args.no_share_lanes and not (args.rpm or args.tpm),
+                                 share_lanes=not args.no_share_lanes,
                                  log=lambda m: print(f"promptforge: {m}", file=sys.stderr, flush=True),
-                                 plot=render_png, on_success=telemetry.record_latency if telemetry else None,
-                                 on_commit=telemetry.committed if telemetry else None)
+                                 plot=render_png, **metric_hooks)
         finally:
             task.cancel()
             reporter.final()
 
     try:
-        result = asyncio.run(go())
+        with job_metrics(spec.job_id or spec.input_uri, stats, lanes) as metric_hooks:
+            result = asyncio.run(go(metric_hooks))
     except JobFailed as exc:
-        if metrics:
-            metrics.shutdown()
         print(f"promptforge: job failed: {exc}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as exc:
         print(f"promptforge: job failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    if metrics:
-        metrics.shutdown()  # flushes the last export
     s = result.summary
     print(
         f"done: {s['prompts']} prompts, {s['succeeded']} succeeded, {s['failed']} failed, "

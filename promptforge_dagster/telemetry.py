@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Iterable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -126,3 +127,18 @@ class JobTelemetry:
         self._latency.record(seconds, self.job)
         if cost:
             self._cost += cost
+
+
+@contextmanager
+def job_metrics(job_id: str, stats: JobStats, lanes: RateLanes, env=os.environ) -> Iterator[dict[str, Any]]:
+    """The ``run_job`` hooks of a job's metrics (none when nothing is configured); the
+    last export is flushed on exit, whatever the job's outcome."""
+    provider = meter_provider(env=env)
+    if provider is None:
+        yield {}
+        return
+    telemetry = JobTelemetry(provider.get_meter("promptforge"), job_id, stats, lanes)
+    try:
+        yield {"on_success": telemetry.record_latency, "on_commit": telemetry.committed}
+    finally:
+        provider.shutdown()

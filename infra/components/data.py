@@ -21,7 +21,8 @@ class Compute(pulumi.ComponentResource):
             f"{name}-jobs-by-status", project=cfg.project, database=self.firestore.name,
             collection="promptforge_jobs", query_scope="COLLECTION",
             fields=[gcp.firestore.IndexFieldArgs(field_path="status", order="ASCENDING"),
-                    gcp.firestore.IndexFieldArgs(field_path="created_at", order="ASCENDING")],
+                    gcp.firestore.IndexFieldArgs(field_path="created_at", order="ASCENDING"),
+                    gcp.firestore.IndexFieldArgs(field_path="job_id", order="ASCENDING")],
             opts=child)
         self.repository = gcp.artifactregistry.Repository(
             f"{name}-images", repository_id="promptforge", format="DOCKER", location=cfg.region,

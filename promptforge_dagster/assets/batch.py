@@ -102,12 +102,9 @@ def batch_results(
     store = storage.storage()
 
     from promptforge_dagster.rate_plot import render_png
-    from promptforge_dagster.telemetry import JobTelemetry, meter_provider
+    from promptforge_dagster.telemetry import job_metrics
 
-    metrics = meter_provider()  # OTLP/HTTP when the OTEL_EXPORTER_OTLP_* variables are set
-    telemetry = JobTelemetry(metrics.get_meter("promptforge"), key, stats, lanes) if metrics else None
-
-    async def go():
+    async def go(metric_hooks):
         from promptforge_dagster.progress import ProgressReporter
 
         reporter = ProgressReporter(stats, lanes, stream=_LogStream(context.log), enabled=True, log_every_s=10.0)
@@ -121,21 +118,16 @@ def batch_results(
                     f"last checkpoint reconciled; reading from line {r.position.line_no}"),
                 log=context.log.warning,
                 rerun_codes=RETRYABLE_ERROR_CODES if config.rerun_failed else (),
-                share_lanes=rate_limiter.share_lanes and not (rate_limiter.fixed_rpm or rate_limiter.fixed_tpm),
-                plot=render_png, on_success=telemetry.record_latency if telemetry else None,
-                                 on_commit=telemetry.committed if telemetry else None)
+                share_lanes=rate_limiter.share_lanes, plot=render_png, **metric_hooks)
         finally:
             task.cancel()
 
     try:
-        result = asyncio.run(go())
+        with job_metrics(key, stats, lanes) as metric_hooks:  # OTLP/HTTP when OTEL_EXPORTER_OTLP_* are set
+            result = asyncio.run(go(metric_hooks))
     except JobFailed as exc:
-        if metrics:
-            metrics.shutdown()
         raise dg.Failure(description=str(exc), metadata={"input": record.input_uri, "output": record.output_uri,
                                                          "done_and_kept": stats.done + stats.skipped}) from exc
-    if metrics:
-        metrics.shutdown()
     s = result.summary
     lanes_state = s.get("rate_lanes") or {}
     learned_rpm = [v.get("learned_rpm_ceiling") for v in lanes_state.values() if v.get("learned_rpm_ceiling")]

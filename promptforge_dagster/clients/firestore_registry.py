@@ -13,6 +13,7 @@ import os
 import random
 import time
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from dataclasses import asdict
@@ -54,8 +55,6 @@ class FirestoreRegistry:
     def _in_transaction(self, fn):
         """Run a @transactional function; when it keeps losing to concurrent writers (attempts
         racing for one job's lease), back off with jitter and try again."""
-        from google.api_core import exceptions as gexc
-
         for attempt in range(10):
             try:
                 return fn(self.client.transaction(max_attempts=MAX_ATTEMPTS))
@@ -75,10 +74,8 @@ class FirestoreRegistry:
         try:
             self._ref(record.job_id).create(record.as_dict())
             return True
-        except Exception as exc:  # google.api_core.exceptions.AlreadyExists (Conflict)
-            if type(exc).__name__ in ("AlreadyExists", "Conflict"):
-                return False
-            raise
+        except gexc.AlreadyExists:  # Conflict (409) is its parent: the document exists
+            return False
 
     def get(self, job_id: str) -> JobRecord | None:
         snap = self._ref(job_id).get()
@@ -86,10 +83,10 @@ class FirestoreRegistry:
 
     def list(self, status: str | None = None, limit: int = 100) -> list[JobRecord]:
         query = self.collection
-        if status is not None:
+        if status is not None:  # served by the (status, created_at) index the infra creates
             query = query.where(filter=firestore.FieldFilter("status", "==", validate_status(status)))
-        docs = [JobRecord.from_dict(s.to_dict()) for s in query.stream()]
-        return sorted(docs, key=lambda r: (r.created_at, r.job_id))[:limit]
+        query = query.order_by("created_at").order_by("job_id").limit(limit)
+        return [JobRecord.from_dict(s.to_dict()) for s in query.stream()]
 
     def acquire(self, job_id: str, owner: str, now: float, ttl_s: float, *, steal: bool = False) -> Lease:
         ref = self._ref(job_id)

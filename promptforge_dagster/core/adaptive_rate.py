@@ -500,8 +500,7 @@ class AdaptiveRateController:
         self.burst_refusals += 1
         w = self.w_max() or self.rate
         provider_burst_s = self._burst_ok / w - (self._burst_until - self._burst_start)
-        self.burst_s = max(1.0, min(self.burst_s / 2, provider_burst_s * (1 - 2 * self.cfg.margin))
-                           if provider_burst_s <= 0 else provider_burst_s * (1 - 2 * self.cfg.margin))
+        self.burst_s = max(1.0, provider_burst_s * (1 - 2 * self.cfg.margin))
         self._burst_learned = True
         self._sync(now)
 

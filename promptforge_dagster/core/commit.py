@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from pyroaring import BitMap
 
@@ -51,6 +51,11 @@ from promptforge_dagster.core.results import Envelope, decode_part, encode_part
 from promptforge_dagster.core.storage import PreconditionFailed, Storage, join
 
 CHECKPOINT_NAME = "checkpoint.pfck"
+
+
+def parts_prefix(output_uri: str) -> str:
+    """Where a job's result parts live."""
+    return join(output_uri, "parts") + "/"
 
 
 @dataclass
@@ -87,7 +92,6 @@ class JobCommitter:
         self.covered: dict[str, int] = {}
         self._seq = 0
         self._generation = 0  # of the checkpoint object as this attempt last wrote or read it
-        self._last: bytes | None = None
         self.lost: str | None = None
 
     @property
@@ -96,7 +100,7 @@ class JobCommitter:
 
     @property
     def parts_prefix(self) -> str:
-        return join(self.output_uri, "parts") + "/"
+        return parts_prefix(self.output_uri)
 
     # -- attempt start ----------------------------------------------------------
     def open(self, now: float, *, steal: bool = True) -> ResumeInfo:
@@ -145,17 +149,17 @@ class JobCommitter:
             return None  # start from the parts alone: they hold everything that was written
 
     def _reconcile(self, ck: BitsetCheckpoint | None) -> int:
+        """Read back every part the checkpoint does not cover; afterwards all parts that
+        exist now are covered."""
         count = 0
         for path in self.storage.list(self.parts_prefix):
             name = PartName.parse(path)
-            if name is None or (ck is not None and ck.is_covered(name)):
+            if name is None:
                 continue
-            self.done.update(env.ordinal for env in decode_part(self.storage.read_bytes(path)))
-            count += 1
-        for path in self.storage.list(self.parts_prefix):
-            name = PartName.parse(path)
-            if name is not None:
-                self.covered[name.attempt] = max(self.covered.get(name.attempt, 0), name.seq)
+            if ck is None or not ck.is_covered(name):
+                self.done.update(env.ordinal for env in decode_part(self.storage.read_bytes(path)))
+                count += 1
+            self.covered[name.attempt] = max(self.covered.get(name.attempt, 0), name.seq)
         return count
 
     # -- while running ------------------------------------------------------------
@@ -178,13 +182,7 @@ class JobCommitter:
     def commit(self, now: float, position: ReadPosition | None = None, rate_state: dict[str, Any] | None = None,
                counters: dict[str, int] | None = None, status: str = "running") -> BitsetCheckpoint:
         """Renew the lease and replace the checkpoint by CAS; :class:`LeaseLost` if either fails."""
-        if self.lease is None:
-            raise RuntimeError("open() the committer first")
-        try:
-            self.lease = self.registry.renew(self.lease, now, self.lease_ttl_s, counters)
-        except LeaseLost as exc:
-            self.lost = str(exc)
-            raise
+        self._renew(now, counters)
         ck = self._snapshot(position or ReadPosition(), rate_state or {}, counters or {}, now, status)
         self._write_checkpoint(ck)
         return ck
@@ -192,9 +190,13 @@ class JobCommitter:
     def heartbeat(self, now: float) -> None:
         """Renew the lease between commits (so a live owner is never taken for dead);
         :class:`LeaseLost` if a newer attempt owns the job."""
-        assert self.lease is not None
+        self._renew(now, None)
+
+    def _renew(self, now: float, counters: dict[str, int] | None) -> None:
+        if self.lease is None:
+            raise RuntimeError("open() the committer first")
         try:
-            self.lease = self.registry.renew(self.lease, now, self.lease_ttl_s)
+            self.lease = self.registry.renew(self.lease, now, self.lease_ttl_s, counters)
         except LeaseLost as exc:
             self.lost = str(exc)
             raise
@@ -257,5 +259,3 @@ def low_water(pending: dict[int, ReadPosition], next_position: ReadPosition) -> 
     first = min(pending.values(), key=lambda p: p.ordinal)
     return first if first.ordinal < next_position.ordinal else next_position
 
-
-CommitHook = Callable[[float], None]

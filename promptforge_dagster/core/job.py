@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import msgspec
 from pyroaring import BitMap
-from promptforge_dagster.core.commit import CHECKPOINT_NAME, JobCommitter, ResumeInfo
+from promptforge_dagster.core.commit import CHECKPOINT_NAME, JobCommitter, ResumeInfo, parts_prefix
 from promptforge_dagster.core.formats import JobDefaults, LineParser, NotJsonlError
 from promptforge_dagster.core.input_scan import SNIFF_BYTES, InputIndex, scan_input, sniff
 from promptforge_dagster.core.job_planning import RETRYABLE_ERROR_CODES
@@ -78,10 +78,6 @@ class JobResult:
     summary_uri: str
     summary: dict[str, Any]
     stats: JobStats
-
-
-def parts_prefix(output_uri: str) -> str:
-    return join(output_uri, "parts") + "/"
 
 
 def clear_output(storage: Storage, output_uri: str) -> None:
@@ -178,7 +174,6 @@ async def run_job(
         raise JobFailed(str(exc)) from exc
     if on_resume is not None:
         on_resume(resume)
-    rerun = BitMap()
     if rerun_codes:
         rerun = committer.reopen_failed(tuple(rerun_codes))
         log(f"re-running {len(rerun)} prompts whose results were failures ({', '.join(rerun_codes)})")
@@ -220,27 +215,30 @@ async def run_job(
             on_commit()
         write_plot()
 
-    pipeline = Pipeline(
-        job_id=job_id,
-        lines=lines,
-        parser=LineParser(spec.defaults, spec.max_line_bytes, source=spec.input_uri),
-        provider=provider,
-        controller=lanes,
-        write_part=committer.write_part,
-        config=spec.pipeline,
-        start=resume.position,
-        done=resume.done,
-        duplicates=index.duplicates,
-        stats=stats,
-        clock=clock,
-        wall_clock=wall_clock,
-        checkpoint=commit,
-        checkpoint_interval_s=spec.checkpoint_interval_s,
-        heartbeat=heartbeat,
-        heartbeat_s=spec.heartbeat_s,
-        on_success=on_success,
-        on_tick=history.sample,
-    )
+    def make_pipeline(start: ReadPosition, done: BitMap) -> Pipeline:
+        return Pipeline(
+            job_id=job_id,
+            lines=lines,
+            parser=LineParser(spec.defaults, spec.max_line_bytes, source=spec.input_uri),
+            provider=provider,
+            controller=lanes,
+            write_part=committer.write_part,
+            config=spec.pipeline,
+            start=start,
+            done=done,
+            duplicates=index.duplicates,
+            stats=stats,
+            clock=clock,
+            wall_clock=wall_clock,
+            checkpoint=commit,
+            checkpoint_interval_s=spec.checkpoint_interval_s,
+            heartbeat=heartbeat,
+            heartbeat_s=spec.heartbeat_s,
+            on_success=on_success,
+            on_tick=history.sample,
+        )
+
+    pipeline = make_pipeline(resume.position, resume.done)
     if on_pipeline is not None:
         on_pipeline(pipeline)
     try:
@@ -250,15 +248,9 @@ async def run_job(
             # Safety net: a pass that ends with prompts unwritten (none should) re-reads the
             # input from the start, skipping what is done, rather than fail the publish.
             log(f"{missing} prompts not written after the main pass; re-reading {spec.input_uri} from the start")
-            sweep = Pipeline(
-                job_id=job_id, lines=lines, parser=LineParser(spec.defaults, spec.max_line_bytes, source=spec.input_uri),
-                provider=provider, controller=lanes, write_part=committer.write_part, config=spec.pipeline,
-                done=BitMap(committer.done), duplicates=index.duplicates, stats=stats, clock=clock,
-                wall_clock=wall_clock, checkpoint=commit, checkpoint_interval_s=spec.checkpoint_interval_s,
-                heartbeat=heartbeat, heartbeat_s=spec.heartbeat_s, on_success=on_success, on_tick=history.sample)
+            pipeline = make_pipeline(ReadPosition(), BitMap(committer.done))
             stats.skipped = 0
-            await sweep.run()
-            pipeline = sweep
+            await pipeline.run()
         if stats.fatal:
             raise JobFailed(
                 f"stopped: {stats.fatal} ({stats.done + stats.skipped} of {stats.total} prompts are done and kept; "

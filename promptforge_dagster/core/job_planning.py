@@ -83,10 +83,8 @@ def pod_resources(estimated_prompts: int) -> dict[str, dict[str, str]]:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """What the sensor asks Dagster for: one run of one partition."""
+    """How the sensor asks Dagster for a job's run (the run key and partition are the job id)."""
 
-    run_key: str
-    partition_key: str
     job_name: str
     estimated_prompts: int
     tags: dict[str, str] = field(default_factory=dict)
@@ -102,7 +100,7 @@ def plan_run(obj: UploadedObject, *, small_job_prompts: int = 1000, max_retries:
     tags = {
         "dagster/max_retries": str(max_retries),
         "dagster/retry_strategy": "ALL_STEPS",
-        "promptforge/job": key[:63] if len(key) <= 63 else key[:40] + "…",
+        "promptforge/job": key if len(key) <= 63 else key[:40] + "…",
         "promptforge/size_class": "small" if small else "large",
         "promptforge/estimated_prompts": str(n),
         **(extra_tags or {}),
@@ -110,8 +108,8 @@ def plan_run(obj: UploadedObject, *, small_job_prompts: int = 1000, max_retries:
     if small:
         # the run worker does the work: size its pod (K8sRunLauncher reads this tag)
         tags["dagster-k8s/config"] = json.dumps({"container_config": {"resources": pod_resources(n)}})
-    return RunPlan(run_key=key, partition_key=key, job_name=SMALL_JOB if small else LARGE_JOB,
-                   estimated_prompts=n, tags=tags, step_resources=None if small else pod_resources(n))
+    return RunPlan(job_name=SMALL_JOB if small else LARGE_JOB, estimated_prompts=n, tags=tags,
+                   step_resources=None if small else pod_resources(n))
 
 
 def plan_cursor(cursor: str | None) -> dict[str, Any]:
@@ -175,15 +173,12 @@ def parse_owner(owner: str | None) -> tuple[str | None, int | None, int | None, 
     >>> parse_owner("h:1:2:abc"), parse_owner("laptop:42")
     (('h', 1, 2, 'abc'), ('laptop', 42, None, None))
     """
-    if not owner:
-        return None, None, None, None
-    parts = owner.split(":")
-    ints = []
-    for p in parts[1:3]:
-        ints.append(int(p) if p.isdigit() else None)
-    while len(ints) < 2:
-        ints.append(None)
-    return parts[0], ints[0], ints[1], parts[3] if len(parts) > 3 else None
+    host, worker, step, run_id = ((owner or "").split(":", 3) + ["", "", "", ""])[:4]
+
+    def pid(text: str) -> int | None:
+        return int(text) if text.isdigit() else None
+
+    return host or None, pid(worker), pid(step), run_id or None
 
 
 def job_record_for(obj: UploadedObject, *, input_uri: str, output_uri: str, now: float,

@@ -33,6 +33,7 @@ from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 from pyroaring import BitMap
 
+from promptforge_dagster.core.commit import low_water
 from promptforge_dagster.core.formats import BadLine, LineParser, PromptRequest
 from promptforge_dagster.core.outcome import Outcome, OutcomeKind, limit_hint
 from promptforge_dagster.core.rate_controller import RateController, RateSample
@@ -246,10 +247,7 @@ class Pipeline:
 
     def resume_position(self) -> ReadPosition:
         """Every line before this position is in a written part (or was done before)."""
-        if not self._pending:
-            return self._cursor
-        first = min(self._pending.values(), key=lambda p: p.ordinal)
-        return first if first.ordinal < self._cursor.ordinal else self._cursor
+        return low_water(self._pending, self._cursor)
 
     async def checkpoint(self) -> None:
         """Write what is buffered, then commit a checkpoint at the resume position. A

@@ -29,15 +29,13 @@ class RateLanes:
         key_hash: str = "nokey",
         default_provider: str = "openai",
         one_lane: bool = False,
-        warm: dict[str, dict[str, Any]] | None = None,
         restore: Callable[[str, dict[str, Any]], RateController] | None = None,
         warm_lookup: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
         self._factory = factory
-        self._warm = dict(warm or {})  # lane -> exported state of an earlier attempt
+        self._warm: dict[str, dict[str, Any]] = {}  # lane -> exported state of an earlier attempt
         self._restore = restore
         self.warm_lookup = warm_lookup  # shared state of other jobs, consulted for a new lane
-        self._one_lane = one_lane
         self.one_lane = one_lane
         self.key_hash = key_hash
         self.default_provider = default_provider
@@ -50,7 +48,7 @@ class RateLanes:
         return cls(lambda _lane: controller, one_lane=True)
 
     def lane(self, model: str) -> str:
-        if self._one_lane:
+        if self.one_lane:
             return "all"
         name = self._names.get(model)
         if name is None:

@@ -78,6 +78,8 @@ class LaneSync:
         now = self._clock() if now is None else now
         changes: list[tuple[Any, float]] = []
         for lane, controller in self.lanes.items():
+            if not hasattr(controller, "rescale"):
+                continue  # a fixed limit learns nothing and takes no share
             rec = self.registry.publish_lane(lane, self.job_id, now, self.ttl_s)
             n_now = max(1, len(rec.active(now)))
             n_before = self._members.get(lane, n_now)
@@ -85,10 +87,9 @@ class LaneSync:
             fresh = measured != self._measured.get(lane, 0)
             self._measured[lane] = measured
             factor = 1.0 if fresh else n_before / n_now
-            if factor != 1.0 and hasattr(controller, "rescale"):
+            if factor != 1.0:
                 changes.append((controller, factor))
-            export = getattr(controller, "export_state", None)
-            exported = export() if export else {}
+            exported = controller.export_state()
             if _learned(exported):
                 # this job's share (after the rescale about to apply) times the jobs on the lane
                 self.registry.publish_lane(lane, self.job_id, now, self.ttl_s,
@@ -105,7 +106,7 @@ class LaneSync:
         return self._members.get(lane, 1)
 
     def leave(self) -> None:
-        for lane, _ in self.lanes.items():
+        for lane in self._members:  # the lanes this job joined
             try:
                 self.registry.leave_lane(lane, self.job_id)
             except Exception:  # noqa: BLE001 - best effort: membership expires anyway

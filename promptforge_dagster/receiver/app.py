@@ -5,6 +5,7 @@ Answers fast: parse, validate, one registry write. The sensor starts the run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ def make_app(config: ReceiverConfig, registry: JobRegistry, verifier: OidcVerifi
         key = job_key(obj)
         record = job_record_for(obj, input_uri=obj.uri, output_uri=config.output_uri(key), now=clock(),
                                 event_id=event.id)
-        created = await _offload(registry.create, record)  # idempotent: the generation is in the key
+        created = await asyncio.to_thread(registry.create, record)  # idempotent: the generation is in the key
         log.info("event %s: job %s %s (%s)", event.id, key, "recorded" if created else "already known",
                  record.status)
         return web.json_response({"job_id": key, "created": created, "status": record.status},
@@ -67,8 +68,3 @@ def make_app(config: ReceiverConfig, registry: JobRegistry, verifier: OidcVerifi
     app.router.add_get("/healthz", health)
     return app
 
-
-async def _offload(fn, *args):
-    import asyncio
-
-    return await asyncio.to_thread(fn, *args)

@@ -19,15 +19,17 @@ from promptforge_dagster.core.job_registry import JobRecord
 from promptforge_dagster.resources import JobRegistryResource, StorageResource
 
 
-def record_object(registry, storage: StorageResource, obj: UploadedObject, now: float) -> JobRecord:
-    """The job record of an uploaded object (created once; a rejected object records why)."""
+def record_object(registry, storage: StorageResource, obj: UploadedObject, now: float) -> tuple[JobRecord, bool]:
+    """The job record of an uploaded object, and whether this call created it (once per
+    object generation; a rejected object records why)."""
     existing = registry.get(job_key(obj))
     if existing is not None:
-        return existing
+        return existing, False
     record = job_record_for(obj, input_uri=storage.object_uri(obj.name),
                             output_uri=storage.output_uri(output_name(job_key(obj))), now=now)
-    registry.create(record)
-    return registry.get(record.job_id) or record
+    if registry.create(record):
+        return record, True
+    return registry.get(record.job_id) or record, False  # a receiver recorded it meanwhile
 
 
 def list_uploads(storage: StorageResource) -> list[UploadedObject]:
@@ -61,8 +63,8 @@ def build_upload_sensor(jobs: list, *, small_job_prompts: int, max_retries: int,
         doc = plan_cursor(context.cursor)
         if now - float(doc.get("listed_at", 0.0)) >= listing_interval_s:
             for obj in list_uploads(storage):  # the fallback for missed events
-                rec = record_object(registry, storage, obj, now)
-                if rec.status == "rejected" and rec.job_id not in doc["requested"]:
+                rec, created = record_object(registry, storage, obj, now)
+                if created and rec.status == "rejected":  # said once, not on every tick
                     context.log.warning(f"not starting a run for {rec.input_uri}: {rec.message}")
             doc["listed_at"] = now
         requests, new_keys = [], []
