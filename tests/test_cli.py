@@ -102,3 +102,24 @@ def test_adaptive_pacing_learns_a_limit_it_was_never_told(tmp_path, simulator_fa
     stats = sim.stats()
     assert stats["ok"] == 700
     assert stats["rate_limited"] / stats["received"] < 0.10  # discovery included
+
+
+def test_rerun_resumes_and_says_so_while_restart_starts_over(tmp_path, simulator_factory):
+    """Running again with the same OUTPUT sends nothing and reports what was already done;
+    --restart discards that progress and sends every prompt again."""
+    sim = simulator_factory("--rpm", "0", "--latency-ms", "5")
+    batch_file(tmp_path / "in.jsonl", 40)
+    args = ["run", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out"), "--model", "openai/sim-model",
+            "--api-base", sim.api_base, "--rpm-hint", "6000"]
+    assert cli(*args).returncode == 0
+    sent = sim.stats()["received"]
+    again = cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert "resuming: 40 prompts already done" in again.stderr
+    assert sim.stats()["received"] == sent
+    assert "40 skipped as already done" in again.stdout
+    restart = cli(*args, "--restart")
+    assert restart.returncode == 0, restart.stderr
+    assert "resuming:" not in restart.stderr
+    assert sim.stats()["received"] == sent + 40
+    assert len((tmp_path / "out" / "results.jsonl").read_text().splitlines()) == 40

@@ -57,3 +57,17 @@ def test_gke_keys_come_from_the_environment_not_the_code():
     assert isinstance(llm.api_key, dg.EnvVar) and llm.api_key.env_var_name == "OPENAI_API_KEY"
     local = resources_for(deployment_from_env({}))["llm"]
     assert local.api_key is None and local.api_base == "simulator"
+
+
+def test_dagster_and_dg_cli_validate_the_code_location(tmp_path):
+    """`dagster definitions validate` and `dg check defs` both accept the project."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PROMPTFORGE_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path)}
+    bindir = os.path.dirname(sys.executable)
+    for cmd in ([os.path.join(bindir, "dagster"), "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],
+                [os.path.join(bindir, "dg"), "check", "defs"]):
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, (cmd, p.stdout[-2000:], p.stderr[-2000:])

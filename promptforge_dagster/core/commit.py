@@ -3,7 +3,7 @@
 Invariants (``docs/CHECKPOINTS.md`` explains why each holds):
 
 1. A part is written create-only and never changed; its name says which attempt wrote
-   it and in what order (``e<epoch>-<ms>-<pid>-<seq>.jsonl``).
+   it and in what order (``e<epoch>-<ms>-<pid>-<seq>.part.jsonl``).
 2. An ordinal enters the checkpoint's bitset only after the part holding it is written.
 3. The checkpoint is replaced only by a compare-and-swap on its generation, by the lease
    holder, after renewing the lease. An attempt whose CAS or renewal fails has lost the

@@ -7,11 +7,11 @@ picked up first: those prompts are skipped, never sent twice (``core/commit.py``
 
 Output layout::
 
-    OUTPUT/parts/<attempt>-<seq>.jsonl   immutable parts, written as results complete
-    OUTPUT/checkpoint.pfck               the bitset checkpoint (core/checkpoint.py)
-    OUTPUT/scan.json                     the input's duplicate scan, kept for resumes
-    OUTPUT/results.jsonl                 one line per input line, OpenAI Batch format
-    OUTPUT/summary.json                  counts, tokens, cost, wall time, achieved RPM
+    OUTPUT/parts/<attempt>-<seq>.part.jsonl   immutable parts, written as results complete
+    OUTPUT/checkpoint.pfck                    the bitset checkpoint (core/checkpoint.py)
+    OUTPUT/scan.json                          the input's duplicate scan, kept for resumes
+    OUTPUT/results.jsonl                      one line per input line, OpenAI Batch format
+    OUTPUT/summary.json                       counts, tokens, cost, wall time, achieved RPM
 """
 
 from __future__ import annotations
