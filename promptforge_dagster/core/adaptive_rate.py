@@ -80,12 +80,15 @@ class AdaptiveConfig:
     exit_probe: float = 0.30
     max_stability: float = 3.0
     probe_requests: float = 100.0
-    confirm_busy_s: float = 40.0
+    confirm_slack_s: float = 0.5  # successes beyond the old ceiling's refill, in seconds of it, that say it rose
+    confirm_busy_s: float = 40.0  # or: goodput above it over a window after this long continuously busy
     min_rpm: float = 1.0
     max_rpm: float = 1_000_000.0
     measure_min_s: float = 0.3
     measure_max_s: float = 2.0
     measure_responses: int = 12
+    measure_cut: float = 0.5  # measure at this share of the refused allowance: fewer refusals meanwhile
+    measure_refused_share: float = 0.2  # a cut measurement refused less than this was not above the ceiling
     emergency_refused_share: float = 0.10
     burst_s: float = 1.0
     burst_s_max: float = 30.0
@@ -99,6 +102,8 @@ class AdaptiveConfig:
             raise ValueError("margin must be in [0, 0.3]")
         if self.slow_start_growth <= 1:
             raise ValueError("slow_start_growth must be above 1")
+        if not 0 < self.measure_cut <= 1:
+            raise ValueError("measure_cut must be in (0, 1]")
         if not 0 < self.min_rpm <= self.initial_rpm <= self.max_rpm:
             raise ValueError("need 0 < min_rpm <= initial_rpm <= max_rpm")
         for name in ("rpm_hint", "tpm_hint"):
@@ -120,7 +125,9 @@ class _Response:
 class _Episode:
     start: float  # when the first refusal arrived
     first_sent: float  # when the first refused request was sent: the account was empty by then
+    measure_from: float  # answers to requests sent from here on are the measurement
     rate: float  # the allowance held during the measurement
+    before: float  # the allowance that was refused
     limit: str | None
 
 
@@ -147,14 +154,20 @@ class AdaptiveRateController:
         self._pause_until = now
         self._blocked_at = -math.inf  # last time a request waited on the allowance
         self._refused_at = -math.inf  # last fresh refusal
+        self._empty_at = now  # send time of the latest refused request: the account was dry then
+        self._ok_since_empty = 0  # successes of requests sent after it
+        self._ok_tokens_since_empty = 0
+        self._last_ok_sent = now
         self._busy_since = now  # start of the current stretch of requests waiting on the allowance
+        self._successes: deque[float] = deque()  # success times over the last window
         self._stability = 1.0  # grows while successive ceiling estimates agree: probe less often
         self._episode: _Episode | None = None
+        self._bracket_top: float | None = None  # a cut measurement saw no refusal: the ceiling is under this
+        self._bracket_reached = math.inf  # when the allowance reached the bracket's top
         self.last_decrease_at = -math.inf
         self._overload_streak = 0
         self._last_overload_at = -math.inf
         self._responses: deque[_Response] = deque()
-        self._successes: deque[float] = deque()  # success times over the last window
         self._latencies: deque[float] = deque(maxlen=64)  # of recent successes
         self._tokens: deque[int] = deque(maxlen=256)
         self._p95_cache: int | None = None
@@ -221,11 +234,18 @@ class AdaptiveRateController:
         if sample.kind is OutcomeKind.SUCCESS:
             self._overload_streak = 0
             self._successes.append(now)
+            if sample.sent_at > self._empty_at:
+                self._ok_since_empty += 1
+                self._ok_tokens_since_empty += max(1, sample.est_tokens or sample.tokens)
+                self._last_ok_sent = max(self._last_ok_sent, sample.sent_at)
             self._latencies.append(now - sample.sent_at)
         elif sample.kind is OutcomeKind.OVERLOADED:
             self._on_overload(sample)
         elif refused:
             self.rate_limited += 1
+            if sample.sent_at > self._empty_at:
+                self._empty_at = self._last_ok_sent = sample.sent_at
+                self._ok_since_empty = self._ok_tokens_since_empty = 0
             self._on_refused(sample)
 
     def snapshot(self) -> dict[str, Any]:
@@ -288,6 +308,8 @@ class AdaptiveRateController:
             self.ceiling_tpm *= factor
         self.rate *= factor
         self._r0 *= factor
+        self._empty_at = self._last_ok_sent = now  # what was admitted so far was another share's
+        self._ok_since_empty = self._ok_tokens_since_empty = 0
         self._clamp()
         self._sync(now)
 
@@ -359,6 +381,18 @@ class AdaptiveRateController:
         self._r0 = self.rate
         self._t_epoch = now - self._k()
 
+    def _rose(self, w: float) -> bool:
+        """Since the account was last seen dry, it can have admitted no more than its
+        ceiling refills in that time. Admitted clearly more than ``w`` would: it rose.
+        Idle gaps and provider bursts cannot fake this: they only spend that refill."""
+        elapsed = self._last_ok_sent - self._empty_at
+        admitted, refill = self._ok_since_empty, w
+        if self.tpm_binds():  # counted in tokens: prompt sizes vary
+            admitted, refill = self._ok_tokens_since_empty, self.ceiling_tpm / 60.0
+        slack = max(3.0 * admitted / max(1, self._ok_since_empty), refill * self.cfg.confirm_slack_s)
+        # beyond the estimate's own error (a few per cent): a slightly low one is probed up
+        return admitted > refill * elapsed * (1 + 2 * self.cfg.margin) + slack
+
     def _goodput(self, now: float) -> float:
         """Successful requests per second over the last window."""
         horizon = now - self.cfg.window_s
@@ -399,20 +433,30 @@ class AdaptiveRateController:
                 self.rate = w - max(w - self._r0, 0.0) * ((k - t) / k) ** 3
                 self.phase = Phase.RECOVERY
             else:  # convex: beyond it, slowly at first; slower still while estimates agree
-                # probing costs a refusal or two: space probes by time and by requests sent
-                scale = max(cfg.window_s * self._stability, cfg.probe_requests / w)
-                probe_t = (t - k) / scale
+                # probing costs a refusal or two: space probes by time and by requests sent,
+                # holding at the ceiling, then rise within a window: a risen ceiling is
+                # found sooner than by a slow climb spaced as far
+                spacing = max(cfg.window_s * self._stability, cfg.probe_requests / w)
+                ramp = min(spacing, cfg.window_s)
+                probe_t = max(0.0, t - k - (spacing - ramp)) / ramp
                 self.rate = w * (1 + cfg.probe_gain * probe_t ** 3)
                 self.phase = Phase.AVOIDANCE
-            if self.rate > w * (1 + cfg.exit_probe):
-                # A provider's burst allowance, refilled while we idled, can carry goodput
-                # above the ceiling for a while: only goodput sustained past any such
-                # burst (continuously busy for confirm_busy_s) says the ceiling rose.
-                busy_long = now - self._busy_since >= max(3 * cfg.window_s, cfg.confirm_busy_s)
-                if busy_long and self._goodput(now) >= w * (1 + cfg.exit_probe / 2):
-                    self.phase = Phase.SLOW_START  # delivering well past the old ceiling: it rose
-                else:
-                    self.rate = w * (1 + cfg.exit_probe)  # not confirmed yet: hold the probe here
+            # An idle gap since the account was last dry weakens that test (it refilled
+            # meanwhile): then goodput above the ceiling, once continuously busy long enough
+            # to have spent any burst the gap refilled, says so instead.
+            idled = self._busy_since > self._empty_at
+            busy_long = now - self._busy_since >= max(3 * cfg.window_s, cfg.confirm_busy_s)
+            if self.rate > w and (self._rose(w) or idled and busy_long
+                                  and self._goodput(now) >= w * (1 + cfg.exit_probe / 2)):
+                self.phase = Phase.SLOW_START  # admitted more than the old ceiling could: it rose
+            elif self.rate > w * (1 + cfg.exit_probe):
+                self.rate = w * (1 + cfg.exit_probe)  # not confirmed yet: hold the probe here
+        if self._bracket_top is not None and self.rate >= self._bracket_top:
+            # held at the bracket's top for a window without a refusal: it was a stray one
+            self.rate = self._bracket_top
+            self._bracket_reached = min(self._bracket_reached, now)
+            if now - self._bracket_reached >= cfg.window_s:
+                self._bracket_top = None
         self._clamp()
         self._sync(now)
 
@@ -473,20 +517,35 @@ class AdaptiveRateController:
         if self._episode is not None or sample.sent_at < self.last_decrease_at:
             return  # being measured, or sent before the last decrease (already accounted for)
         self._refused_at = now  # hold growth while fresh refusals come in
-        if now - self.last_decrease_at < self.cfg.window_s and not self._emergency():
+        recent = now - self.last_decrease_at < self.cfg.window_s
+        emergency = recent and self._emergency()
+        if recent and not emergency:
             if sample.signals.retry_after_s:
                 self._pause_until = max(self._pause_until, now + sample.signals.retry_after_s)
             return
         w = self.w_max()
-        if w is not None and self.rate >= w and self.phase is Phase.AVOIDANCE:
-            # a probe above the known ceiling was refused: the ceiling holds, step back under
-            # it. Refused barely above it, the estimate was a little high: trim it.
+        if (w is not None and not emergency and self.phase is not Phase.SLOW_START
+                and self.rate >= w * (1 - self.cfg.margin) * (1 - 1e-9)):
+            # refused at or above the known ceiling: a probe, or an estimate a little high.
+            # Step back under it (trimming it if refused barely above); if the ceiling fell,
+            # refusals go on after the step back and the emergency measures it.
             if self.rate <= w * (1 + self.cfg.margin):
                 self._scale_ceilings(1 - self.cfg.margin)
                 w = self.w_max() or w
             self._decrease(now, w * (1 - self.cfg.margin), agrees=True)
             return
-        self._episode = _Episode(start=now, first_sent=sample.sent_at, rate=self.rate, limit=self._limit_of(sample))
+        # Far above the ceiling (slow start overshoots; refusals go on after a step back),
+        # measure at a cut rate: while still above the ceiling the share refused says where
+        # it is, at a fraction of the refusals. Refused while returning to it, or once a cut
+        # has gone under it (a bracket is open), the rate is close: measure there, uncut.
+        before = self.rate
+        cut = (self._bracket_top is None and self.cfg.measure_cut < 1.0
+               and (emergency or self.phase is Phase.SLOW_START))
+        if cut:
+            self.rate = before * self.cfg.measure_cut
+            self._sync(now)
+        self._episode = _Episode(start=now, first_sent=sample.sent_at, measure_from=now if cut else sample.sent_at,
+                                 rate=self.rate, before=before, limit=self._limit_of(sample))
 
 
     def _close_burst(self, now: float) -> None:
@@ -527,14 +586,14 @@ class AdaptiveRateController:
         # enough successes over enough time of sending: a few answers to a burst of
         # requests sent within milliseconds say little about the account's refill rate
         return (sum(r.ok for r in seen) >= self.cfg.measure_responses
-                and bool(seen) and max(r.sent_at for r in seen) - ep.first_sent >= self.cfg.measure_min_s)
+                and bool(seen) and max(r.sent_at for r in seen) - ep.measure_from >= self.cfg.measure_min_s)
 
     def _settled(self, ep: _Episode, now: float) -> list[_Response]:
         """Answers to requests sent since the account ran dry and long enough ago that
         their successes, slower than refusals, have had time to come back."""
         cutoff = now - (max(self._latencies) if self._latencies else 0.0)
         return [r for r in self._responses
-                if ep.first_sent <= r.sent_at <= cutoff and (r.ok or r.refused)]
+                if ep.measure_from <= r.sent_at <= cutoff and (r.ok or r.refused)]
 
     def _finish_episode(self, now: float) -> None:
         ep, self._episode = self._episode, None
@@ -543,16 +602,27 @@ class AdaptiveRateController:
         # rate they were sent at, is the rate the account refills at -- its ceiling.
         seen = self._settled(ep, now)
         ok = [r for r in seen if r.ok]
-        mean_tokens = sum(r.tokens for r in seen) / len(seen) if seen else 0.0
-        span = (max(r.sent_at for r in seen) - ep.first_sent) if len(seen) > 1 else 0.0
-        # successes per second of sending while the account was dry: its refill rate
-        send_rate = (len(seen) - 1) / span if span > 0 else ep.rate
+        # the refused are the larger requests when tokens bind: count what was admitted
+        ok_tokens = sum(r.tokens for r in ok) / len(ok) if ok else 0.0
+        span = (max(r.sent_at for r in seen) - ep.measure_from) if len(seen) > 1 else 0.0
+        # successes per second of sending while the account was dry: its refill rate. The
+        # account was empty when the span began, so it refilled over all of it: n / span.
+        send_rate = len(seen) / span if span > 0 else ep.rate
         ok_share = len(ok) / len(seen) if seen else 0.0
-        old = self.rate
+        old = ep.before
         self.last_decrease_at = now
         self.decreases += 1
         agrees = False
-        if not any(r.refused for r in seen):
+        self._bracket_top = None
+        refused = sum(r.refused for r in seen)
+        if ep.measure_from > ep.first_sent and refused < cfg.measure_refused_share * len(seen):
+            # the cut went under the ceiling, or so near it that the account was seldom
+            # dry: the ceiling lies between the two rates. Climb back no higher than the
+            # refused rate, and measure there, uncut, if refused again.
+            self._bracket_top, self._bracket_reached = old, math.inf
+            self._decrease(now, ep.rate, agrees=False)
+            return
+        if not refused:
             # a stray refusal: step back a little, learn nothing
             self.rate = old * (1 - 2 * cfg.margin)
         else:
@@ -563,7 +633,7 @@ class AdaptiveRateController:
                 if self.header_rpm:
                     self.ceiling_rpm = min(self.ceiling_rpm, self.header_rpm)
             if ep.limit in (None, "tokens"):
-                self.ceiling_tpm = c_req * mean_tokens * 60.0
+                self.ceiling_tpm = c_req * ok_tokens * 60.0
                 self._tpm_learned = True
                 if self.header_tpm:
                     self.ceiling_tpm = min(self.ceiling_tpm, self.header_tpm)
