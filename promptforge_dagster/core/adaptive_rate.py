@@ -76,7 +76,7 @@ class AdaptiveConfig:
     slow_start_window_s: float = 5.0  # slow start grows per this, or per window if shorter (TCP: per RTT)
     margin: float = 0.03
     return_windows: float = 0.5
-    probe_gain: float = 0.10
+    probe_gain: float = 0.2
     exit_probe: float = 0.30
     max_stability: float = 3.0
     probe_requests: float = 100.0
@@ -112,23 +112,56 @@ class AdaptiveConfig:
                 raise ValueError(f"{name} must be positive")
 
 
-@dataclass(frozen=True, slots=True)
-class _Response:
-    at: float
-    sent_at: float
-    ok: bool
-    refused: bool
-    tokens: int
+class _Tally:
+    """Requests sent from ``start`` (to ``end``) and the refusals among them.
+
+    Refusals come back in milliseconds, completions after the model has written its
+    answer, seconds later. So a request counts as admitted as soon as its refusal could no
+    longer arrive (``settle(cutoff)``), not when its answer does: a measurement then takes
+    as long as the ceiling needs to show, whatever the provider's latency.
+    """
+
+    __slots__ = ("start", "end", "_sends", "_refusals", "sent", "tokens", "refused", "refused_tokens", "last")
+
+    def __init__(self, start: float) -> None:
+        self.start, self.end = start, math.inf
+        self._sends: deque[tuple[float, int]] = deque()
+        self._refusals: deque[tuple[float, int]] = deque()
+        self.sent = self.tokens = self.refused = self.refused_tokens = 0
+        self.last = start  # send time of the last settled request
+
+    def send(self, at: float, tokens: int) -> None:
+        if self.start <= at <= self.end:
+            self._sends.append((at, tokens))
+
+    def refusal(self, sent_at: float, tokens: int) -> None:
+        if self.start <= sent_at <= self.end:
+            self._refusals.append((sent_at, tokens))
+
+    def settle(self, cutoff: float) -> "_Tally":
+        while self._sends and self._sends[0][0] <= cutoff:
+            self.last, tokens = self._sends.popleft()
+            self.sent += 1
+            self.tokens += tokens
+        while self._refusals and self._refusals[0][0] <= cutoff:
+            self.refused += 1
+            self.refused_tokens += self._refusals.popleft()[1]
+        return self
+
+    @property
+    def admitted(self) -> int:
+        return max(0, self.sent - self.refused)
 
 
 @dataclass(slots=True)
 class _Episode:
     start: float  # when the first refusal arrived
     first_sent: float  # when the first refused request was sent: the account was empty by then
-    measure_from: float  # answers to requests sent from here on are the measurement
+    measure_from: float  # requests sent from here on are the measurement
     rate: float  # the allowance held during the measurement
     before: float  # the allowance that was refused
     limit: str | None
+    tally: _Tally
 
 
 class AdaptiveRateController:
@@ -154,10 +187,7 @@ class AdaptiveRateController:
         self._pause_until = now
         self._blocked_at = -math.inf  # last time a request waited on the allowance
         self._refused_at = -math.inf  # last fresh refusal
-        self._empty_at = now  # send time of the latest refused request: the account was dry then
-        self._ok_since_empty = 0  # successes of requests sent after it
-        self._ok_tokens_since_empty = 0
-        self._last_ok_sent = now
+        self._since_empty = _Tally(now)  # sent since the latest refused request: the account was dry then
         self._busy_since = now  # start of the current stretch of requests waiting on the allowance
         self._successes: deque[float] = deque()  # success times over the last window
         self._stability = 1.0  # grows while successive ceiling estimates agree: probe less often
@@ -167,15 +197,15 @@ class AdaptiveRateController:
         self.last_decrease_at = -math.inf
         self._overload_streak = 0
         self._last_overload_at = -math.inf
-        self._responses: deque[_Response] = deque()
-        self._latencies: deque[float] = deque(maxlen=64)  # of recent successes
+        self._recent: deque[tuple[float, int]] = deque()  # sends of the last moments: an episode starts with them
+        self._refusal_latency: deque[float] = deque(maxlen=32)
+        self._since_decrease: _Tally | None = None  # sends and refusals since the last decrease
         self._tokens: deque[int] = deque(maxlen=256)
         self._p95_cache: int | None = None
         self._burst_until = -math.inf
         self._burst_clean = False
         self._burst_start = -math.inf
-        self._burst_ok = 0  # answers to requests sent inside the current burst window
-        self._burst_refused = 0
+        self._burst_tally = _Tally(-math.inf)  # requests sent inside the current burst window
         self._burst_learned = False  # a refused burst has measured the provider's burst
         self.sent = 0
         self.rate_limited = 0
@@ -197,19 +227,20 @@ class AdaptiveRateController:
         if wait > 0.0:
             self._blocked_at = now
             if self._burst_clean and now < self._burst_until:
-                self._burst_until = now  # the burst is spent: from here on, the sustained rate
+                self._burst_until = self._burst_tally.end = now  # the burst is spent: from here on, the sustained rate
             return wait
         idle = not self._utilised(now)  # nothing has waited on the allowance lately: a real gap
         if idle and self._bucket.level(now) >= max(2.0, self._bucket.capacity - 1e-9) and self.w_max() is not None:
             self._burst_until = now + self.burst_s  # a full bucket after idle: this opens a burst
             self._burst_clean = True
             self._burst_start = now
-            self._burst_ok = self._burst_refused = 0
+            self._burst_tally = _Tally(now)
         self._bucket.take(now, 1.0)
         if self._tok is not None:
             self._tok.take(now, float(est_tokens))
         self.sent += 1
         tokens = max(1, int(est_tokens))
+        self._note_send(now, tokens)
         if len(self._tokens) == self._tokens.maxlen:
             self._tok_sum -= self._tokens[0]
         self._tokens.append(tokens)
@@ -223,29 +254,20 @@ class AdaptiveRateController:
         self._advance(now)
         self._seed_from_headers(sample, now)
         refused = sample.kind is OutcomeKind.RATE_LIMITED
-        self._responses.append(_Response(now, sample.sent_at, sample.kind is OutcomeKind.SUCCESS, refused,
-                                         max(1, sample.est_tokens or sample.tokens)))
-        horizon = now - max(self.cfg.window_s, 2 * self.cfg.measure_max_s)
-        while self._responses and self._responses[0].at < horizon:
-            self._responses.popleft()
-        if self._burst_clean and self._burst_start <= sample.sent_at <= self._burst_until:
-            self._burst_ok += sample.kind is OutcomeKind.SUCCESS
-            self._burst_refused += refused
+        if refused:
+            tokens = max(1, sample.est_tokens or sample.tokens)
+            self._refusal_latency.append(max(0.0, now - sample.sent_at))
+            for tally in self._tallies():
+                tally.refusal(sample.sent_at, tokens)
         if sample.kind is OutcomeKind.SUCCESS:
             self._overload_streak = 0
             self._successes.append(now)
-            if sample.sent_at > self._empty_at:
-                self._ok_since_empty += 1
-                self._ok_tokens_since_empty += max(1, sample.est_tokens or sample.tokens)
-                self._last_ok_sent = max(self._last_ok_sent, sample.sent_at)
-            self._latencies.append(now - sample.sent_at)
         elif sample.kind is OutcomeKind.OVERLOADED:
             self._on_overload(sample)
         elif refused:
             self.rate_limited += 1
-            if sample.sent_at > self._empty_at:
-                self._empty_at = self._last_ok_sent = sample.sent_at
-                self._ok_since_empty = self._ok_tokens_since_empty = 0
+            if sample.sent_at > self._since_empty.start:
+                self._since_empty = self._tally_from(sample)
             self._on_refused(sample)
 
     def snapshot(self) -> dict[str, Any]:
@@ -308,8 +330,7 @@ class AdaptiveRateController:
             self.ceiling_tpm *= factor
         self.rate *= factor
         self._r0 *= factor
-        self._empty_at = self._last_ok_sent = now  # what was admitted so far was another share's
-        self._ok_since_empty = self._ok_tokens_since_empty = 0
+        self._since_empty = _Tally(now)  # what was admitted so far was another share's
         self._clamp()
         self._sync(now)
 
@@ -358,8 +379,8 @@ class AdaptiveRateController:
             mean = self.mean_tokens() or 1.0
             tok_rate = share * self.ceiling_tpm / 60.0
             cap = max(float(self.p95_tokens() or mean), tok_rate / max(share, 1.0) * self.burst_s)
-            if self._tok is None:
-                self._tok = TokenBucket(tok_rate, cap, now)
+            if self._tok is None:  # just learned, the account just ran dry: no burst now
+                self._tok = TokenBucket(tok_rate, cap, now, full=False)
             else:
                 self._tok.set_rate(now, tok_rate, cap)
             req_rate = share * self.ceiling_rpm / 60.0 if self.ceiling_rpm else self.rate * 2.0
@@ -381,15 +402,16 @@ class AdaptiveRateController:
         self._r0 = self.rate
         self._t_epoch = now - self._k()
 
-    def _rose(self, w: float) -> bool:
+    def _rose(self, w: float, now: float) -> bool:
         """Since the account was last seen dry, it can have admitted no more than its
         ceiling refills in that time. Admitted clearly more than ``w`` would: it rose.
         Idle gaps and provider bursts cannot fake this: they only spend that refill."""
-        elapsed = self._last_ok_sent - self._empty_at
-        admitted, refill = self._ok_since_empty, w
+        tally = self._since_empty.settle(now - self._settle_s())
+        elapsed = tally.last - tally.start
+        admitted, refill = tally.admitted, w
         if self.tpm_binds():  # counted in tokens: prompt sizes vary
-            admitted, refill = self._ok_tokens_since_empty, self.ceiling_tpm / 60.0
-        slack = max(3.0 * admitted / max(1, self._ok_since_empty), refill * self.cfg.confirm_slack_s)
+            admitted, refill = tally.tokens - tally.refused_tokens, self.ceiling_tpm / 60.0
+        slack = max(3.0 * admitted / max(1, tally.admitted), refill * self.cfg.confirm_slack_s)
         # beyond the estimate's own error (a few per cent): a slightly low one is probed up
         return admitted > refill * elapsed * (1 + 2 * self.cfg.margin) + slack
 
@@ -406,12 +428,40 @@ class AdaptiveRateController:
     def _holding(self, now: float) -> bool:
         return now - self._refused_at <= max(1.0, 2.0 / max(self.rate, 1e-9))
 
+    def _settle_s(self) -> float:
+        """How long after sending a request its refusal could still arrive."""
+        return max(0.05, 2.0 * max(self._refusal_latency)) if self._refusal_latency else 0.5
+
+    def _tallies(self) -> list[_Tally]:
+        out = [self._since_empty, self._burst_tally] if self._burst_clean else [self._since_empty]
+        if self._since_decrease is not None:
+            out.append(self._since_decrease)
+        if self._episode is not None:
+            out.append(self._episode.tally)
+        return out
+
+    def _tally_from(self, refused: RateSample) -> _Tally:
+        """A tally from a refused request on: the ones sent since, and its refusal."""
+        tally = _Tally(refused.sent_at)
+        for at, tokens in self._recent:
+            tally.send(at, tokens)
+        tally.refusal(refused.sent_at, max(1, refused.est_tokens or refused.tokens))
+        return tally
+
+    def _note_send(self, now: float, tokens: int) -> None:
+        self._recent.append((now, tokens))
+        horizon = now - 2.0 * self._settle_s() - 0.1
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
+        for tally in self._tallies():
+            tally.send(now, tokens)
+
     def _advance(self, now: float) -> None:
         dt = now - self._updated
         if dt <= 0:
             return
         self._updated = now
-        if self._burst_clean and now > self._burst_until + 2.0:
+        if self._burst_clean and now > self._burst_until + self._settle_s():
             self._close_burst(now)
         if self._episode is not None:
             if self._episode_ready(now):
@@ -429,24 +479,25 @@ class AdaptiveRateController:
         else:
             k = self._k()
             t = now - self._t_epoch
+            top = w * (1 - cfg.margin)  # the estimate is a few per cent either way: sit under it
             if t < k:  # concave: back to the last ceiling, flattening as it nears
-                self.rate = w - max(w - self._r0, 0.0) * ((k - t) / k) ** 3
+                self.rate = top - max(top - self._r0, 0.0) * ((k - t) / k) ** 3
                 self.phase = Phase.RECOVERY
-            else:  # convex: beyond it, slowly at first; slower still while estimates agree
+            else:  # convex: beyond it, slowly at first; less often while estimates agree
                 # probing costs a refusal or two: space probes by time and by requests sent,
-                # holding at the ceiling, then rise within a window: a risen ceiling is
+                # holding under the ceiling, then rise within a window: a risen ceiling is
                 # found sooner than by a slow climb spaced as far
                 spacing = max(cfg.window_s * self._stability, cfg.probe_requests / w)
                 ramp = min(spacing, cfg.window_s)
                 probe_t = max(0.0, t - k - (spacing - ramp)) / ramp
-                self.rate = w * (1 + cfg.probe_gain * probe_t ** 3)
+                self.rate = top * (1 + cfg.probe_gain * probe_t ** 3)
                 self.phase = Phase.AVOIDANCE
             # An idle gap since the account was last dry weakens that test (it refilled
             # meanwhile): then goodput above the ceiling, once continuously busy long enough
             # to have spent any burst the gap refilled, says so instead.
-            idled = self._busy_since > self._empty_at
+            idled = self._busy_since > self._since_empty.start
             busy_long = now - self._busy_since >= max(3 * cfg.window_s, cfg.confirm_busy_s)
-            if self.rate > w and (self._rose(w) or idled and busy_long
+            if self.rate > w and (self._rose(w, now) or idled and busy_long
                                   and self._goodput(now) >= w * (1 + cfg.exit_probe / 2)):
                 self.phase = Phase.SLOW_START  # admitted more than the old ceiling could: it rose
             elif self.rate > w * (1 + cfg.exit_probe):
@@ -518,7 +569,7 @@ class AdaptiveRateController:
             return  # being measured, or sent before the last decrease (already accounted for)
         self._refused_at = now  # hold growth while fresh refusals come in
         recent = now - self.last_decrease_at < self.cfg.window_s
-        emergency = recent and self._emergency()
+        emergency = recent and self._emergency(now)
         if recent and not emergency:
             if sample.signals.retry_after_s:
                 self._pause_until = max(self._pause_until, now + sample.signals.retry_after_s)
@@ -544,8 +595,9 @@ class AdaptiveRateController:
         if cut:
             self.rate = before * self.cfg.measure_cut
             self._sync(now)
-        self._episode = _Episode(start=now, first_sent=sample.sent_at, measure_from=now if cut else sample.sent_at,
-                                 rate=self.rate, before=before, limit=self._limit_of(sample))
+        tally = _Tally(now) if cut else self._tally_from(sample)
+        self._episode = _Episode(start=now, first_sent=sample.sent_at, measure_from=tally.start,
+                                 rate=self.rate, before=before, limit=self._limit_of(sample), tally=tally)
 
 
     def _close_burst(self, now: float) -> None:
@@ -553,12 +605,13 @@ class AdaptiveRateController:
         known). A refused one measured it: what the account admitted over the burst window,
         less what it refills in that time, is the burst it holds; keep a little under it."""
         self._burst_clean = False
-        if not self._burst_refused:
+        burst = self._burst_tally.settle(now - self._settle_s())
+        if not burst.refused:
             self.burst_s = min(self.cfg.burst_s_max, self.burst_s * (1.02 if self._burst_learned else 1.5))
             return
         self.burst_refusals += 1
         w = self.w_max() or self.rate
-        provider_burst_s = self._burst_ok / w - (self._burst_until - self._burst_start)
+        provider_burst_s = burst.admitted / w - (self._burst_until - self._burst_start)
         self.burst_s = max(1.0, provider_burst_s * (1 - 2 * self.cfg.margin))
         self._burst_learned = True
         self._sync(now)
@@ -569,57 +622,56 @@ class AdaptiveRateController:
         if self.ceiling_tpm and self._tpm_learned:
             self.ceiling_tpm *= factor
 
-    def _emergency(self) -> bool:
-        """Requests sent after the last decrease are still refused: it was not enough."""
-        fresh = [r for r in self._responses if r.sent_at >= self.last_decrease_at]
-        refused = sum(r.refused for r in fresh)
-        return refused >= 3 and refused / len(fresh) > self.cfg.emergency_refused_share
+    def _emergency(self, now: float) -> bool:
+        """Requests sent after the last decrease are still refused: it was not enough.
+        Refusals are counted as they come (they are fast); requests sent, once settled."""
+        fresh = self._since_decrease
+        if fresh is None:
+            return False
+        fresh.settle(now - self._settle_s())
+        refused = fresh.refused + len(fresh._refusals)
+        return refused >= 3 and refused > self.cfg.emergency_refused_share * max(1, fresh.sent)
 
     def _episode_ready(self, now: float) -> bool:
-        ep = self._episode
+        ep, cfg = self._episode, self.cfg
+        settle = self._settle_s()
         elapsed = now - ep.start
-        if elapsed >= max(self.cfg.measure_max_s, min(self.cfg.window_s, 1.5 * self.cfg.measure_responses / ep.rate)):
+        if elapsed >= max(cfg.measure_max_s, min(cfg.window_s, 1.5 * cfg.measure_responses / ep.rate)) + settle:
             return True
-        if elapsed < self.cfg.measure_min_s:
+        if elapsed < cfg.measure_min_s:
             return False
-        seen = self._settled(ep, now)
-        # enough successes over enough time of sending: a few answers to a burst of
-        # requests sent within milliseconds say little about the account's refill rate
-        return (sum(r.ok for r in seen) >= self.cfg.measure_responses
-                and bool(seen) and max(r.sent_at for r in seen) - ep.measure_from >= self.cfg.measure_min_s)
-
-    def _settled(self, ep: _Episode, now: float) -> list[_Response]:
-        """Answers to requests sent since the account ran dry and long enough ago that
-        their successes, slower than refusals, have had time to come back."""
-        cutoff = now - (max(self._latencies) if self._latencies else 0.0)
-        return [r for r in self._responses
-                if ep.measure_from <= r.sent_at <= cutoff and (r.ok or r.refused)]
+        tally = ep.tally.settle(now - settle)
+        # enough admitted over enough time of sending: a few requests sent within
+        # milliseconds say little about the account's refill rate
+        return tally.admitted >= cfg.measure_responses and tally.last - ep.measure_from >= cfg.measure_min_s
 
     def _finish_episode(self, now: float) -> None:
         ep, self._episode = self._episode, None
         cfg = self.cfg
-        # Requests sent once the account was empty: the share that succeeded, times the
-        # rate they were sent at, is the rate the account refills at -- its ceiling.
-        seen = self._settled(ep, now)
-        ok = [r for r in seen if r.ok]
+        # Requests sent once the account was empty: the share admitted, times the rate
+        # they were sent at, is the rate the account refills at -- its ceiling.
+        tally = ep.tally.settle(now - self._settle_s())
         # the refused are the larger requests when tokens bind: count what was admitted
-        ok_tokens = sum(r.tokens for r in ok) / len(ok) if ok else 0.0
-        span = (max(r.sent_at for r in seen) - ep.measure_from) if len(seen) > 1 else 0.0
-        # successes per second of sending while the account was dry: its refill rate. The
-        # account was empty when the span began, so it refilled over all of it: n / span.
-        send_rate = len(seen) / span if span > 0 else ep.rate
-        ok_share = len(ok) / len(seen) if seen else 0.0
+        ok_tokens = (tally.tokens - tally.refused_tokens) / tally.admitted if tally.admitted else 0.0
+        span = tally.last - ep.measure_from if tally.sent > 1 else 0.0
+        # requests per second of sending while the account was dry. It was empty when the
+        # span began, so it refilled over all of it: n / span.
+        send_rate = tally.sent / span if span > 0 else ep.rate
+        ok_share = tally.admitted / tally.sent if tally.sent else 0.0
         old = ep.before
         self.last_decrease_at = now
         self.decreases += 1
         agrees = False
         self._bracket_top = None
-        refused = sum(r.refused for r in seen)
-        if ep.measure_from > ep.first_sent and refused < cfg.measure_refused_share * len(seen):
+        refused = tally.refused
+        if ep.measure_from > ep.first_sent and refused < cfg.measure_refused_share * tally.sent:
             # the cut went under the ceiling, or so near it that the account was seldom
             # dry: the ceiling lies between the two rates. Climb back no higher than the
             # refused rate, and measure there, uncut, if refused again.
             self._bracket_top, self._bracket_reached = old, math.inf
+            w = self.w_max()
+            if w is not None and w > old:
+                self._scale_ceilings(old / w)  # refused on and on at `old`: the ceiling is under it
             self._decrease(now, ep.rate, agrees=False)
             return
         if not refused:
@@ -644,6 +696,7 @@ class AdaptiveRateController:
 
     def _decrease(self, now: float, rate: float, *, agrees: bool) -> None:
         cfg = self.cfg
+        self._since_decrease = _Tally(now)
         if self.last_decrease_at != now:
             self.last_decrease_at = now
             self.decreases += 1

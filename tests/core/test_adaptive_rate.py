@@ -92,6 +92,24 @@ def test_tpm_bound_with_a_silent_provider_learns_both_ceilings_and_stays_under(s
     assert c.ceiling_tpm is not None and c.ceiling_rpm is not None
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_long_answers_do_not_slow_learning(seed):
+    """Answers that take seconds (long completions) must not stretch a measurement: a
+    request counts as admitted once its refusal, which comes back fast, could no longer
+    arrive. Converges and follows a drop as with fast answers."""
+    rng = random.Random(seed)
+    rpm, latency = ceiling_for(seed) // 3 * 3, rng.uniform(2.0, 6.0)
+    c = controller()
+    trace = run_model(c, AccountLimits(rpm=rpm, burst_s=2.0), 40 * W, seed=seed, latency=latency, max_in_flight=2048)
+    assert trace.goodput_share(20 * W, 40 * W, rpm) >= 0.95
+    assert trace.refused_share(20 * W, 40 * W) <= 0.01
+    drop_at = 30 * W
+    limits = AccountLimits(rpm=rpm, burst_s=2.0, schedule=parse_schedule(f"0:{rpm},{drop_at}:{rpm // 3}"))
+    trace = run_model(controller(), limits, drop_at + 30 * W, seed=seed, latency=latency, max_in_flight=2048)
+    assert trace.refused_share(drop_at + 2 * W, drop_at + 30 * W) < 0.02
+    assert trace.goodput_share(drop_at + 2 * W, drop_at + 30 * W, rpm // 3) >= 0.9
+
+
 def sample(at, kind, sent_at=None, tokens=100, signals=RateSignals(), limit=None):
     return RateSample(sent_at if sent_at is not None else at - 0.2, at, kind, tokens, tokens, signals, limit)
 
@@ -219,3 +237,70 @@ def test_config_is_validated():
     with pytest.raises(ValueError):
         AdaptiveConfig(rpm_hint=-5)
 
+
+
+def test_far_above_the_ceiling_the_measurement_runs_at_half_the_refused_rate():
+    """Slow start overshoots: measuring at the refused rate would cost a refusal for every
+    request above the ceiling. At half of it the share admitted still tells the ceiling."""
+    c = controller()
+    t = saturate(c, 12.0)
+    c.acquire(t, 100)
+    refused_rate = c.rate
+    c.record(sample(t, K.RATE_LIMITED, sent_at=t - 0.01))
+    assert c.rate == pytest.approx(refused_rate / 2)
+    sent = 0
+    while c.decreases == 0:  # an account admitting one request in three of what is sent
+        if c.acquire(t, 100) == 0.0:
+            sent += 1
+            c.record(sample(t + 0.05, K.SUCCESS if sent % 3 == 0 else K.RATE_LIMITED, sent_at=t))
+        t += 0.001
+    assert c.ceiling_rpm == pytest.approx(refused_rate / 2 / 3 * 60, rel=0.1)
+
+
+def test_a_cut_under_the_ceiling_brackets_it_and_the_next_refusal_is_measured_uncut():
+    c = controller()
+    t = saturate(c, 12.0)
+    c.acquire(t, 100)
+    refused_rate = c.rate
+    c.record(sample(t, K.RATE_LIMITED, sent_at=t - 0.01))
+    t = saturate(c, t + 3.0, start=t)  # at half the rate everything passes: under the ceiling
+    assert c.decreases == 1 and c.ceiling_rpm is None
+    while c.rate < refused_rate * 0.99:
+        t = saturate(c, t + 0.5, start=t)
+        assert c.rate <= refused_rate * (1 + 1e-9)  # climbs back, no higher than what was refused
+    t = saturate(c, t + 0.5 * W, start=t)
+    assert c.rate == pytest.approx(refused_rate)  # and holds there a while
+    c.record(sample(t, K.RATE_LIMITED, sent_at=t - 0.01))
+    assert c.rate == pytest.approx(refused_rate)  # close to the ceiling now: measured where it is
+
+
+def test_admissions_beyond_what_the_old_ceiling_refills_say_it_rose():
+    """Since the account was last dry it can admit no more than its ceiling refills; when
+    it does, the ceiling rose and the controller climbs (slow start) to find it."""
+    c = controller(rpm_hint=600)
+    c.record(sample(0.5, K.RATE_LIMITED, sent_at=0.4))  # the account is dry here
+    saturate(c, 0.5 + 4 * W, start=0.6)  # then everything sent is admitted, probes too
+    assert c.phase is Phase.SLOW_START
+    assert c.rate * 60 > 600 * (1 + c.cfg.exit_probe)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_idle_gaps_and_the_providers_burst_do_not_look_like_a_risen_ceiling(seed):
+    """After a gap the provider's burst admits far more than the ceiling for a while; it
+    only spends what the gap refilled, so the controller never climbs above the ceiling."""
+    from promptforge_dagster.simulator.account import SimulatedAccount
+
+    account = SimulatedAccount(AccountLimits(rpm=600, burst_s=10.0), now=0.0)
+    c = controller()
+    rng = random.Random(seed)
+    t, climbed_after_learning = 0.0, 0
+    while t < 60 * W:
+        if t % (4 * W) < 2 * W and c.acquire(t, 100) == 0.0:  # demand on, then off, in turn
+            adm = account.admit(t, 100)
+            c.record(sample(t + rng.uniform(0.1, 0.3) if adm.ok else t + 0.01,
+                            K.SUCCESS if adm.ok else K.RATE_LIMITED, sent_at=t))
+        if c.ceiling_rpm and t > 20 * W:
+            climbed_after_learning += c.phase is Phase.SLOW_START
+        t += 0.005
+    assert c.ceiling_rpm == pytest.approx(600, rel=0.1)
+    assert climbed_after_learning == 0
