@@ -1,22 +1,35 @@
 """The adaptive rate controller: learns the provider's real ceiling while the job runs.
 
 Modelled on TCP congestion control, with one twist that a token-bucket provider makes
-possible: while the account is saturated, the rate of *successful* requests **is** the
+possible: while the account is dry, the rate at which it admits requests **is** the
 ceiling. So a decrease does not halve blindly; it measures.
 
+* **Admitted, not answered.** Refusals come back in milliseconds, answers after the
+  model has written them, seconds later. A request counts as admitted once its refusal
+  could no longer arrive (twice the slowest recent refusal), so measuring takes as long
+  as the ceiling needs to show, whatever the provider's latency.
 * **Slow start**: no limit known; the allowance grows ``slow_start_growth``-fold per
-  window, but only while requests are actually waiting for it (no growth while the job
-  does not use its allowance).
-* **First refusal**: a short measurement (``measure_*``) keeps sending at the current
-  rate and counts successes; their rate is the ceiling estimate. The allowance drops to
-  just under it (``margin``). The RPM ceiling is learned from successful requests, the
-  TPM ceiling from their tokens; separately when the provider says which limit it hit
-  (header or message), both otherwise.
+  window (at most per ``slow_start_window_s``), only while requests wait for it (no
+  growth while the job does not use its allowance).
+* **First refusal**: a short measurement (``measure_*``) counts requests admitted per
+  second of sending while the account is dry; that is the ceiling estimate, and the
+  allowance drops just under it (``margin``). Far above the ceiling (slow start
+  overshoots; refusals go on after a step back) it measures at ``measure_cut`` of the
+  refused rate, for a fraction of the refusals; if that went under the ceiling the
+  ceiling is bracketed, the allowance climbs back no higher than the refused rate and
+  the next refusal is measured there. The RPM ceiling is learned from admitted requests,
+  the TPM ceiling from their tokens; separately when the provider says which limit it
+  hit (header or message), both otherwise.
 * **Recovery**: a cubic curve (as in TCP CUBIC and AWS's adaptive retry mode) returns to
-  the last ceiling within ``return_windows`` windows, flat near it. **Avoidance**: past
-  it, a cubic probe (``probe_gain``), spaced by windows and by ``probe_requests`` and
-  slower while successive estimates agree; a refused probe steps back under the ceiling.
-  Goodput confirmed ``exit_probe / 2`` above the old ceiling means it rose: slow start.
+  just under the last ceiling within ``return_windows`` windows. **Avoidance**: it holds
+  there, then probes above within a window (``probe_gain``); probes are spaced by
+  windows and by ``probe_requests``, less often while successive estimates agree. A
+  refused probe steps back; refused at the plateau, the estimate is trimmed.
+* **A risen ceiling** is recognised without guessing: since the account was last dry it
+  can admit no more than its ceiling refills in that time, so admitting clearly more
+  means it rose (slow start finds the new one). Idle gaps and the provider's own burst
+  cannot fake this. After an idle gap, goodput above the ceiling once busy for
+  ``confirm_busy_s`` says so instead.
 * **TPM**: a hinted or announced TPM limit caps the request rate through a rolling p95 of
   tokens per request (safe before anything is known of the traffic). Once a refusal has
   taught the TPM ceiling, a token bucket paces by each request's own tokens, so mixed
@@ -28,8 +41,10 @@ ceiling. So a decrease does not halve blindly; it measures.
 * **Headers**: ``retry-after`` pauses the lane (except during a measurement);
   ``x-ratelimit-limit-*`` and ``anthropic-ratelimit-*`` seed and cap the ceilings. No
   header is required.
-* **Bursts**: after an idle gap the bucket holds ``burst_s`` seconds of rate; ``burst_s``
-  grows while bursts pass and halves when one is refused, never touching the sustained rate.
+* **Bursts**: after an idle gap the bucket holds ``burst_s`` seconds of rate. A burst that
+  passes allows a bigger one; a refused one measures the provider's burst (what it
+  admitted less its refill meanwhile). Refusals inside a burst never lower the
+  sustained rate.
 
 >>> c = AdaptiveRateController(AdaptiveConfig(window_s=10, initial_rpm=60), now=0.0)
 >>> c.acquire(0.0, est_tokens=100), c.snapshot()["phase"]
@@ -77,7 +92,7 @@ class AdaptiveConfig:
     margin: float = 0.03
     return_windows: float = 0.5
     probe_gain: float = 0.2
-    exit_probe: float = 0.30
+    exit_probe: float = 1.0
     max_stability: float = 3.0
     probe_requests: float = 100.0
     confirm_slack_s: float = 0.5  # successes beyond the old ceiling's refill, in seconds of it, that say it rose
