@@ -230,8 +230,9 @@ class Pipeline:
                 task = asyncio.create_task(self._run_one(item, slots))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+                task.add_done_callback(self._task_done)
             if tasks:
-                await asyncio.gather(*tasks)
+                await asyncio.gather(*tasks, return_exceptions=True)  # failures already stopped the job
         finally:
             for t in tasks:
                 t.cancel()
@@ -262,6 +263,13 @@ class Pipeline:
                 await self._offload(self._checkpoint, position)
             except Exception as exc:  # noqa: BLE001 - any failed commit ends this attempt
                 self.stop(f"checkpoint failed: {exc}")
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        # A bug in a request's task must not drop its prompt silently: stop the job with
+        # the cause; what is written stays, and a resumed attempt sends the rest.
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.stop(f"internal error: {type(exc).__name__}: {exc}"[:300])
 
     def stop(self, reason: str) -> None:
         """Stop sending: in-flight requests finish, buffered results are written."""

@@ -120,6 +120,21 @@ def test_fatal_outcome_stops_sending_and_keeps_what_is_done():
     assert sum(provider.calls.values()) < 40  # stopped soon after, not the whole file
 
 
+def test_an_internal_error_stops_the_job_with_its_cause_and_keeps_what_is_done():
+    class BrokenController(FixedRateController):
+        def record(self, sample):
+            if self.calls == 5:
+                raise RuntimeError("controller bug")
+            self.calls += 1
+
+    broken = BrokenController(None, now=0.0)
+    broken.calls = 0
+    stats, records, _, _ = run_pipeline(jsonl(40), ScriptedProvider(), PipelineConfig(max_in_flight=4),
+                                        controller=broken)
+    assert stats.fatal == "internal error: RuntimeError: controller bug"
+    assert 0 < len(records) < 40 and len({e.ordinal for e in records}) == len(records)
+
+
 def test_in_flight_requests_stay_bounded():
     provider = ScriptedProvider(latency=1.0)
     run_pipeline(jsonl(300), provider, PipelineConfig(max_in_flight=7))
