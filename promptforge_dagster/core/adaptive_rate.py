@@ -277,6 +277,8 @@ class AdaptiveRateController:
         if sample.kind is OutcomeKind.SUCCESS:
             self._overload_streak = 0
             self._successes.append(now)
+            while self._successes[0] < now - self.cfg.window_s:  # the last window only: flat memory
+                self._successes.popleft()
         elif sample.kind is OutcomeKind.OVERLOADED:
             self._on_overload(sample)
         elif refused:
@@ -468,8 +470,10 @@ class AdaptiveRateController:
         horizon = now - 2.0 * self._settle_s() - 0.1
         while self._recent and self._recent[0][0] < horizon:
             self._recent.popleft()
+        cutoff = now - self._settle_s()
         for tally in self._tallies():
             tally.send(now, tokens)
+            tally.settle(cutoff)  # keeps each tally to the last moments: flat memory however long the job
 
     def _advance(self, now: float) -> None:
         dt = now - self._updated

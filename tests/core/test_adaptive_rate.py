@@ -304,3 +304,30 @@ def test_idle_gaps_and_the_providers_burst_do_not_look_like_a_risen_ceiling(seed
         t += 0.005
     assert c.ceiling_rpm == pytest.approx(600, rel=0.1)
     assert climbed_after_learning == 0
+
+
+def test_memory_stays_flat_however_many_requests_go():
+    """A 10M-prompt job must hold what a 100-prompt one does: nothing the controller keeps
+    per request may outlive a window."""
+    import tracemalloc
+
+    c = controller()
+    t, sent = 0.0, 0
+
+    def run(until):
+        nonlocal t, sent
+        while sent < until:
+            if c.acquire(t, 100) == 0.0:
+                sent += 1
+                c.record(sample(t + 0.2, K.SUCCESS, sent_at=t))
+            t += 0.001
+
+    tracemalloc.start()
+    try:
+        run(20_000)
+        before = tracemalloc.get_traced_memory()[0]
+        run(120_000)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024
