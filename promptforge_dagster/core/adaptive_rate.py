@@ -506,7 +506,9 @@ class AdaptiveRateController:
                 # probing costs a refusal or two: space probes by time and by requests sent,
                 # holding under the ceiling, then rise within a window: a risen ceiling is
                 # found sooner than by a slow climb spaced as far
-                spacing = max(cfg.window_s * self._stability, cfg.probe_requests / w)
+                # (by requests, but never more than a few windows: a low estimate must not
+                # leave the lane stuck below its ceiling for long)
+                spacing = max(cfg.window_s * self._stability, min(cfg.probe_requests / w, 4 * cfg.window_s))
                 ramp = min(spacing, cfg.window_s)
                 probe_t = max(0.0, t - k - (spacing - ramp)) / ramp
                 self.rate = top * (1 + cfg.probe_gain * probe_t ** 3)
@@ -688,9 +690,11 @@ class AdaptiveRateController:
             # dry: the ceiling lies between the two rates. Climb back no higher than the
             # refused rate, and measure there, uncut, if refused again.
             self._bracket_top, self._bracket_reached = old, math.inf
+            # An estimate above `old` is too high (refused on and on there); one under the
+            # cut rate, too low (admitted at it, in slow start after a rise): climb to `old`.
             w = self.w_max()
-            if w is not None and w > old:
-                self._scale_ceilings(old / w)  # refused on and on at `old`: the ceiling is under it
+            if w is not None and (w > old or w < ep.rate):
+                self._scale_ceilings(old / w)
             self._decrease(now, ep.rate, agrees=False)
             return
         if not refused:

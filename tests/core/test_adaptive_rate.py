@@ -331,3 +331,11 @@ def test_memory_stays_flat_however_many_requests_go():
     finally:
         tracemalloc.stop()
     assert grown < 64 * 1024
+
+
+def test_a_very_low_estimate_is_probed_within_a_few_windows():
+    """Probes are spaced by requests (each costs a refusal or two), but never by more than
+    a few windows: at a tiny estimate, 100 requests would be a quarter of an hour."""
+    c = controller(rpm_hint=6)
+    run_model(c, AccountLimits(rpm=600, burst_s=2.0), 12 * W, seed=1)
+    assert c.rate * 60 > 60
