@@ -11,7 +11,9 @@ Scenarios (windows compressed by --window; the client is never told the limits):
 
 For each phase it prints goodput as a share of the true ceiling (tokens for `tpm`) and
 the refused share (429s / answered), read from the simulator's request log. Goodput
-counts from the start of the phase: discovery time is included.
+counts from the start of the phase: discovery time is included. For `shifting` each phase
+is printed a second time counted from two windows after its change of ceiling, as the
+fake-clock test of a drop counts.
 """
 
 from __future__ import annotations
@@ -95,8 +97,11 @@ def phase_figures(log, start, end, ceiling_per_s):
     return ok / (ceiling_per_s * (end - start)), refused / max(1, ok + refused)
 
 
-def run_scenario(name, sim_flags, phases, controller_factory, input_path, gate_args=None, settle=0.0):
-    """phases: [(duration_s, ceiling_per_s, unit)] where unit is 'req' or 'tok'."""
+def run_scenario(name, sim_flags, phases, controller_factory, input_path, gate_args=None, settle=0.0, window=3.0):
+    """phases: [(duration_s, ceiling_per_s, unit)] where unit is 'req' or 'tok'.
+
+    With several phases, each is also measured from two windows after its change of
+    ceiling (how the issue's fake-clock test counts a drop), after the whole-phase figures."""
     with tempfile.TemporaryDirectory() as tmp:
         log_path = os.path.join(tmp, "requests.jsonl")
         sim, base = start_simulator(*sim_flags, "--request-log", log_path, "--latency-ms", "150", "--seed", "3")
@@ -115,6 +120,11 @@ def run_scenario(name, sim_flags, phases, controller_factory, input_path, gate_a
     for dur, ceiling, _unit in phases:
         results.append(phase_figures(log, start + settle, start + dur, ceiling))
         start += dur
+    if len(phases) > 1:
+        start = 0.0
+        for dur, ceiling, _unit in phases:
+            results.append(phase_figures(log, start + 2 * window, start + dur, ceiling))
+            start += dur
     if settle == 0.0 and len(phases) == 1:
         # the same run after discovery: the first half of the phase left out
         dur, ceiling, _unit = phases[0]
@@ -163,8 +173,9 @@ def main() -> None:
                 if name == "tpm":
                     res = run_tpm(flags, phases, factory, path)
                 else:
-                    res = run_scenario(name, flags, phases, factory, path, gate_args)
-                labels = [f"phase {i + 1}" for i in range(len(phases))] + ["second half"]
+                    res = run_scenario(name, flags, phases, factory, path, gate_args, window=args.window)
+                labels = [f"phase {i + 1}" for i in range(len(phases))]
+                labels += [f"phase {i + 1} from 2 windows" for i in range(len(phases))] if len(phases) > 1 else ["second half"]
                 figures = "  ".join(f"{labels[i]}: goodput {g:.3f} refused {r:.3%}" for i, (g, r) in enumerate(res))
                 print(f"  {cname:>9}: {figures}", flush=True)
 
