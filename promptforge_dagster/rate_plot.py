@@ -3,12 +3,22 @@ learned ceilings over the job's time."""
 
 from __future__ import annotations
 
+import gc
 import io
 
 from promptforge_dagster.core.rate_history import RateHistory
 
 
 def render_png(history: RateHistory, title: str = "PromptForge rate learning") -> bytes:
+    png = _render(history, title)
+    # A figure is a web of reference cycles holding the renderer's pixel buffers: left to
+    # the cyclic collector, every render of a long job raised the peak memory (about
+    # 40 MB over 20 renders). Free it now.
+    gc.collect()
+    return png
+
+
+def _render(history: RateHistory, title: str) -> bytes:
     # the object API, not pyplot: checkpoints render from a worker thread
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -43,4 +53,5 @@ def render_png(history: RateHistory, title: str = "PromptForge rate learning") -
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
+    fig.clear()
     return buf.getvalue()
