@@ -53,5 +53,4 @@ def _render(history: RateHistory, title: str) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
-    fig.clear()
     return buf.getvalue()

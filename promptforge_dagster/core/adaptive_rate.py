@@ -138,8 +138,8 @@ class _Tally:
 
     __slots__ = ("start", "end", "_sends", "_refusals", "sent", "tokens", "refused", "refused_tokens", "last")
 
-    def __init__(self, start: float) -> None:
-        self.start, self.end = start, math.inf
+    def __init__(self, start: float, end: float = math.inf) -> None:
+        self.start, self.end = start, end
         self._sends: deque[tuple[float, int]] = deque()
         self._refusals: deque[tuple[float, int]] = deque()
         self.sent = self.tokens = self.refused = self.refused_tokens = 0
@@ -164,6 +164,11 @@ class _Tally:
         return self
 
     @property
+    def refusals_pending(self) -> int:
+        """Refusals already in, of requests not yet settled."""
+        return len(self._refusals)
+
+    @property
     def admitted(self) -> int:
         return max(0, self.sent - self.refused)
 
@@ -172,7 +177,6 @@ class _Tally:
 class _Episode:
     start: float  # when the first refusal arrived
     first_sent: float  # when the first refused request was sent: the account was empty by then
-    measure_from: float  # requests sent from here on are the measurement
     rate: float  # the allowance held during the measurement
     before: float  # the allowance that was refused
     limit: str | None
@@ -214,13 +218,12 @@ class AdaptiveRateController:
         self._last_overload_at = -math.inf
         self._recent: deque[tuple[float, int]] = deque()  # sends of the last moments: an episode starts with them
         self._refusal_latency: deque[float] = deque(maxlen=32)
+        self._settle = 0.5  # how long after sending a request its refusal could still arrive
         self._since_decrease: _Tally | None = None  # sends and refusals since the last decrease
         self._tokens: deque[int] = deque(maxlen=256)
         self._p95_cache: int | None = None
-        self._burst_until = -math.inf
         self._burst_clean = False
-        self._burst_start = -math.inf
-        self._burst_tally = _Tally(-math.inf)  # requests sent inside the current burst window
+        self._burst = _Tally(-math.inf)  # requests sent inside the current burst window (start to end)
         self._burst_learned = False  # a refused burst has measured the provider's burst
         self.sent = 0
         self.rate_limited = 0
@@ -241,15 +244,13 @@ class AdaptiveRateController:
             wait = max(wait, self._tok.wait_time(now, float(est_tokens)))
         if wait > 0.0:
             self._blocked_at = now
-            if self._burst_clean and now < self._burst_until:
-                self._burst_until = self._burst_tally.end = now  # the burst is spent: from here on, the sustained rate
+            if self._burst_clean and now < self._burst.end:
+                self._burst.end = now  # the burst is spent: from here on, the sustained rate
             return wait
         idle = not self._utilised(now)  # nothing has waited on the allowance lately: a real gap
         if idle and self._bucket.level(now) >= max(2.0, self._bucket.capacity - 1e-9) and self.w_max() is not None:
-            self._burst_until = now + self.burst_s  # a full bucket after idle: this opens a burst
+            self._burst = _Tally(now, end=now + self.burst_s)  # a full bucket after idle: this opens a burst
             self._burst_clean = True
-            self._burst_start = now
-            self._burst_tally = _Tally(now)
         self._bucket.take(now, 1.0)
         if self._tok is not None:
             self._tok.take(now, float(est_tokens))
@@ -268,12 +269,6 @@ class AdaptiveRateController:
         now = sample.at
         self._advance(now)
         self._seed_from_headers(sample, now)
-        refused = sample.kind is OutcomeKind.RATE_LIMITED
-        if refused:
-            tokens = max(1, sample.est_tokens or sample.tokens)
-            self._refusal_latency.append(max(0.0, now - sample.sent_at))
-            for tally in self._tallies():
-                tally.refusal(sample.sent_at, tokens)
         if sample.kind is OutcomeKind.SUCCESS:
             self._overload_streak = 0
             self._successes.append(now)
@@ -281,8 +276,13 @@ class AdaptiveRateController:
                 self._successes.popleft()
         elif sample.kind is OutcomeKind.OVERLOADED:
             self._on_overload(sample)
-        elif refused:
+        elif sample.kind is OutcomeKind.RATE_LIMITED:
             self.rate_limited += 1
+            self._refusal_latency.append(max(0.0, now - sample.sent_at))
+            self._settle = max(0.05, 2.0 * max(self._refusal_latency))
+            tokens = max(1, sample.est_tokens or sample.tokens)
+            for tally in self._tallies():
+                tally.refusal(sample.sent_at, tokens)
             if sample.sent_at > self._since_empty.start:
                 self._since_empty = self._tally_from(sample)
             self._on_refused(sample)
@@ -423,7 +423,7 @@ class AdaptiveRateController:
         """Since the account was last seen dry, it can have admitted no more than its
         ceiling refills in that time. Admitted clearly more than ``w`` would: it rose.
         Idle gaps and provider bursts cannot fake this: they only spend that refill."""
-        tally = self._since_empty.settle(now - self._settle_s())
+        tally = self._since_empty.settle(now - self._settle)
         elapsed = tally.last - tally.start
         admitted, refill = tally.admitted, w
         if self.tpm_binds():  # counted in tokens: prompt sizes vary
@@ -445,12 +445,9 @@ class AdaptiveRateController:
     def _holding(self, now: float) -> bool:
         return now - self._refused_at <= max(1.0, 2.0 / max(self.rate, 1e-9))
 
-    def _settle_s(self) -> float:
-        """How long after sending a request its refusal could still arrive."""
-        return max(0.05, 2.0 * max(self._refusal_latency)) if self._refusal_latency else 0.5
 
     def _tallies(self) -> list[_Tally]:
-        out = [self._since_empty, self._burst_tally] if self._burst_clean else [self._since_empty]
+        out = [self._since_empty, self._burst] if self._burst_clean else [self._since_empty]
         if self._since_decrease is not None:
             out.append(self._since_decrease)
         if self._episode is not None:
@@ -467,10 +464,9 @@ class AdaptiveRateController:
 
     def _note_send(self, now: float, tokens: int) -> None:
         self._recent.append((now, tokens))
-        horizon = now - 2.0 * self._settle_s() - 0.1
-        while self._recent and self._recent[0][0] < horizon:
+        cutoff = now - self._settle
+        while self._recent and self._recent[0][0] < cutoff - self._settle - 0.1:
             self._recent.popleft()
-        cutoff = now - self._settle_s()
         for tally in self._tallies():
             tally.send(now, tokens)
             tally.settle(cutoff)  # keeps each tally to the last moments: flat memory however long the job
@@ -480,7 +476,7 @@ class AdaptiveRateController:
         if dt <= 0:
             return
         self._updated = now
-        if self._burst_clean and now > self._burst_until + self._settle_s():
+        if self._burst_clean and now > self._burst.end + self._settle:
             self._close_burst(now)
         if self._episode is not None:
             if self._episode_ready(now):
@@ -584,7 +580,7 @@ class AdaptiveRateController:
 
     def _on_refused(self, sample: RateSample) -> None:
         now = sample.at
-        if self._burst_clean and self._burst_start <= sample.sent_at <= self._burst_until:
+        if self._burst_clean and self._burst.start <= sample.sent_at <= self._burst.end:
             return  # refused inside a burst after idle: the burst was too big, not the rate too high
         if self._episode is not None or sample.sent_at < self.last_decrease_at:
             return  # being measured, or sent before the last decrease (already accounted for)
@@ -617,7 +613,7 @@ class AdaptiveRateController:
             self.rate = before * self.cfg.measure_cut
             self._sync(now)
         tally = _Tally(now) if cut else self._tally_from(sample)
-        self._episode = _Episode(start=now, first_sent=sample.sent_at, measure_from=tally.start,
+        self._episode = _Episode(start=now, first_sent=sample.sent_at,
                                  rate=self.rate, before=before, limit=self._limit_of(sample), tally=tally)
 
 
@@ -626,13 +622,13 @@ class AdaptiveRateController:
         known). A refused one measured it: what the account admitted over the burst window,
         less what it refills in that time, is the burst it holds; keep a little under it."""
         self._burst_clean = False
-        burst = self._burst_tally.settle(now - self._settle_s())
+        burst = self._burst.settle(now - self._settle)
         if not burst.refused:
             self.burst_s = min(self.cfg.burst_s_max, self.burst_s * (1.02 if self._burst_learned else 1.5))
             return
         self.burst_refusals += 1
         w = self.w_max() or self.rate
-        provider_burst_s = burst.admitted / w - (self._burst_until - self._burst_start)
+        provider_burst_s = burst.admitted / w - (burst.end - burst.start)
         self.burst_s = max(1.0, provider_burst_s * (1 - 2 * self.cfg.margin))
         self._burst_learned = True
         self._sync(now)
@@ -649,13 +645,13 @@ class AdaptiveRateController:
         fresh = self._since_decrease
         if fresh is None:
             return False
-        fresh.settle(now - self._settle_s())
-        refused = fresh.refused + len(fresh._refusals)
+        fresh.settle(now - self._settle)
+        refused = fresh.refused + fresh.refusals_pending
         return refused >= 3 and refused > self.cfg.emergency_refused_share * max(1, fresh.sent)
 
     def _episode_ready(self, now: float) -> bool:
         ep, cfg = self._episode, self.cfg
-        settle = self._settle_s()
+        settle = self._settle
         elapsed = now - ep.start
         if elapsed >= max(cfg.measure_max_s, min(cfg.window_s, 1.5 * cfg.measure_responses / ep.rate)) + settle:
             return True
@@ -664,17 +660,17 @@ class AdaptiveRateController:
         tally = ep.tally.settle(now - settle)
         # enough admitted over enough time of sending: a few requests sent within
         # milliseconds say little about the account's refill rate
-        return tally.admitted >= cfg.measure_responses and tally.last - ep.measure_from >= cfg.measure_min_s
+        return tally.admitted >= cfg.measure_responses and tally.last - tally.start >= cfg.measure_min_s
 
     def _finish_episode(self, now: float) -> None:
         ep, self._episode = self._episode, None
         cfg = self.cfg
         # Requests sent once the account was empty: the share admitted, times the rate
         # they were sent at, is the rate the account refills at -- its ceiling.
-        tally = ep.tally.settle(now - self._settle_s())
+        tally = ep.tally.settle(now - self._settle)
         # the refused are the larger requests when tokens bind: count what was admitted
         ok_tokens = (tally.tokens - tally.refused_tokens) / tally.admitted if tally.admitted else 0.0
-        span = tally.last - ep.measure_from if tally.sent > 1 else 0.0
+        span = tally.last - tally.start if tally.sent > 1 else 0.0
         # requests per second of sending while the account was dry. It was empty when the
         # span began, so it refilled over all of it: n / span.
         send_rate = tally.sent / span if span > 0 else ep.rate
@@ -685,7 +681,7 @@ class AdaptiveRateController:
         agrees = False
         self._bracket_top = None
         refused = tally.refused
-        if ep.measure_from > ep.first_sent and refused < cfg.measure_refused_share * tally.sent:
+        if ep.tally.start > ep.first_sent and refused < cfg.measure_refused_share * tally.sent:
             # the cut went under the ceiling, or so near it that the account was seldom
             # dry: the ceiling lies between the two rates. Climb back no higher than the
             # refused rate, and measure there, uncut, if refused again.

@@ -267,8 +267,8 @@ class Pipeline:
     def _task_done(self, task: asyncio.Task) -> None:
         # A bug in a request's task must not drop its prompt silently: stop the job with
         # the cause; what is written stays, and a resumed attempt sends the rest.
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
             self.stop(f"internal error: {type(exc).__name__}: {exc}"[:300])
 
     def stop(self, reason: str) -> None:
