@@ -30,10 +30,10 @@ ceiling. So a decrease does not halve blindly; it measures.
   means it rose (slow start finds the new one). Idle gaps and the provider's own burst
   cannot fake this. After an idle gap, goodput above the ceiling once busy for
   ``confirm_busy_s`` says so instead.
-* **TPM**: a hinted or announced TPM limit caps the request rate through a rolling p95 of
-  tokens per request (safe before anything is known of the traffic). Once a refusal has
-  taught the TPM ceiling, a token bucket paces by each request's own tokens, so mixed
-  prompt sizes still fill the ceiling.
+* **TPM**: an announced TPM limit caps the request rate through a rolling p95 of tokens
+  per request (safe before anything is known of the traffic). A learned TPM ceiling, or a
+  hinted one (a start point, reached once request sizes are known), is paced by a token
+  bucket charged each request's own tokens, so mixed prompt sizes still fill it.
 * At most one decrease per window; within a window only as an emergency, when requests
   sent *after* the last decrease are still refused at more than ``emergency_refused_share``.
 * **Overload** (503/529, "overloaded") pauses with exponential backoff; it never lowers a
@@ -230,6 +230,9 @@ class AdaptiveRateController:
         self.overloaded = 0
         self.decreases = 0
         self.burst_refusals = 0
+        self._tpm_hint_pending = bool(cfg.tpm_hint)  # start at it once request sizes are known
+        if cfg.tpm_hint:
+            self._tpm_learned = True  # a start point: paced by each request's tokens, probed beyond
         if cfg.rpm_hint:
             self.ceiling_rpm = cfg.rpm_hint
             self._enter_plateau(now)
@@ -491,6 +494,9 @@ class AdaptiveRateController:
         w = self.w_max()
         if self.phase is Phase.SLOW_START or w is None:
             self.rate *= cfg.slow_start_growth ** (dt / min(cfg.window_s, cfg.slow_start_window_s))
+            if self._tpm_hint_pending and w is not None and self.rate >= w * (1 - cfg.margin):
+                self._tpm_hint_pending = False  # a hinted TPM, now that request sizes are known: start there
+                self._enter_plateau(now)
         else:
             k = self._k()
             t = now - self._t_epoch

@@ -339,3 +339,15 @@ def test_a_very_low_estimate_is_probed_within_a_few_windows():
     c = controller(rpm_hint=6)
     run_model(c, AccountLimits(rpm=600, burst_s=2.0), 12 * W, seed=1)
     assert c.rate * 60 > 60
+
+
+def test_a_tpm_hint_is_a_start_point_paced_by_each_requests_tokens():
+    """With --tpm-hint the lane starts at the hint once request sizes are known, without
+    the slow-start overshoot, and paces by each request's tokens: mixed sizes fill the
+    ceiling instead of being held to the p95 (which with 100-1000 tokens is 0.55 of it)."""
+    tpm = 60_000
+    c = controller(tpm_hint=tpm)
+    trace = run_model(c, AccountLimits(rpm=None, tpm=tpm, burst_s=2.0), 6 * W, seed=1,
+                      tokens=lambda rng: rng.randint(100, 1000))
+    assert trace.refused_share(0, 2 * W) == 0
+    assert trace.token_share(W, 6 * W, tpm) >= 0.9
