@@ -17,7 +17,7 @@ import dagster as dg
 
 from promptforge_dagster.core.formats import JobDefaults
 from promptforge_dagster.core.job import JobFailed, JobSpec, run_job
-from promptforge_dagster.core.job_planning import RETRYABLE_ERROR_CODES
+from promptforge_dagster.core.errors import DUPLICATE_ID, RETRYABLE_ERROR_CODES
 from promptforge_dagster.core.pipeline import JobStats, PipelineConfig
 from promptforge_dagster.core.result_checks import check_results
 from promptforge_dagster.core.storage import join
@@ -137,7 +137,7 @@ def batch_results(
     info = store.stat(result.results_uri)
     checks = check_results(lambda start, n: store.read_range(result.results_uri, start, n, info.generation),
                            info.size, expected=int(s.get("prompts") or 0),
-                           flagged_duplicates=int(errors.get("duplicate_custom_id", 0)))
+                           flagged_duplicates=int(errors.get(DUPLICATE_ID, 0)))
     return dg.MaterializeResult(
         metadata={
             "input_uri": record.input_uri,

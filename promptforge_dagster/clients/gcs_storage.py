@@ -75,7 +75,7 @@ class GcsStorage:
         if length <= 0:
             return b""
         try:
-            return self._blob(path, generation).download_as_bytes(start=start, end=start + length - 1)
+            return self._blob(path, generation).download_as_bytes(start=start, end=start + length - 1, raw_download=True)
         except gexc.NotFound as exc:
             if generation is not None:
                 raise PreconditionFailed(f"{path}: generation {generation} no longer exists") from exc

@@ -1,52 +1,43 @@
 """The provider client: one chat completion through ``litellm.acompletion``, classified.
 
 LiteLLM's own retries are off (``num_retries=0``): PromptForge owns retries and pacing.
-The API key never appears in an outcome: messages are scrubbed of it.
+The API key never appears in an outcome: messages are scrubbed of it, and keep only the
+provider's own words (no traceback, no local path; details go to the debug log).
+
+Only fields of the chat-completions allow-list (``core/request_policy.py``) are passed
+on; the job's ``api_base`` and key serve the job's provider only, and a line allowed to
+use another provider gets that provider's own key and default endpoint. ``timeout_s``
+is a deadline for the whole request, not an idle timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import os
 from typing import Any, Mapping
 
 import litellm
 
+from promptforge_dagster.core.errors import MISSING_CREDENTIALS
 from promptforge_dagster.core.formats import CUSTOM_ID_HEADER, PromptRequest, qualify_model
-from promptforge_dagster.core.outcome import Outcome, OutcomeKind, classify
+from promptforge_dagster.core.outcome import Outcome, OutcomeKind, classify, public_message
+from promptforge_dagster.core.request_policy import CHAT_COMPLETIONS_FIELDS, key_variable, provider_of
+
+log = logging.getLogger("promptforge.provider")
 
 litellm.telemetry = False
 litellm.suppress_debug_info = True
 
-# The usual environment variable of each provider prefix.
-KEY_ENV = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "azure": "AZURE_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-    "groq": "GROQ_API_KEY",
-    "together_ai": "TOGETHERAI_API_KEY",
-    "deepseek": "DEEPSEEK_API_KEY",
-}
-
-
-def provider_of(model: str) -> str:
-    """The LiteLLM provider prefix of a model string (``openai`` when none)."""
-    return model.split("/", 1)[0] if "/" in model else "openai"
-
-
 def key_hash(api_key: str | None) -> str:
     """A short, non-reversible name for an API key: lanes and logs use it, never the key."""
-    import hashlib
-
-    return hashlib.sha256((api_key or "").encode()).hexdigest()[:12] if api_key else "nokey"
+    return hashlib.sha256(api_key.encode()).hexdigest()[:12] if api_key else "nokey"
 
 
 def api_key_from_env(model: str, env: Mapping[str, str] = os.environ) -> str | None:
-    """The API key from the provider's usual environment variable, if set."""
-    var = KEY_ENV.get(provider_of(model))
-    return env.get(var) if var else None
+    """The API key from the standard environment variable of the model's provider, if set."""
+    return env.get(key_variable(provider_of(model))) or None
 
 
 class LiteLLMProvider:
@@ -64,39 +55,51 @@ class LiteLLMProvider:
         api_key: str | None = None,
         timeout_s: float = 120.0,
         default_provider: str = "openai",
+        provider_keys: Mapping[str, str] | None = None,
     ) -> None:
         self.api_base = api_base
         self._api_key = api_key
         self.timeout_s = timeout_s
         self.default_provider = default_provider
+        self._keys = dict(provider_keys or {})  # other providers' keys, for lines allowed to use them
         self._prices: dict[str, bool] = {}
 
     def _model(self, model: str) -> str:
         return qualify_model(model, self.default_provider)
 
     async def complete(self, request: PromptRequest) -> Outcome:
-        body = dict(request.body)
+        body = {k: v for k, v in request.body.items() if k in CHAT_COMPLETIONS_FIELDS}
         model = self._model(str(body.pop("model")))
         messages = body.pop("messages")
         body.pop("stream", None)
-        extra_headers = dict(body.pop("extra_headers", None) or {})
-        extra_headers[CUSTOM_ID_HEADER] = request.custom_id
+        provider = provider_of(model)
+        if provider == self.default_provider:
+            api_base, api_key = self.api_base, self._api_key
+        else:  # never the job's endpoint or key for another provider
+            api_base, api_key = None, self._keys.get(provider)
+            if not api_key:
+                return Outcome(OutcomeKind.PERMANENT, 0, error_type=MISSING_CREDENTIALS,
+                               message=f"no API key for provider {provider!r} (set {key_variable(provider)})")
         try:
-            resp = await litellm.acompletion(
+            resp = await asyncio.wait_for(litellm.acompletion(
                 model=model,
                 messages=messages,
-                api_base=self.api_base,
-                api_key=self._api_key,
+                api_base=api_base,
+                api_key=api_key,
                 timeout=self.timeout_s,
                 num_retries=0,
                 max_retries=0,
-                extra_headers=extra_headers,
+                extra_headers={CUSTOM_ID_HEADER: request.custom_id},
                 **body,
-            )
+            ), self.timeout_s)
         except asyncio.CancelledError:
             raise
+        except TimeoutError:  # the deadline for the whole request (asyncio.wait_for)
+            return Outcome(OutcomeKind.TRANSIENT, 0, error_type="timeout",
+                           message=f"no complete answer within {self.timeout_s:g} s (--timeout)")
         except Exception as exc:  # every provider failure becomes an Outcome
-            return self._failure(exc)
+            log.debug("request %s failed: %s", request.custom_id, self._scrub(repr(exc)))
+            return self._failure(exc, api_key)
         return self._success(model, resp)
 
     def _success(self, model: str, resp: Any) -> Outcome:
@@ -113,7 +116,7 @@ class LiteLLMProvider:
             tokens_out=tokens_out, cost=self._cost(model, tokens_in, tokens_out), request_id=request_id,
         )
 
-    def _failure(self, exc: Exception) -> Outcome:
+    def _failure(self, exc: Exception, api_key: str | None = None) -> Outcome:
         status = getattr(exc, "status_code", None)
         if isinstance(exc, litellm.Timeout):
             status, error_type = None, "timeout"
@@ -135,17 +138,17 @@ class LiteLLMProvider:
                 headers = _lower(dict(raw_headers.items()))
             except Exception:
                 headers = {}
-        message = self._scrub(str(getattr(exc, "message", None) or exc))
+        message = public_message(self._scrub(str(getattr(exc, "message", None) or exc), api_key))
         kind = classify(status, message, error_type)
         return Outcome(
             kind, status or 0, headers=headers, error_type=error_type, message=message,
             request_id=headers.get("x-request-id"),
         )
 
-    def _scrub(self, text: str) -> str:
-        key = self._api_key
-        if key and len(key) >= 6:
-            text = text.replace(key, "***")
+    def _scrub(self, text: str, *extra_keys: str | None) -> str:
+        for key in (self._api_key, *self._keys.values(), *extra_keys):
+            if key and len(key) >= 6:
+                text = text.replace(key, "***")
         return text[:2000]
 
     def _cost(self, model: str, tokens_in: int, tokens_out: int) -> float | None:

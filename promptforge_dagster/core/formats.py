@@ -17,6 +17,13 @@ from typing import Any
 
 import msgspec
 
+# Per-line error codes (every code: core/errors.py).
+from promptforge_dagster.core.errors import (
+    DUPLICATE_ID, INVALID_JSON, INVALID_REQUEST, INVALID_UTF8, LINE_TOO_LONG, MISSING_ID, NOT_AN_OBJECT,
+    UNKNOWN_URL, UNSUPPORTED_METHOD,
+)
+from promptforge_dagster.core.request_policy import RequestPolicy, provider_of
+
 CHAT_COMPLETIONS_URL = "/v1/chat/completions"
 # Sent with every request so a provider's (or the simulator's) request log can name the prompt.
 CUSTOM_ID_HEADER = "X-PromptForge-Custom-Id"
@@ -24,16 +31,6 @@ CUSTOM_ID_HEADER = "X-PromptForge-Custom-Id"
 # error says "unsupported" rather than "unknown".
 KNOWN_UNSUPPORTED_URLS = frozenset({"/v1/embeddings", "/v1/completions", "/v1/responses", "/v1/moderations"})
 
-# Error codes of per-line input errors, stable for downstream counting.
-INVALID_JSON = "invalid_json"
-INVALID_UTF8 = "invalid_utf8"
-NOT_AN_OBJECT = "not_an_object"
-MISSING_ID = "missing_id"
-DUPLICATE_ID = "duplicate_id"
-UNKNOWN_URL = "unknown_url"
-UNSUPPORTED_METHOD = "unsupported_method"
-LINE_TOO_LONG = "line_too_long"
-INVALID_REQUEST = "invalid_request"
 
 _decoder = msgspec.json.Decoder()
 
@@ -140,7 +137,12 @@ def decode_line(raw: bytes) -> tuple[Any, str | None, str | None]:
         return _decoder.decode(raw), None, None
     except UnicodeDecodeError as exc:
         return None, INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}"
+    except RecursionError:
+        return None, INVALID_JSON, "invalid JSON (nested too deeply)"
     except msgspec.DecodeError as exc:
+        nul = raw.find(b"\x00")
+        if nul >= 0:
+            return None, INVALID_JSON, f"invalid JSON (a NUL byte at byte {nul})"
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as uexc:
@@ -159,12 +161,32 @@ class LineParser:
     'line_too_long'
     """
 
-    def __init__(self, defaults: JobDefaults, max_line_bytes: int = 2 * 1024 * 1024, source: str = "input") -> None:
+    def __init__(self, defaults: JobDefaults, max_line_bytes: int = 2 * 1024 * 1024, source: str = "input",
+                 policy: RequestPolicy | None = None) -> None:
         self.defaults = defaults
         self.max_line_bytes = max_line_bytes
         self.source = source
+        self.policy = policy or RequestPolicy(provider_of(defaults.model))
 
     def parse(
+        self,
+        raw: bytes,
+        ordinal: int,
+        line_no: int,
+        offset: int,
+        *,
+        length: int | None = None,
+        duplicate_of: int | None = None,
+    ) -> PromptRequest | BadLine:
+        """One line -> a request or an error record. Never raises: whatever a line holds,
+        a failure to parse, validate or prepare it is that line's error record."""
+        try:
+            return self._parse(raw, ordinal, line_no, offset, length=length, duplicate_of=duplicate_of)
+        except Exception as exc:  # noqa: BLE001 - one hostile line must not stop the job
+            return self._bad(ordinal, line_no, offset, None, INVALID_REQUEST,
+                             f"the line could not be prepared ({type(exc).__name__})")
+
+    def _parse(
         self,
         raw: bytes,
         ordinal: int,
@@ -236,18 +258,13 @@ class LineParser:
         return self._request(body, custom_id, ordinal, line_no, offset)
 
     def _request(self, body: dict, custom_id: str, ordinal: int, line_no: int, offset: int):
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-            return self._bad(
-                ordinal, line_no, offset, custom_id, INVALID_REQUEST,
-                '"messages" must be a non-empty list of objects',
-            )
-        if body.get("stream"):
-            return self._bad(ordinal, line_no, offset, custom_id, INVALID_REQUEST, '"stream": true is not supported in batch')
         merged = dict(self.defaults.params)
         merged.update(body)
-        if not isinstance(merged.get("model"), str) or not merged.get("model"):
+        if merged.get("model") in (None, ""):
             merged["model"] = self.defaults.model
+        refusal = self.policy.check(merged)
+        if refusal is not None:
+            return self._bad(ordinal, line_no, offset, custom_id, refusal.code, refusal.reason)
         return PromptRequest(ordinal, line_no, offset, custom_id, merged)
 
     def _bad(self, ordinal: int, line_no: int, offset: int, custom_id: str | None, code: str, reason: str) -> BadLine:

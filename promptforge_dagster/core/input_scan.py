@@ -30,7 +30,6 @@ SNIFF_LINES = 20
 _MAGIC = {
     b"%PDF": "a PDF document",
     b"PK\x03\x04": "a zip archive (or an Office document)",
-    b"\x1f\x8b": "gzip-compressed data (name it .jsonl.gz)",
     b"\x89PNG": "a PNG image",
     b"\xff\xd8\xff": "a JPEG image",
     b"GIF8": "a GIF image",
@@ -38,6 +37,14 @@ _MAGIC = {
     b"PAR1": "a Parquet file",
     b"\x7fELF": "an executable",
 }
+
+# Byte-order marks of encodings other than UTF-8, longest first (UTF-32 LE starts like UTF-16 LE).
+_FOREIGN_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32 (little-endian)", "UTF-32LE"),
+    (b"\x00\x00\xfe\xff", "UTF-32 (big-endian)", "UTF-32BE"),
+    (b"\xff\xfe", "UTF-16 (little-endian)", "UTF-16LE"),
+    (b"\xfe\xff", "UTF-16 (big-endian)", "UTF-16BE"),
+)
 
 
 class _Ids(msgspec.Struct):
@@ -75,12 +82,17 @@ def sniff(head: bytes, source: str) -> None:
     ...
     promptforge_dagster.core.formats.NotJsonlError: in.pdf is not JSONL: it looks like a PDF document
     """
+    for bom, name, codec in _FOREIGN_BOMS:
+        if head.startswith(bom):
+            raise NotJsonlError(f"{source} is {name} text; JSONL must be UTF-8: convert it first, "
+                                f"e.g. iconv -f {codec} -t UTF-8 IN > OUT")
     body = head[len(BOM):] if head.startswith(BOM) else head
     for magic, what in _MAGIC.items():
         if body.startswith(magic):
             raise NotJsonlError(f"{source} is not JSONL: it looks like {what}")
-    if b"\x00" in body:
-        raise NotJsonlError(f"{source} is not JSONL: it contains NUL bytes (binary data)")
+    if body[:2] in (b"{\x00", b"\x00{"):
+        raise NotJsonlError(f"{source} looks like UTF-16 text without a byte-order mark; JSONL must be UTF-8: "
+                            "convert it first, e.g. iconv -f UTF-16LE -t UTF-8 IN > OUT")
     lines = [ln for ln in body.split(b"\n") if ln.strip()]
     if len(body) >= SNIFF_BYTES and lines and not body.endswith(b"\n"):
         lines = lines[:-1] or lines  # the last line may be cut mid-way
@@ -91,7 +103,7 @@ def sniff(head: bytes, source: str) -> None:
         try:
             if isinstance(msgspec.json.decode(ln.rstrip(b"\r")), dict):
                 return
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             continue
     preview = lines[0][:60].decode("utf-8", "replace")
     raise NotJsonlError(
@@ -108,8 +120,8 @@ def line_id(line: RawLine) -> str | None:
     """
     try:
         ids = _id_decoder.decode(line.data)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        return None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None  # the line becomes its own error record when parsed
     return extract_id({"custom_id": ids.custom_id} if ids.custom_id is not None else {"id": ids.id})
 
 

@@ -27,14 +27,16 @@ import msgspec
 from pyroaring import BitMap
 from promptforge_dagster.core.commit import CHECKPOINT_NAME, JobCommitter, ResumeInfo, parts_prefix
 from promptforge_dagster.core.formats import JobDefaults, LineParser, NotJsonlError
+from promptforge_dagster.core.gzip_source import GZIP_MAGIC, GzipSource, TruncatedGzip, is_gzip
 from promptforge_dagster.core.input_scan import SNIFF_BYTES, InputIndex, scan_input, sniff
-from promptforge_dagster.core.job_planning import RETRYABLE_ERROR_CODES
+from promptforge_dagster.core.errors import RETRYABLE_ERROR_CODES
 from promptforge_dagster.core.job_registry import JobRegistry, LeaseHeld, LeaseLost
 from promptforge_dagster.core.pipeline import JobStats, Pipeline, PipelineConfig, Provider
 from promptforge_dagster.core.rate_controller import RateController
 from promptforge_dagster.core.rate_history import RateHistory
 from promptforge_dagster.core.rate_lanes import RateLanes
 from promptforge_dagster.core.shared_lanes import LaneSync
+from promptforge_dagster.core.request_policy import RequestPolicy
 from promptforge_dagster.core.reader import DEFAULT_CHUNK_BYTES, PromptReader, ReadPosition
 from promptforge_dagster.core.results import IncompleteResults, assemble
 from promptforge_dagster.core.storage import PreconditionFailed, Storage, join
@@ -68,6 +70,7 @@ class JobSpec:
     checkpoint_interval_s: float = 30.0
     lease_ttl_s: float = 120.0
     heartbeat_s: float = 10.0
+    policy: RequestPolicy | None = None  # what a line may ask for (default: the job model's provider only)
 
 
 @dataclass
@@ -154,13 +157,31 @@ async def run_job(
                 "a re-upload is a new job"
             ) from exc
 
+    compressed = info.size >= len(GZIP_MAGIC) and is_gzip(read_range(0, len(GZIP_MAGIC)))
+
+    def open_source() -> tuple[Callable[[int, int], bytes], int | None]:
+        """The input's bytes (decompressed, for gzip: a stream of unknown length)."""
+        if not compressed:
+            return read_range, info.size
+        gz = GzipSource(read_range, info.size)
+
+        def read_plain(start: int, length: int) -> bytes:
+            try:
+                return gz.read_range(start, length)
+            except TruncatedGzip as exc:
+                raise JobFailed(f"input {spec.input_uri}: {exc}") from exc
+
+        return read_plain, None
+
     try:
-        sniff(read_range(0, min(SNIFF_BYTES, info.size)), spec.input_uri)
+        head_read, head_size = open_source()
+        sniff(head_read(0, SNIFF_BYTES if head_size is None else min(SNIFF_BYTES, head_size)), spec.input_uri)
     except NotJsonlError as exc:
         raise JobFailed(str(exc)) from exc
 
     def lines(position: ReadPosition = ReadPosition()):
-        return PromptReader(read_range, info.size, start=position, chunk_bytes=spec.chunk_bytes,
+        source, size = open_source()
+        return PromptReader(source, size, start=position, chunk_bytes=spec.chunk_bytes,
                             max_line_bytes=spec.max_line_bytes)
 
     job_id = spec.job_id or f"{spec.input_uri}#{generation}"
@@ -219,7 +240,7 @@ async def run_job(
         return Pipeline(
             job_id=job_id,
             lines=lines,
-            parser=LineParser(spec.defaults, spec.max_line_bytes, source=spec.input_uri),
+            parser=LineParser(spec.defaults, spec.max_line_bytes, source=spec.input_uri, policy=spec.policy),
             provider=provider,
             controller=lanes,
             write_part=committer.write_part,

@@ -24,7 +24,6 @@ SMALL_JOB = "promptforge_small_job"
 LARGE_JOB = "promptforge_large_job"
 BYTES_PER_PROMPT = 300  # a typical Batch API line; only used to route and size, never to count
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
-RETRYABLE_ERROR_CODES = ("rate_limited", "retries_exhausted")
 
 
 @dataclass(frozen=True)

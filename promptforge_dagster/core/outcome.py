@@ -88,6 +88,34 @@ def classify(status_code: int | None, message: str = "", error_type: str | None 
     return OutcomeKind.PERMANENT
 
 
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\)|\n\s+File \"")
+_CLIENT_PREFIX = re.compile(r"^\s*(?:litellm\.\w+:\s*|\w*(?:Error|Exception)(?::\s*|\s+-\s+))")
+_LOCAL_PATH = re.compile(r"(?<![\w:/.~-])(?:[A-Za-z]:)?(?:/[\w.@+-]+){2,}/?")
+MAX_MESSAGE_CHARS = 500  # a provider's error message, whole; longer is a dump, not a message
+
+
+def public_message(text: str) -> str:
+    """What a result line may say about a failure: the provider's own words, without the
+    client library's traceback, class-name prefixes or local file paths.
+
+    >>> public_message('litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached')
+    'Rate limit reached'
+    >>> public_message('Connection error.\\nTraceback (most recent call last):\\n  File "/app/x.py", line 3')
+    'Connection error.'
+    >>> public_message('cannot open /home/ci/.venv/lib/litellm/main.py; see https://x.ai/docs/limits')
+    'cannot open <path>; see https://x.ai/docs/limits'
+    """
+    match = _TRACEBACK.search(text)
+    if match:
+        text = text[:match.start()]
+    text = " ".join(text.split())
+    previous = None
+    while previous != text:
+        previous, text = text, _CLIENT_PREFIX.sub("", text, count=1)
+    text = _LOCAL_PATH.sub("<path>", text).strip()
+    return text[:MAX_MESSAGE_CHARS] or "no message"
+
+
 def limit_hint(outcome: Outcome) -> str | None:
     """Which limit a 429 says it hit: ``"tokens"``, ``"requests"`` or None (unknown).
 

@@ -34,6 +34,9 @@ from typing import Any, Awaitable, Callable, Iterable, Protocol
 from pyroaring import BitMap
 
 from promptforge_dagster.core.commit import low_water
+from promptforge_dagster.core.errors import (
+    INVALID_REQUEST, MISSING_CREDENTIALS, PROVIDER_ERROR, RATE_LIMITED, RETRIES_EXHAUSTED,
+)
 from promptforge_dagster.core.formats import BadLine, LineParser, PromptRequest
 from promptforge_dagster.core.outcome import Outcome, OutcomeKind, limit_hint
 from promptforge_dagster.core.rate_controller import RateController, RateSample
@@ -124,8 +127,10 @@ def estimate_tokens(body: dict[str, Any], default_max_tokens: int) -> int:
             for part in content:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     chars += len(part["text"])
-    completion = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
-    return chars // 4 + 1 + int(completion)
+    completion = body.get("max_completion_tokens") or body.get("max_tokens")
+    if not isinstance(completion, int) or isinstance(completion, bool) or completion < 0:
+        completion = default_max_tokens
+    return chars // 4 + 1 + completion
 
 
 class Pipeline:
@@ -361,11 +366,18 @@ class Pipeline:
 
     async def _run_one(self, req: PromptRequest, slots: asyncio.Semaphore) -> None:
         cfg, stats = self.config, self.stats
-        est = estimate_tokens(req.body, cfg.default_max_tokens)
-        lane = self.lanes.lane(str(req.body.get("model", "")))
-        controller = self.lanes.controller(lane)
         attempts = rate_limited = 0
         try:
+            try:
+                est = estimate_tokens(req.body, cfg.default_max_tokens)
+                lane = self.lanes.lane(str(req.body.get("model", "")))
+                controller = self.lanes.controller(lane)
+            except Exception as exc:  # noqa: BLE001 - a line that cannot be prepared is that line's error
+                self._count_error(INVALID_REQUEST)
+                await self._emit(Envelope(req.ordinal, error_record(
+                    self.job_id, req.ordinal, req.custom_id, INVALID_REQUEST,
+                    f"line {req.line_no}: the request could not be prepared ({type(exc).__name__})")))
+                return
             while True:
                 await self._pace(lane, controller, est)
                 if self._stop.is_set():
@@ -400,16 +412,16 @@ class Pipeline:
                     return
                 code = None
                 if kind is OutcomeKind.PERMANENT:
-                    code = "provider_error"
+                    code = MISSING_CREDENTIALS if outcome.error_type == MISSING_CREDENTIALS else PROVIDER_ERROR
                 elif kind is OutcomeKind.RATE_LIMITED:
                     stats.rate_limited += 1
                     rate_limited += 1
                     if rate_limited >= cfg.max_rate_limited:
-                        code = "rate_limited"
+                        code = RATE_LIMITED
                 else:
                     attempts += 1
                     if attempts >= cfg.max_attempts:
-                        code = "retries_exhausted"
+                        code = RETRIES_EXHAUSTED
                 if code is not None:
                     self._count_error(code)
                     await self._emit(Envelope(

@@ -1,7 +1,8 @@
 """Streaming JSONL reader over any byte source, in bounded chunks, at flat memory.
 
 The source is a ``read_range(start, length) -> bytes`` function, so the same reader
-serves local files, pinned GCS object generations and in-memory test data. Each
+serves local files, pinned GCS object generations, decompressed ``.jsonl.gz`` streams
+(``size`` None: read until a read comes back empty) and in-memory test data. Each
 non-blank line comes out as a :class:`RawLine` with its ordinal (index among non-blank
 lines), physical line number and byte offset; a resumed job starts at a saved
 ``ReadPosition`` instead of the top of the file.
@@ -64,7 +65,7 @@ class PromptReader:
     def __init__(
         self,
         read_range: ReadRange,
-        size: int,
+        size: int | None,
         *,
         start: ReadPosition = ReadPosition(),
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
@@ -82,14 +83,16 @@ class PromptReader:
         size, cap, read = self._size, self._cap, self._read
         pos = self._start.offset
         ordinal, line_no = self._start.ordinal, self._start.line_no
-        if pos == 0 and size >= len(BOM) and read(0, len(BOM)) == BOM:
+        if pos == 0 and (size is None or size >= len(BOM)) and read(0, len(BOM)) == BOM:
             pos = len(BOM)
         line_start = pos
         partial = bytearray()  # the current line's head when it spans chunks (at most cap + 1 bytes)
         length = 0  # true length of the current partial line
-        while pos < size:
-            chunk = read(pos, min(self._chunk, size - pos))
+        while size is None or pos < size:
+            chunk = read(pos, self._chunk if size is None else min(self._chunk, size - pos))
             if not chunk:
+                if size is None:  # a stream of unknown length (a decompressed input) ends here
+                    break
                 raise EOFError(f"source ended at byte {pos}, expected {size} bytes")
             base = pos
             pos += len(chunk)

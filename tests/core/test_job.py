@@ -189,7 +189,7 @@ class FlakyOnce:
 def test_rerun_of_failed_prompts_sends_only_those_and_replaces_their_lines(tmp_path):
     """A finished job with retryable failures is re-run: only the failed prompts are sent,
     and results.jsonl still has one line per input line, the failures replaced."""
-    from promptforge_dagster.core.job_planning import RETRYABLE_ERROR_CODES
+    from promptforge_dagster.core.errors import RETRYABLE_ERROR_CODES
 
     src = tmp_path / "in.jsonl"
     src.write_bytes(b"".join(b'{"id": "r%d", "prompt": "p"}\n' % i for i in range(12)))

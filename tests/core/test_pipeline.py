@@ -8,6 +8,7 @@ import asyncio
 import json
 
 from promptforge_dagster.core.formats import JobDefaults, LineParser
+from promptforge_dagster.core.request_policy import RequestPolicy
 from promptforge_dagster.core.outcome import Outcome, OutcomeKind
 from promptforge_dagster.core.pipeline import Pipeline, PipelineConfig
 from promptforge_dagster.core.rate_controller import FixedRateController
@@ -55,7 +56,7 @@ def run_pipeline(data, provider, config=None, **kw):
 
         p = Pipeline(
             job_id="job", lines=lambda pos: PromptReader(lambda s, n: data[s:s + n], len(data), start=pos),
-            parser=LineParser(JobDefaults("m")), provider=provider,
+            parser=kw.pop("parser", None) or LineParser(JobDefaults("m")), provider=provider,
             controller=kw.pop("controller", None) or FixedRateController(None, now=0.0),
             write_part=write_part, config=config or PipelineConfig(), clock=loop.time, wall_clock=lambda: 0.0,
             offload=inline, **kw,
@@ -206,7 +207,8 @@ def test_each_lane_has_its_own_controller_and_learns_which_limit_was_hit():
     data = (b'{"id": "p0", "prompt": "a", "model": "gpt-4o"}\n'
             b'{"id": "p1", "prompt": "b", "model": "anthropic/claude"}\n'
             b'{"id": "p2", "prompt": "c"}\n')
-    run_pipeline(data, provider, controller=lanes)
+    parser = LineParser(JobDefaults("m"), policy=RequestPolicy("openai", allow_models=("anthropic/*",)))
+    run_pipeline(data, provider, controller=lanes, parser=parser)
     assert set(made) == {"openai/gpt-4o#abc", "anthropic/claude#abc", "openai/m#abc"}
     first = made["openai/gpt-4o#abc"].samples[0]
     assert first.kind is K.RATE_LIMITED and first.limit == "tokens"
