@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", required=True, help="output folder: a local path or gs://bucket/prefix")
     run.add_argument("--model", required=True, help="LiteLLM model for lines that name none, e.g. openai/gpt-4o-mini")
     run.add_argument("--api-base", help="provider base URL (any OpenAI-compatible server)")
+    run.add_argument("--allow-model", action="append", default=[], metavar="PATTERN",
+                     help="let lines name models of another provider matching this pattern, e.g. 'anthropic/*' "
+                          "(that provider's own key is used); repeatable. Default: the job's provider only")
     run.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
                      help="job-level default body parameter (JSON value), e.g. max_tokens=256; repeatable")
     run.add_argument("--max-in-flight", type=int, default=64)
@@ -103,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from promptforge_dagster.clients.litellm_provider import LiteLLMProvider, api_key_from_env, key_hash, provider_of
+    from promptforge_dagster.clients.litellm_provider import LiteLLMProvider, job_credentials, key_hash, provider_of
+    from promptforge_dagster.core.request_policy import KEY_VARIABLES, key_variable
     from promptforge_dagster.clients.registry_for import registry_for
     from promptforge_dagster.clients.storage_for import storage_for
 
@@ -112,22 +116,24 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"promptforge: error: {exc}", file=sys.stderr)
         return 2
-    api_key = api_key_from_env(args.model)
-    if api_key is None and args.api_base:
-        api_key = "sk-no-key"  # OpenAI-compatible servers without auth still want a bearer
+    api_key, other_keys, policy = job_credentials(args.model, args.api_base, tuple(args.allow_model))
+    if api_key is None and provider_of(args.model) in KEY_VARIABLES:
+        print(f"promptforge: error: no API key for {args.model}: set {key_variable(provider_of(args.model))}",
+              file=sys.stderr)
+        return 1
     if args.checkpoint_interval <= 0:
         print("promptforge: error: --checkpoint-interval must be positive", file=sys.stderr)
         return 2
     spec = JobSpec(args.input, args.output.rstrip("/"), JobDefaults(args.model, dict(args.param)),
                    job_id=args.job_id, max_line_bytes=args.max_line_bytes, pipeline=config,
-                   checkpoint_interval_s=args.checkpoint_interval)
+                   checkpoint_interval_s=args.checkpoint_interval, policy=policy)
     try:
         registry = registry_for(args.registry)
     except ValueError as exc:
         print(f"promptforge: error: {exc}", file=sys.stderr)
         return 2
     provider = LiteLLMProvider(api_base=args.api_base, api_key=api_key, timeout_s=args.timeout,
-                               default_provider=provider_of(args.model))
+                               default_provider=provider_of(args.model), provider_keys=other_keys)
     output_storage = storage_for(spec.output_uri)
     if args.restart:
         clear_output(output_storage, spec.output_uri)

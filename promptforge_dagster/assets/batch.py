@@ -95,7 +95,7 @@ def batch_results(
         record.input_uri, record.output_uri, JobDefaults(record.extra.get("model") or llm.model),
         job_id=key, pipeline=PipelineConfig(max_in_flight=llm.max_in_flight),
         checkpoint_interval_s=checkpoints.interval_s, lease_ttl_s=checkpoints.lease_ttl_s,
-        heartbeat_s=checkpoints.heartbeat_s,
+        heartbeat_s=checkpoints.heartbeat_s, policy=llm.policy(),
     )
     lanes = rate_limiter.lanes(llm.key_hash(), llm.default_provider())
     stats = JobStats()

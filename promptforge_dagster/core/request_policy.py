@@ -171,8 +171,8 @@ _VALUE_RULES = {
     "prediction": _of(dict, what="an object"),
     "web_search_options": _of(dict, what="an object"),
     "stream_options": _of(dict, what="an object"),
-    "tools": _of(list, what="a list"),
-    "functions": _of(list, what="a list"),
+    "tools": lambda v: None if isinstance(v, list) and all(isinstance(t, dict) for t in v) else "a list of objects",
+    "functions": lambda v: None if isinstance(v, list) and all(isinstance(f, dict) for f in v) else "a list of objects",
     "tool_choice": _of(str, dict, what="a string or an object"),
     "function_call": _of(str, dict, what="a string or an object"),
 }

@@ -26,6 +26,7 @@ class LLMResource(dg.ConfigurableResource):
     api_key: Optional[str] = None
     timeout_s: float = 120.0
     max_in_flight: int = 64
+    allow_models: list[str] = []  # lines may name models of another provider matching these (e.g. "anthropic/*")
     simulator_rpm: float = 3000.0
     simulator_latency_ms: float = 50.0
     _sim: Optional[subprocess.Popen] = PrivateAttr(default=None)
@@ -53,18 +54,23 @@ class LLMResource(dg.ConfigurableResource):
     def effective_api_key(self) -> Optional[str]:
         if self.api_base == SIMULATOR:
             return "sk-promptforge-simulator"
-        if self.api_key:
-            return self.api_key
-        from promptforge_dagster.clients.litellm_provider import api_key_from_env
+        return self.api_key or self._credentials()[0]
 
-        key = api_key_from_env(self.model)
-        return key or ("sk-no-key" if self.api_base else None)
+    def _credentials(self):
+        from promptforge_dagster.clients.litellm_provider import job_credentials
+
+        return job_credentials(self.model, self.effective_api_base, tuple(self.allow_models))
+
+    def policy(self):
+        """What a line may ask for: the job model's provider, plus ``allow_models``."""
+        return self._credentials()[2]
 
     def provider(self):
         from promptforge_dagster.clients.litellm_provider import LiteLLMProvider, provider_of
 
         return LiteLLMProvider(api_base=self.effective_api_base, api_key=self.effective_api_key(),
-                               timeout_s=self.timeout_s, default_provider=provider_of(self.model))
+                               timeout_s=self.timeout_s, default_provider=provider_of(self.model),
+                               provider_keys=self._credentials()[1])
 
     def key_hash(self) -> str:
         from promptforge_dagster.clients.litellm_provider import key_hash
