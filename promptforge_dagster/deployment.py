@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
+from promptforge_dagster.core.job_planning import prefixes_overlap
+
 
 @dataclass(frozen=True)
 class Deployment:
@@ -59,6 +61,16 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
 
 
 def deployment_from_env(env: Mapping[str, str]) -> Deployment:
+    deployment = _deployment(env)
+    same_bucket = deployment.input_root in (None, deployment.bucket_root)
+    if same_bucket and prefixes_overlap(deployment.input_prefix, deployment.output_prefix):
+        raise ValueError(f"PROMPTFORGE_INPUT_PREFIX={deployment.input_prefix!r} and PROMPTFORGE_OUTPUT_PREFIX="
+                         f"{deployment.output_prefix!r} overlap in one bucket: results would become new jobs; "
+                         "use separate prefixes (or PROMPTFORGE_INPUT_BUCKET)")
+    return deployment
+
+
+def _deployment(env: Mapping[str, str]) -> Deployment:
     name = env.get("PROMPTFORGE_DEPLOYMENT", "local").strip().lower()
     common = dict(
         input_prefix=env.get("PROMPTFORGE_INPUT_PREFIX", "inputs/"),

@@ -45,15 +45,38 @@ def job_key(obj: UploadedObject) -> str:
     return f"{obj.bucket}/{obj.name}#{obj.generation}"
 
 
-def output_name(key: str) -> str:
-    """A folder name for a job's output, readable and unique per generation.
+_NAME_KEEP = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 
-    >>> output_name("b/in/batch 1.jsonl#17")
-    'in__batch_1.jsonl@17'
+
+def output_name(key: str) -> str:
+    """A folder name for a job's output: readable, and one-to-one with the object and
+    generation (``/`` becomes ``__``; every other byte outside ``[A-Za-z0-9.-]``,
+    ``_`` included, becomes ``_XX``), so two objects never share an output folder.
+
+    >>> output_name("b/in/batch 1.jsonl#17"), output_name("b/in/batch_1.jsonl#17")
+    ('in__batch_201.jsonl@17', 'in__batch_5F1.jsonl@17')
     """
     path, _, generation = key.partition("/")[2].rpartition("#")
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in path.replace("/", "__"))
-    return f"{safe}@{generation}"
+    out = []
+    for c in path:
+        if c == "/":
+            out.append("__")
+        elif c in _NAME_KEEP:
+            out.append(c)
+        else:
+            out.extend(f"_{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+    return f"{''.join(out)}@{generation}"
+
+
+def prefixes_overlap(a: str, b: str) -> bool:
+    """Whether two object prefixes in one bucket share objects (one holds the other).
+
+    >>> prefixes_overlap("inputs/", "outputs/"), prefixes_overlap("data/", "data/out/"), prefixes_overlap("", "x/")
+    (False, True, True)
+    """
+    a, b = a.lstrip("/"), b.lstrip("/")
+    a, b = (a if not a or a.endswith("/") else a + "/"), (b if not b or b.endswith("/") else b + "/")
+    return a.startswith(b) or b.startswith(a)
 
 
 def rejection_reason(obj: UploadedObject) -> str | None:

@@ -17,14 +17,60 @@ again, so the job it makes is keyed by object generation (``core/job_planning.jo
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 from promptforge_dagster.core.job_planning import UploadedObject
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 SOURCE_PREFIX = "//storage.googleapis.com/projects/_/buckets/"
 MAX_NAME_BYTES = 1024  # GCS's own limit on object names
+MAX_INT64 = 2 ** 63 - 1  # GCS generations and sizes are int64, sent as decimal strings
+_DECIMAL = re.compile(r"[0-9]{1,19}")
+# Control (C0, C1), format (bidi overrides, zero-width), surrogate, private-use and line/paragraph
+# separator characters: none belongs in an object name a person reads in a log or a UI.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+
+
+def strict_int(value: Any, what: str, *, minimum: int) -> int:
+    """An int64 as GCS sends it: a decimal string (or a JSON integer); nothing else.
+
+    >>> strict_int("1700000000123", "generation", minimum=1)
+    1700000000123
+    >>> strict_int(7.9, "generation", minimum=1)
+    Traceback (most recent call last):
+    ...
+    promptforge_dagster.core.storage_event.BadEvent: object generation must be a decimal integer, got 7.9
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value):
+        number = int(value)
+    else:
+        raise BadEvent(f"object {what} must be a decimal integer, got {str(value)[:40]!r}"
+                       if isinstance(value, str) else
+                       f"object {what} must be a decimal integer, got {str(value)[:40]}")
+    if not minimum <= number <= MAX_INT64:
+        raise BadEvent(f"object {what} must be from {minimum} to {MAX_INT64}")
+    return number
+
+
+def check_name(name: str) -> None:
+    """Object names: at most GCS's 1,024 bytes, no control, format (bidi) or separator characters.
+
+    >>> check_name("inputs/batch 1.jsonl")
+    >>> check_name("inputs/\u202egnp.jsonl")
+    Traceback (most recent call last):
+    ...
+    promptforge_dagster.core.storage_event.BadEvent: object name holds a control or bidi character (U+202E)
+    """
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise BadEvent("object name is too long")
+    for c in name:
+        if unicodedata.category(c) in _FORBIDDEN_CATEGORIES:
+            raise BadEvent(f"object name holds a control or bidi character (U+{ord(c):04X})")
 
 
 class BadEvent(ValueError):
@@ -46,9 +92,11 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
 def parse_event(headers: Mapping[str, str], body: bytes) -> StorageEvent:
     h = _lower(headers)
     try:
-        doc = json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadEvent(f"body is not JSON: {exc}") from None
+        doc = json.loads(body or b"null", parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadEvent(f"body is not JSON: {str(exc)[:120]}") from None
+    except RecursionError:
+        raise BadEvent("body is not JSON: nested too deeply") from None
     if h.get("content-type", "").startswith("application/cloudevents+json"):
         if not isinstance(doc, dict):
             raise BadEvent("structured CloudEvent must be a JSON object")
@@ -73,16 +121,16 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> StorageEvent:
         raise BadEvent("event data names no bucket or object")
     if str(meta["source"])[len(SOURCE_PREFIX):] != bucket:
         raise BadEvent("event source and data name different buckets")
-    if len(name.encode()) > MAX_NAME_BYTES or any(ord(c) < 32 for c in name) or "\x7f" in name:
-        raise BadEvent("object name is too long or holds control characters")
-    try:
-        generation, size = int(data.get("generation")), int(data.get("size", 0))
-    except (TypeError, ValueError):
-        raise BadEvent("object generation and size must be integers") from None
-    if generation <= 0 or size < 0:
-        raise BadEvent("object generation must be positive and size not negative")
+    check_name(name)
+    check_name(bucket)
+    generation = strict_int(data.get("generation"), "generation", minimum=1)
+    size = strict_int(data.get("size", "0"), "size", minimum=0)
     return StorageEvent(str(meta["id"]), str(meta["type"]), str(meta["source"]),
                         UploadedObject(bucket, name, generation, size))
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 @dataclass(frozen=True)
@@ -91,8 +139,9 @@ class Decision:
     reason: str | None = None
 
 
-def decide(event: StorageEvent, *, bucket: str, prefix: str) -> Decision:
-    """Only uploads under the input prefix of the configured bucket become jobs.
+def decide(event: StorageEvent, *, bucket: str, prefix: str, output_prefix: str | None = None) -> Decision:
+    """Only uploads under the input prefix of the configured bucket become jobs; never
+    anything under the output prefix (results must not become jobs).
 
     >>> ev = StorageEvent("1", FINALIZED, SOURCE_PREFIX + "other", UploadedObject("other", "inputs/a.jsonl", 1, 1))
     >>> decide(ev, bucket="in-bucket", prefix="inputs/")
@@ -103,6 +152,8 @@ def decide(event: StorageEvent, *, bucket: str, prefix: str) -> Decision:
         return Decision("ignore", f"bucket {obj.bucket!r} is not the input bucket {bucket!r}")
     if not obj.name.startswith(prefix):
         return Decision("ignore", f"object {obj.name!r} is outside the input prefix {prefix!r}")
+    if output_prefix is not None and obj.name.startswith(output_prefix.lstrip("/")):
+        return Decision("ignore", f"object {obj.name!r} is under the output prefix {output_prefix!r}")
     if any(part in ("..", ".") for part in obj.name.split("/")):
         return Decision("ignore", f"object {obj.name!r} has '.' or '..' path segments")
     return Decision("record")

@@ -2,7 +2,8 @@
 
 Configuration from the environment: PROMPTFORGE_BUCKET (required), PROMPTFORGE_INPUT_PREFIX,
 PROMPTFORGE_OUTPUT_PREFIX, PROMPTFORGE_REGISTRY (firestore://PROJECT or sqlite:///PATH),
-RECEIVER_AUDIENCE (verify Eventarc's OIDC token for this audience), RECEIVER_ALLOWED_EMAILS.
+RECEIVER_AUDIENCE and RECEIVER_ALLOWED_EMAILS (required: Eventarc's OIDC token is verified
+for this audience and these signers), RECEIVER_INSECURE=1 (local use only: no verification).
 """
 
 from __future__ import annotations
@@ -29,13 +30,20 @@ def main(argv=None) -> int:
     if not bucket:
         print("promptforge-receiver: PROMPTFORGE_BUCKET is required", file=sys.stderr)
         return 2
-    config = ReceiverConfig(bucket, os.environ.get("PROMPTFORGE_INPUT_PREFIX", "inputs/"),
-                            os.environ.get("PROMPTFORGE_OUTPUT_PREFIX", "outputs/"),
-                            os.environ.get("PROMPTFORGE_OUTPUT_ROOT"))
-    audience = os.environ.get("RECEIVER_AUDIENCE")
-    emails = tuple(e for e in os.environ.get("RECEIVER_ALLOWED_EMAILS", "").split(",") if e)
-    verifier = OidcVerifier(audience, allowed_emails=emails) if audience else None
-    app = make_app(config, registry_for(os.environ.get("PROMPTFORGE_REGISTRY")), verifier)
+    insecure = os.environ.get("RECEIVER_INSECURE") == "1"
+    audience = os.environ.get("RECEIVER_AUDIENCE", "")
+    emails = tuple(e.strip() for e in os.environ.get("RECEIVER_ALLOWED_EMAILS", "").split(",") if e.strip())
+    try:
+        config = ReceiverConfig(bucket, os.environ.get("PROMPTFORGE_INPUT_PREFIX", "inputs/"),
+                                os.environ.get("PROMPTFORGE_OUTPUT_PREFIX", "outputs/"),
+                                os.environ.get("PROMPTFORGE_OUTPUT_ROOT"))
+        verifier = None if insecure else OidcVerifier(audience, allowed_emails=emails)
+    except ValueError as exc:
+        print(f"promptforge-receiver: {exc}", file=sys.stderr)
+        return 2
+    if insecure:
+        logging.warning("RECEIVER_INSECURE=1: OIDC tokens are NOT verified (local use only)")
+    app = make_app(config, registry_for(os.environ.get("PROMPTFORGE_REGISTRY")), verifier, insecure=insecure)
     web.run_app(app, host=args.host, port=args.port, print=lambda *_: print(
         f"listening on http://{args.host}:{args.port}", flush=True))
     return 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from promptforge_dagster.core.job_planning import job_key, job_record_for, output_name
+from promptforge_dagster.core.job_planning import job_key, job_record_for, output_name, prefixes_overlap
 from promptforge_dagster.core.job_registry import JobRegistry
 from promptforge_dagster.core.storage_event import BadEvent, decide, parse_event
 from promptforge_dagster.receiver.oidc import OidcVerifier, Unauthorized
@@ -27,17 +27,33 @@ class ReceiverConfig:
     output_prefix: str = "outputs/"
     output_root: str | None = None  # where outputs go (default gs://<bucket>)
 
+    def __post_init__(self) -> None:
+        if self.outputs_share_input_bucket and prefixes_overlap(self.input_prefix, self.output_prefix):
+            raise ValueError(f"PROMPTFORGE_INPUT_PREFIX={self.input_prefix!r} and PROMPTFORGE_OUTPUT_PREFIX="
+                             f"{self.output_prefix!r} overlap in bucket {self.bucket!r}: results would become "
+                             "new jobs; use separate prefixes (or buckets)")
+
+    @property
+    def outputs_share_input_bucket(self) -> bool:
+        return (self.output_root or f"gs://{self.bucket}").rstrip("/") == f"gs://{self.bucket}"
+
     def output_uri(self, key: str) -> str:
         root = (self.output_root or f"gs://{self.bucket}").rstrip("/")
         return f"{root}/{self.output_prefix.strip('/')}/{output_name(key)}"
 
 
 def make_app(config: ReceiverConfig, registry: JobRegistry, verifier: OidcVerifier | None = None,
-             clock=time.time) -> web.Application:
+             clock=time.time, *, insecure: bool = False) -> web.Application:
+    """The app. Without a verifier it refuses to exist unless ``insecure`` is said
+    explicitly (``RECEIVER_INSECURE=1``, for local use only)."""
+    if verifier is None and not insecure:
+        raise ValueError("the receiver needs OIDC verification (RECEIVER_AUDIENCE and RECEIVER_ALLOWED_EMAILS), "
+                         "or RECEIVER_INSECURE=1 for local use")
+
     async def receive(request: web.Request) -> web.Response:
         if verifier is not None:
-            try:
-                verifier.verify(request.headers.get("Authorization"))
+            try:  # certificates may need a fetch: never on the event loop
+                await asyncio.to_thread(verifier.verify, request.headers.get("Authorization"))
             except Unauthorized as exc:
                 return web.json_response({"error": str(exc)}, status=401)
         body = await request.read()
@@ -46,7 +62,11 @@ def make_app(config: ReceiverConfig, registry: JobRegistry, verifier: OidcVerifi
         except BadEvent as exc:
             log.warning("rejected a malformed event: %s", exc)
             return web.json_response({"error": str(exc)}, status=400)
-        decision = decide(event, bucket=config.bucket, prefix=config.input_prefix)
+        except Exception as exc:  # noqa: BLE001 - a malformed event is the sender's fault: 400, never a retried 500
+            log.warning("rejected a malformed event (%s)", type(exc).__name__)
+            return web.json_response({"error": f"malformed event ({type(exc).__name__})"}, status=400)
+        decision = decide(event, bucket=config.bucket, prefix=config.input_prefix,
+                          output_prefix=config.output_prefix if config.outputs_share_input_bucket else None)
         if decision.action == "ignore":
             log.info("ignored event %s: %s", event.id, decision.reason)
             return web.json_response({"ignored": decision.reason}, status=200)

@@ -19,6 +19,14 @@ class StorageResource(dg.ConfigurableResource):
     input_prefix: str = "inputs/"
     output_prefix: str = "outputs/"
 
+    @property
+    def outputs_share_input_bucket(self) -> bool:
+        return self.inputs_root.rstrip("/") == self.root.rstrip("/")
+
+    def is_output(self, name: str) -> bool:
+        """Whether an object name in the input bucket lies under the output prefix."""
+        return self.outputs_share_input_bucket and name.startswith(self.output_prefix.lstrip("/"))
+
     def storage(self) -> Storage:
         from promptforge_dagster.clients.storage_for import storage_for
 

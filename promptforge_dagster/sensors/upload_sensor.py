@@ -35,8 +35,9 @@ def record_object(registry, storage: StorageResource, obj: UploadedObject, now: 
 def list_uploads(storage: StorageResource) -> list[UploadedObject]:
     store = storage.storage()
     bucket = storage.inputs_root.rstrip("/").rsplit("/", 1)[-1].removeprefix("gs:") or "bucket"
-    return [UploadedObject(bucket, storage.object_name(path), info.generation, info.size)
-            for path, info in store.list_objects(storage.input_uri)]
+    objects = (UploadedObject(bucket, storage.object_name(path), info.generation, info.size)
+               for path, info in store.list_objects(storage.input_uri))
+    return [obj for obj in objects if not storage.is_output(obj.name)]  # results never become jobs
 
 
 def object_of(record: JobRecord) -> UploadedObject:

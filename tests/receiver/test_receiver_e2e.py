@@ -34,11 +34,14 @@ def test_eventarc_event_to_job_to_run_request(firestore_env, gcs_env, gcs_bucket
     blob.upload_from_string("".join(json.dumps({"id": f"r{i}", "prompt": "p"}) + "\n" for i in range(50)))
     blob.reload()
     port = free_port()
-    env = {**os.environ, "PROMPTFORGE_BUCKET": gcs_bucket, "PROMPTFORGE_REGISTRY": f"firestore://{project}"}
+    env = {**os.environ, "PROMPTFORGE_BUCKET": gcs_bucket, "PROMPTFORGE_REGISTRY": f"firestore://{project}",
+           "RECEIVER_INSECURE": "1"}  # OIDC is tested in test_oidc.py; here the path to a run request
     proc = subprocess.Popen([sys.executable, "-m", "promptforge_dagster.receiver", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
+        first = proc.stdout.readline()
+        assert "NOT verified" in first  # an insecure receiver says so, loudly, first
         assert proc.stdout.readline().startswith("listening on"), "receiver did not start"
         headers = {"ce-id": "4242", "ce-type": FINALIZED, "ce-specversion": "1.0",
                    "ce-source": SOURCE_PREFIX + gcs_bucket, "ce-subject": "objects/inputs/batch.jsonl",
