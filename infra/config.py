@@ -21,7 +21,14 @@ class StackConfig:
     dagster_chart_version: str = "1.13.27"
     dagster_namespace: str = "dagster"
     run_ksa: str = "promptforge-runner"  # the Kubernetes service account run and step pods use
-    provider_keys_secret: str = "promptforge-provider-keys"
+    provider_keys_secret: str = "promptforge-provider-keys"  # the Kubernetes secret: one entry per variable
+    # The providers' standard key variables: each is its own Secret Manager secret and its
+    # own entry in the Kubernetes secret, so one provider's key can be rotated or revoked alone.
+    provider_key_vars: tuple[str, ...] = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY")
+
+    def key_secret_id(self, variable: str) -> str:
+        """The Secret Manager id of one provider key: ``<prefix>-openai-api-key``."""
+        return f"{self.prefix}-{variable.lower().replace('_', '-')}"
 
     @property
     def input_bucket(self) -> str:
@@ -46,4 +53,5 @@ def load() -> StackConfig:
         output_retention_days=cfg.get_int("outputRetentionDays") or 90,
         dagster_chart_version=cfg.get("dagsterChartVersion") or "1.13.27",
         dagster_namespace=cfg.get("dagsterNamespace") or "dagster",
+        provider_key_vars=tuple(cfg.get_object("providerKeys") or StackConfig.provider_key_vars),
     )

@@ -6,13 +6,20 @@ from __future__ import annotations
 import json
 
 import pulumi
+import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from infra.components.data import Compute
 from infra.components.identity import Identity
 from infra.config import StackConfig
 
 DAGSTER_CHART_REPO = "https://dagster-io.github.io/helm"
+# The Kubernetes secret both the Dagster chart (DAGSTER_PG_PASSWORD) and its PostgreSQL
+# subchart read the run-storage password from, under the key both expect.
+DB_SECRET = "dagster-postgresql-secret"
+DB_SECRET_KEY = "postgresql-password"
+DB_PASSWORD_LENGTH = 32  # 32 characters of letters and digits: ~190 bits
 
 
 def kubeconfig(cluster) -> pulumi.Output[str]:
@@ -60,7 +67,10 @@ def helm_values(cfg: StackConfig, control_plane_email, runner_ksa: str) -> dict:
             "runMonitoring": {"enabled": True, "pollIntervalSeconds": 30, "startTimeoutSeconds": 300},
             "runRetries": {"enabled": True, "maxRetries": 3},
         },
-        "postgresql": {"enabled": True},
+        # run storage: the generated password from our own secret, never the chart's default
+        "generatePostgresqlPasswordSecret": False,
+        "global": {"postgresqlSecretName": DB_SECRET},
+        "postgresql": {"enabled": True, "existingSecret": DB_SECRET},
     }
 
 
@@ -78,10 +88,25 @@ class DagsterPlatform(pulumi.ComponentResource):
                 name=cfg.run_ksa, namespace=cfg.dagster_namespace,
                 annotations={"iam.gke.io/gcp-service-account": identity.runner.email}),
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.namespace]))
+        # Dagster's run storage password: generated once, kept in Secret Manager (for operators
+        # and backups) and in the Kubernetes secret the chart reads; never the chart's default.
+        self.db_password = random.RandomPassword(f"{name}-db-password", length=DB_PASSWORD_LENGTH, special=False,
+                                                 opts=pulumi.ResourceOptions(parent=self))
+        self.db_secret = gcp.secretmanager.Secret(
+            f"{name}-db-password", secret_id=f"{cfg.prefix}-dagster-db-password", project=cfg.project,
+            replication=gcp.secretmanager.SecretReplicationArgs(auto=gcp.secretmanager.SecretReplicationAutoArgs()),
+            opts=pulumi.ResourceOptions(parent=self))
+        gcp.secretmanager.SecretVersion(f"{name}-db-password-v", secret=self.db_secret.id,
+                                        secret_data=self.db_password.result, opts=pulumi.ResourceOptions(parent=self))
+        self.db_k8s_secret = k8s.core.v1.Secret(
+            f"{name}-db-secret", metadata=k8s.meta.v1.ObjectMetaArgs(name=DB_SECRET, namespace=cfg.dagster_namespace),
+            string_data={DB_SECRET_KEY: self.db_password.result},
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.namespace]))
         self.release = k8s.helm.v3.Release(
             f"{name}-dagster", name="dagster", chart="dagster", version=cfg.dagster_chart_version,
             namespace=cfg.dagster_namespace,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=DAGSTER_CHART_REPO),
             values=identity.control_plane.email.apply(lambda e: helm_values(cfg, e, cfg.run_ksa)),
-            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.runner_ksa]))
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider,
+                                        depends_on=[self.runner_ksa, self.db_k8s_secret]))
         self.register_outputs({"release": self.release.name})

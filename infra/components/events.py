@@ -17,13 +17,20 @@ class Events(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("promptforge:events:Events", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        service_name = f"{cfg.prefix}-receiver"
+        # Eventarc signs its OIDC token for the service URL; Cloud Run's deterministic URL is
+        # known before the service exists (https://SERVICE-PROJECT_NUMBER.REGION.run.app).
+        project_number = gcp.organizations.get_project_output(project_id=cfg.project).number
+        audience = project_number.apply(lambda n: f"https://{service_name}-{n}.{cfg.region}.run.app")
         env = [gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=k, value=v) for k, v in {
             "PROMPTFORGE_BUCKET": cfg.input_bucket, "PROMPTFORGE_INPUT_PREFIX": cfg.input_prefix,
             "PROMPTFORGE_OUTPUT_PREFIX": cfg.output_prefix, "PROMPTFORGE_OUTPUT_ROOT": f"gs://{cfg.output_bucket}",
             "PROMPTFORGE_REGISTRY": f"firestore://{cfg.project}", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            # the receiver verifies every request: this audience, signed for the trigger's account only
+            "RECEIVER_AUDIENCE": audience, "RECEIVER_ALLOWED_EMAILS": identity.eventarc.email,
         }.items()]
         self.receiver = gcp.cloudrunv2.Service(
-            f"{name}-receiver", name=f"{cfg.prefix}-receiver", project=cfg.project, location=cfg.region,
+            f"{name}-receiver", name=service_name, project=cfg.project, location=cfg.region,
             ingress="INGRESS_TRAFFIC_INTERNAL_ONLY", deletion_protection=False,
             template=gcp.cloudrunv2.ServiceTemplateArgs(
                 service_account=identity.receiver.email,

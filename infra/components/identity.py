@@ -9,8 +9,8 @@ from infra.config import StackConfig
 
 
 class Identity(pulumi.ComponentResource):
-    """Service accounts (receiver, Eventarc, Dagster control plane, run pods) and the
-    provider-keys secret, readable only by the run pods' account."""
+    """Service accounts (receiver, Eventarc, Dagster control plane, run pods) and one
+    secret per provider key, each readable only by the run pods' account."""
 
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("promptforge:identity:Identity", name, None, opts)
@@ -44,12 +44,19 @@ class Identity(pulumi.ComponentResource):
         workload_identity("runner", self.runner, cfg.run_ksa)
         workload_identity("dagster", self.control_plane, "dagster")
 
-        self.provider_keys = gcp.secretmanager.Secret(
-            f"{name}-provider-keys", secret_id=cfg.provider_keys_secret, project=cfg.project,
-            replication=gcp.secretmanager.SecretReplicationArgs(auto=gcp.secretmanager.SecretReplicationAutoArgs()),
-            opts=child)
-        gcp.secretmanager.SecretIamMember(
-            f"{name}-provider-keys-runner", secret_id=self.provider_keys.id, project=cfg.project,
-            role="roles/secretmanager.secretAccessor",
-            member=self.runner.email.apply(lambda e: f"serviceAccount:{e}"), opts=child)
+        # One secret per provider key (values are added out of band: keys never enter Pulumi
+        # state), each readable by the run pods' account only.
+        self.provider_keys = {}
+        for variable in cfg.provider_key_vars:
+            key = variable.lower().replace("_", "-")
+            secret = gcp.secretmanager.Secret(
+                f"{name}-{key}", secret_id=cfg.key_secret_id(variable), project=cfg.project,
+                labels={"promptforge": "provider-key"},
+                replication=gcp.secretmanager.SecretReplicationArgs(auto=gcp.secretmanager.SecretReplicationAutoArgs()),
+                opts=child)
+            gcp.secretmanager.SecretIamMember(
+                f"{name}-{key}-runner", secret_id=secret.id, project=cfg.project,
+                role="roles/secretmanager.secretAccessor",
+                member=self.runner.email.apply(lambda e: f"serviceAccount:{e}"), opts=child)
+            self.provider_keys[variable] = secret
         self.register_outputs({"runner": self.runner.email, "receiver": self.receiver.email})

@@ -19,12 +19,16 @@ class Recorder(pulumi.runtime.Mocks):
             outputs["name"] = f"projects/proj/serviceAccounts/{outputs['email']}"
         if args.typ == "gcp:cloudrunv2/service:Service":
             outputs["uri"] = f"https://{args.inputs['name']}-xyz.a.run.app"
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = "generated-" + "x" * (int(args.inputs["length"]) - 10)
         if args.typ == "gcp:container/cluster:Cluster":
             outputs.update(endpoint="10.0.0.1", masterAuth={"clusterCaCertificate": "Q0E="})
         self.resources.append((args.typ, args.name, outputs))
         return [f"{args.name}_id", outputs]
 
     def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "gcp:organizations/getProject:getProject":
+            return {"number": "123456789", "projectId": "proj"}
         if args.token == "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
             return {"emailAddress": "service-123@gs-project-accounts.iam.gserviceaccount.com", "project": "proj"}
         return {}
@@ -99,6 +103,39 @@ def test_trigger_filters_the_input_bucket_and_delivers_to_the_receiver(stack):
     assert env["PROMPTFORGE_BUCKET"] == CFG.input_bucket and env["PROMPTFORGE_REGISTRY"] == "firestore://proj"
 
 
+def test_the_receiver_verifies_tokens_for_its_own_url_signed_by_the_trigger_only(stack):
+    receiver = one("gcp:cloudrunv2/service:Service")
+    env = {e["name"]: e["value"] for e in receiver["template"]["containers"][0]["envs"]}
+    assert "RECEIVER_INSECURE" not in env
+    assert env["RECEIVER_AUDIENCE"] == f"https://{CFG.prefix}-receiver-123456789.{CFG.region}.run.app"
+    assert env["RECEIVER_ALLOWED_EMAILS"] == email("eventarc").split(":", 1)[1]
+    assert env["RECEIVER_ALLOWED_EMAILS"] == one("gcp:eventarc/trigger:Trigger")["serviceAccount"]
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value in mocks
+
+
+def revealed(value):
+    return value["value"] if isinstance(value, dict) and SECRET_SIG in value else value
+
+
+def test_dagster_run_storage_uses_a_generated_password_from_its_own_secret(stack):
+    password = one("random:index/randomPassword:RandomPassword")
+    assert password["length"] >= 24 and password.get("special") is False
+    db_secret = one("gcp:secretmanager/secret:Secret", "db-password")
+    assert db_secret["secretId"] == f"{CFG.prefix}-dagster-db-password"
+    version = one("gcp:secretmanager/secretVersion:SecretVersion", "db-password")
+    k8s_secret = one("kubernetes:core/v1:Secret", "db-secret")
+    string_data = k8s_secret["stringData"]
+    assert SECRET_SIG in string_data  # the provider keeps it a secret in state
+    assert revealed(version["secretData"]) == string_data["value"]["postgresql-password"] == password["result"]
+    values = one("kubernetes:helm.sh/v3:Release")["values"]
+    assert values["generatePostgresqlPasswordSecret"] is False
+    assert values["global"]["postgresqlSecretName"] == k8s_secret["metadata"]["name"]
+    assert values["postgresql"]["existingSecret"] == k8s_secret["metadata"]["name"]
+    assert "postgresqlPassword" not in values["postgresql"]  # the chart's default ("test") is never used
+
+
 def test_receiver_is_internal_and_only_eventarc_can_invoke_it(stack):
     receiver = one("gcp:cloudrunv2/service:Service")
     assert receiver["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
@@ -131,9 +168,12 @@ def test_no_broad_roles_and_nothing_public(stack):
         assert not g["role"].endswith(".admin") or g["role"] == "roles/storage.objectAdmin", g
 
 
-def test_provider_keys_are_readable_only_by_run_pods(stack):
+def test_each_provider_key_is_its_own_secret_readable_only_by_run_pods(stack):
+    keys = [o for _, o in of("gcp:secretmanager/secret:Secret") if (o.get("labels") or {}).get("promptforge")]
+    assert sorted(o["secretId"] for o in keys) == sorted(CFG.key_secret_id(v) for v in CFG.provider_key_vars)
+    assert len(keys) == 3 and CFG.key_secret_id("OPENAI_API_KEY") == f"{CFG.prefix}-openai-api-key"
     readers = [o for _, o in of("gcp:secretmanager/secretIamMember:SecretIamMember")]
-    assert [(o["role"], o["member"]) for o in readers] == [("roles/secretmanager.secretAccessor", email("runner"))]
+    assert [(o["role"], o["member"]) for o in readers] == [("roles/secretmanager.secretAccessor", email("runner"))] * 3
     project_roles = [o["role"] for _, o in of("gcp:projects/iAMMember:IAMMember")]
     assert "roles/secretmanager.secretAccessor" not in project_roles  # never project-wide
 
