@@ -25,7 +25,8 @@ from promptforge_dagster.sensors.upload_sensor import build_upload_sensor
 def resources_for(d: Deployment) -> dict[str, dg.ConfigurableResource]:
     api_key = None if d.is_local else dg.EnvVar("OPENAI_API_KEY")
     return {
-        "llm": LLMResource(model=d.model, api_base=d.api_base, api_key=api_key, simulator_rpm=d.simulator_rpm),
+        "llm": LLMResource(model=d.model, api_base=d.api_base, api_key=api_key, simulator_rpm=d.simulator_rpm,
+                           allow_models=list(d.allow_models)),
         "rate_limiter": RateLimiterResource(window_s=30.0),
         "checkpoints": CheckpointResource(interval_s=d.checkpoint_interval_s, lease_ttl_s=d.lease_ttl_s,
                                           heartbeat_s=d.heartbeat_s),

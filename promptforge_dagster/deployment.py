@@ -38,6 +38,7 @@ class Deployment:
     heartbeat_s: float
     max_retries: int
     input_root: str | None = None  # the input bucket, when it is not the output one
+    allow_models: tuple[str, ...] = ()  # other providers' models lines may use (PROMPTFORGE_ALLOW_MODELS, comma-separated)
     # GKE only
     project: str | None = None
     image: str | None = None
@@ -78,6 +79,7 @@ def _deployment(env: Mapping[str, str]) -> Deployment:
         small_job_prompts=int(_float(env, "PROMPTFORGE_SMALL_JOB_PROMPTS", 1000)),
         checkpoint_interval_s=_float(env, "PROMPTFORGE_CHECKPOINT_INTERVAL", 30.0),
         max_retries=int(_float(env, "PROMPTFORGE_MAX_RETRIES", 3)),
+        allow_models=tuple(p.strip() for p in env.get("PROMPTFORGE_ALLOW_MODELS", "").split(",") if p.strip()),
     )
     if name == "local":
         home = env.get("PROMPTFORGE_HOME") or os.path.join(os.path.expanduser("~"), ".promptforge")

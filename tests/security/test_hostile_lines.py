@@ -154,3 +154,23 @@ def test_a_remote_image_url_is_refused_for_providers_whose_client_would_fetch_it
     inline = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
     assert RequestPolicy("anthropic").check({**body, "messages": [{"role": "user", "content": inline}]}) is None
     assert RequestPolicy("openai").check({**body, "model": "openai/gpt-4o"}) is None  # OpenAI fetches it itself
+
+
+def test_the_dagster_llm_resource_applies_the_same_policy_and_keys(monkeypatch):
+    from promptforge_dagster.deployment import deployment_from_env
+    from promptforge_dagster.resources.llm import LLMResource
+
+    d = deployment_from_env({"PROMPTFORGE_HOME": "/tmp/pf", "PROMPTFORGE_ALLOW_MODELS": "anthropic/claude-*, groq/*"})
+    assert d.allow_models == ("anthropic/claude-*", "groq/*")
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-own")
+    monkeypatch.delenv("GROQ_API_KEY", raising=False)
+    llm = LLMResource(model="openai/gpt-4o-mini", allow_models=list(d.allow_models))
+    msgs = [{"role": "user", "content": "x"}]
+    policy = llm.policy()
+    assert policy.check({"model": "anthropic/claude-sonnet-4", "messages": msgs}) is None
+    assert policy.check({"model": "groq/llama3", "messages": msgs}).code == "missing_credentials"
+    assert policy.check({"model": "mistral/large", "messages": msgs}).code == "model_not_allowed"
+    assert policy.check({"model": "gpt-4o", "messages": msgs, "base_url": "http://x"}).code == "invalid_request"
+    assert LLMResource(model="openai/gpt-4o-mini").policy().check(
+        {"model": "anthropic/claude-sonnet-4", "messages": msgs}).code == "model_not_allowed"
