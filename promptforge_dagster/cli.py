@@ -19,7 +19,7 @@ from typing import Sequence
 from promptforge_dagster.core.formats import JobDefaults
 from promptforge_dagster.core.job import JobFailed, JobSpec, clear_output, run_job
 from promptforge_dagster.core.pipeline import JobStats, PipelineConfig
-from promptforge_dagster.core.adaptive_rate import AdaptiveConfig, AdaptiveRateController
+from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate_controller import FixedRateController
 from promptforge_dagster.core.rate_lanes import RateLanes
 from promptforge_dagster.progress import ProgressReporter
@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(that provider's own key is used); repeatable. Default: the job's provider only")
     run.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
                      help="job-level default body parameter (JSON value), e.g. max_tokens=256; repeatable")
-    run.add_argument("--max-in-flight", type=int, default=64)
+    run.add_argument("--max-in-flight", type=int, default=None,
+                     help="cap on requests in flight (default: none; the bound follows rate x latency)")
     run.add_argument("--rpm-hint", type=float, help="where the adaptive controller starts (RPM); not a cap")
     run.add_argument("--tpm-hint", type=float, help="where the adaptive controller starts (TPM); not a cap")
     run.add_argument("--rate-window", type=float, default=30.0, metavar="SECONDS",
@@ -192,8 +193,11 @@ def _lanes_line(lanes: dict) -> str:
     parts = []
     for lane, snap in lanes.items():
         learned = snap.get("learned_rpm_ceiling")
+        source = " (stated by the provider)" if snap.get("rpm_limit_source") == "stated" else ""
+        bound = snap.get("client_bound_rpm")
         parts.append(f"{lane}: {snap.get('controller')} {snap.get('phase', '')}, allowed {snap.get('allowed_rpm')} RPM"
-                     + (f", learned ceiling {learned} RPM" if learned else "")
+                     + (f", learned ceiling {learned} RPM{source}" if learned else "")
+                     + (f", client-bound at {bound:.0f} RPM" if bound else "")
                      + f", {snap.get('rate_limited', 0)} refused")
     return "rate: " + "; ".join(parts) + "\n" if parts else ""
 
@@ -206,15 +210,10 @@ def build_lanes(args: argparse.Namespace, key_hash: str) -> RateLanes:
         def factory(_lane: str):
             return FixedRateController(args.rpm, now=time.monotonic(), tpm=args.tpm)
     else:
-        config = AdaptiveConfig(window_s=args.rate_window, rpm_hint=args.rpm_hint, tpm_hint=args.tpm_hint)
-
-        def factory(_lane: str):
-            return AdaptiveRateController(config, now=time.monotonic())
-
-        def restore(_lane: str, state: dict):
-            return AdaptiveRateController.from_state(state, now=time.monotonic(), config=config)
-
-        return RateLanes(factory, key_hash=key_hash, default_provider=provider_of(args.model), restore=restore)
+        config = RateConfig(window_s=args.rate_window, rpm_hint=args.rpm_hint, tpm_hint=args.tpm_hint,
+                            max_in_flight=args.max_in_flight)
+        return RateLanes.adaptive(config, key_hash=key_hash, default_provider=provider_of(args.model),
+                                  clock=time.monotonic)
     return RateLanes(factory, key_hash=key_hash, default_provider=provider_of(args.model))
 
 

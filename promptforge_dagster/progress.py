@@ -71,9 +71,12 @@ class ProgressReporter:
 
     def _print(self) -> None:
         line = progress_line(self.stats, self._clock())
-        allowed = [c.snapshot().get("allowed_rpm") for _lane, c in self.lanes.items()]
-        allowed = [a for a in allowed if a]
-        if allowed:
+        snaps = [c.snapshot() for _lane, c in self.lanes.items()]
+        allowed = [s.get("allowed_rpm") for s in snaps if s.get("allowed_rpm")]
+        client_bound = [s.get("client_bound_rpm") for s in snaps if s.get("client_bound_rpm")]
+        if client_bound:  # the provider would allow more: say so, and do not blame it
+            line += f" | client-bound at {sum(client_bound):.0f} rpm"
+        elif allowed:
             line += f" | allowed {sum(allowed):.0f} rpm"
         if self.tty:
             self.stream.write("\r\x1b[2K" + line)

@@ -26,7 +26,7 @@ from opentelemetry.sdk.resources import Resource
 from promptforge_dagster.core.pipeline import JobStats
 from promptforge_dagster.core.rate_lanes import RateLanes
 
-PHASES = {"slow_start": 0, "recovery": 1, "avoidance": 2}
+PHASES = {"discover": 0, "backoff": 1, "steady": 2, "probe": 3}  # core/rate/axis.py Phase
 
 
 def otlp_configured(env=os.environ) -> bool:
@@ -93,7 +93,13 @@ class JobTelemetry:
         meter.create_observable_gauge("promptforge.rate.learned_tpm_ceiling", [per_lane("learned_tpm_ceiling")],
                                       unit="{token}/min")
         meter.create_observable_gauge("promptforge.rate.phase", [per_lane("phase")],
-                                      description="0 slow start, 1 recovery, 2 avoidance")
+                                      description="0 discover, 1 backoff, 2 steady, 3 probe")
+        meter.create_observable_gauge("promptforge.rate.client_bound_rpm", [per_lane("client_bound_rpm")],
+                                      unit="{request}/min",
+                                      description="requests per minute the client managed when it, not the provider, "
+                                                  "was the limit (absent otherwise)")
+        meter.create_observable_gauge("promptforge.rate.in_flight_limit", [per_lane("in_flight_limit")],
+                                      unit="{request}", description="the lane's bound on requests in flight")
         meter.create_observable_gauge("promptforge.requests.in_flight", [job_value(lambda: stats.in_flight)])
         meter.create_observable_gauge("promptforge.checkpoint.age", [job_value(self._age)], unit="s")
 

@@ -97,7 +97,7 @@ def batch_results(
         checkpoint_interval_s=checkpoints.interval_s, lease_ttl_s=checkpoints.lease_ttl_s,
         heartbeat_s=checkpoints.heartbeat_s, policy=llm.policy(),
     )
-    lanes = rate_limiter.lanes(llm.key_hash(), llm.default_provider())
+    lanes = rate_limiter.lanes(llm.key_hash(), llm.default_provider(), llm.max_in_flight)
     stats = JobStats()
     store = storage.storage()
 

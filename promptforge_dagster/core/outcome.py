@@ -32,6 +32,9 @@ class OutcomeKind(enum.Enum):
 
 
 _QUOTA = re.compile(r"insufficient[_ ]quota|exceeded your current quota|billing|credit balance", re.I)
+# Gemini words its per-minute refusals as quota ("You exceeded your current quota ... Quota exceeded
+# for metric: ..., limit: 15 ... Please retry in 39.6s"): a refusal that says when to retry passes with time.
+_PASSES = re.compile(r"retry in|retry after|try again in|quota exceeded for metric|per minute|rate limit", re.I)
 _OVERLOAD = re.compile(r"overload", re.I)
 
 
@@ -76,7 +79,7 @@ def classify(status_code: int | None, message: str = "", error_type: str | None 
     if 200 <= status_code < 300:
         return OutcomeKind.SUCCESS
     if status_code == 429:
-        return OutcomeKind.FATAL if _QUOTA.search(text) else OutcomeKind.RATE_LIMITED
+        return OutcomeKind.FATAL if _QUOTA.search(text) and not _PASSES.search(text) else OutcomeKind.RATE_LIMITED
     if status_code in (401, 403):
         return OutcomeKind.FATAL
     if status_code == 402 or _QUOTA.search(text):

@@ -38,10 +38,10 @@ from promptforge_dagster.core.errors import (
     INVALID_REQUEST, MISSING_CREDENTIALS, PROVIDER_ERROR, RATE_LIMITED, RETRIES_EXHAUSTED,
 )
 from promptforge_dagster.core.formats import BadLine, LineParser, PromptRequest
-from promptforge_dagster.core.outcome import Outcome, OutcomeKind, limit_hint
+from promptforge_dagster.core.outcome import Outcome, OutcomeKind
 from promptforge_dagster.core.rate_controller import RateController, RateSample
 from promptforge_dagster.core.rate_lanes import RateLanes
-from promptforge_dagster.core.rate_signals import RateSignals, parse_rate_headers
+from promptforge_dagster.core.rate.signals import REQUESTS, TOKENS, parse_signal
 from promptforge_dagster.core.reader import RawLine, ReadPosition
 from promptforge_dagster.core.results import Envelope, error_record, failure_record, success_record
 
@@ -62,7 +62,7 @@ class PipelineConfig:
     ValueError: max_in_flight must be at least 1
     """
 
-    max_in_flight: int = 64
+    max_in_flight: int | None = None  # an optional cap; the bound itself follows rate x latency (core/rate/concurrency.py)
     buffer_records: int = 1000  # a part is written when this many records wait
     flush_interval_s: float = 2.0  # ... or when the oldest has waited this long
     max_attempts: int = 5  # transient failures per prompt before it is recorded as failed
@@ -73,7 +73,7 @@ class PipelineConfig:
     default_max_tokens: int = 256  # completion estimate when a body sets no max_tokens
 
     def __post_init__(self) -> None:
-        if self.max_in_flight < 1:
+        if self.max_in_flight is not None and self.max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         if self.buffer_records < 1:
             raise ValueError("buffer_records must be at least 1")
@@ -131,6 +131,39 @@ def estimate_tokens(body: dict[str, Any], default_max_tokens: int) -> int:
     if not isinstance(completion, int) or isinstance(completion, bool) or completion < 0:
         completion = default_max_tokens
     return chars // 4 + 1 + completion
+
+
+IN_FLIGHT_BEFORE_LANES = 16  # the bound before any lane has said more (its first requests set it)
+IN_FLIGHT_WITHOUT_LEARNING = 64  # the bound for controllers that learn no latency (fixed limits without a rate)
+LIMIT_RECHECK_S = 0.05  # a sender waiting for a slot re-reads the bound this often (it moves as the lane learns)
+
+
+class InFlightSlots:
+    """Requests in flight, under a bound that moves: Little's law on the allowed rate and the
+    observed latency, learned concurrency ceilings, the byte budget, the user's cap.
+
+    >>> slots = InFlightSlots(lambda: 1)
+    >>> asyncio.run(slots.acquire()); slots.used
+    1
+    """
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self._limit = limit
+        self.used = 0
+        self._freed = asyncio.Event()
+
+    async def acquire(self) -> None:
+        while self.used >= self._limit():
+            self._freed.clear()
+            try:
+                await asyncio.wait_for(self._freed.wait(), LIMIT_RECHECK_S)
+            except TimeoutError:
+                pass
+        self.used += 1
+
+    def release(self) -> None:
+        self.used -= 1
+        self._freed.set()
 
 
 class Pipeline:
@@ -202,12 +235,13 @@ class Pipeline:
         self._last_heartbeat = 0.0
         self._on_success = on_success  # (latency seconds, cost): telemetry's one per-request hook
         self._on_tick = on_tick  # about four times per flush interval: samples for the rate plot
+        self._line_bytes = self._lines_seen = 0  # the mean prompt size, for the byte budget in flight
 
     # -- public ---------------------------------------------------------------
     async def run(self) -> JobStats:
         cfg = self.config
         self.stats.started_at = self._last_checkpoint = self._last_heartbeat = self._clock()
-        slots = asyncio.Semaphore(cfg.max_in_flight)
+        slots = InFlightSlots(self.in_flight_limit)
         tasks: set[asyncio.Task] = set()
         flusher = asyncio.create_task(self._flush_loop())
         try:
@@ -218,6 +252,8 @@ class Pipeline:
                 if line.ordinal in self._done:
                     self.stats.skipped += 1
                     continue
+                self._line_bytes += line.length
+                self._lines_seen += 1
                 item = self._parser.parse(
                     line.data, line.ordinal, line.line_no, line.offset,
                     length=line.length, duplicate_of=self._duplicates.get(line.ordinal),
@@ -250,6 +286,16 @@ class Pipeline:
             await self.flush()
             self.stats.finished_at = self._clock()
         return self.stats
+
+    def in_flight_limit(self) -> int:
+        """The bound on requests in flight now: the sum of each lane's (``in_flight_limit``),
+        within the user's ``max_in_flight`` cap."""
+        mean_bytes = self._line_bytes / self._lines_seen if self._lines_seen else 0.0
+        learned = [c.in_flight_limit(mean_bytes) for _lane, c in self.lanes.items() if hasattr(c, "in_flight_limit")]
+        bound = sum(learned) if learned else (IN_FLIGHT_WITHOUT_LEARNING if self.lanes.items()
+                                             else IN_FLIGHT_BEFORE_LANES)
+        cap = self.config.max_in_flight
+        return max(1, min(bound, cap) if cap else bound)
 
     def resume_position(self) -> ReadPosition:
         """Every line before this position is in a written part (or was done before)."""
@@ -364,7 +410,7 @@ class Pipeline:
         cap = min(self.config.backoff_cap_s, self.config.backoff_base_s * 2 ** (attempt - 1))
         return self._rng.uniform(cap / 2, cap)
 
-    async def _run_one(self, req: PromptRequest, slots: asyncio.Semaphore) -> None:
+    async def _run_one(self, req: PromptRequest, slots: InFlightSlots) -> None:
         cfg, stats = self.config, self.stats
         attempts = rate_limited = 0
         try:
@@ -384,16 +430,19 @@ class Pipeline:
                     return
                 sent_at = self._clock()
                 stats.sent += 1
+                in_flight = stats.in_flight
                 stats.in_flight += 1
                 try:
                     outcome = await self._provider.complete(req)
                 finally:
                     stats.in_flight -= 1
                 at = self._clock()
-                signals = parse_rate_headers(outcome.headers, self._wall()) if outcome.headers else RateSignals()
+                signal = parse_signal(outcome.status_code, outcome.message, outcome.headers, self._wall())
+                signals = signal.headers
                 controller.record(RateSample(
                     sent_at, at, outcome.kind, outcome.tokens or est, est, signals,
-                    limit=limit_hint(outcome) if outcome.kind is OutcomeKind.RATE_LIMITED else None,
+                    limit=signal.limit if signal.limit in (REQUESTS, TOKENS) else None,
+                    signal=signal, in_flight=in_flight,
                 ))
                 kind = outcome.kind
                 if kind is OutcomeKind.SUCCESS:

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from promptforge_dagster.core.outcome import OutcomeKind
-from promptforge_dagster.core.rate_signals import RateSignals
+from promptforge_dagster.core.rate.headers import RateSignals
+from promptforge_dagster.core.rate.signals import RateSignal
+from promptforge_dagster.core.rate.concurrency import InFlightLimit
+from promptforge_dagster.core.rate.config import Concurrency
 from promptforge_dagster.core.token_bucket import TokenBucket
 
 
@@ -37,6 +40,8 @@ class RateSample:
     est_tokens: int = 0
     signals: RateSignals = RateSignals()
     limit: str | None = None  # "requests" or "tokens" when a refusal said which limit it hit
+    signal: RateSignal | None = None  # everything the answer said about limits (core/rate/signals.py)
+    in_flight: int = 0  # requests of the lane in flight when this one was sent
 
     @property
     def latency(self) -> float:
@@ -77,6 +82,7 @@ class FixedRateController:
         self._paused_until = 0.0
         self.rate_limited = 0
         self.sent = 0
+        self.in_flight = InFlightLimit(Concurrency())  # Little's law on the fixed rate and observed latency
 
     def acquire(self, now: float, est_tokens: int) -> float:
         if now < self._paused_until:
@@ -96,7 +102,12 @@ class FixedRateController:
         self.sent += 1
         return 0.0
 
+    def in_flight_limit(self, prompt_bytes: float = 0.0) -> int:
+        return self.in_flight.limit(self.rpm / 60.0 if self.rpm else None, prompt_bytes)
+
     def record(self, sample: RateSample) -> None:
+        if sample.kind is OutcomeKind.SUCCESS:
+            self.in_flight.observe_latency(sample.latency)
         if sample.kind is OutcomeKind.RATE_LIMITED:
             self.rate_limited += 1
         if sample.signals.retry_after_s and sample.kind in (OutcomeKind.RATE_LIMITED, OutcomeKind.OVERLOADED):

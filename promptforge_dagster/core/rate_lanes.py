@@ -43,6 +43,17 @@ class RateLanes:
         self._names: dict[str, str] = {}
 
     @classmethod
+    def adaptive(cls, config: Any, *, key_hash: str = "nokey", default_provider: str = "openai",
+                 clock: Callable[[], float]) -> "RateLanes":
+        """An adaptive controller (``core/rate/controller.py``) per lane, warm-started from
+        an earlier attempt's (or another job's) learned state where there is one."""
+        from promptforge_dagster.core.rate.controller import AdaptiveController
+
+        return cls(lambda _lane: AdaptiveController(config, now=clock()), key_hash=key_hash,
+                   default_provider=default_provider,
+                   restore=lambda _lane, state: AdaptiveController.from_state(state, clock(), config))
+
+    @classmethod
     def single(cls, controller: RateController) -> "RateLanes":
         """Every request in one lane, paced by ``controller``."""
         return cls(lambda _lane: controller, one_lane=True)

@@ -25,7 +25,7 @@ class LLMResource(dg.ConfigurableResource):
     api_base: Optional[str] = None
     api_key: Optional[str] = None
     timeout_s: float = 120.0
-    max_in_flight: int = 64
+    max_in_flight: Optional[int] = None  # an optional cap; by default the bound follows rate x latency
     allow_models: list[str] = []  # lines may name models of another provider matching these (e.g. "anthropic/*")
     simulator_rpm: float = 3000.0
     simulator_latency_ms: float = 50.0

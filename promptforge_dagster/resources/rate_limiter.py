@@ -7,7 +7,7 @@ from typing import Optional
 
 import dagster as dg
 
-from promptforge_dagster.core.adaptive_rate import AdaptiveConfig, AdaptiveRateController
+from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate_controller import FixedRateController
 from promptforge_dagster.core.rate_lanes import RateLanes
 
@@ -23,11 +23,10 @@ class RateLimiterResource(dg.ConfigurableResource):
     fixed_tpm: Optional[float] = None
     share_lanes: bool = True  # share learned limits with other jobs on the lane (warm start, fair share)
 
-    def lanes(self, key_hash: str, default_provider: str = "openai") -> RateLanes:
+    def lanes(self, key_hash: str, default_provider: str = "openai", max_in_flight: Optional[int] = None) -> RateLanes:
         if self.fixed_rpm or self.fixed_tpm:
             return RateLanes(lambda _lane: FixedRateController(self.fixed_rpm, now=time.monotonic(), tpm=self.fixed_tpm),
                              key_hash=key_hash, default_provider=default_provider)
-        config = AdaptiveConfig(window_s=self.window_s, rpm_hint=self.rpm_hint, tpm_hint=self.tpm_hint)
-        return RateLanes(lambda _lane: AdaptiveRateController(config, now=time.monotonic()),
-                         key_hash=key_hash, default_provider=default_provider,
-                         restore=lambda _lane, state: AdaptiveRateController.from_state(state, time.monotonic(), config))
+        config = RateConfig(window_s=self.window_s, rpm_hint=self.rpm_hint, tpm_hint=self.tpm_hint,
+                            max_in_flight=max_in_flight)
+        return RateLanes.adaptive(config, key_hash=key_hash, default_provider=default_provider, clock=time.monotonic)

@@ -12,22 +12,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from promptforge_dagster.core.token_bucket import TokenBucket
+from promptforge_dagster.simulator.limiters import make_limiter
 
 
 @dataclass(frozen=True)
 class AccountLimits:
     """Limits of the account. ``None`` is unlimited. ``burst_s`` is how many seconds of
-    sustained rate the buckets hold (the short burst a provider tolerates).
+    sustained rate a bucket holds (the short burst a provider tolerates).
 
     ``schedule`` changes the limits over time: ``[(t_seconds, rpm, tpm), ...]`` sorted by
     time, each entry applying from ``t`` on (``None`` keeps that limit as it was).
+
+    The provider matrix: ``limiter`` is how the account counts ("bucket", "sliding" 60-s
+    window, "fixed" per-minute window); ``refusals_count`` charges refused requests too
+    (OpenAI: "unsuccessful requests contribute to your per-minute limit");
+    ``concurrency`` is a self-hosted server's batch size (vLLM, TGI) and ``queue`` how
+    many more may wait before it answers "queue full".
     """
 
     rpm: float | None = 600.0
     tpm: float | None = None
     burst_s: float = 2.0
     schedule: tuple[tuple[float, float | None, float | None], ...] = ()
+    limiter: str = "bucket"
+    refusals_count: bool = False
+    concurrency: int | None = None
+    queue: int = 0
 
     def at(self, t: float) -> tuple[float | None, float | None]:
         rpm, tpm = self.rpm, self.tpm
@@ -57,9 +67,11 @@ class Admission:
     """Whether a request was admitted, which limit refused it, and the rate headers."""
 
     ok: bool
-    limit: str | None = None  # "requests" or "tokens" when refused
+    limit: str | None = None  # "requests", "tokens" or "concurrency" when refused
     retry_after_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    limit_value: float | None = None  # the per-minute limit (or concurrency) that refused it
+    used: float | None = None  # what the account had counted against it
 
 
 def _duration(seconds: float) -> str:
@@ -69,35 +81,40 @@ def _duration(seconds: float) -> str:
 
 
 class SimulatedAccount:
-    """Admits or refuses requests like a provider account with token-bucket limits."""
+    """Admits or refuses requests like a provider account (see :class:`AccountLimits`).
+
+    ``admit`` counts the request against the limits (``tokens``: what the provider charges
+    at admission, prompt plus ``max_tokens`` for OpenAI); with a concurrency limit the
+    caller ``release``-s each admitted request when its answer is done.
+    """
 
     def __init__(self, limits: AccountLimits, now: float) -> None:
         self.limits = limits
         self.started = now
         self._rpm: float | None = None
         self._tpm: float | None = None
-        self._req: TokenBucket | None = None
-        self._tok: TokenBucket | None = None
+        self._req = None
+        self._tok = None
         self.admitted = 0
         self.refused = 0
+        self.in_system = 0
         self._apply(now)
 
     def _apply(self, now: float) -> None:
         rpm, tpm = self.limits.at(now - self.started)
         if rpm != self._rpm:
-            self._rpm, self._req = rpm, self._rebucket(self._req, rpm, now)
+            self._rpm, self._req = rpm, self._relimit(self._req, rpm, now)
         if tpm != self._tpm:
-            self._tpm, self._tok = tpm, self._rebucket(self._tok, tpm, now)
+            self._tpm, self._tok = tpm, self._relimit(self._tok, tpm, now)
 
-    def _rebucket(self, bucket: TokenBucket | None, per_minute: float | None, now: float) -> TokenBucket | None:
-        """The bucket for a new per-minute limit, keeping its level across changes."""
+    def _relimit(self, limiter, per_minute: float | None, now: float):
+        """The limiter for a new per-minute limit, keeping what it has counted."""
         if per_minute is None:
             return None
-        rate, capacity = per_minute / 60.0, max(1.0, per_minute / 60.0 * self.limits.burst_s)
-        if bucket is None:
-            return TokenBucket(rate, capacity, now)
-        bucket.set_rate(now, rate, capacity)
-        return bucket
+        if limiter is None:
+            return make_limiter(self.limits.limiter, per_minute, self.limits.burst_s, now - self.started)
+        limiter.set_limit(per_minute, self.limits.burst_s, now - self.started)
+        return limiter
 
     def current_limits(self, now: float) -> tuple[float | None, float | None]:
         self._apply(now)
@@ -105,29 +122,48 @@ class SimulatedAccount:
 
     def admit(self, now: float, tokens: int) -> Admission:
         self._apply(now)
-        wait_r = self._req.wait_time(now, 1.0) if self._req else 0.0
-        wait_t = self._tok.wait_time(now, float(tokens)) if self._tok else 0.0
+        t = now - self.started
+        conc = self.limits.concurrency
+        if conc is not None and self.in_system >= conc + self.limits.queue:
+            self.refused += 1
+            return Admission(False, "concurrency", 0.0, {}, float(conc), float(self.in_system))
+        wait_r = self._req.wait(t, 1.0) if self._req else 0.0
+        wait_t = self._tok.wait(t, float(tokens)) if self._tok else 0.0
         if wait_r > 0.0 or wait_t > 0.0:
             self.refused += 1
             limit = "requests" if wait_r >= wait_t else "tokens"
-            return Admission(False, limit, max(wait_r, wait_t), self._headers(now))
-        if self._req:
-            self._req.take(now, 1.0)
-        if self._tok:
-            self._tok.take(now, float(tokens))
+            limiter = self._req if limit == "requests" else self._tok
+            value = self._rpm if limit == "requests" else self._tpm
+            used = value - limiter.remaining(t) if value else None
+            if self.limits.refusals_count:  # an unsuccessful request counts all the same
+                self._charge(t, tokens)
+            return Admission(False, limit, max(wait_r, wait_t), self._headers(t), value, used)
+        self._charge(t, tokens)
         self.admitted += 1
-        return Admission(True, None, 0.0, self._headers(now))
+        self.in_system += 1 if conc is not None else 0
+        return Admission(True, None, 0.0, self._headers(t))
 
-    def _headers(self, now: float) -> dict[str, str]:
+    def _charge(self, t: float, tokens: int) -> None:
+        if self._req:
+            self._req.charge(t, 1.0)
+        if self._tok:
+            self._tok.charge(t, float(tokens))
+
+    def release(self) -> None:
+        """An admitted request's answer is done (frees a concurrency slot)."""
+        if self.limits.concurrency is not None:
+            self.in_system = max(0, self.in_system - 1)
+
+    def load(self) -> float:
+        """How busy a concurrency-limited server is: requests in it per batch slot (0 without)."""
+        return self.in_system / self.limits.concurrency if self.limits.concurrency else 0.0
+
+    def _headers(self, t: float) -> dict[str, str]:
         h: dict[str, str] = {}
-        if self._req and self._rpm:
-            h["x-ratelimit-limit-requests"] = str(int(self._rpm))
-            h["x-ratelimit-remaining-requests"] = str(max(0, int(self._req.level(now))))
-            h["x-ratelimit-reset-requests"] = _duration(max(0.0, 1.0 - self._req.level(now)) / self._req.rate_per_s)
-        if self._tok and self._tpm:
-            h["x-ratelimit-limit-tokens"] = str(int(self._tpm))
-            h["x-ratelimit-remaining-tokens"] = str(max(0, int(self._tok.level(now))))
-            h["x-ratelimit-reset-tokens"] = _duration(
-                max(0.0, self._tok.capacity - self._tok.level(now)) / self._tok.rate_per_s
-            )
+        for kind, limiter, value in (("requests", self._req, self._rpm), ("tokens", self._tok, self._tpm)):
+            if limiter is not None and value:
+                h[f"x-ratelimit-limit-{kind}"] = str(int(value))
+                h[f"x-ratelimit-remaining-{kind}"] = str(max(0, int(limiter.remaining(t))))
+                h[f"x-ratelimit-reset-{kind}"] = _duration(limiter.wait(t, 1.0) if kind == "requests"
+                                                           else limiter.wait(t, value))
         return h

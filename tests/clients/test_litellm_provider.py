@@ -9,7 +9,7 @@ import pytest
 from promptforge_dagster.clients.litellm_provider import LiteLLMProvider
 from promptforge_dagster.core.formats import PromptRequest
 from promptforge_dagster.core.outcome import OutcomeKind
-from promptforge_dagster.core.rate_signals import parse_rate_headers
+from promptforge_dagster.core.rate.headers import parse_rate_headers
 
 K = OutcomeKind
 KEY = "sk-test-secret-key-0123456789"

@@ -13,7 +13,7 @@ from typing import Callable
 
 from promptforge_dagster.core.outcome import OutcomeKind
 from promptforge_dagster.core.rate_controller import RateSample
-from promptforge_dagster.core.rate_signals import parse_rate_headers
+from promptforge_dagster.core.rate.headers import parse_rate_headers
 from promptforge_dagster.simulator.account import AccountLimits, SimulatedAccount
 
 

@@ -16,7 +16,7 @@ import pytest
 from promptforge_dagster.core.adaptive_rate import AdaptiveConfig, AdaptiveRateController, Phase
 from promptforge_dagster.core.outcome import OutcomeKind
 from promptforge_dagster.core.rate_controller import RateSample
-from promptforge_dagster.core.rate_signals import RateSignals
+from promptforge_dagster.core.rate.headers import RateSignals
 from promptforge_dagster.simulator.account import AccountLimits, parse_schedule
 from tests.core.provider_model import run_model
 

@@ -4,7 +4,7 @@ kinds, and rate-limit headers of every supported style are read (or ignored) saf
 import pytest
 
 from promptforge_dagster.core.outcome import OutcomeKind, classify
-from promptforge_dagster.core.rate_signals import parse_duration, parse_rate_headers
+from promptforge_dagster.core.rate.headers import parse_duration, parse_rate_headers
 
 K = OutcomeKind
 

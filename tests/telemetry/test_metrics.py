@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from promptforge_dagster.core.adaptive_rate import AdaptiveConfig, AdaptiveRateController
+from promptforge_dagster.core.rate.controller import AdaptiveController
 from promptforge_dagster.core.pipeline import JobStats
 from promptforge_dagster.core.rate_lanes import RateLanes
 from promptforge_dagster.telemetry import JobTelemetry, meter_provider
@@ -34,7 +34,7 @@ def test_in_process_gauges_counters_and_histogram():
     reader = InMemoryMetricReader()
     provider = meter_provider([reader], env={})
     stats = JobStats(succeeded=40, failed=3, input_errors=1, rate_limited=5, retries=6, tokens_in=900, tokens_out=80)
-    lanes = RateLanes(lambda _l: AdaptiveRateController(AdaptiveConfig(rpm_hint=600), now=0.0), key_hash="k9")
+    lanes = RateLanes(lambda _l: AdaptiveController.from_state({"ceiling_rpm": 600.0}, now=0.0), key_hash="k9")
     lanes.controller(lanes.lane("gpt-4o-mini"))
     tel = JobTelemetry(provider.get_meter("t"), "job-1", stats, lanes, checkpoint_age=lambda: 12.0)
     tel.record_latency(0.25, cost=0.002)
@@ -139,7 +139,7 @@ def test_optional_prometheus_endpoint_serves_the_rate_gauges():
 
     port = free_port()
     provider = meter_provider(env={"PROMPTFORGE_PROMETHEUS_PORT": str(port)})
-    lanes = RateLanes(lambda _l: AdaptiveRateController(AdaptiveConfig(rpm_hint=900), now=0.0), key_hash="k1")
+    lanes = RateLanes(lambda _l: AdaptiveController.from_state({"ceiling_rpm": 900.0}, now=0.0), key_hash="k1")
     lanes.controller(lanes.lane("gpt-4o-mini"))
     JobTelemetry(provider.get_meter("t"), "job-3", JobStats(succeeded=7), lanes)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:

@@ -1,0 +1,72 @@
+"""How many requests may be in flight: Little's law, a byte budget, a learned ceiling.
+
+A lane allowed ``r`` requests a second whose answers take ``L`` seconds holds ``r x L``
+requests in flight; a fixed bound caps the rate at ``bound / L`` (64 in flight with 6-s
+answers can never exceed 640 RPM). So the bound follows the allowed rate and the
+observed latency, with headroom, within a byte budget for prompts in flight and a hard
+maximum. A self-hosted server (vLLM, TGI) limits concurrency rather than rate: when it
+says its queue is full, the bound learns that ceiling (a little under what was in flight
+when refused) and probes it upward as the rate engine probes rates.
+
+>>> c = InFlightLimit(Concurrency())
+>>> for _ in range(20):
+...     c.observe_latency(6.0)
+>>> c.limit(rate_per_s=50.0)   # 3,000 RPM x 6 s x 1.5
+450
+>>> c.refused_at(in_flight=100); c.limit(rate_per_s=50.0)
+90
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from promptforge_dagster.core.rate.config import Concurrency
+
+LATENCY_SAMPLES = 256  # recent answers kept for the latency quantile: a few seconds of a busy lane
+START_LATENCY_S = 1.0  # assumed before any answer: typical of a short completion
+PROBE_STEP = 1.1  # a learned concurrency ceiling rises this much per clean window
+
+
+class InFlightLimit:
+    """The in-flight bound of one lane (or a whole job, for the byte budget)."""
+
+    def __init__(self, config: Concurrency, cap: int | None = None) -> None:
+        self.config = config
+        self.cap = cap  # the user's optional --max-in-flight
+        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self.ceiling: float | None = None  # learned from a server that said "queue full"
+
+    def observe_latency(self, seconds: float) -> None:
+        self._latencies.append(max(0.0, seconds))
+
+    def latency(self) -> float:
+        if not self._latencies:
+            return START_LATENCY_S
+        ordered = sorted(self._latencies)
+        return ordered[min(len(ordered) - 1, int(self.config.latency_quantile * len(ordered)))]
+
+    def refused_at(self, in_flight: int) -> None:
+        """The server refused with ``in_flight`` requests out: its concurrency is under that."""
+        bound = max(float(self.config.min_in_flight), in_flight * self.config.conc_cut)
+        self.ceiling = bound if self.ceiling is None else min(self.ceiling, bound)
+
+    def probe(self) -> None:
+        """A clean window at the learned concurrency ceiling: try a little more."""
+        if self.ceiling is not None:
+            self.ceiling *= PROBE_STEP
+
+    def limit(self, rate_per_s: float | None, prompt_bytes: float = 0.0) -> int:
+        """The bound now: Little's law (unbounded rate: the hard maximum), the learned
+        ceiling, the byte budget at ``prompt_bytes`` per request, the user's cap."""
+        cfg = self.config
+        little = cfg.hard_max if rate_per_s is None else rate_per_s * self.latency() * cfg.headroom
+        bound = min(float(cfg.hard_max), max(float(cfg.min_in_flight), math.ceil(little)))
+        if self.ceiling is not None:
+            bound = min(bound, self.ceiling)
+        if prompt_bytes > 0:
+            bound = min(bound, max(float(cfg.min_in_flight), cfg.byte_budget / prompt_bytes))
+        if self.cap is not None:
+            bound = min(bound, float(self.cap))
+        return max(1, int(bound))

@@ -1,0 +1,82 @@
+"""Every constant of the rate engine, grouped, validated, each with its reason.
+
+>>> RateConfig(window_s=5).discovery.growth
+2.0
+>>> RateConfig(window_s=0)
+Traceback (most recent call last):
+...
+ValueError: window_s must be positive
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """Finding an unknown ceiling from a cold start."""
+
+    initial_rpm: float = 60.0  # where a lane with no hint starts: no account allows less than 1 request/s
+    growth: float = 2.0  # x per proven step, as TCP slow start per round trip: 60 -> 20,000 RPM in 9 steps
+    step_requests: int = 8  # sends at a rate, none refused, before it grows: one refusal in 8 would show
+    step_min_s: float = 0.25  # and at least this long, so a step spans several pacer intervals
+    step_max_s: float = 1.0  # ... or, at a low rate, this long with at least 2 sends: 60 -> 960 RPM in ~4 s
+    backoff: float = 0.5  # on a refusal while searching: half the rate it was refused at (TCP's cut)
+
+
+@dataclass(frozen=True)
+class Steady:
+    """Running at a measured ceiling."""
+
+    margin: float = 0.03  # pace this far under the estimate: the estimate's own error is about 1-2%
+    measure_min_requests: int = 12  # a measurement needs this many sends between two dry moments
+    measure_min_s: float = 1.0  # ... over at least this span (the pacer's and the clock's grain)
+    counted_refusals_weight: float = 0.5  # how much a refused request counts as used: 0 (free) to 1 (charged)
+    steady_cut: float = 0.85  # a refusal at a measured ceiling: step back this far, then measure again
+    probe_gain: float = 0.05  # the first probe above the estimate, +5%; doubles per clean probe
+    probe_gain_max: float = 1.0  # ... up to +100% (a ceiling that doubled is found in ~5 probes)
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """The in-flight bound: Little's law on the allowed rate and the observed latency."""
+
+    headroom: float = 1.5  # in flight = rate x latency x this: latency varies request to request
+    min_in_flight: int = 4  # never fewer: a lane must be able to find out it can go faster
+    hard_max: int = 20_000  # file descriptors and sockets: above what one process sensibly holds
+    byte_budget: int = 256 * 1024 * 1024  # prompt bytes in flight: memory stays flat whatever the latency
+    conc_cut: float = 0.9  # a server that says its queue is full: hold under what was in flight
+    latency_quantile: float = 0.9  # latency of a typical slow request, from recent answers
+
+
+@dataclass(frozen=True)
+class RateConfig:
+    """All of the rate engine's settings. ``window_s`` paces probing (``--rate-window``);
+    ``rpm_hint``/``tpm_hint`` are start points, not caps; ``max_in_flight`` an optional cap."""
+
+    window_s: float = 30.0
+    rpm_hint: float | None = None
+    tpm_hint: float | None = None
+    max_in_flight: int | None = None
+    min_rpm: float = 1.0  # the floor a lane is ever cut to: it must still learn that the ceiling returned
+    max_rpm: float = 1_000_000.0  # above any account's limit; bounds arithmetic
+    discovery: Discovery = field(default_factory=Discovery)
+    steady: Steady = field(default_factory=Steady)
+    concurrency: Concurrency = field(default_factory=Concurrency)
+
+    def __post_init__(self) -> None:
+        if self.window_s <= 0:
+            raise ValueError("window_s must be positive")
+        for name in ("rpm_hint", "tpm_hint"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        if not 0 < self.steady.margin < 0.5 or not 0 < self.discovery.backoff < 1:
+            raise ValueError("margin must be in (0, 0.5) and backoff in (0, 1)")
+        if self.discovery.growth <= 1 or not 0 <= self.steady.counted_refusals_weight <= 1:
+            raise ValueError("growth must exceed 1 and counted_refusals_weight be in [0, 1]")
+        if not 0 < self.min_rpm < self.max_rpm:
+            raise ValueError("0 < min_rpm < max_rpm")

@@ -1,0 +1,240 @@
+"""The adaptive rate controller of one lane: the parts of ``core/rate/`` composed.
+
+* an :class:`~promptforge_dagster.core.rate.axis.Axis` for requests per minute, and one for
+  tokens per minute once anything says tokens are limited (a refusal that names them, a
+  header, a hint): each paces, measures and probes its own limit;
+* a refusal is attributed by evidence only (:mod:`~promptforge_dagster.core.rate.signals`):
+  the limit the message or headers name; a refusal that names none counts against requests,
+  never against tokens (pacing requests paces their tokens too; the reverse is not true);
+* a stated limit (``x-ratelimit-limit-*``, ``anthropic-ratelimit-*``, "Limit N" in the
+  message) is taken as the provider's word: paced under it, never probed past;
+* ``retry-after`` pauses the lane briefly (the refused request itself waits all of it);
+  ``remaining: 0`` with a reset pauses it until the reset; overload (503/529) backs off
+  exponentially and lowers nothing;
+* the in-flight bound follows Little's law (:mod:`~promptforge_dagster.core.rate.concurrency`),
+  and a server that says its queue is full teaches it a concurrency ceiling.
+
+Nothing here reads a clock: ``now`` is passed in. The client being slow lowers nothing:
+only refusals lower a rate, and a step grows only when the pacer, not the client, held
+sends back.
+
+>>> c = AdaptiveController(RateConfig(window_s=5), now=0.0)
+>>> c.acquire(0.0, est_tokens=100), c.snapshot()["phase"]
+(0.0, 'discover')
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from promptforge_dagster.core.outcome import OutcomeKind
+from promptforge_dagster.core.rate.axis import Axis, Phase
+from promptforge_dagster.core.rate.concurrency import InFlightLimit
+from promptforge_dagster.core.rate.config import RateConfig
+from promptforge_dagster.core.rate.signals import CONCURRENCY, REQUESTS, TOKENS, RateSignal
+from promptforge_dagster.core.rate_controller import RateSample
+
+OVERLOAD_PAUSE_S = 0.5  # first pause after an overload answer; doubles per consecutive one
+OVERLOAD_PAUSE_MAX_S = 30.0  # ... up to this: capacity problems pass in seconds to minutes
+METER_S = 5.0  # the span over which the achieved send rate is read (client-bound check)
+CLIENT_BOUND_SHARE = 0.8  # sending under this share of the allowance, with the pacer idle: the client is the limit
+TOKEN_START_S = 10.0  # a tokens axis opened by a refusal starts at the token rate sent over this span
+RETRY_PAUSE_MAX_S = 0.25  # a refusal's retry-after pauses the lane this long at most: longer is the refused
+# request's own wait (pacing answers the rest); a longer lane pause would hide the refill being measured
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+class AdaptiveController:
+    """Paces one lane; :meth:`acquire` before each request, :meth:`record` after each answer."""
+
+    def __init__(self, config: RateConfig | None = None, now: float = 0.0) -> None:
+        self.cfg = cfg = config or RateConfig()
+        self.requests = Axis(cfg, (cfg.rpm_hint or cfg.discovery.initial_rpm) / 60.0, now)
+        self.tokens: Axis | None = self._token_axis(cfg.tpm_hint / 60.0, now) if cfg.tpm_hint else None
+        self.in_flight = InFlightLimit(cfg.concurrency, cfg.max_in_flight)
+        self._paused_until = 0.0
+        self._overloads = 0
+        self._token_sends: deque[tuple[float, float]] = deque()  # (time, tokens) over TOKEN_START_S
+        self._meter: deque[float] = deque()  # send times over METER_S
+        self._last_blocked = now
+        self._now = now  # the latest time seen, for reports made without one
+        self.sent = self.rate_limited = self.overloaded = 0
+
+    # -- pacing ----------------------------------------------------------------
+    def acquire(self, now: float, est_tokens: int) -> float:
+        self._now = max(self._now, now)
+        axes = [(self.requests, 1.0)] + ([(self.tokens, float(est_tokens))] if self.tokens else [])
+        paused_until = max([self._paused_until] + [axis.pause_until for axis, _ in axes])
+        if now < paused_until:
+            return paused_until - now
+        waits = []
+        for axis, units in axes:
+            axis.tick(now)
+            waits.append(axis.pacer.wait(now, units))
+        wait = max(waits)
+        if wait > 0.0:
+            for (axis, _), w in zip(axes, waits):
+                if w >= wait:
+                    axis.blocked()
+            self._last_blocked = now
+            return wait
+        for axis, units in axes:
+            axis.sent(now, units)
+        self.sent += 1
+        self._note_send(now, float(est_tokens))
+        return 0.0
+
+    def in_flight_limit(self, prompt_bytes: float = 0.0) -> int:
+        """How many requests of this lane may be in flight now."""
+        return self.in_flight.limit(self.requests.per_s, prompt_bytes)
+
+    # -- learning --------------------------------------------------------------
+    def record(self, sample: RateSample) -> None:
+        self._now = max(self._now, sample.at)
+        signal = sample.signal or RateSignal()
+        self._learn_stated_limits(signal, sample.at)
+        if sample.kind is OutcomeKind.SUCCESS:
+            self._overloads = 0
+            self.in_flight.observe_latency(sample.latency)
+            self.requests.admitted(sample.sent_at, sample.at, 1.0)
+            if self.tokens is not None:
+                self.tokens.admitted(sample.sent_at, sample.at, float(max(1, sample.est_tokens)))
+        elif sample.kind is OutcomeKind.RATE_LIMITED:
+            self.rate_limited += 1
+            self._on_refused(sample, signal)
+        elif sample.kind is OutcomeKind.OVERLOADED:
+            self.overloaded += 1
+            if signal.limit == CONCURRENCY:
+                self.in_flight.refused_at(sample.in_flight)
+            else:
+                self._overloads += 1
+                pause = min(OVERLOAD_PAUSE_MAX_S, OVERLOAD_PAUSE_S * 2 ** (self._overloads - 1))
+                self._pause(sample.at, max(pause, signal.retry_after_s or 0.0), cap=OVERLOAD_PAUSE_MAX_S)
+
+    def _on_refused(self, sample: RateSample, signal: RateSignal) -> None:
+        limit = signal.limit or REQUESTS  # a refusal that names no limit is charged to requests only
+        if limit == CONCURRENCY:
+            self.in_flight.refused_at(sample.in_flight)
+        elif limit == TOKENS:
+            if self.tokens is None:
+                self.tokens = self._token_axis(self._token_rate(sample.at) or 1.0, sample.at)
+            self.tokens.refused(sample.sent_at, sample.at, float(max(1, sample.est_tokens)), signal.retry_after_s)
+        else:
+            self.requests.refused(sample.sent_at, sample.at, 1.0, signal.retry_after_s)
+        if signal.retry_after_s:
+            self._pause(sample.at, signal.retry_after_s, cap=RETRY_PAUSE_MAX_S)
+
+    def _learn_stated_limits(self, signal: RateSignal, now: float) -> None:
+        h = signal.headers
+        rpm = h.limit_requests or (signal.limit_value if signal.limit == REQUESTS else None)
+        tpm = h.limit_tokens or (signal.limit_value if signal.limit == TOKENS else None)
+        if rpm:
+            self.requests.known_limit(float(rpm), now)
+        if tpm:
+            if self.tokens is None:
+                self.tokens = self._token_axis(tpm / 60.0, now)
+            self.tokens.known_limit(float(tpm), now)
+        for remaining, reset in ((h.remaining_requests, h.reset_requests_s), (h.remaining_tokens, h.reset_tokens_s)):
+            if remaining == 0 and reset:  # the provider says the window is spent until reset
+                self._pause(now, reset, cap=self.cfg.window_s)
+
+    # -- helpers ---------------------------------------------------------------
+    def _token_axis(self, start_per_s: float, now: float) -> Axis:
+        return Axis(self.cfg, start_per_s, now, min_per_s=1.0, max_per_s=self.cfg.max_rpm * 1000 / 60.0)
+
+    def _pause(self, now: float, seconds: float, *, cap: float) -> None:
+        self._paused_until = max(self._paused_until, now + min(seconds, cap))
+
+    def _note_send(self, now: float, tokens: float) -> None:
+        self._meter.append(now)
+        while self._meter and self._meter[0] < now - METER_S:
+            self._meter.popleft()
+        self._token_sends.append((now, tokens))
+        while self._token_sends and self._token_sends[0][0] < now - TOKEN_START_S:
+            self._token_sends.popleft()
+
+    def _token_rate(self, now: float) -> float | None:
+        if len(self._token_sends) < 2:
+            return None
+        span = max(1e-3, now - self._token_sends[0][0])
+        return sum(t for _, t in self._token_sends) / span * self.cfg.discovery.backoff
+
+    def achieved_rpm(self, now: float) -> float:
+        """Requests sent per minute over the last few seconds."""
+        recent = [t for t in self._meter if t >= now - METER_S]
+        return len(recent) * 60.0 / METER_S
+
+    def client_bound_rpm(self, now: float) -> float | None:
+        """The rate the client managed, when it, not the allowance, was the limit."""
+        achieved = self.achieved_rpm(now)
+        allowed = self.requests.per_s * 60.0
+        idle_pacer = now - self._last_blocked > 1.0
+        if self.sent and idle_pacer and achieved < CLIENT_BOUND_SHARE * allowed and achieved > 0:
+            return achieved
+        return None
+
+    @property
+    def decreases(self) -> int:
+        return self.requests.decreases + (self.tokens.decreases if self.tokens else 0)
+
+    @property
+    def phase(self) -> Phase:
+        return self.tokens.phase if self.tokens is not None and self.tokens.known is False and \
+            self.tokens.phase is not Phase.STEADY else self.requests.phase
+
+    # -- reporting, checkpoints, sharing ----------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        r, t = self.requests, self.tokens
+        out = {
+            "controller": "adaptive",
+            "phase": self.phase.value,
+            "allowed_rpm": round(r.per_s * 60.0, 2),
+            "allowed_tpm": round(t.per_s * 60.0, 1) if t else None,
+            "learned_rpm_ceiling": round(r.estimate * 60.0, 2) if r.estimate else None,
+            "learned_tpm_ceiling": round(t.estimate * 60.0, 1) if t and t.estimate else None,
+            "rpm_limit_source": ("stated" if r.known else "measured") if r.estimate else None,
+            "tpm_limit_source": ("stated" if t.known else "measured") if t and t.estimate else None,
+            "in_flight_limit": self.in_flight_limit(),
+            "latency_s": round(self.in_flight.latency(), 3),
+            "concurrency_ceiling": round(self.in_flight.ceiling, 1) if self.in_flight.ceiling else None,
+            "rate_limited": self.rate_limited,
+            "overloaded": self.overloaded,
+            "decreases": self.decreases,
+            "sent": self.sent,
+            "window_s": self.cfg.window_s,
+            "client_bound_rpm": _round(self.client_bound_rpm(self._now)),
+        }
+        return out
+
+    def export_state(self) -> dict[str, Any]:
+        """What a warm restart (or another job on the lane) needs: the learned limits."""
+        r, t = self.requests, self.tokens
+        return {"rate": r.per_s, "ceiling_rpm": r.estimate * 60.0 if r.estimate else None,
+                "rpm_stated": r.known, "ceiling_tpm": t.estimate * 60.0 if t and t.estimate else None,
+                "tpm_learned": bool(t and t.estimate), "tpm_stated": bool(t and t.known),
+                "concurrency": self.in_flight.ceiling}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], now: float, config: RateConfig | None = None) -> "AdaptiveController":
+        """Start from what an earlier run learned: at its ceilings, not in discovery."""
+        c = cls(config, now)
+        if state.get("ceiling_rpm"):
+            c.requests.restore(float(state["ceiling_rpm"]) / 60.0, bool(state.get("rpm_stated")), now)
+        elif state.get("rate"):
+            c.requests.restore(None, False, now, per_s=float(state["rate"]))
+        if state.get("ceiling_tpm"):
+            c.tokens = c._token_axis(float(state["ceiling_tpm"]) / 60.0, now)
+            c.tokens.restore(float(state["ceiling_tpm"]) / 60.0, bool(state.get("tpm_stated")), now)
+        if state.get("concurrency"):
+            c.in_flight.ceiling = float(state["concurrency"])
+        return c
+
+    def rescale(self, factor: float, now: float) -> None:
+        """This job's share of the lane changed (jobs joined or left)."""
+        for axis in (self.requests, self.tokens):
+            if axis is not None:
+                axis.rescale(factor, now)

@@ -1,0 +1,140 @@
+"""The ceiling, measured between two moments the account was dry.
+
+A refusal says the account had nothing left when that request was sent. Between two such
+moments a token-bucket account admitted exactly what it refilled: ``ceiling x span``,
+whatever its burst size and whatever the client sent. So the ceiling is what was sent
+between two dry moments, less what was refused there, over the span. When refusals are
+charged too (OpenAI: unsuccessful requests count), refused requests used the limit as
+well; the estimate counts them by ``counted_refusals_weight`` (the engine keeps refusals
+to a few per cent, so the two readings differ by about that much). Window counters (a
+sliding or fixed minute) obey the same sum over spans of a minute or more; shorter spans
+read them less exactly.
+
+Sends are kept as a cumulative count in small time buckets, so memory is bounded by the
+horizon, not by the rate. Refusals arrive with their send time: the estimate is in send
+time, never in answer time, so slow answers do not delay it.
+
+>>> e = CeilingEstimator(min_sends=3, min_span_s=1.0)
+>>> for t in range(11):
+...     e.sent(float(t), 1.0)
+>>> e.refused(0.0, 1.0) is None      # the first dry moment starts a span
+True
+>>> round(e.refused(10.0, 1.0).per_s, 2)  # 10 sends (one refused, half-counted) over 10 s
+0.95
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+BUCKET_S = 0.05  # resolution of the send history: finer than any refusal's round trip
+HORIZON_S = 600.0  # the longest span measured: ten minutes of history, a few thousand buckets
+MAX_REFUSED_SHARE = 0.25  # a span mostly refused was a flood or a dry window, not a refill: no measurement
+MAX_GAP_S = 0.5  # a pause in sending this long lets a bucket refill past its capacity: no measurement
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A measured ceiling: ``per_s`` units per second over ``span_s`` seconds of ``sends``.
+
+    >>> Estimate(5.0, 10.0, 50.0, 1.0).per_minute
+    300.0
+    """
+
+    per_s: float
+    span_s: float
+    sends: float
+    refused: float
+
+    @property
+    def per_minute(self) -> float:
+        return self.per_s * 60.0
+
+
+class SendHistory:
+    """Cumulative units sent, by send time, at ``BUCKET_S`` resolution over ``HORIZON_S``."""
+
+    def __init__(self) -> None:
+        self._marks: deque[tuple[float, float]] = deque()  # (bucket start, cumulative before it)
+        self.total = 0.0
+
+    def add(self, at: float, units: float) -> None:
+        start = math.floor(at / BUCKET_S) * BUCKET_S
+        if not self._marks or self._marks[-1][0] < start:
+            self._marks.append((start, self.total))
+            while self._marks and self._marks[0][0] < start - HORIZON_S:
+                self._marks.popleft()
+        self.total += units
+
+    def before(self, at: float) -> float | None:
+        """Units sent before ``at`` (to the bucket); None when ``at`` is older than the history."""
+        if not self._marks or at < self._marks[0][0]:
+            return None
+        lo, hi = 0, len(self._marks)
+        while lo < hi:  # the first bucket starting after ``at``
+            mid = (lo + hi) // 2
+            if self._marks[mid][0] <= at:
+                lo = mid + 1
+            else:
+                hi = mid
+        return self._marks[lo][1] if lo < len(self._marks) else self.total
+
+
+class CeilingEstimator:
+    """Feed it every send and every refusal (by send time); a refusal that closes a long
+    enough span since the last dry moment returns an :class:`Estimate`."""
+
+    def __init__(self, *, min_sends: int = 12, min_span_s: float = 1.0, refusal_weight: float = 0.5) -> None:
+        self.min_sends = min_sends
+        self.min_span_s = min_span_s
+        self.refusal_weight = refusal_weight
+        self._sends = SendHistory()
+        self._refused = SendHistory()
+        self._dry_at: float | None = None
+        self._last_send: float | None = None
+        self._gap = 0.0  # the longest pause in sending since the last dry moment
+        self.last: Estimate | None = None
+
+    def sent(self, at: float, units: float) -> None:
+        self._sends.add(at, units)
+        if self._last_send is not None:
+            self._gap = max(self._gap, at - self._last_send)
+        self._last_send = at
+
+    def refused(self, sent_at: float, units: float) -> Estimate | None:
+        self._refused.add(sent_at, units)
+        if self._dry_at is None or sent_at <= self._dry_at:
+            self._dry_at = sent_at if self._dry_at is None else self._dry_at
+            return None
+        start, end = self._sends.before(self._dry_at), self._sends.before(sent_at)
+        refused_start, refused_end = self._refused.before(self._dry_at), self._refused.before(sent_at)
+        span = sent_at - self._dry_at
+        if start is None or refused_start is None:  # the last dry moment fell out of the history
+            self._dry_at = sent_at
+            return None
+        sends, refused = end - start, (refused_end or 0.0) - refused_start
+        if span < self.min_span_s or sends < self.min_sends:
+            return None  # still the same dry spell: keep measuring from its start
+        self._dry_at, gap, self._gap = sent_at, self._gap, 0.0
+        if refused > MAX_REFUSED_SHARE * sends or gap > max(MAX_GAP_S, 4.0 * span / sends):
+            return None  # a flood, a dry window, or a pause: the account did not spend its refill on us
+        used = sends - refused * (1.0 - self.refusal_weight)
+        self.last = Estimate(max(0.0, used) / span, span, sends, refused)
+        return self.last
+
+    def net_between(self, t0: float, t1: float) -> float | None:
+        """Units sent in ``(t0, t1]`` less those refused (by send time): what was admitted."""
+        values = (self._sends.before(t0), self._sends.before(t1), self._refused.before(t0),
+                  self._refused.before(t1))
+        if values[0] is None and self._sends.total == 0:
+            return 0.0
+        sends0 = values[0] if values[0] is not None else 0.0
+        refused0 = values[2] if values[2] is not None else 0.0
+        return max(0.0, (values[1] or 0.0) - sends0 - ((values[3] or 0.0) - refused0))
+
+    def forget(self) -> None:
+        """Start over (the lane paused: the old dry moment cannot speak for the span)."""
+        self._dry_at = None
+        self._gap = 0.0

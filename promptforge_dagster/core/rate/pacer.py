@@ -1,0 +1,56 @@
+"""Pacing: a token bucket per limit, charged as the provider charges.
+
+Requests are charged one each; tokens are charged what the provider counts at admission
+(OpenAI and Azure: the prompt plus ``max_tokens``, whatever the answer's length). The
+bucket holds little (``burst_s`` of rate, at least one unit's cost), so sending is smooth:
+providers that enforce a per-minute limit over 1- or 10-second slices (Azure, OpenAI's
+"quantized" limits) never see a burst.
+
+>>> p = Pacer(per_s=10.0, now=0.0)
+>>> p.wait(0.0, 1.0), p.take(0.0, 1.0), p.wait(0.0, 1.0) > 0
+(0.0, None, True)
+>>> p.wait(0.1, 1.0)
+0.0
+"""
+
+from __future__ import annotations
+
+BURST_S = 0.1  # a tenth of a second of rate: smooth to any 1-s slice, still lets a busy loop batch sends
+
+
+class Pacer:
+    """A bucket refilled at ``per_s`` (None: no limit), holding ``BURST_S`` of rate."""
+
+    def __init__(self, per_s: float | None, now: float) -> None:
+        self.per_s = per_s
+        self._updated = now
+        self._largest = 1.0  # the largest cost seen: the bucket must hold one whole request
+        self._level = self._capacity()  # the first request goes at once
+
+    def _capacity(self) -> float:
+        return max(self._largest, (self.per_s or 0.0) * BURST_S)
+
+    def _refill(self, now: float) -> None:
+        if self.per_s is not None and now > self._updated:
+            self._level = min(self._capacity(), self._level + (now - self._updated) * self.per_s)
+        self._updated = max(self._updated, now)
+
+    def set_rate(self, per_s: float | None, now: float) -> None:
+        """Change the rate from ``now`` on; what is in the bucket stays (within capacity)."""
+        self._refill(now)
+        self.per_s = per_s
+        self._level = min(self._level, self._capacity())
+
+    def wait(self, now: float, cost: float) -> float:
+        """Seconds until ``cost`` may be spent (0.0: now). Spends nothing."""
+        if self.per_s is None:
+            return 0.0
+        self._largest = max(self._largest, cost)
+        self._refill(now)
+        return 0.0 if self._level + 1e-9 >= cost else (cost - self._level) / self.per_s
+
+    def take(self, now: float, cost: float) -> None:
+        """Spend ``cost`` (after a zero ``wait``)."""
+        if self.per_s is not None:
+            self._refill(now)
+            self._level -= cost

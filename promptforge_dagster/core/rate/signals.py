@@ -1,0 +1,134 @@
+"""What a refusal says, as each provider words it: which limit, its value, when to retry.
+
+Read from the status, the headers (``core/rate/headers.py``) and the message, never
+guessed: a field the provider did not state stays None. Sources, one per provider:
+
+* OpenAI (rate-limits guide; 429s seen in the wild): ``Rate limit reached for gpt-4o in
+  organization org-x on requests per min (RPM): Limit 500, Used 500, Requested 1. Please
+  try again in 120ms.``; older ``on tokens_usage_based per min``; ``x-ratelimit-*`` headers.
+* Azure OpenAI (Microsoft Learn, quota): ``... have exceeded call rate limit of your
+  current ... pricing tier. Please retry after 6 seconds.`` (``token rate limit`` for TPM);
+  ``retry-after`` header.
+* Anthropic (docs, "Rate limits"): ``rate_limit_error``, ``... of 50 requests per minute``
+  or ``input tokens per minute``; ``anthropic-ratelimit-*`` and ``retry-after`` headers.
+* Gemini / Vertex AI: ``RESOURCE_EXHAUSTED``; Gemini's message may name ``Quota exceeded for
+  metric: ..._requests, limit: 15`` and ``Please retry in 39.6s``; Vertex says neither.
+* Self-hosted (vLLM behind a gateway, TGI): ``Model is overloaded``, ``queue is full``,
+  ``too many concurrent requests``: a concurrency limit, with no per-minute value.
+
+>>> s = parse_signal(429, "Rate limit reached for gpt-4o in organization org-1 on tokens per min (TPM): "
+...                  "Limit 30000, Used 29100, Requested 1200. Please try again in 1.2s.", {})
+>>> s.limit, s.limit_value, s.retry_after_s
+('tokens', 30000.0, 1.2)
+>>> parse_signal(429, "", {}).limit is None
+True
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from promptforge_dagster.core.rate.headers import RateSignals, parse_duration, parse_rate_headers
+
+REQUESTS, TOKENS, CONCURRENCY = "requests", "tokens", "concurrency"
+
+_OPENAI = re.compile(r"on (requests|tokens)(?:_usage_based)? per min(?:ute)?(?: \((?:RPM|TPM)\))?:\s*Limit ([\d,]+)",
+                     re.I)
+_OPENAI_RETRY = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)", re.I)
+_AZURE = re.compile(r"exceeded (call|token) rate limit", re.I)
+_RETRY_SECONDS = re.compile(r"retry (?:after|in) (\d+(?:\.\d+)?) ?(ms|milliseconds?|s|sec|seconds?)\b", re.I)
+_ANTHROPIC = re.compile(r"rate limit for your organization.*? of ([\d,]+) (requests|input tokens|output tokens|tokens)"
+                        r" per minute", re.I | re.S)
+_GEMINI_METRIC = re.compile(r"Quota exceeded for metric: \S*?(requests|token_count|tokens)\S*, limit: ([\d,]+)", re.I)
+_GEMINI_DELAY = re.compile(r'"?retryDelay"?\s*[:=]\s*"(\d+(?:\.\d+)?)s"', re.I)
+_SAYS_TOKENS = re.compile(r"tokens?(?:_usage_based)? per min|\(TPM\)|\bTPM\b|tokens-per-min", re.I)
+_SAYS_REQUESTS = re.compile(r"requests? per min|\(RPM\)|\bRPM\b|requests-per-min", re.I)
+# vLLM/TGI and their gateways when the batch queue is full; a bare "overloaded" (Anthropic's 529,
+# OpenAI's 503) is the provider's capacity, not this account's concurrency, and is not matched.
+_CONCURRENCY = re.compile(r"model is overloaded|queue is full|queue full|too many (?:concurrent|pending|parallel) "
+                          r"requests|concurren(?:cy|t) limit|max(?:imum)? concurrent|server is busy", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class RateSignal:
+    """One answer's rate information: ``limit`` it names (requests, tokens, concurrency or
+    None), that limit's per-minute value when stated, the retry delay when stated, and the
+    parsed headers.
+
+    >>> RateSignal().says_nothing
+    True
+    """
+
+    limit: str | None = None
+    limit_value: float | None = None
+    retry_after_s: float | None = None
+    headers: RateSignals = field(default_factory=RateSignals)
+
+    @property
+    def says_nothing(self) -> bool:
+        return self.limit is None and self.retry_after_s is None and self.headers.empty
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def parse_message(message: str) -> tuple[str | None, float | None, float | None]:
+    """``(limit, per-minute value, retry seconds)`` from a refusal's message text.
+
+    >>> parse_message("Requests to the ChatCompletions_Create Operation under Azure OpenAI API version "
+    ...               "2024-10-21 have exceeded call rate limit of your current OpenAI S0 pricing tier. "
+    ...               "Please retry after 6 seconds.")
+    ('requests', None, 6.0)
+    >>> parse_message("This request would exceed the rate limit for your organization (abc) of 40,000 "
+    ...               "input tokens per minute.")
+    ('tokens', 40000.0, None)
+    >>> parse_message("Quota exceeded for metric: generativelanguage.googleapis.com/"
+    ...               "generate_content_free_tier_requests, limit: 15, model: gemini-2.0-flash. Please retry in 39.6s.")
+    ('requests', 15.0, 39.6)
+    >>> parse_message("Model is overloaded")
+    ('concurrency', None, None)
+    """
+    limit = value = retry = None
+    if m := _OPENAI.search(message):
+        limit, value = m.group(1).lower(), _number(m.group(2))
+    elif m := _ANTHROPIC.search(message):
+        value, limit = _number(m.group(1)), REQUESTS if m.group(2).lower() == "requests" else TOKENS
+    elif m := _GEMINI_METRIC.search(message):
+        limit, value = REQUESTS if m.group(1).lower() == "requests" else TOKENS, _number(m.group(2))
+    elif m := _AZURE.search(message):
+        limit = REQUESTS if m.group(1).lower() == "call" else TOKENS
+    elif _CONCURRENCY.search(message):
+        limit = CONCURRENCY
+    elif bool(_SAYS_TOKENS.search(message)) != bool(_SAYS_REQUESTS.search(message)):  # names one limit, no value
+        limit = TOKENS if _SAYS_TOKENS.search(message) else REQUESTS
+    if m := _OPENAI_RETRY.search(message):
+        retry = parse_duration(m.group(1))
+    elif m := _RETRY_SECONDS.search(message):
+        retry = float(m.group(1)) / (1000.0 if m.group(2).lower().startswith("m") else 1.0)
+    elif m := _GEMINI_DELAY.search(message):
+        retry = float(m.group(1))
+    return limit, value, retry
+
+
+def parse_signal(status: int | None, message: str | None, headers: Mapping[str, str],
+                 now_epoch: float | None = None) -> RateSignal:
+    """Everything one answer says about the account's limits (any status; success answers
+    carry headers only).
+
+    >>> parse_signal(429, "", {"retry-after": "2", "anthropic-ratelimit-requests-limit": "50"}).retry_after_s
+    2.0
+    >>> parse_signal(503, "Service Unavailable: the server's queue is full", {}).limit
+    'concurrency'
+    >>> parse_signal(529, "Overloaded", {}).limit is None
+    True
+    """
+    parsed = parse_rate_headers(headers, now_epoch) if headers else RateSignals()
+    limit = value = retry = None
+    if status is not None and status >= 400 and message:
+        limit, value, retry = parse_message(message)
+    if retry is None:
+        retry = parsed.retry_after_s
+    return RateSignal(limit, value, retry, parsed)

@@ -1,0 +1,131 @@
+"""How each provider answers a refusal: status, body and headers, as their docs and SDKs show.
+
+Shared by the HTTP simulator and the fake-clock model, so both speak like real providers.
+Sources: OpenAI rate-limits guide and 429s users posted; Microsoft Learn "Azure OpenAI
+quotas and limits" and Q&A answers; Anthropic docs "Rate limits" and "Errors"; Google
+"Gemini API rate limits" and Vertex AI "Error code 429"; vLLM/TGI router and server code
+(a full queue answers 429 "Model is overloaded" or 503).
+
+>>> from promptforge_dagster.simulator.account import Admission
+>>> status, body, headers = refusal("openai", Admission(False, "requests", 0.12, {}, 500.0, 500.0))
+>>> status, body["error"]["message"][-60:]
+(429, 'Limit 500, Used 500, Requested 1. Please try again in 120ms.')
+>>> refusal("bare", Admission(False, "requests", 1.0))
+(429, None, {})
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+STYLES = ("openai", "azure", "anthropic", "gemini", "vertex", "vllm", "bare")
+
+
+def _ms(seconds: float) -> str:
+    return f"{max(1, int(seconds * 1000))}ms" if seconds < 1 else f"{seconds:.3f}s"
+
+
+def refusal(style: str, adm: Any, *, model: str = "sim-model", now_epoch: float = 0.0,
+            headers: bool = True) -> tuple[int, dict | None, dict[str, str]]:
+    """``(status, JSON body or None, headers)`` of a refused request in ``style``.
+
+    ``headers`` False leaves out every rate-limit header (``retry-after`` included)."""
+    kind = adm.limit or "requests"
+    limit = int(adm.limit_value) if adm.limit_value else None
+    used = int(adm.used) if adm.used is not None else limit
+    retry = max(0.001, adm.retry_after_s)
+    h = dict(adm.headers) if headers else {}
+    if kind == "concurrency":
+        if style == "vllm":
+            return 503, {"error": {"message": "Service Unavailable: the server's queue is full", "type": "server_error",
+                                   "code": 503}}, {}
+        return 429, {"error": "Model is overloaded", "error_type": "overloaded"}, {}
+    if style == "openai":
+        unit = "RPM" if kind == "requests" else "TPM"
+        requested = 1 if kind == "requests" else "?"
+        message = (f"Rate limit reached for {model} in organization org-sim on {kind} per min ({unit}): "
+                   f"Limit {limit}, Used {used}, Requested {requested}. Please try again in {_ms(retry)}.")
+        if headers:
+            h["retry-after-ms"] = str(max(1, int(math.ceil(retry * 1000))))
+        return 429, {"error": {"message": message, "type": kind, "param": None, "code": "rate_limit_exceeded"}}, h
+    if style == "azure":
+        seconds = max(1, int(math.ceil(retry)))
+        what = "call rate limit" if kind == "requests" else "token rate limit"
+        message = (f"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 "
+                   f"have exceeded {what} of your current OpenAI S0 pricing tier. Please retry after {seconds} "
+                   "seconds. Please go here: https://aka.ms/oai/quotaincrease if you would like to further "
+                   "increase the default rate limit.")
+        az = {}
+        if headers:
+            az = {k: v for k, v in h.items() if k.startswith("x-ratelimit-remaining")}
+            az["retry-after"] = str(seconds)
+        return 429, {"error": {"code": "429", "message": message}}, az
+    if style == "anthropic":
+        unit = "requests" if kind == "requests" else "input tokens"
+        message = (f"This request would exceed the rate limit for your organization (sim-org) of {limit:,} {unit} "
+                   "per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see "
+                   "the response headers for current usage. Please reduce the prompt length or the maximum "
+                   "tokens requested, or try again later.")
+        ah: dict[str, str] = {}
+        if headers:
+            ah = anthropic_headers(adm.headers, now_epoch)
+            ah["retry-after"] = str(max(1, int(math.ceil(retry))))
+        return 429, {"type": "error", "error": {"type": "rate_limit_error", "message": message}}, ah
+    if style == "gemini":
+        metric = "generate_content_paid_tier_requests" if kind == "requests" else "generate_content_input_token_count"
+        message = ("You exceeded your current quota, please check your plan and billing details. For more "
+                   "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n"
+                   f"* Quota exceeded for metric: generativelanguage.googleapis.com/{metric}, limit: {limit}, "
+                   f"model: {model}\nPlease retry in {retry:.1f}s.")
+        return 429, {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED"}}, {}
+    if style == "vertex":
+        return 429, {"error": {"code": 429, "message": "Resource exhausted. Please try again later. Please refer to "
+                               "https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details.",
+                               "status": "RESOURCE_EXHAUSTED"}}, {}
+    if style == "bare":
+        return 429, None, {}
+    raise ValueError(f"unknown provider style {style!r} (one of {', '.join(STYLES)})")
+
+
+def anthropic_headers(openai_style: dict[str, str], now_epoch: float) -> dict[str, str]:
+    """The account's state as Anthropic reports it: ``anthropic-ratelimit-*`` with RFC 3339 resets."""
+    out: dict[str, str] = {}
+    for kind, prefix in (("requests", "anthropic-ratelimit-requests"), ("tokens", "anthropic-ratelimit-input-tokens")):
+        if f"x-ratelimit-limit-{kind}" in openai_style:
+            out[f"{prefix}-limit"] = openai_style[f"x-ratelimit-limit-{kind}"]
+            out[f"{prefix}-remaining"] = openai_style.get(f"x-ratelimit-remaining-{kind}", "0")
+            reset = _seconds(openai_style.get(f"x-ratelimit-reset-{kind}", "0s"))
+            when = datetime.fromtimestamp(now_epoch, timezone.utc) + timedelta(seconds=reset)
+            out[f"{prefix}-reset"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return out
+
+
+def success_headers(style: str, openai_style: dict[str, str], now_epoch: float) -> dict[str, str]:
+    """Rate headers on a successful answer: OpenAI's and Azure's ``x-ratelimit-*``,
+    Anthropic's ``anthropic-ratelimit-*``; Gemini, Vertex, vLLM and bare send none."""
+    if style in ("openai",):
+        return dict(openai_style)
+    if style == "azure":
+        return {k: v for k, v in openai_style.items() if k.startswith("x-ratelimit-remaining")}
+    if style == "anthropic":
+        return anthropic_headers(openai_style, now_epoch)
+    return {}
+
+
+def _seconds(text: str) -> float:
+    from promptforge_dagster.core.rate.headers import parse_duration
+
+    return parse_duration(text) or 0.0
+
+
+def message_of(body: dict | None) -> str:
+    """The text a client library surfaces from an error body (``error.message``, or the raw
+    ``error`` string), as LiteLLM and the SDKs do."""
+    if not body:
+        return ""
+    err = body.get("error")
+    if isinstance(err, dict):
+        return str(err.get("message") or "")
+    return str(err or "")

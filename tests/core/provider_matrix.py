@@ -1,0 +1,152 @@
+"""The provider matrix on a fake clock: any rate controller against any provider behaviour.
+
+Each behaviour is a switch and they combine: how the account counts (``limiter``: token
+bucket, sliding 60-s window, fixed minute), whether refused requests are charged
+(``refusals_count``), a concurrency limit with a queue (a self-hosted vLLM/TGI server,
+``concurrency``/``queue`` in :class:`AccountLimits`), how refusals are worded (``style``:
+openai, azure, anthropic, gemini, vertex, vllm, bare; ``headers`` on or off), TPM charged at
+admission on the prompt plus ``max_tokens``, and latency that grows with the answer's
+length (``latency_s + s_per_token x completion tokens``) and with a server's load. The
+client can be made slow (``client_s_per_request``: CPU per send). Refusals and answers go
+through the same parsing as production (``classify``, ``parse_signal``). Nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+from promptforge_dagster.core.outcome import OutcomeKind, classify
+from promptforge_dagster.core.rate.signals import parse_signal
+from promptforge_dagster.core.rate_controller import RateSample
+from promptforge_dagster.simulator.account import AccountLimits, SimulatedAccount
+from promptforge_dagster.simulator.styles import message_of, refusal, success_headers
+
+EPOCH = 1_790_000_000.0  # wall-clock seconds at fake time 0 (Anthropic's resets are timestamps)
+
+
+@dataclass(frozen=True)
+class Request:
+    prompt_tokens: int = 100
+    max_tokens: int = 64
+    completion_tokens: int = 32
+
+    @property
+    def charged(self) -> int:  # what OpenAI counts against TPM at admission
+        return self.prompt_tokens + self.max_tokens
+
+
+@dataclass
+class Trace:
+    """Per-second counts of what the provider did, and the controller's allowance."""
+
+    ok: dict[int, int] = field(default_factory=dict)
+    refused: dict[int, int] = field(default_factory=dict)
+    ok_tokens: dict[int, int] = field(default_factory=dict)
+    max_in_flight: int = 0
+
+    def _add(self, table: dict[int, int], t: float, n: int = 1) -> None:
+        table[int(t)] = table.get(int(t), 0) + n
+
+    def between(self, t0: float, t1: float) -> tuple[int, int, int]:
+        keys = range(int(t0), int(t1))
+        return (sum(self.ok.get(k, 0) for k in keys), sum(self.refused.get(k, 0) for k in keys),
+                sum(self.ok_tokens.get(k, 0) for k in keys))
+
+    def goodput_share(self, t0: float, t1: float, per_minute: float) -> float:
+        return self.between(t0, t1)[0] / (per_minute / 60.0 * (t1 - t0))
+
+    def token_share(self, t0: float, t1: float, tpm: float) -> float:
+        return self.between(t0, t1)[2] / (tpm / 60.0 * (t1 - t0))
+
+    def refused_share(self, t0: float, t1: float) -> float:
+        ok, refused, _ = self.between(t0, t1)
+        return refused / max(1, ok + refused)
+
+
+def run_matrix(
+    controller,
+    limits: AccountLimits,
+    duration: float,
+    *,
+    seed: int = 0,
+    style: str = "bare",
+    headers: bool = False,
+    latency_s: float = 0.3,
+    s_per_token: float = 0.0,
+    request: Callable[[random.Random], Request] = lambda rng: Request(),
+    demand: Callable[[float], bool] = lambda t: True,
+    client_s_per_request: float = 0.0,
+    max_in_flight: int | None = None,
+) -> Trace:
+    """Run ``duration`` fake seconds; ``demand(t)`` says whether the client has work at t."""
+    rng = random.Random(seed)
+    account = SimulatedAccount(limits, now=0.0)
+    trace = Trace()
+    events: list = []
+    seq = 0
+    in_flight = 0
+    wake_at = 0.0
+    client_free_at = 0.0
+
+    def push(t, kind, payload=None):
+        nonlocal seq
+        seq += 1
+        heapq.heappush(events, (t, seq, kind, payload))
+
+    def limit() -> int:
+        bound = controller.in_flight_limit() if hasattr(controller, "in_flight_limit") else 10_000
+        return min(bound, max_in_flight) if max_in_flight else bound
+
+    push(0.0, "wake")
+    while events:
+        now, _, kind, payload = heapq.heappop(events)
+        if now > duration:
+            break
+        if kind == "done":
+            in_flight -= 1
+            sent_at, adm, req, flying = payload
+            epoch = EPOCH + now
+            if adm.ok:
+                account.release()
+                trace._add(trace.ok, now)
+                trace._add(trace.ok_tokens, now, req.prompt_tokens + req.completion_tokens)
+                status, message, hdrs = 200, "", success_headers(style, adm.headers, epoch) if headers else {}
+            else:
+                trace._add(trace.refused, now)
+                status, body, hdrs = refusal(style, adm, now_epoch=epoch, headers=headers)
+                message = message_of(body)
+            outcome = classify(status, message) if status != 200 else OutcomeKind.SUCCESS
+            signal = parse_signal(status, message, hdrs, epoch)
+            controller.record(RateSample(sent_at, now, outcome, req.charged, req.charged,
+                                         signal.headers, signal=signal, in_flight=flying))
+        elif kind == "wake" and now < wake_at - 1e-12:
+            continue
+        while demand(now) and in_flight < limit():
+            if now < client_free_at:  # the client is still busy with its previous send
+                wake_at = client_free_at
+                push(wake_at, "wake")
+                break
+            req = request(rng)
+            wait = controller.acquire(now, req.charged)
+            if wait > 0:
+                wake_at = now + max(wait, 1e-6)
+                push(wake_at, "wake")
+                break
+            adm = account.admit(now, req.charged)
+            in_flight += 1
+            trace.max_in_flight = max(trace.max_in_flight, in_flight)
+            client_free_at = now + client_s_per_request
+            if adm.ok:  # answers take the model's time, longer under a busy server's load
+                delay = (latency_s + s_per_token * req.completion_tokens) * rng.uniform(0.8, 1.25)
+                delay *= max(1.0, account.load())
+            else:  # refusals come back at once
+                delay = 0.02 * rng.uniform(0.5, 1.5)
+            push(now + delay, "done", (now, adm, req, in_flight))
+        else:
+            if not demand(now):
+                wake_at = now + 0.1
+                push(wake_at, "wake")
+    return trace
