@@ -134,7 +134,8 @@ def engine_to_first_request(inp: str, out: str, api_base: str, registry_path: st
     from promptforge_dagster.clients.litellm_provider import LiteLLMProvider
     from promptforge_dagster.clients.local_storage import LocalStorage
     from promptforge_dagster.clients.sqlite_registry import SQLiteRegistry
-    from promptforge_dagster.core.adaptive_rate import AdaptiveConfig, AdaptiveRateController
+    from promptforge_dagster.core.rate.config import RateConfig
+    from promptforge_dagster.core.rate.controller import AdaptiveController
     from promptforge_dagster.core.formats import JobDefaults
     from promptforge_dagster.core.job import JobSpec, run_job
     from promptforge_dagster.core.pipeline import PipelineConfig
@@ -146,7 +147,7 @@ def engine_to_first_request(inp: str, out: str, api_base: str, registry_path: st
         task = asyncio.create_task(run_job(
             spec, input_storage=storage, output_storage=storage,
             provider=LiteLLMProvider(api_base=api_base, api_key="sk-bench", timeout_s=30),
-            controller=AdaptiveRateController(AdaptiveConfig(rpm_hint=20000), now=time.monotonic()),
+            controller=AdaptiveController(RateConfig(rpm_hint=20000), now=time.monotonic()),
             registry=SQLiteRegistry(registry_path)))
         first = None
         while first is None and time.time() - started < 120:

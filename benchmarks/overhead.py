@@ -46,7 +46,8 @@ async def engine(path: str, concurrency: int, api_base: str, telemetry: bool = F
     from promptforge_dagster.core.formats import JobDefaults
     from promptforge_dagster.core.job import JobSpec, run_job
     from promptforge_dagster.core.pipeline import PipelineConfig
-    from promptforge_dagster.core.adaptive_rate import AdaptiveConfig, AdaptiveRateController
+    from promptforge_dagster.core.rate.config import RateConfig
+    from promptforge_dagster.core.rate.controller import AdaptiveController
 
     extra = {}
     provider = None
@@ -66,7 +67,7 @@ async def engine(path: str, concurrency: int, api_base: str, telemetry: bool = F
         spec = JobSpec(path, out, JobDefaults("openai/sim-model"), pipeline=PipelineConfig(max_in_flight=concurrency))
         storage = LocalStorage()
         t0 = time.monotonic()
-        controller = AdaptiveRateController(AdaptiveConfig(rpm_hint=600_000, max_rpm=1e7), now=time.monotonic())
+        controller = AdaptiveController(RateConfig(rpm_hint=600_000, max_rpm=1e7), now=time.monotonic())
         if telemetry:
             from promptforge_dagster.core.rate_lanes import RateLanes
 

@@ -81,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--schedule", default="", help='limits over time, e.g. "0:900,60:300,120:1200" or "0:600/40000"')
     sim.add_argument("--headers", choices=["full", "none", "retry-after"], default="full",
                      help="rate-limit headers sent: all, none, or retry-after on 429 only")
+    sim.add_argument("--style", choices=["openai", "azure", "anthropic", "gemini", "vertex", "vllm", "bare"],
+                     default="openai", help="how refusals (and rate headers) are worded, as that provider does")
+    sim.add_argument("--limiter", choices=["bucket", "sliding", "fixed"], default="bucket",
+                     help="how the account counts: token bucket, sliding 60-s window, or fixed per-minute window")
+    sim.add_argument("--refusals-count", action="store_true",
+                     help="refused requests count against the limit too (OpenAI documents this)")
+    sim.add_argument("--concurrency", type=int, default=0,
+                     help="a self-hosted server's batch size: more in flight queue, answered slower (0: none)")
+    sim.add_argument("--queue", type=int, default=0, help="requests that may wait beyond --concurrency before refusal")
+    sim.add_argument("--latency-per-token-ms", type=float, default=0.0,
+                     help="extra latency per completion token (long answers take longer)")
     sim.add_argument("--latency-ms", type=float, default=50.0, help="median latency (0: answer at once)")
     sim.add_argument("--latency-sigma", type=float, default=0.3)
     sim.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 503")
@@ -222,9 +233,12 @@ def _simulate(args: argparse.Namespace) -> int:
     from promptforge_dagster.simulator.server import SimulatorConfig, run_forever
 
     limits = AccountLimits(rpm=args.rpm or None, tpm=args.tpm or None, burst_s=args.burst_s,
-                           schedule=parse_schedule(args.schedule))
+                           schedule=parse_schedule(args.schedule), limiter=args.limiter,
+                           refusals_count=args.refusals_count, concurrency=args.concurrency or None,
+                           queue=args.queue)
     config = SimulatorConfig(
-        limits=limits, headers=args.headers, latency_ms=args.latency_ms, latency_sigma=args.latency_sigma,
+        limits=limits, headers=args.headers, style=args.style, latency_ms=args.latency_ms,
+        latency_per_token_ms=args.latency_per_token_ms, latency_sigma=args.latency_sigma,
         error_rate=args.error_rate, hang_rate=args.hang_rate, hang_s=args.hang_s,
         completion_tokens=args.completion_tokens, api_key=args.api_key, request_log=args.request_log, seed=args.seed,
     )

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from promptforge_dagster.core.formats import CUSTOM_ID_HEADER
 from promptforge_dagster.simulator.account import AccountLimits, SimulatedAccount
+from promptforge_dagster.simulator.styles import refusal, success_headers
 
 
 @dataclass
@@ -27,7 +28,9 @@ class SimulatorConfig:
 
     limits: AccountLimits = field(default_factory=AccountLimits)
     headers: str = "full"  # full | none | retry-after
+    style: str = "openai"  # how refusals are worded: simulator/styles.py (openai, azure, anthropic, gemini, ...)
     latency_ms: float = 50.0  # median; 0 answers at once
+    latency_per_token_ms: float = 0.0  # more per completion token: long answers take longer
     latency_sigma: float = 0.3  # lognormal spread
     error_rate: float = 0.0  # share of requests answered 500/503
     hang_rate: float = 0.0  # share of requests that hang for hang_s
@@ -125,25 +128,28 @@ class Simulator:
         prompt_tokens = len(text) // 4 + 1
         max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or cfg.completion_tokens)
         completion_tokens = max(1, min(max_tokens, cfg.completion_tokens))
-        admission = self.account.admit(time.monotonic(), prompt_tokens + max_tokens)
-        headers = admission.headers if cfg.headers == "full" else {}
+        now = time.monotonic()
+        admission = self.account.admit(now, prompt_tokens + max_tokens)  # charged at admission, as OpenAI does
         if not admission.ok:
             self.counts["rate_limited"] += 1
-            self._record(custom_id, 429)
-            if cfg.headers in ("full", "retry-after"):
-                headers = dict(headers)
-                headers["retry-after-ms"] = str(max(1, int(math.ceil(admission.retry_after_s * 1000))))
-                headers["retry-after"] = str(max(1, int(math.ceil(admission.retry_after_s))))
-            rpm, tpm = self.account.current_limits(time.monotonic())
-            limit = rpm if admission.limit == "requests" else tpm
-            return _error(
-                429,
-                f"Rate limit reached for {admission.limit} per min (RPM/TPM): Limit {limit}. "
-                f"Please try again in {int(admission.retry_after_s * 1000)}ms.",
-                admission.limit or "requests", "rate_limit_exceeded", headers,
-            )
-        if cfg.latency_ms > 0:
-            await asyncio.sleep(cfg.latency_ms / 1000.0 * math.exp(self.rng.gauss(0.0, cfg.latency_sigma)))
+            status, doc, headers = refusal(cfg.style, admission, model=str(body.get("model", "sim-model")),
+                                           now_epoch=time.time(), headers=cfg.headers != "none")
+            if cfg.headers == "retry-after":
+                headers = {k: v for k, v in headers.items() if k.startswith("retry-after")}
+            self._record(custom_id, status)
+            if doc is None:  # a bare refusal: status only
+                return web.Response(status=status, headers=headers)
+            return web.json_response(doc, status=status, headers=headers)
+        headers = success_headers(cfg.style, admission.headers, time.time()) if cfg.headers == "full" else {}
+        try:
+            delay = 0.0
+            if cfg.latency_ms > 0:
+                delay = cfg.latency_ms / 1000.0 * math.exp(self.rng.gauss(0.0, cfg.latency_sigma))
+            delay += cfg.latency_per_token_ms / 1000.0 * completion_tokens
+            if delay > 0:
+                await asyncio.sleep(delay * max(1.0, self.account.load()))  # a busy server answers slower
+        finally:
+            self.account.release()
         self.counts["ok"] += 1
         self._record(custom_id, 200)
         return web.json_response(

@@ -6,11 +6,12 @@ reclaimed once its membership expires. Against the real SQLite registry."""
 import pytest
 
 from promptforge_dagster.clients.sqlite_registry import SQLiteRegistry
-from promptforge_dagster.core.adaptive_rate import AdaptiveConfig, AdaptiveRateController, Phase
+from promptforge_dagster.core.rate.axis import Phase
+from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate_lanes import RateLanes
 from promptforge_dagster.core.shared_lanes import LaneSync
 
-CFG = AdaptiveConfig(window_s=10)
+CFG = RateConfig(window_s=10)
 LANE = "openai/m#k"
 
 
@@ -23,17 +24,19 @@ class Clock:
 
 
 def job(registry, job_id, clock, ttl_s=30.0, stale_after_s=900.0):
-    lanes = RateLanes(lambda _l: AdaptiveRateController(CFG, now=0.0), key_hash="k",
-                      restore=lambda _l, st: AdaptiveRateController.from_state(st, 0.0, CFG))
+    lanes = RateLanes.adaptive(CFG, key_hash="k", clock=lambda: 0.0)
     sync = LaneSync(registry, job_id, lanes, ttl_s=ttl_s, stale_after_s=stale_after_s, clock=clock)
     return lanes, sync
 
 
 def learned(lanes, rpm):
     c = lanes.controller(LANE)
-    c.ceiling_rpm = rpm
-    c._enter_plateau(0.0)
+    c.requests.restore(rpm / 60.0, False, 0.0)  # as if measured
     return c
+
+
+def ceiling(c):
+    return c.snapshot()["learned_rpm_ceiling"]
 
 
 @pytest.fixture
@@ -48,13 +51,13 @@ def test_a_new_job_warm_starts_at_its_share_and_shares_sum_to_the_ceiling(regist
     a.sync()(0.0)
     b_lanes, b = job(registry, "b", clock)
     cb = b_lanes.controller(LANE)  # joins: warm start from the shared state
-    assert cb.phase is not Phase.SLOW_START and cb.ceiling_rpm == pytest.approx(600.0)
+    assert cb.phase is not Phase.DISCOVER and ceiling(cb) == pytest.approx(600.0)
     a.sync()(1.0)  # a sees two members now and halves
-    assert ca.ceiling_rpm == pytest.approx(600.0)
-    assert ca.ceiling_rpm + cb.ceiling_rpm == pytest.approx(1200.0)
+    assert ceiling(ca) == pytest.approx(600.0)
+    assert ceiling(ca) + ceiling(cb) == pytest.approx(1200.0)
     b.leave()
     a.sync()(2.0)  # b's share goes back to a
-    assert ca.ceiling_rpm == pytest.approx(1200.0)
+    assert ceiling(ca) == pytest.approx(1200.0)
 
 
 def test_stale_state_is_ignored_and_dead_members_expire(registry):
@@ -65,11 +68,11 @@ def test_stale_state_is_ignored_and_dead_members_expire(registry):
     clock.t += 601.0  # a died long ago: its membership and its state are both stale
     b_lanes, b = job(registry, "b", clock, stale_after_s=600.0)
     cb = b_lanes.controller(LANE)
-    assert cb.phase is Phase.SLOW_START and cb.ceiling_rpm is None
+    assert cb.phase is Phase.DISCOVER and ceiling(cb) is None
     assert b.members(LANE) == 1
 
 
 def test_without_sharing_nothing_is_published(registry, tmp_path):
-    lanes = RateLanes(lambda _l: AdaptiveRateController(CFG, now=0.0), key_hash="k")
+    lanes = RateLanes.adaptive(CFG, key_hash="k", clock=lambda: 0.0)
     lanes.controller(LANE)
     assert registry.lane(LANE) is None

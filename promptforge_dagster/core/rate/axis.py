@@ -111,8 +111,8 @@ class Axis:
         self.estimator.sent(now, units)
         self._step_sends += 1
         d = self.cfg.discovery
-        if self._step_full_at == math.inf and (self._step_sends >= d.step_requests or (
-                self._step_sends >= 2 and now - self._step_start >= d.step_max_s)):
+        quick = self.phase is Phase.DISCOVER and now - self._step_start >= d.step_max_s  # nothing refused yet
+        if self._step_full_at == math.inf and (self._step_sends >= d.step_requests or quick):
             self._step_full_at = now
 
     def admitted(self, sent_at: float, now: float, units: float) -> None:
@@ -154,7 +154,9 @@ class Axis:
         if self.known:
             return
         if self.phase is Phase.STEADY:
-            if self._blocked and now - self._step_start >= 2.0 * self.cfg.window_s:
+            s = self.cfg.steady
+            windows = s.probe_again_windows if self._gain > s.probe_gain else s.probe_every_windows
+            if self._blocked and now - self._step_start >= windows * self.cfg.window_s:
                 self._fire(Event.PROBE_DUE, now)
             return
         if self._proven(now):
@@ -230,6 +232,9 @@ class Axis:
         """The probe rate was admitted: the ceiling is at least that; reach further next time."""
         self.estimate = max(self.estimate or 0.0, self.per_s)
         self._gain = min(self.cfg.steady.probe_gain_max, self._gain * 2.0)
+        # the ceiling rose above what was sent since the last refusal: that span measured our
+        # own rate (the account overflowed its refill), not the ceiling; measure afresh
+        self.estimator.forget()
         self._set(self._target(), now)
 
     def _measured(self, estimate: Estimate, now: float) -> None:
@@ -257,8 +262,18 @@ class Axis:
 
     def _proven(self, now: float) -> bool:
         d = self.cfg.discovery
-        return (self._blocked and now - self._step_start >= d.step_min_s
+        # a first probe holds for a window (a bucket's burst hides a too-high rate for a while);
+        # once one was admitted, the ceiling is rising and later probes climb as fast as steps
+        first_probe = self.phase is Phase.PROBE and self._gain <= self.cfg.steady.probe_gain
+        least = self.cfg.window_s if first_probe else d.step_min_s
+        return (self._blocked and now - self._step_start >= least
                 and now - self._step_full_at >= self._settle)
+
+    def release(self, now: float) -> None:
+        """What this axis learned was another limit's doing: search again from its rate."""
+        self.estimate, self.refused_at, self.phase = None, None, Phase.DISCOVER
+        self.estimator.forget()
+        self._new_step(now)
 
     def restore(self, estimate: float | None, known: bool, now: float, *, per_s: float | None = None) -> None:
         """A warm start: steady under an earlier estimate, or discovering from an earlier rate."""

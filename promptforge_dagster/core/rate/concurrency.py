@@ -25,7 +25,6 @@ from collections import deque
 from promptforge_dagster.core.rate.config import Concurrency
 
 LATENCY_SAMPLES = 256  # recent answers kept for the latency quantile: a few seconds of a busy lane
-START_LATENCY_S = 1.0  # assumed before any answer: typical of a short completion
 PROBE_STEP = 1.1  # a learned concurrency ceiling rises this much per clean window
 
 
@@ -41,9 +40,10 @@ class InFlightLimit:
     def observe_latency(self, seconds: float) -> None:
         self._latencies.append(max(0.0, seconds))
 
-    def latency(self) -> float:
+    def latency(self) -> float | None:
+        """A typical slow answer's latency; None before any answer has come back."""
         if not self._latencies:
-            return START_LATENCY_S
+            return None
         ordered = sorted(self._latencies)
         return ordered[min(len(ordered) - 1, int(self.config.latency_quantile * len(ordered)))]
 
@@ -61,7 +61,10 @@ class InFlightLimit:
         """The bound now: Little's law (unbounded rate: the hard maximum), the learned
         ceiling, the byte budget at ``prompt_bytes`` per request, the user's cap."""
         cfg = self.config
-        little = cfg.hard_max if rate_per_s is None else rate_per_s * self.latency() * cfg.headroom
+        latency = self.latency()
+        # before any answer the latency is unknown: the pacer alone bounds sending (no answer
+        # yet means every request sent is still out, however long answers take)
+        little = cfg.hard_max if rate_per_s is None or latency is None else rate_per_s * latency * cfg.headroom
         bound = min(float(cfg.hard_max), max(float(cfg.min_in_flight), math.ceil(little)))
         if self.ceiling is not None:
             bound = min(bound, self.ceiling)

@@ -21,7 +21,7 @@ class Discovery:
     growth: float = 2.0  # x per proven step, as TCP slow start per round trip: 60 -> 20,000 RPM in 9 steps
     step_requests: int = 8  # sends at a rate, none refused, before it grows: one refusal in 8 would show
     step_min_s: float = 0.25  # and at least this long, so a step spans several pacer intervals
-    step_max_s: float = 1.0  # ... or, at a low rate, this long with at least 2 sends: 60 -> 960 RPM in ~4 s
+    step_max_s: float = 0.5  # ... or, before any refusal, this long: 60 -> 3,840 RPM in ~4 s
     backoff: float = 0.5  # on a refusal while searching: half the rate it was refused at (TCP's cut)
 
 
@@ -36,6 +36,9 @@ class Steady:
     steady_cut: float = 0.85  # a refusal at a measured ceiling: step back this far, then measure again
     probe_gain: float = 0.05  # the first probe above the estimate, +5%; doubles per clean probe
     probe_gain_max: float = 1.0  # ... up to +100% (a ceiling that doubled is found in ~5 probes)
+    probe_every_windows: float = 2.0  # a probe every two windows at the estimate: one refusal per probe at most
+    probe_again_windows: float = 0.5  # ... and half a window after a probe that was admitted: a risen
+    # ceiling is climbed in seconds, not minutes
 
 
 @dataclass(frozen=True)

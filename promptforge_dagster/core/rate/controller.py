@@ -4,8 +4,9 @@
   tokens per minute once anything says tokens are limited (a refusal that names them, a
   header, a hint): each paces, measures and probes its own limit;
 * a refusal is attributed by evidence only (:mod:`~promptforge_dagster.core.rate.signals`):
-  the limit the message or headers name; a refusal that names none counts against requests,
-  never against tokens (pacing requests paces their tokens too; the reverse is not true);
+  the limit the message or headers name; a refusal that names none counts against requests
+  (pacing requests paces their tokens too), until the refused requests are clearly larger
+  than the admitted ones: a request limit does not care about size, a token limit does;
 * a stated limit (``x-ratelimit-limit-*``, ``anthropic-ratelimit-*``, "Limit N" in the
   message) is taken as the provider's word: paced under it, never probed past;
 * ``retry-after`` pauses the lane briefly (the refused request itself waits all of it);
@@ -38,10 +39,17 @@ from promptforge_dagster.core.rate_controller import RateSample
 OVERLOAD_PAUSE_S = 0.5  # first pause after an overload answer; doubles per consecutive one
 OVERLOAD_PAUSE_MAX_S = 30.0  # ... up to this: capacity problems pass in seconds to minutes
 METER_S = 5.0  # the span over which the achieved send rate is read (client-bound check)
-CLIENT_BOUND_SHARE = 0.8  # sending under this share of the allowance, with the pacer idle: the client is the limit
+PACER_IDLE_S = 1.0  # sending, yet the pacer held nothing back for this long: something else is the limit
 TOKEN_START_S = 10.0  # a tokens axis opened by a refusal starts at the token rate sent over this span
+SIZE_EVIDENCE_REFUSALS = 8  # silent refusals seen before their sizes are read as evidence
+SIZE_EVIDENCE_RATIO = 1.25  # refused requests this much larger than admitted ones: tokens are what is limited
+SIZE_EWMA = 0.05  # weight of one request in the running mean sizes (about the last 20-40 requests)
 RETRY_PAUSE_MAX_S = 0.25  # a refusal's retry-after pauses the lane this long at most: longer is the refused
 # request's own wait (pacing answers the rest); a longer lane pause would hide the refill being measured
+
+
+def _mean(mean: float | None, value: float) -> float:
+    return float(value) if mean is None else mean + SIZE_EWMA * (value - mean)
 
 
 def _round(value: float | None) -> float | None:
@@ -61,6 +69,10 @@ class AdaptiveController:
         self._token_sends: deque[tuple[float, float]] = deque()  # (time, tokens) over TOKEN_START_S
         self._meter: deque[float] = deque()  # send times over METER_S
         self._last_blocked = now
+        self._size_ok: float | None = None  # running mean tokens of admitted requests
+        self._size_refused: float | None = None  # ... of refusals that named no limit
+        self._silent = 0
+        self.silent_limit = REQUESTS  # what refusals that name no limit are charged to
         self._now = now  # the latest time seen, for reports made without one
         self.sent = self.rate_limited = self.overloaded = 0
 
@@ -101,6 +113,7 @@ class AdaptiveController:
             self._overloads = 0
             self.in_flight.observe_latency(sample.latency)
             self.requests.admitted(sample.sent_at, sample.at, 1.0)
+            self._size_ok = _mean(self._size_ok, sample.est_tokens)
             if self.tokens is not None:
                 self.tokens.admitted(sample.sent_at, sample.at, float(max(1, sample.est_tokens)))
         elif sample.kind is OutcomeKind.RATE_LIMITED:
@@ -116,7 +129,7 @@ class AdaptiveController:
                 self._pause(sample.at, max(pause, signal.retry_after_s or 0.0), cap=OVERLOAD_PAUSE_MAX_S)
 
     def _on_refused(self, sample: RateSample, signal: RateSignal) -> None:
-        limit = signal.limit or REQUESTS  # a refusal that names no limit is charged to requests only
+        limit = signal.limit or self._silent_limit(sample)
         if limit == CONCURRENCY:
             self.in_flight.refused_at(sample.in_flight)
         elif limit == TOKENS:
@@ -127,6 +140,16 @@ class AdaptiveController:
             self.requests.refused(sample.sent_at, sample.at, 1.0, signal.retry_after_s)
         if signal.retry_after_s:
             self._pause(sample.at, signal.retry_after_s, cap=RETRY_PAUSE_MAX_S)
+
+    def _silent_limit(self, sample: RateSample) -> str:
+        """Which limit a refusal that names none hit: requests, unless the sizes say tokens."""
+        self._silent += 1
+        self._size_refused = _mean(self._size_refused, sample.est_tokens)
+        if (self.silent_limit == REQUESTS and self._silent >= SIZE_EVIDENCE_REFUSALS and self._size_ok
+                and self._size_refused and self._size_refused > SIZE_EVIDENCE_RATIO * self._size_ok):
+            self.silent_limit = TOKENS  # large requests are refused, small ones pass: a token limit
+            self.requests.release(sample.at)
+        return self.silent_limit
 
     def _learn_stated_limits(self, signal: RateSignal, now: float) -> None:
         h = signal.headers
@@ -169,13 +192,11 @@ class AdaptiveController:
         return len(recent) * 60.0 / METER_S
 
     def client_bound_rpm(self, now: float) -> float | None:
-        """The rate the client managed, when it, not the allowance, was the limit."""
+        """The rate the client managed, when it, not the provider's allowance, was the limit:
+        it kept sending, yet the pacer held nothing back (the allowance was never reached)."""
         achieved = self.achieved_rpm(now)
-        allowed = self.requests.per_s * 60.0
-        idle_pacer = now - self._last_blocked > 1.0
-        if self.sent and idle_pacer and achieved < CLIENT_BOUND_SHARE * allowed and achieved > 0:
-            return achieved
-        return None
+        idle_pacer = now - self._last_blocked > PACER_IDLE_S and now >= self._paused_until
+        return achieved if self.sent and idle_pacer and achieved > 0 else None
 
     @property
     def decreases(self) -> int:
@@ -199,7 +220,7 @@ class AdaptiveController:
             "rpm_limit_source": ("stated" if r.known else "measured") if r.estimate else None,
             "tpm_limit_source": ("stated" if t.known else "measured") if t and t.estimate else None,
             "in_flight_limit": self.in_flight_limit(),
-            "latency_s": round(self.in_flight.latency(), 3),
+            "latency_s": _round(self.in_flight.latency()),
             "concurrency_ceiling": round(self.in_flight.ceiling, 1) if self.in_flight.ceiling else None,
             "rate_limited": self.rate_limited,
             "overloaded": self.overloaded,

@@ -1,0 +1,51 @@
+"""Acceptance: the rate engine across the provider matrix (tests/core/rate_scenarios.py),
+on a fake clock, 2-minute phases from a cold start with --rate-window 5, 8 seeds each.
+Where a scenario's bound is looser than the issue's goal, the goal is named beside it and
+the miss is recorded in docs/BENCHMARKS.md. Also: a client that cannot keep up is not the
+provider (it lowers nothing and reaches what a bucket told the exact limit reaches), and a
+concurrency-limited server is learned as a concurrency ceiling."""
+
+import pytest
+
+from promptforge_dagster.simulator.account import AccountLimits
+from tests.core.provider_matrix import run_matrix
+from tests.core.rate_scenarios import SCENARIOS, Scenario, controller, fixed_told, run
+
+SEEDS = range(8)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_goodput_and_refusals_across_seeds(scenario: Scenario):
+    for seed in SEEDS:
+        for i, (goodput, refused) in enumerate(run(scenario, seed)):
+            assert goodput >= scenario.goodput, (scenario.name, seed, i, goodput)
+            assert refused <= scenario.refused, (scenario.name, seed, i, refused)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_client_bound_job_reaches_what_a_bucket_told_the_exact_limit_reaches(seed):
+    """The client manages ~250 requests/s (CPU per send); the account allows 30,000 RPM."""
+    s = Scenario("client-bound", AccountLimits(rpm=30_000), 0.0, 1.0, {"client_s_per_request": 0.004,
+                                                                       "latency_s": 0.05})
+    adaptive = run(s, seed)[0][0]
+    fixed = run(s, seed, fixed_told(1.0, s))[0][0]
+    assert adaptive >= 0.95 * fixed, (adaptive, fixed)
+    c = controller()
+    run_matrix(c, s.limits, 60.0, seed=seed, **s.kw)
+    snap = c.snapshot()
+    assert snap["rate_limited"] == 0 and snap["learned_rpm_ceiling"] is None  # nothing was refused: nothing learned
+    assert snap["client_bound_rpm"] and 0.9 * 15_000 <= snap["client_bound_rpm"] <= 1.1 * 15_000  # 250/s
+
+
+def test_a_full_queue_is_learned_as_a_concurrency_ceiling_not_a_rate():
+    c = controller()
+    run_matrix(c, AccountLimits(rpm=None, concurrency=16, queue=4), 60.0, style="vllm", latency_s=0.5)
+    snap = c.snapshot()
+    assert snap["concurrency_ceiling"] is not None and 12 <= snap["concurrency_ceiling"] <= 30
+    assert snap["in_flight_limit"] <= 30
+
+
+def test_a_fixed_bucket_told_half_the_limit_gets_half_and_adaptive_beats_it():
+    s = SCENARIOS[2]  # bucket-1200
+    half = run(s, 0, fixed_told(0.5, s))[0][0]
+    assert 0.45 <= half <= 0.55 and run(s, 0)[0][0] >= 0.95

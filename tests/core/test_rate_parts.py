@@ -1,0 +1,143 @@
+"""Each part of core/rate/ on its own, through its public interface, on explicit times:
+signals read what each provider says (and nothing it does not), the estimator measures a
+bucket's refill exactly between two dry moments, the pacer is smooth, the in-flight bound
+follows Little's law, and the axis moves through its transition table."""
+
+import pytest
+
+from promptforge_dagster.core.outcome import OutcomeKind, classify
+from promptforge_dagster.core.rate.axis import TRANSITIONS, Axis, Event, Phase
+from promptforge_dagster.core.rate.concurrency import InFlightLimit
+from promptforge_dagster.core.rate.config import Concurrency, RateConfig
+from promptforge_dagster.core.rate.controller import AdaptiveController
+from promptforge_dagster.core.rate.estimator import CeilingEstimator
+from promptforge_dagster.core.rate.pacer import Pacer
+from promptforge_dagster.core.rate.signals import parse_signal
+from promptforge_dagster.core.rate_controller import RateSample
+from promptforge_dagster.simulator.account import Admission
+from promptforge_dagster.simulator.styles import STYLES, message_of, refusal
+
+
+@pytest.mark.parametrize("style, limit, value", [
+    ("openai", "requests", 500.0), ("azure", "requests", None), ("anthropic", "requests", 500.0),
+    ("gemini", "requests", 500.0), ("vertex", None, None), ("bare", None, None),
+])
+def test_each_providers_refusal_says_what_it_says(style, limit, value):
+    status, body, headers = refusal(style, Admission(False, "requests", 2.5, {}, 500.0, 500.0), now_epoch=1e9)
+    signal = parse_signal(status, message_of(body), headers, 1e9)
+    assert (signal.limit, signal.limit_value) == (limit, value)
+    assert classify(status, message_of(body)) is OutcomeKind.RATE_LIMITED  # Gemini's "quota" wording included
+
+
+def test_token_refusals_are_told_apart_from_request_refusals():
+    for style in ("openai", "azure", "anthropic", "gemini"):
+        status, body, headers = refusal(style, Admission(False, "tokens", 1.0, {}, 90_000.0, 89_000.0))
+        assert parse_signal(status, message_of(body), headers).limit == "tokens", style
+
+
+def test_a_full_queue_is_concurrency_and_a_providers_overload_is_not():
+    status, body, _ = refusal("vllm", Admission(False, "concurrency"))
+    assert parse_signal(status, message_of(body), {}).limit == "concurrency"
+    assert parse_signal(529, "Overloaded", {}).limit is None
+    assert set(STYLES) >= {"openai", "azure", "anthropic", "gemini", "vertex", "vllm", "bare"}
+
+
+def test_real_insufficient_quota_still_stops_the_job():
+    assert classify(429, "You exceeded your current quota, please check your plan and billing details.") \
+        is OutcomeKind.FATAL
+
+
+def test_the_estimator_reads_a_buckets_refill_between_two_dry_moments():
+    e = CeilingEstimator(min_sends=5, min_span_s=1.0, refusal_weight=0.0)
+    for i in range(100):  # 10 sends a second for 10 s, whatever the burst
+        e.sent(i / 10.0, 1.0)
+    assert e.refused(0.05, 1.0) is None
+    est = e.refused(9.95, 1.0)
+    assert est.per_s == pytest.approx(9.9, rel=0.05)
+
+
+def test_the_estimator_measures_nothing_across_a_pause_or_a_flood():
+    e = CeilingEstimator(min_sends=2, min_span_s=1.0)
+    for t in (0.0, 0.1, 0.2, 5.0, 5.1, 5.2):  # a pause of almost 5 s
+        e.sent(t, 1.0)
+    e.refused(0.0, 1.0)
+    assert e.refused(5.2, 1.0) is None
+
+
+def test_the_pacer_is_smooth_and_takes_a_request_larger_than_its_bucket():
+    p = Pacer(per_s=100.0, now=0.0)
+    sent = 0
+    t = 0.0
+    while t < 1.0:
+        if p.wait(t, 1.0) == 0.0:
+            p.take(t, 1.0)
+            sent += 1
+        t += 0.001
+    assert 100 <= sent <= 111  # the rate plus at most a tenth of a second of burst
+    assert p.wait(5.0, 500.0) < 5.0  # a request of 500 units is not refused for ever
+
+
+def test_in_flight_follows_rate_times_latency_within_the_byte_budget_and_cap():
+    limit = InFlightLimit(Concurrency(byte_budget=1_000_000), cap=None)
+    for _ in range(50):
+        limit.observe_latency(20.0)
+    assert limit.limit(rate_per_s=100.0) == 3000  # 6,000 RPM x 20 s x 1.5
+    assert limit.limit(rate_per_s=100.0, prompt_bytes=10_000) == 100  # 1 MB of prompts in flight at most
+    assert InFlightLimit(Concurrency(), cap=64).limit(rate_per_s=100.0) == 64
+
+
+def test_every_transition_leads_to_a_phase_and_names_an_action():
+    for (phase, event), (after, action) in TRANSITIONS.items():
+        assert isinstance(after, Phase) and hasattr(Axis, "_" + action), (phase, event, action)
+    assert TRANSITIONS[(Phase.DISCOVER, Event.REFUSED)][0] is Phase.BACKOFF
+    assert all(TRANSITIONS[(p, Event.KNOWN)][0] is Phase.STEADY for p in Phase)
+
+
+def test_discovery_doubles_only_while_the_pacer_holds_sends_back():
+    a = Axis(RateConfig(window_s=5), start_per_s=10.0, now=0.0)
+    for i in range(20):
+        a.sent(i * 0.01, 1.0)
+    a.tick(1.0)
+    assert a.per_s == 10.0  # never held back: the rate is not what limits, so it does not grow
+    a.blocked()
+    a.tick(1.0)
+    assert a.per_s == 20.0 and a.phase is Phase.DISCOVER
+
+
+def test_a_stated_limit_is_paced_under_and_never_probed_past():
+    a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
+    a.known_limit(6000.0, now=0.0)
+    a.blocked()
+    a.tick(100.0)
+    assert a.phase is Phase.STEADY and a.per_s == pytest.approx(97.0)
+
+
+def test_a_refusal_sent_before_a_cut_does_not_cut_again():
+    a = Axis(RateConfig(window_s=5), start_per_s=100.0, now=0.0)
+    a.refused(sent_at=0.5, now=1.0, units=1.0)
+    rate = a.per_s
+    a.refused(sent_at=0.9, now=1.01, units=1.0)  # in flight before the cut: says nothing new
+    assert a.per_s == rate and a.phase is Phase.BACKOFF
+
+
+def test_the_controller_charges_a_silent_refusal_to_requests_and_a_named_one_to_tokens():
+    c = AdaptiveController(RateConfig(window_s=5), now=0.0)
+    assert c.acquire(0.0, 500) == 0.0
+    c.record(RateSample(0.0, 0.02, OutcomeKind.RATE_LIMITED, 500, 500,
+                        signal=parse_signal(429, "Rate limit reached for tokens per min", {})))
+    assert c.tokens is not None and c.requests.phase is Phase.DISCOVER
+
+
+def test_overload_pauses_and_lowers_nothing():
+    c = AdaptiveController.from_state({"ceiling_rpm": 600.0}, now=0.0)
+    c.record(RateSample(0.0, 0.1, OutcomeKind.OVERLOADED, 1, 1, signal=parse_signal(529, "Overloaded", {})))
+    assert c.acquire(0.2, 1) > 0.0 and c.snapshot()["learned_rpm_ceiling"] == 600.0
+
+
+def test_state_survives_a_checkpoint_round_trip():
+    import json
+
+    c = AdaptiveController.from_state({"ceiling_rpm": 900.0, "ceiling_tpm": 50_000.0, "concurrency": 40.0}, now=0.0)
+    again = AdaptiveController.from_state(json.loads(json.dumps(c.export_state())), now=5.0)
+    assert again.snapshot()["learned_rpm_ceiling"] == 900.0 and again.snapshot()["learned_tpm_ceiling"] == 50_000.0
+    assert again.snapshot()["concurrency_ceiling"] == 40.0

@@ -1,0 +1,43 @@
+"""Invariant: each provider style the simulator speaks reaches the rate engine through the
+real client (LiteLLM over HTTP) as that provider's signal: the limit its message or headers
+name, and the right outcome kind, so the fake-clock matrix and the real path agree."""
+
+import asyncio
+
+import pytest
+
+from promptforge_dagster.clients.litellm_provider import LiteLLMProvider
+from promptforge_dagster.core.formats import PromptRequest
+from promptforge_dagster.core.outcome import OutcomeKind
+from promptforge_dagster.core.rate.signals import parse_signal
+
+
+def req(i):
+    return PromptRequest(i, i + 1, 0, f"c{i}", {"model": "sim-model", "messages": [{"role": "user", "content": "x"}],
+                                                 "max_tokens": 5})
+
+
+async def burst(provider, n):
+    return await asyncio.gather(*(provider.complete(req(i)) for i in range(n)))
+
+
+@pytest.mark.parametrize("style, limit, value", [
+    ("openai", "requests", 60.0), ("azure", "requests", None), ("anthropic", "requests", 60.0),
+    ("gemini", "requests", 60.0), ("vertex", None, None), ("bare", None, None),
+])
+def test_a_refusal_in_each_providers_words_reaches_the_engine_as_that_signal(simulator_factory, style, limit, value):
+    sim = simulator_factory("--rpm", "60", "--burst-s", "1", "--latency-ms", "0", "--style", style)
+    outcomes = asyncio.run(burst(LiteLLMProvider(api_base=sim.api_base, api_key="sk-test"), 4))
+    refused = [o for o in outcomes if o.kind is OutcomeKind.RATE_LIMITED]
+    assert refused and all(o.status_code == 429 for o in refused)
+    signal = parse_signal(refused[0].status_code, refused[0].message, refused[0].headers)
+    assert (signal.limit, signal.limit_value) == (limit, value)
+
+
+def test_a_full_server_queue_is_a_concurrency_signal(simulator_factory):
+    sim = simulator_factory("--rpm", "0", "--concurrency", "1", "--latency-ms", "400", "--latency-sigma", "0",
+                            "--style", "vllm")
+    outcomes = asyncio.run(burst(LiteLLMProvider(api_base=sim.api_base, api_key="sk-test"), 3))
+    full = [o for o in outcomes if o.kind is not OutcomeKind.SUCCESS]
+    assert full and parse_signal(full[0].status_code, full[0].message, full[0].headers).limit == "concurrency"
+    assert sum(o.kind is OutcomeKind.SUCCESS for o in outcomes) == 1
