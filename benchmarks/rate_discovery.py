@@ -1,19 +1,24 @@
-"""Rate discovery over real HTTP: the adaptive controller against the project's simulator,
-beside fixed-limit token buckets told 50%, 100% and 150% of the true limit, in one run.
+"""Rate discovery over real HTTP: the adaptive engine (core/rate/) against the project's
+simulator across the provider matrix, plus a latency sweep, beside fixed token buckets told
+50%, 100% and 150% of the true limit, all in one run.
 
-    uv run python benchmarks/rate_discovery.py --window 3 --phase 60
+    uv run python benchmarks/rate_discovery.py --phase 120 --window 5
 
-Scenarios (windows compressed by --window; the client is never told the limits):
-  steady    1200 RPM, no rate-limit headers
-  shifting  1800 -> 600 -> 2400 RPM, no headers (fixed buckets are told the first phase's limit)
-  tpm       120,000 TPM, no RPM limit, no headers, prompts of mixed sizes (about 40-540 tokens)
-  bursty    1200 RPM with a 10 s burst allowance; demand comes in 15 s bursts with 15 s gaps
+Each scenario is one phase from a cold start (the client is never told the limits):
+  bucket        1,200 RPM token bucket, refusals free, a bare 429 (no headers, no words)
+  charged       the same, but refused requests count against the limit (OpenAI's rule)
+  sliding       1,200 RPM over a sliding 60-s window, bare 429
+  fixed         600 RPM per fixed minute, worded as Gemini words it (RESOURCE_EXHAUSTED, "limit: N")
+  openai        3,000 RPM with OpenAI's headers and messages
+  azure         1,200 RPM worded as Azure OpenAI ("retry after N seconds", remaining-* headers)
+  anthropic     1,200 RPM with Anthropic's headers and rate_limit_error
+  tpm           120,000 TPM charged on prompt + max_tokens, mixed prompt sizes, OpenAI's words
+  vllm          a self-hosted server: concurrency 32, queue 8, ~1 s answers growing with load
+  latency-Xs    3,000 RPM bucket, bare 429, answers taking X s (0.2, 2, 6, 20)
 
-For each phase it prints goodput as a share of the true ceiling (tokens for `tpm`) and
-the refused share (429s / answered), read from the simulator's request log. Goodput
-counts from the start of the phase: discovery time is included. For `shifting` each phase
-is printed a second time counted from two windows after its change of ceiling, as the
-fake-clock test of a drop counts.
+For each it prints goodput (completed answers as a share of the ceiling; tokens for `tpm`;
+for `vllm` of what 32 slots serve) and the refused share, over the whole phase (discovery
+included) and over its second half, read from the simulator's request log.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from common import start_simulator
 
 from promptforge_dagster.clients.litellm_provider import LiteLLMProvider
 from promptforge_dagster.clients.local_storage import LocalStorage
-from promptforge_dagster.core.adaptive_rate import AdaptiveConfig, AdaptiveRateController
+from promptforge_dagster.core.rate.config import RateConfig
+from promptforge_dagster.core.rate.controller import AdaptiveController
+from promptforge_dagster.core.rate_lanes import RateLanes
 from promptforge_dagster.core.formats import JobDefaults
 from promptforge_dagster.clients.sqlite_registry import SQLiteRegistry
 from promptforge_dagster.core.job import JobSpec, run_job
@@ -65,10 +72,9 @@ async def drive(controller_factory, api_base: str, input_path: str, duration: fl
     with tempfile.TemporaryDirectory() as out:
         small = {"chunk_bytes": 4096} if gate else {}
         spec = JobSpec(input_path, out, JobDefaults("openai/sim-model"), **small,
-                       pipeline=PipelineConfig(max_in_flight=128, max_rate_limited=1000,
-                                               read_batch=8 if gate else 512))
+                       pipeline=PipelineConfig(max_rate_limited=1000, read_batch=8 if gate else 512))
         storage = LocalStorage()
-        provider = LiteLLMProvider(api_base=api_base, api_key="sk-bench", timeout_s=30)
+        provider = LiteLLMProvider(api_base=api_base, api_key="sk-bench", timeout_s=120)
         task = asyncio.create_task(run_job(spec, input_storage=gate or storage, output_storage=storage,
                                            provider=provider, controller=controller_factory(),
                                            registry=SQLiteRegistry(os.path.join(out, "registry.sqlite3"))))
@@ -93,7 +99,7 @@ def read_log(path: str, t0: float) -> list[tuple[float, int]]:
 
 def phase_figures(log, start, end, ceiling_per_s):
     ok = sum(1 for t, s in log if start <= t < end and s == 200)
-    refused = sum(1 for t, s in log if start <= t < end and s == 429)
+    refused = sum(1 for t, s in log if start <= t < end and s in (429, 503))
     return ok / (ceiling_per_s * (end - start)), refused / max(1, ok + refused)
 
 
@@ -104,7 +110,8 @@ def run_scenario(name, sim_flags, phases, controller_factory, input_path, gate_a
     ceiling (how the issue's fake-clock test counts a drop), after the whole-phase figures."""
     with tempfile.TemporaryDirectory() as tmp:
         log_path = os.path.join(tmp, "requests.jsonl")
-        sim, base = start_simulator(*sim_flags, "--request-log", log_path, "--latency-ms", "150", "--seed", "3")
+        latency = [] if "--latency-ms" in sim_flags else ["--latency-ms", "150"]
+        sim, base = start_simulator(*sim_flags, "--request-log", log_path, *latency, "--seed", "3")
         try:
             duration = sum(p[0] for p in phases)
             t0 = time.time()
@@ -134,36 +141,47 @@ def run_scenario(name, sim_flags, phases, controller_factory, input_path, gate_a
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--window", type=float, default=3.0)
-    ap.add_argument("--phase", type=float, default=60.0)
-    ap.add_argument("--scenarios", default="steady,shifting,tpm,bursty")
-    ap.add_argument("--controllers", default="adaptive,fixed50,fixed100,fixed150")
+    ap.add_argument("--window", type=float, default=5.0)
+    ap.add_argument("--phase", type=float, default=120.0)
+    ap.add_argument("--scenarios", default="bucket,charged,sliding,fixed,openai,azure,anthropic,tpm,vllm,"
+                                           "latency-0.2s,latency-2s,latency-6s,latency-20s")
+    ap.add_argument("--fixed-on", default="bucket,latency-6s", help="scenarios also run with fixed buckets")
     args = ap.parse_args()
     P = args.phase
+    bare = ["--headers", "none", "--style", "bare"]
     with tempfile.TemporaryDirectory() as tmp:
         uniform = os.path.join(tmp, "uniform.jsonl")
         mixed = os.path.join(tmp, "mixed.jsonl")
-        write_input(uniform, 60_000, mixed=False)
-        write_input(mixed, 60_000, mixed=True)
-        # tokens per request as the simulator counts them (prompt chars/4 + max_tokens), for the TPM figures
-        scenarios = {
-            "steady": (["--rpm", "1200", "--headers", "none"], [(2 * P, 20.0, "req")], uniform, None, 1200.0, None),
-            "shifting": (["--rpm", "1800", "--headers", "none", "--schedule", f"0:1800,{P}:600,{2 * P}:2400"],
-                         [(P, 30.0, "req"), (P, 10.0, "req"), (P, 40.0, "req")], uniform, None, 1800.0, None),
-            "tpm": (["--rpm", "0", "--tpm", "120000", "--headers", "none"], [(2 * P, 2000.0, "tok")], mixed, None,
+        write_input(uniform, 200_000, mixed=False)
+        write_input(mixed, 200_000, mixed=True)
+        scenarios = {  # name: (simulator flags, ceiling per s, input, true rpm, true tpm)
+            "bucket": (["--rpm", "1200", *bare], 20.0, uniform, 1200.0, None),
+            "charged": (["--rpm", "1200", "--refusals-count", *bare], 20.0, uniform, 1200.0, None),
+            "sliding": (["--rpm", "1200", "--limiter", "sliding", *bare], 20.0, uniform, 1200.0, None),
+            "fixed": (["--rpm", "600", "--limiter", "fixed", "--headers", "none", "--style", "gemini"], 10.0,
+                      uniform, 600.0, None),
+            "openai": (["--rpm", "3000", "--style", "openai"], 50.0, uniform, 3000.0, None),
+            "azure": (["--rpm", "1200", "--style", "azure"], 20.0, uniform, 1200.0, None),
+            "anthropic": (["--rpm", "1200", "--style", "anthropic"], 20.0, uniform, 1200.0, None),
+            "tpm": (["--rpm", "0", "--tpm", "120000", "--headers", "none", "--style", "openai"], 2000.0, mixed,
                     None, 120000.0),
-            "bursty": (["--rpm", "1200", "--burst-s", "10", "--headers", "none"], [(2 * P, 20.0, "req")], uniform,
-                       (15.0, 15.0), 1200.0, None),
+            "vllm": (["--rpm", "0", "--concurrency", "32", "--queue", "8", "--style", "vllm", "--latency-ms", "1000",
+                      "--latency-sigma", "0.1"], 32.0, uniform, None, None),
         }
+        for seconds in (0.2, 2, 6, 20):
+            scenarios[f"latency-{seconds}s"] = (["--rpm", "3000", *bare, "--latency-ms", str(seconds * 1000),
+                                                 "--latency-sigma", "0.1"], 50.0, uniform, 3000.0, None)
         for name in args.scenarios.split(","):
-            flags, phases, path, gate_args, true_rpm, true_tpm = scenarios[name]
+            flags, ceiling, path, true_rpm, true_tpm = scenarios[name]
             print(f"== {name}: {' '.join(flags)}", flush=True)
-            for cname in args.controllers.split(","):
+            controllers = ["adaptive"] + (["fixed50", "fixed100", "fixed150"] if name in args.fixed_on.split(",")
+                                          else [])
+            for cname in controllers:
                 if cname == "adaptive":
-                    cfg = AdaptiveConfig(window_s=args.window)
+                    cfg = RateConfig(window_s=args.window)
 
                     def factory(cfg=cfg):
-                        return AdaptiveRateController(cfg, now=time.monotonic())
+                        return RateLanes.adaptive(cfg, key_hash="bench", clock=time.monotonic)
                 else:
                     share = int(cname[5:]) / 100.0
 
@@ -171,12 +189,11 @@ def main() -> None:
                         return FixedRateController(true_rpm * share if true_rpm else None, now=time.monotonic(),
                                                    tpm=true_tpm * share if true_tpm else None)
                 if name == "tpm":
-                    res = run_tpm(flags, phases, factory, path)
+                    res = run_tpm(flags, [(P, ceiling, "tok")], factory, path)
                 else:
-                    res = run_scenario(name, flags, phases, factory, path, gate_args, window=args.window)
-                labels = [f"phase {i + 1}" for i in range(len(phases))]
-                labels += [f"phase {i + 1} from 2 windows" for i in range(len(phases))] if len(phases) > 1 else ["second half"]
-                figures = "  ".join(f"{labels[i]}: goodput {g:.3f} refused {r:.3%}" for i, (g, r) in enumerate(res))
+                    res = run_scenario(name, flags, [(P, ceiling, "req")], factory, path, window=args.window)
+                figures = "  ".join(f"{label}: goodput {g:.3f} refused {r:.2%}"
+                                    for label, (g, r) in zip(["whole phase", "second half"], res))
                 print(f"  {cname:>9}: {figures}", flush=True)
 
 
@@ -205,7 +222,7 @@ def run_tpm(flags, phases, factory, path):
 
     def figures(start, end):
         ok = [tok for t, st, tok in entries if start <= t < end and st == 200]
-        refused = sum(1 for t, st, _ in entries if start <= t < end and st == 429)
+        refused = sum(1 for t, st, _ in entries if start <= t < end and st in (429, 503))
         return sum(ok) / (tokens_per_s * (end - start)), refused / max(1, len(ok) + refused)
 
     return [figures(0.0, duration), figures(duration / 2, duration)]

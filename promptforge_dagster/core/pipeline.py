@@ -425,6 +425,8 @@ class Pipeline:
                     f"line {req.line_no}: the request could not be prepared ({type(exc).__name__})")))
                 return
             while True:
+                while 0 < stats.in_flight >= self.in_flight_limit():  # retries too: a full server is not flooded
+                    await self._sleep(LIMIT_RECHECK_S)
                 await self._pace(lane, controller, est)
                 if self._stop.is_set():
                     return

@@ -26,6 +26,7 @@ from promptforge_dagster.core.rate.config import Concurrency
 
 LATENCY_SAMPLES = 256  # recent answers kept for the latency quantile: a few seconds of a busy lane
 PROBE_STEP = 1.1  # a learned concurrency ceiling rises this much per clean window
+UNANSWERED_LATENCY_S = 30.0  # assumed before any answer: long completions take this long (Little's law then)
 
 
 class InFlightLimit:
@@ -62,9 +63,9 @@ class InFlightLimit:
         ceiling, the byte budget at ``prompt_bytes`` per request, the user's cap."""
         cfg = self.config
         latency = self.latency()
-        # before any answer the latency is unknown: the pacer alone bounds sending (no answer
-        # yet means every request sent is still out, however long answers take)
-        little = cfg.hard_max if rate_per_s is None or latency is None else rate_per_s * latency * cfg.headroom
+        if latency is None:  # no answer yet: allow for long ones (the pacer still bounds the rate)
+            latency = UNANSWERED_LATENCY_S
+        little = cfg.hard_max if rate_per_s is None else rate_per_s * latency * cfg.headroom
         bound = min(float(cfg.hard_max), max(float(cfg.min_in_flight), math.ceil(little)))
         if self.ceiling is not None:
             bound = min(bound, self.ceiling)

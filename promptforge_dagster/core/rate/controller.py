@@ -196,7 +196,8 @@ class AdaptiveController:
         it kept sending, yet the pacer held nothing back (the allowance was never reached)."""
         achieved = self.achieved_rpm(now)
         idle_pacer = now - self._last_blocked > PACER_IDLE_S and now >= self._paused_until
-        return achieved if self.sent and idle_pacer and achieved > 0 else None
+        server_bound = self.in_flight.ceiling is not None  # a server's concurrency, not the client, holds it
+        return achieved if self.sent and idle_pacer and achieved > 0 and not server_bound else None
 
     @property
     def decreases(self) -> int:
