@@ -186,16 +186,8 @@ class LineParser:
             return self._bad(ordinal, line_no, offset, None, INVALID_REQUEST,
                              f"the line could not be prepared ({type(exc).__name__})")
 
-    def _parse(
-        self,
-        raw: bytes,
-        ordinal: int,
-        line_no: int,
-        offset: int,
-        *,
-        length: int | None = None,
-        duplicate_of: int | None = None,
-    ) -> PromptRequest | BadLine:
+    def _parse(self, raw: bytes, ordinal: int, line_no: int, offset: int, *, length: int | None,
+               duplicate_of: int | None) -> PromptRequest | BadLine:
         size = len(raw) if length is None else length
         if size > self.max_line_bytes:
             return self._bad(
