@@ -37,7 +37,7 @@ def wait_for_progress(out, proc, timeout=60.0):
     """Until the first part is written (the job is really running) or the process ends."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        if (out / "parts").exists() and any(p.suffix == ".jsonl" for p in (out / "parts").iterdir()):
+        if (out / "parts").exists() and any((out / "parts").rglob("*.jsonl")):
             return True
         time.sleep(0.05)
     return False
@@ -102,5 +102,5 @@ def test_two_attempts_at_once_the_older_stops_and_only_the_newer_publishes(tmp_p
     check_exactly_once(out, n)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epoch"] == 2  # published by the newer attempt
-    older_parts = [p.name for p in (out / "parts").iterdir() if p.name.startswith("e000001-")]
+    older_parts = [p.name for p in (out / "parts").rglob("*.jsonl") if p.name.startswith("e000001-")]
     assert older_parts  # the zombie's work was kept (once), not thrown away

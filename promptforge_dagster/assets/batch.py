@@ -96,6 +96,7 @@ def batch_results(
         job_id=key, pipeline=PipelineConfig(max_in_flight=llm.max_in_flight),
         checkpoint_interval_s=checkpoints.interval_s, lease_ttl_s=checkpoints.lease_ttl_s,
         heartbeat_s=checkpoints.heartbeat_s, policy=llm.policy(),
+        input_generation=int(record.extra["generation"]) if record.extra.get("generation") else None,
     )
     lanes = rate_limiter.lanes(llm.key_hash(), llm.default_provider(), llm.max_in_flight)
     stats = JobStats()

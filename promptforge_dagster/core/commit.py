@@ -53,9 +53,15 @@ from promptforge_dagster.core.storage import PreconditionFailed, Storage, join
 CHECKPOINT_NAME = "checkpoint.pfck"
 
 
-def parts_prefix(output_uri: str) -> str:
-    """Where a job's result parts live."""
-    return join(output_uri, "parts") + "/"
+def parts_prefix(output_uri: str, input_generation: int | None = None) -> str:
+    """Where a job's result parts live: one folder per input version, so parts of a replaced
+    input are never read as this version's (``parts/`` alone: every version's, for ``--restart``).
+
+    >>> parts_prefix("out", 17), parts_prefix("out")
+    ('out/parts/g17/', 'out/parts/')
+    """
+    base = join(output_uri, "parts")
+    return (join(base, f"g{input_generation}") if input_generation is not None else base) + "/"
 
 
 @dataclass
@@ -100,7 +106,7 @@ class JobCommitter:
 
     @property
     def parts_prefix(self) -> str:
-        return parts_prefix(self.output_uri)
+        return parts_prefix(self.output_uri, self.input_generation)
 
     # -- attempt start ----------------------------------------------------------
     def open(self, now: float, *, steal: bool = True) -> ResumeInfo:
@@ -169,7 +175,7 @@ class JobCommitter:
             return
         self._seq += 1
         name = PartName(self.attempt, self._seq)
-        path = join(self.output_uri, "parts", name.filename())
+        path = self.parts_prefix + name.filename()
         data = encode_part(envelopes)
         try:
             self.storage.write_bytes(path, data, if_generation_match=0)

@@ -7,7 +7,7 @@ picked up first: those prompts are skipped, never sent twice (``core/commit.py``
 
 Output layout::
 
-    OUTPUT/parts/<attempt>-<seq>.part.jsonl   immutable parts, written as results complete
+    OUTPUT/parts/g<input generation>/<attempt>-<seq>.part.jsonl   immutable parts, per input version
     OUTPUT/checkpoint.pfck                    the bitset checkpoint (core/checkpoint.py)
     OUTPUT/scan.json                          the input's duplicate scan, kept for resumes
     OUTPUT/results.jsonl                      one line per input line, OpenAI Batch format
@@ -71,6 +71,7 @@ class JobSpec:
     lease_ttl_s: float = 120.0
     heartbeat_s: float = 10.0
     policy: RequestPolicy | None = None  # what a line may ask for (default: the job model's provider only)
+    input_generation: int | None = None  # the input version this job is for (a Dagster job's, from its record)
 
 
 @dataclass
@@ -147,6 +148,9 @@ async def run_job(
     if info is None:
         raise JobFailed(f"input {spec.input_uri} does not exist")
     generation = info.generation
+    if spec.input_generation is not None and generation != spec.input_generation:
+        raise JobFailed(f"input {spec.input_uri} was replaced: this job is for generation {spec.input_generation}, "
+                        f"the object is now generation {generation} (the new upload is a job of its own)")
 
     def read_range(start: int, length: int) -> bytes:
         try:

@@ -36,7 +36,7 @@ def test_a_gzip_job_stopped_part_way_resumes_sending_only_the_rest(tmp_path):
     first = CountingProvider(fatal_on="r25")
     with pytest.raises(JobFailed):
         run(tmp_path, first)
-    done_before = {json.loads(x)["r"]["custom_id"] for p in (tmp_path / "out" / "parts").iterdir()
+    done_before = {json.loads(x)["r"]["custom_id"] for p in (tmp_path / "out" / "parts").rglob("*.jsonl")
                    for x in p.read_text().splitlines()}
     assert "r0" in done_before and "r25" not in done_before
     second = CountingProvider()

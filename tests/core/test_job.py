@@ -32,7 +32,8 @@ class CountingProvider:
 
 def run(tmp_path, data: bytes, provider, name="in.jsonl", **spec_kw):
     src = tmp_path / name
-    src.write_bytes(data)
+    if not src.exists() or src.read_bytes() != data:  # the same input again keeps its generation
+        src.write_bytes(data)
     spec = JobSpec(str(src), str(tmp_path / "out"), JobDefaults("openai/m"),
                    pipeline=PipelineConfig(max_in_flight=4, buffer_records=7), **spec_kw)
     storage = LocalStorage()
@@ -97,7 +98,7 @@ def test_fatal_stop_keeps_progress_and_rerun_sends_only_the_rest(tmp_path):
     with pytest.raises(JobFailed, match="Incorrect API key provided.*rerun with the same --output"):
         run(tmp_path, data, first)
     assert not (tmp_path / "out" / "results.jsonl").exists()
-    done_before = {json.loads(l)["r"]["custom_id"] for p in (tmp_path / "out" / "parts").iterdir()
+    done_before = {json.loads(l)["r"]["custom_id"] for p in (tmp_path / "out" / "parts").rglob("*.jsonl")
                    for l in p.read_text().splitlines()}
     assert "p0" in done_before and "p25" not in done_before
     second = CountingProvider()
@@ -216,3 +217,28 @@ def test_rerun_of_failed_prompts_sends_only_those_and_replaces_their_lines(tmp_p
     assert len(lines) == 12 and sorted(l["custom_id"] for l in lines) == sorted(f"r{i}" for i in range(12))
     assert all(l["error"] is None for l in lines)
     assert second.summary["failed"] == 0 and registry.list(status="succeeded")[0].counters["retryable_failed"] == 0
+
+
+def test_a_replaced_input_never_mixes_two_versions_results(tmp_path):
+    """Killed mid-way, the input replaced, rerun with the same OUTPUT: results hold exactly the
+    new version's lines (old parts are set aside by input generation, never read as done)."""
+    import time as _time
+
+    src = tmp_path / "in.jsonl"
+    old = b"".join(b'{"id": "old-%d", "prompt": "q"}\n' % i for i in range(40))
+    with pytest.raises(JobFailed):
+        run(tmp_path, old, CountingProvider(fatal_on="old-20"))
+    _time.sleep(0.01)  # a new mtime: a new generation of the local file
+    new = b"".join(b'{"id": "new-%d", "prompt": "q"}\n' % i for i in range(40))
+    provider = CountingProvider()
+    result = run(tmp_path, new, provider)
+    ids = sorted(r["custom_id"] for r in result_lines(tmp_path))
+    assert ids == sorted(f"new-{i}" for i in range(40)) and len(provider.calls) == 40
+    assert result.summary["succeeded"] == 40 and src.read_bytes() == new
+
+
+def test_a_job_pinned_to_a_generation_fails_clearly_when_the_input_was_replaced(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"id": "a", "prompt": "q"}\n')
+    with pytest.raises(JobFailed, match="was replaced: this job is for generation 1"):
+        run(tmp_path, src.read_bytes(), CountingProvider(), input_generation=1)
