@@ -417,7 +417,9 @@ class Pipeline:
             try:
                 est = estimate_tokens(req.body, cfg.default_max_tokens)
                 lane = self.lanes.lane(str(req.body.get("model", "")))
-                controller = self.lanes.controller(lane)
+                controller = self.lanes.get(lane)
+                if controller is None:  # a new lane may consult the shared registry: never on the event loop
+                    controller = await self._offload(self.lanes.controller, lane)
             except Exception as exc:  # noqa: BLE001 - a line that cannot be prepared is that line's error
                 self._count_error(INVALID_REQUEST)
                 await self._emit(Envelope(req.ordinal, error_record(

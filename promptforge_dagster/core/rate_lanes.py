@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 from promptforge_dagster.core.formats import qualify_model
@@ -41,6 +42,7 @@ class RateLanes:
         self.default_provider = default_provider
         self._controllers: dict[str, RateController] = {}
         self._names: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def adaptive(cls, config: Any, *, key_hash: str = "nokey", default_provider: str = "openai",
@@ -66,7 +68,15 @@ class RateLanes:
             name = self._names[model] = f"{qualify_model(model, self.default_provider)}#{self.key_hash}"
         return name
 
+    def get(self, lane: str) -> RateController | None:
+        """The lane's controller if it exists already (no registry look-up)."""
+        return self._controllers.get(lane)
+
     def controller(self, lane: str) -> RateController:
+        with self._lock:  # first uses may come from worker threads at once (a shared-state look-up)
+            return self._controller(lane)
+
+    def _controller(self, lane: str) -> RateController:
         c = self._controllers.get(lane)
         if c is None:
             state = self._warm.pop(lane, None)
