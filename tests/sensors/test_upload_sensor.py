@@ -87,3 +87,15 @@ def test_jobs_recorded_by_the_receiver_start_runs_too(tmp_path):
     with dg.DagsterInstance.ephemeral() as instance:
         result = tick(sensor, instance, resources)
     assert [r.run_key for r in result.run_requests] == [key]
+
+
+def test_objects_under_the_output_prefix_never_become_jobs(tmp_path):
+    """Should the input prefix ever hold the output prefix, results are still not inputs."""
+    from promptforge_dagster.sensors.upload_sensor import list_uploads
+
+    storage = StorageResource(root=str(tmp_path / "bucket"), input_prefix="data/", output_prefix="data/out/")
+    for name in ("data/a.jsonl", "data/out/x@1/results.jsonl", "data/out/x@1/parts/g1/e1-000001.part.jsonl"):
+        path = tmp_path / "bucket" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"id": 1, "prompt": "p"}\n')
+    assert [obj.name for obj in list_uploads(storage)] == ["data/a.jsonl"]
