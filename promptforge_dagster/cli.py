@@ -118,8 +118,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from promptforge_dagster.clients.litellm_provider import LiteLLMProvider, job_credentials, key_hash, provider_of
-    from promptforge_dagster.core.request_policy import KEY_VARIABLES, key_variable
+    from promptforge_dagster.core.request_policy import KEY_VARIABLES, job_credentials, key_variable, provider_of
+
+    # What a user can get wrong is checked before anything slow is imported or sent.
+    api_key, other_keys, policy = job_credentials(args.model, args.api_base, tuple(args.allow_model), os.environ)
+    if api_key is None and provider_of(args.model) in KEY_VARIABLES:
+        print(f"promptforge: error: no API key for {args.model}: set {key_variable(provider_of(args.model))}",
+              file=sys.stderr)
+        return 1
+    if "://" not in args.input and not os.path.isfile(args.input):
+        print(f"promptforge: error: input {args.input} does not exist or is not a file", file=sys.stderr)
+        return 1
+
+    from promptforge_dagster.clients.litellm_provider import LiteLLMProvider, key_hash
     from promptforge_dagster.clients.registry_for import registry_for
     from promptforge_dagster.clients.storage_for import storage_for
 
@@ -128,11 +139,6 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"promptforge: error: {exc}", file=sys.stderr)
         return 2
-    api_key, other_keys, policy = job_credentials(args.model, args.api_base, tuple(args.allow_model))
-    if api_key is None and provider_of(args.model) in KEY_VARIABLES:
-        print(f"promptforge: error: no API key for {args.model}: set {key_variable(provider_of(args.model))}",
-              file=sys.stderr)
-        return 1
     if args.checkpoint_interval <= 0:
         print("promptforge: error: --checkpoint-interval must be positive", file=sys.stderr)
         return 2

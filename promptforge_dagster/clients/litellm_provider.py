@@ -23,8 +23,8 @@ import litellm
 from promptforge_dagster.core.errors import MISSING_CREDENTIALS
 from promptforge_dagster.core.formats import CUSTOM_ID_HEADER, PromptRequest, qualify_model
 from promptforge_dagster.core.outcome import Outcome, OutcomeKind, classify, public_message
-from promptforge_dagster.core.request_policy import (
-    CHAT_COMPLETIONS_FIELDS, KEY_VARIABLES, RequestPolicy, key_variable, keys_from_env, provider_of,
+from promptforge_dagster.core.request_policy import (  # noqa: F401 - job_credentials re-exported for callers
+    CHAT_COMPLETIONS_FIELDS, job_credentials, key_variable, provider_of,
 )
 
 log = logging.getLogger("promptforge.provider")
@@ -40,22 +40,6 @@ def key_hash(api_key: str | None) -> str:
 def api_key_from_env(model: str, env: Mapping[str, str] = os.environ) -> str | None:
     """The API key from the standard environment variable of the model's provider, if set."""
     return env.get(key_variable(provider_of(model))) or None
-
-
-def job_credentials(model: str, api_base: str | None, allow_models: tuple[str, ...] = (),
-                    env: Mapping[str, str] = os.environ) -> tuple[str | None, dict[str, str], RequestPolicy]:
-    """The job provider's key, other providers' keys, and the request policy of a job.
-
-    The job's key comes from its provider's standard variable (an OpenAI-compatible
-    ``api_base`` without auth gets a placeholder bearer); lines may use another provider
-    only where ``allow_models`` says so, and then with that provider's own key.
-    """
-    job_provider = provider_of(model)
-    api_key = env.get(key_variable(job_provider)) or ("sk-no-key" if api_base else None)
-    named = {provider_of(pattern) for pattern in allow_models if "/" in pattern}
-    others = keys_from_env(env, sorted((set(KEY_VARIABLES) | named) - {job_provider}))
-    policy = RequestPolicy(job_provider, allow_models=allow_models, keyed_providers={job_provider, *others})
-    return api_key, others, policy
 
 
 class LiteLLMProvider:

@@ -287,3 +287,24 @@ def keys_from_env(env: Mapping[str, str], providers: Iterable[str]) -> dict[str,
     {'openai': 'sk-1'}
     """
     return {p: env[key_variable(p)] for p in providers if env.get(key_variable(p))}
+
+
+def job_credentials(model: str, api_base: str | None, allow_models: tuple[str, ...],
+                    env: Mapping[str, str]) -> tuple[str | None, dict[str, str], RequestPolicy]:
+    """The job provider's key, other providers' keys, and the request policy of a job.
+
+    The job's key comes from its provider's standard variable (an OpenAI-compatible
+    ``api_base`` without auth gets a placeholder bearer); lines may use another provider
+    only where ``allow_models`` says so, and then with that provider's own key.
+
+    >>> key, others, policy = job_credentials("openai/gpt-4o", None, ("anthropic/*",),
+    ...                                       {"OPENAI_API_KEY": "sk-1", "ANTHROPIC_API_KEY": "sk-2"})
+    >>> key, others, sorted(policy.keyed_providers)
+    ('sk-1', {'anthropic': 'sk-2'}, ['anthropic', 'openai'])
+    """
+    job_provider = provider_of(model)
+    api_key = env.get(key_variable(job_provider)) or ("sk-no-key" if api_base else None)
+    named = {provider_of(pattern) for pattern in allow_models if "/" in pattern}
+    others = keys_from_env(env, sorted((set(KEY_VARIABLES) | named) - {job_provider}))
+    policy = RequestPolicy(job_provider, allow_models=allow_models, keyed_providers={job_provider, *others})
+    return api_key, others, policy

@@ -57,9 +57,11 @@ class LLMResource(dg.ConfigurableResource):
         return self.api_key or self._credentials()[0]
 
     def _credentials(self):
-        from promptforge_dagster.clients.litellm_provider import job_credentials
+        import os
 
-        return job_credentials(self.model, self.effective_api_base, tuple(self.allow_models))
+        from promptforge_dagster.core.request_policy import job_credentials
+
+        return job_credentials(self.model, self.effective_api_base, tuple(self.allow_models), os.environ)
 
     def policy(self):
         """What a line may ask for: the job model's provider, plus ``allow_models``."""

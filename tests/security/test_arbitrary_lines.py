@@ -157,3 +157,15 @@ def test_no_key_for_the_jobs_provider_stops_before_anything_is_sent(tmp_path, mo
                      "--registry", f"sqlite:///{tmp_path / 'r.sqlite3'}"])
     assert code == 1 and "OPENAI_API_KEY" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_input_is_one_line_and_fast(tmp_path, monkeypatch, capsys):
+    import time
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    t0 = time.monotonic()
+    code = cli.main(["run", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "out"),
+                     "--model", "openai/gpt-4o-mini"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "nope.jsonl does not exist" in err[0]
+    assert time.monotonic() - t0 < 2.0
