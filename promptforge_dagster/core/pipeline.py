@@ -282,7 +282,9 @@ class Pipeline:
             try:
                 await flusher
             except asyncio.CancelledError:
-                pass
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # this run itself is being cancelled: never swallow it (and never run on)
             await self.flush()
             self.stats.finished_at = self._clock()
         return self.stats

@@ -213,3 +213,30 @@ def test_each_lane_has_its_own_controller_and_learns_which_limit_was_hit():
     first = made["openai/gpt-4o#abc"].samples[0]
     assert first.kind is K.RATE_LIMITED and first.limit == "tokens"
     assert len(made["anthropic/claude#abc"].samples) == 1
+
+
+def test_cancelling_a_run_cancels_it_and_it_does_not_run_on():
+    """A cancelled job (Ctrl-C, a cancelled Dagster run, a benchmark's deadline) stops: the
+    cancellation is never swallowed while the flusher is being stopped."""
+    import asyncio as aio
+
+    class Slow:
+        async def complete(self, request):
+            await aio.sleep(10)
+
+    data = jsonl(50)
+
+    async def go():
+        p = Pipeline(job_id="job", lines=lambda pos: PromptReader(lambda s, n: data[s:s + n], len(data), start=pos),
+                     parser=LineParser(JobDefaults("m")), provider=Slow(),
+                     controller=FixedRateController(None, now=0.0), write_part=lambda envs: None)
+        run = aio.create_task(p.run())
+        await aio.sleep(0.3)
+        run.cancel()
+        try:
+            await aio.wait_for(run, 5)
+        except aio.CancelledError:
+            return "cancelled"
+        return "ran on"
+
+    assert aio.run(go()) == "cancelled"
