@@ -18,7 +18,26 @@ import logging
 import os
 from typing import Any, Mapping
 
-import litellm
+from promptforge_dagster.core.rate.config import Concurrency
+
+# LiteLLM's aiohttp pool allows 500 connections per host unless told otherwise, read once at
+# import: 3,000 RPM of 20-s answers needs 1,000 in flight. Let the pool hold what the rate
+# engine's in-flight bound allows, and the process open as many sockets (the soft limit is
+# often 1,024 while the hard one is far higher).
+_CONNECTIONS = Concurrency().hard_max
+os.environ.setdefault("AIOHTTP_CONNECTOR_LIMIT", str(_CONNECTIONS))
+os.environ.setdefault("AIOHTTP_CONNECTOR_LIMIT_PER_HOST", str(_CONNECTIONS))
+try:
+    import resource
+
+    _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _want = _CONNECTIONS + 1024 if _hard == resource.RLIM_INFINITY else min(_hard, _CONNECTIONS + 1024)
+    if _soft != resource.RLIM_INFINITY and _soft < _want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_want, _hard))
+except (ImportError, ValueError, OSError):  # pragma: no cover - platforms without it keep their limit
+    pass
+
+import litellm  # noqa: E402 - after the pool settings above, which LiteLLM reads at import
 
 from promptforge_dagster.core.errors import MISSING_CREDENTIALS
 from promptforge_dagster.core.formats import CUSTOM_ID_HEADER, PromptRequest, qualify_model
