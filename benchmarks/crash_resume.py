@@ -61,7 +61,7 @@ def trial(i: int, n: int, tmp: str) -> dict:
         parts = os.path.join(out, "parts")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and first.poll() is None and not (
-                os.path.isdir(parts) and any(n.endswith(".jsonl") for n in os.listdir(parts))):
+                any(n.endswith(".jsonl") for _root, _dirs, names in os.walk(parts) for n in names)):
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 2.0))
         completed_first = first.poll() is not None

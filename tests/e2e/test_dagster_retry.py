@@ -85,7 +85,7 @@ def test_sigkill_of_the_run_worker_is_retried_and_resumes_exactly_once(dagster_d
     outputs = pf_home / "bucket" / "outputs"
 
     def parts(prefix=""):
-        found = list(outputs.glob(f"*/parts/{prefix}*.jsonl"))
+        found = list(outputs.glob(f"*/parts/*/{prefix}*.jsonl"))  # parts/g<generation>/
         return found
 
     first = wait_for(parts, 180, "the first result part")
@@ -135,7 +135,7 @@ def test_sigkill_of_the_run_worker_is_retried_and_resumes_exactly_once(dagster_d
     small.write_text("".join(json.dumps({"id": f"s{i}", "prompt": f"q {i}"}) + "\n" for i in range(100)))
     dropped_small = time.time()
     os.replace(small, inputs / "small.jsonl")
-    small_parts = wait_for(lambda: list(outputs.glob("*small.jsonl@*/parts/*.jsonl")), 120, "the small job's first part")
+    small_parts = wait_for(lambda: list(outputs.glob("*small.jsonl@*/parts/*/*.jsonl")), 120, "the small job's first part")
     small_first_s = min(p.stat().st_mtime for p in small_parts) - dropped_small
     small_results = wait_for(lambda: list(outputs.glob("*small.jsonl@*/results.jsonl")), 120, "the small job's results")
     assert len(small_results[0].read_text().splitlines()) == 100
