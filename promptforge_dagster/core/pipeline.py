@@ -38,6 +38,9 @@ from promptforge_dagster.core.errors import (
     INVALID_REQUEST, MISSING_CREDENTIALS, PROVIDER_ERROR, RATE_LIMITED, RETRIES_EXHAUSTED,
 )
 from promptforge_dagster.core.formats import BadLine, LineParser, PromptRequest
+from promptforge_dagster.core.in_flight import (
+    IN_FLIGHT_BEFORE_LANES, IN_FLIGHT_WITHOUT_LEARNING, LIMIT_RECHECK_S, InFlightSlots,
+)
 from promptforge_dagster.core.outcome import Outcome, OutcomeKind
 from promptforge_dagster.core.rate_controller import RateController, RateSample
 from promptforge_dagster.core.rate_lanes import RateLanes
@@ -131,39 +134,6 @@ def estimate_tokens(body: dict[str, Any], default_max_tokens: int) -> int:
     if not isinstance(completion, int) or isinstance(completion, bool) or completion < 0:
         completion = default_max_tokens
     return chars // 4 + 1 + completion
-
-
-IN_FLIGHT_BEFORE_LANES = 16  # the bound before any lane has said more (its first requests set it)
-IN_FLIGHT_WITHOUT_LEARNING = 64  # the bound for controllers that learn no latency (fixed limits without a rate)
-LIMIT_RECHECK_S = 0.05  # a sender waiting for a slot re-reads the bound this often (it moves as the lane learns)
-
-
-class InFlightSlots:
-    """Requests in flight, under a bound that moves: Little's law on the allowed rate and the
-    observed latency, learned concurrency ceilings, the byte budget, the user's cap.
-
-    >>> slots = InFlightSlots(lambda: 1)
-    >>> asyncio.run(slots.acquire()); slots.used
-    1
-    """
-
-    def __init__(self, limit: Callable[[], int]) -> None:
-        self._limit = limit
-        self.used = 0
-        self._freed = asyncio.Event()
-
-    async def acquire(self) -> None:
-        while self.used >= self._limit():
-            self._freed.clear()
-            try:
-                await asyncio.wait_for(self._freed.wait(), LIMIT_RECHECK_S)
-            except TimeoutError:
-                pass
-        self.used += 1
-
-    def release(self) -> None:
-        self.used -= 1
-        self._freed.set()
 
 
 class Pipeline:

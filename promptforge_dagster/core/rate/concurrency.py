@@ -25,6 +25,7 @@ from collections import deque
 from promptforge_dagster.core.rate.config import Concurrency
 
 LATENCY_SAMPLES = 256  # recent answers kept for the latency quantile: a few seconds of a busy lane
+RESORT_EVERY = 16  # answers between recomputations of the quantile: the bound is read on every send
 PROBE_STEP = 1.1  # a learned concurrency ceiling rises this much per clean window
 UNANSWERED_LATENCY_S = 30.0  # assumed before any answer: long completions take this long (Little's law then)
 
@@ -36,17 +37,23 @@ class InFlightLimit:
         self.config = config
         self.cap = cap  # the user's optional --max-in-flight
         self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._quantile: float | None = None
+        self._unsorted = 0  # answers since the quantile was last computed
         self.ceiling: float | None = None  # learned from a server that said "queue full"
 
     def observe_latency(self, seconds: float) -> None:
         self._latencies.append(max(0.0, seconds))
+        self._unsorted += 1
 
     def latency(self) -> float | None:
         """A typical slow answer's latency; None before any answer has come back."""
         if not self._latencies:
             return None
-        ordered = sorted(self._latencies)
-        return ordered[min(len(ordered) - 1, int(self.config.latency_quantile * len(ordered)))]
+        if self._quantile is None or self._unsorted >= RESORT_EVERY:
+            ordered = sorted(self._latencies)
+            self._quantile = ordered[min(len(ordered) - 1, int(self.config.latency_quantile * len(ordered)))]
+            self._unsorted = 0
+        return self._quantile
 
     def refused_at(self, in_flight: int) -> None:
         """The server refused with ``in_flight`` requests out: its concurrency is under that."""

@@ -1,0 +1,43 @@
+"""Requests in flight under a bound that moves, for the pipeline's event loop.
+
+The bound itself comes from each lane's controller (``core/rate/concurrency.py``: Little's
+law, learned concurrency ceilings, the byte budget, the user's cap); this module only waits
+for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+IN_FLIGHT_BEFORE_LANES = 16  # the bound before any lane has said more (its first requests set it)
+IN_FLIGHT_WITHOUT_LEARNING = 64  # the bound for controllers that learn no latency (fixed limits without a rate)
+LIMIT_RECHECK_S = 0.05  # a sender waiting for a slot re-reads the bound this often (it moves as the lane learns)
+
+
+class InFlightSlots:
+    """Requests in flight, under a bound that moves: Little's law on the allowed rate and the
+    observed latency, learned concurrency ceilings, the byte budget, the user's cap.
+
+    >>> slots = InFlightSlots(lambda: 1)
+    >>> asyncio.run(slots.acquire()); slots.used
+    1
+    """
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self._limit = limit
+        self.used = 0
+        self._freed = asyncio.Event()
+
+    async def acquire(self) -> None:
+        while self.used >= self._limit():
+            self._freed.clear()
+            try:
+                await asyncio.wait_for(self._freed.wait(), LIMIT_RECHECK_S)
+            except TimeoutError:
+                pass
+        self.used += 1
+
+    def release(self) -> None:
+        self.used -= 1
+        self._freed.set()
