@@ -25,7 +25,8 @@ from collections import deque
 from promptforge_dagster.core.rate.config import Concurrency
 
 LATENCY_SAMPLES = 256  # recent answers kept for the latency quantile: a few seconds of a busy lane
-RESORT_EVERY = 16  # answers between recomputations of the quantile: the bound is read on every send
+RESORT_EVERY = 16  # answers between recomputations of the quantile once it has many (read on every send);
+# while it has few, every answer moves it (a 16th of the samples at most, so the first answers count at once)
 PROBE_STEP = 1.1  # a learned concurrency ceiling rises this much per clean window
 UNANSWERED_LATENCY_S = 30.0  # assumed before any answer: long completions take this long (Little's law then)
 
@@ -49,7 +50,7 @@ class InFlightLimit:
         """A typical slow answer's latency; None before any answer has come back."""
         if not self._latencies:
             return None
-        if self._quantile is None or self._unsorted >= RESORT_EVERY:
+        if self._quantile is None or self._unsorted >= min(RESORT_EVERY, max(1, len(self._latencies) // 16)):
             ordered = sorted(self._latencies)
             self._quantile = ordered[min(len(ordered) - 1, int(self.config.latency_quantile * len(ordered)))]
             self._unsorted = 0
