@@ -49,3 +49,40 @@ def test_a_fixed_bucket_told_half_the_limit_gets_half_and_adaptive_beats_it():
     s = SCENARIOS[2]  # bucket-1200
     half = run(s, 0, fixed_told(0.5, s))[0][0]
     assert 0.45 <= half <= 0.55 and run(s, 0)[0][0] >= 0.95
+
+
+class ThreeJobs:
+    """Three independent jobs (no sharing) on one account: each send attempt goes to the jobs
+    in turn, each answer back to the job that sent it."""
+
+    def __init__(self):
+        self.jobs = [controller() for _ in range(3)]
+        self._turn = 0
+        self._sender = {}
+
+    def acquire(self, now, est_tokens):
+        waits = []
+        for _ in range(3):
+            job = self.jobs[self._turn % 3]
+            self._turn += 1
+            wait = job.acquire(now, est_tokens)
+            if wait == 0.0:
+                self._sender[now] = job
+                return 0.0
+            waits.append(wait)
+        return min(waits)
+
+    def record(self, sample):
+        self._sender.pop(sample.sent_at, self.jobs[0]).record(sample)
+
+    def in_flight_limit(self):
+        return sum(j.in_flight_limit() for j in self.jobs)
+
+
+@pytest.mark.parametrize("style, headers", [("openai", True), ("openai", False), ("bare", False)])
+def test_three_jobs_on_one_account_share_a_stated_limit_without_flooding(style, headers):
+    """A stated limit is the account's: three jobs that each read it do not each take it all."""
+    limits = AccountLimits(rpm=1800)
+    trace = run_matrix(ThreeJobs(), limits, 120.0, seed=1, style=style, headers=headers)
+    assert trace.goodput_share(60.0, 120.0, 1800) >= 0.90
+    assert trace.refused_share(60.0, 120.0) <= 0.02

@@ -31,7 +31,7 @@ def job(registry, job_id, clock, ttl_s=30.0, stale_after_s=900.0):
 
 def learned(lanes, rpm):
     c = lanes.controller(LANE)
-    c.requests.restore(rpm / 60.0, False, 0.0)  # as if measured
+    c.requests.restore(rpm / 60.0, None, 0.0)  # as if measured
     return c
 
 

@@ -18,8 +18,9 @@ Phases and what moves between them, all in :data:`TRANSITIONS`:
   reaches further); refused, back to steady.
 
 ``MEASURED`` (the estimator closed a span between two dry moments) leads to ``STEADY`` from
-any phase; ``KNOWN`` (headers or the message stated the limit) does too, and stops probing:
-a stated limit is the provider's own word. Time is always an argument.
+any phase; ``KNOWN`` (headers or the message stated the limit) does too: a stated limit is
+the account's, a cap never paced past, while this lane's own share of it (other jobs, other
+clients) is measured as any ceiling is. Time is always an argument.
 
 >>> a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
 >>> a.phase.value, a.per_s
@@ -39,6 +40,7 @@ from promptforge_dagster.core.rate.pacer import Pacer
 
 SETTLE_START_S = 0.25  # how long a refusal may take to come back, before one has been seen
 SETTLE_FACTOR = 2.0  # a step is proven once its sends are older than twice the slowest refusal
+SPENT_WINDOW_RETRY_S = 1.0  # refused under a stated limit with a retry this long: the window is spent, wait it out
 MINUTE_S = 60.0  # the span per-minute limits are counted over: what was admitted in it is always safe again
 DRY_PAUSE_S = 0.5  # refused at the floor: pause this long, doubling per refusal (a window must pass)
 DRY_PAUSE_MAX_S = 8.0  # ... up to this: probes a minute-long dry spell about ten times
@@ -85,9 +87,10 @@ class Axis:
         self.min_per_s = min_per_s if min_per_s is not None else config.min_rpm / 60.0
         self.max_per_s = max_per_s if max_per_s is not None else config.max_rpm / 60.0
         self.phase = Phase.DISCOVER
+        self.known = False  # the provider stated the limit: ``cap``
+        self.cap: float | None = None  # the stated limit is the account's: never paced past, shared with others
         self.per_s = self._clamp(start_per_s)
         self.estimate: float | None = None  # the measured (or stated) ceiling, per second
-        self.known = False  # the estimate is the provider's stated limit
         self.refused_at: float | None = None  # the lowest rate refused since the last estimate
         self.pacer = Pacer(self.per_s, now)
         s = config.steady
@@ -135,25 +138,29 @@ class Axis:
     def refused(self, sent_at: float, now: float, units: float, retry_after_s: float | None = None) -> None:
         self._settle = max(self._settle, SETTLE_FACTOR * (now - sent_at))
         estimate = self.estimator.refused(sent_at, units)
-        if sent_at >= self._step_start and self.known:  # under the stated limit and still refused: a spent window
+        spent = self.known and retry_after_s is not None and retry_after_s >= SPENT_WINDOW_RETRY_S
+        if sent_at >= self._step_start and spent:  # under the stated limit, told to wait: the window is spent
             self._dry(now, retry_after_s)
-        elif sent_at >= self._step_start:
+        elif sent_at >= self._step_start:  # under the stated limit and refused soon after: others share it
             self._fire(Event.REFUSED, now)
-        if estimate is not None and not self.known:
+        if estimate is not None:
             self._measured(estimate, now)
 
     def known_limit(self, per_minute: float, now: float) -> None:
-        """The provider stated this limit (headers or message): pace under it, no probing."""
-        if self.known and self.estimate == per_minute / 60.0:
+        """The provider stated this limit (headers or message): the account's, so a cap this
+        lane never paces past; its own share is still measured (other jobs use the account)."""
+        if self.known and self.cap == per_minute / 60.0:
             return
-        self.estimate, self.known = per_minute / 60.0, True
+        self.cap, self.known = per_minute / 60.0, True
+        if self.estimate is None or self.estimate > self.cap:
+            self.estimate = self.cap
         self._fire(Event.KNOWN, now)
 
     def tick(self, now: float) -> None:
         """Check the proof of a step and whether a probe is due (call often; cheap)."""
-        if self.known:
-            return
         if self.phase is Phase.STEADY:
+            if self.cap is not None and self.estimate is not None and self.estimate >= self.cap:
+                return  # at the stated limit: nothing to probe for
             s = self.cfg.steady
             windows = s.probe_again_windows if self._gain > s.probe_gain else s.probe_every_windows
             if self._blocked and now - self._step_start >= windows * self.cfg.window_s:
@@ -230,7 +237,7 @@ class Axis:
 
     def _raise(self, now: float) -> None:
         """The probe rate was admitted: the ceiling is at least that; reach further next time."""
-        self.estimate = max(self.estimate or 0.0, self.per_s)
+        self.estimate = min(max(self.estimate or 0.0, self.per_s), self.cap or math.inf)
         self._gain = min(self.cfg.steady.probe_gain_max, self._gain * 2.0)
         # the ceiling rose above what was sent since the last refusal: that span measured our
         # own rate (the account overflowed its refill), not the ceiling; measure afresh
@@ -238,7 +245,7 @@ class Axis:
         self._set(self._target(), now)
 
     def _measured(self, estimate: Estimate, now: float) -> None:
-        self.estimate = estimate.per_s
+        self.estimate = min(estimate.per_s, self.cap) if self.cap is not None else estimate.per_s
         self.refused_at = None
         self._fire(Event.MEASURED, now)
 
@@ -247,7 +254,8 @@ class Axis:
         return self._clamp((self.estimate or self.per_s) * (1.0 - self.cfg.steady.margin))
 
     def _clamp(self, per_s: float) -> float:
-        return min(self.max_per_s, max(self.min_per_s, per_s))
+        ceiling = self.max_per_s if self.cap is None else min(self.max_per_s, self.cap)
+        return min(ceiling, max(self.min_per_s, per_s))
 
     def _set(self, per_s: float, now: float) -> None:
         self.per_s = self._clamp(per_s)
@@ -275,12 +283,14 @@ class Axis:
         self.estimator.forget()
         self._new_step(now)
 
-    def restore(self, estimate: float | None, known: bool, now: float, *, per_s: float | None = None) -> None:
-        """A warm start: steady under an earlier estimate, or discovering from an earlier rate."""
+    def restore(self, estimate: float | None, cap: float | None, now: float, *, per_s: float | None = None) -> None:
+        """A warm start: steady under an earlier estimate (and the stated cap, if any), or
+        discovering from an earlier rate."""
+        self.cap, self.known = cap, cap is not None
         if estimate is None:
             self._set(per_s or self.per_s, now)
             return
-        self.estimate, self.known, self.phase = estimate, known, Phase.STEADY
+        self.estimate, self.phase = min(estimate, cap) if cap else estimate, Phase.STEADY
         self._set(self._target(), now)
 
     def rescale(self, factor: float, now: float) -> None:

@@ -236,21 +236,26 @@ class AdaptiveController:
         """What a warm restart (or another job on the lane) needs: the learned limits."""
         r, t = self.requests, self.tokens
         return {"rate": r.per_s, "ceiling_rpm": r.estimate * 60.0 if r.estimate else None,
-                "rpm_stated": r.known, "ceiling_tpm": t.estimate * 60.0 if t and t.estimate else None,
-                "tpm_learned": bool(t and t.estimate), "tpm_stated": bool(t and t.known),
-                "concurrency": self.in_flight.ceiling}
+                "stated_rpm": r.cap * 60.0 if r.cap else None,  # the account's: never scaled to a share
+                "ceiling_tpm": t.estimate * 60.0 if t and t.estimate else None,
+                "stated_tpm": t.cap * 60.0 if t and t.cap else None,
+                "tpm_learned": bool(t and t.estimate), "concurrency": self.in_flight.ceiling}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], now: float, config: RateConfig | None = None) -> "AdaptiveController":
         """Start from what an earlier run learned: at its ceilings, not in discovery."""
         c = cls(config, now)
+
+        def per_s(key: str) -> float | None:
+            return float(state[key]) / 60.0 if state.get(key) else None
+
         if state.get("ceiling_rpm"):
-            c.requests.restore(float(state["ceiling_rpm"]) / 60.0, bool(state.get("rpm_stated")), now)
+            c.requests.restore(per_s("ceiling_rpm"), per_s("stated_rpm"), now)
         elif state.get("rate"):
-            c.requests.restore(None, False, now, per_s=float(state["rate"]))
+            c.requests.restore(None, per_s("stated_rpm"), now, per_s=float(state["rate"]))
         if state.get("ceiling_tpm"):
-            c.tokens = c._token_axis(float(state["ceiling_tpm"]) / 60.0, now)
-            c.tokens.restore(float(state["ceiling_tpm"]) / 60.0, bool(state.get("tpm_stated")), now)
+            c.tokens = c._token_axis(per_s("ceiling_tpm"), now)
+            c.tokens.restore(per_s("ceiling_tpm"), per_s("stated_tpm"), now)
         if state.get("concurrency"):
             c.in_flight.ceiling = float(state["concurrency"])
         return c
