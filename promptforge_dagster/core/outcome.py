@@ -117,19 +117,3 @@ def public_message(text: str) -> str:
         previous, text = text, _CLIENT_PREFIX.sub("", text, count=1)
     text = _LOCAL_PATH.sub("<path>", text).strip()
     return text[:MAX_MESSAGE_CHARS] or "no message"
-
-
-def limit_hint(outcome: Outcome) -> str | None:
-    """Which limit a 429 says it hit: ``"tokens"``, ``"requests"`` or None (unknown).
-
-    >>> limit_hint(Outcome(OutcomeKind.RATE_LIMITED, 429, message="Rate limit reached for tokens per min"))
-    'tokens'
-    """
-    text = f"{outcome.error_type or ''} {outcome.message or ''}".lower()
-    says_tokens = "tokens per" in text or "(tpm)" in text or "tokens-per" in text
-    says_requests = "requests per" in text or "(rpm)" in text or "requests-per" in text
-    if says_tokens and not says_requests:
-        return "tokens"
-    if says_requests and not says_tokens:
-        return "requests"
-    return None

@@ -44,7 +44,7 @@ from promptforge_dagster.core.in_flight import (
 from promptforge_dagster.core.outcome import Outcome, OutcomeKind
 from promptforge_dagster.core.rate_controller import RateController, RateSample
 from promptforge_dagster.core.rate_lanes import RateLanes
-from promptforge_dagster.core.rate.signals import REQUESTS, TOKENS, parse_signal
+from promptforge_dagster.core.rate.signals import parse_signal
 from promptforge_dagster.core.reader import RawLine, ReadPosition
 from promptforge_dagster.core.results import Envelope, error_record, failure_record, success_record
 
@@ -417,7 +417,6 @@ class Pipeline:
                 signals = signal.headers
                 controller.record(RateSample(
                     sent_at, at, outcome.kind, outcome.tokens or est, est, signals,
-                    limit=signal.limit if signal.limit in (REQUESTS, TOKENS) else None,
                     signal=signal, in_flight=in_flight,
                 ))
                 kind = outcome.kind

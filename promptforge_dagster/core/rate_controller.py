@@ -39,7 +39,6 @@ class RateSample:
     tokens: int = 0
     est_tokens: int = 0
     signals: RateSignals = RateSignals()
-    limit: str | None = None  # "requests" or "tokens" when a refusal said which limit it hit
     signal: RateSignal | None = None  # everything the answer said about limits (core/rate/signals.py)
     in_flight: int = 0  # requests of the lane in flight when this one was sent
 

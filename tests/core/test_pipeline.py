@@ -211,7 +211,7 @@ def test_each_lane_has_its_own_controller_and_learns_which_limit_was_hit():
     run_pipeline(data, provider, controller=lanes, parser=parser)
     assert set(made) == {"openai/gpt-4o#abc", "anthropic/claude#abc", "openai/m#abc"}
     first = made["openai/gpt-4o#abc"].samples[0]
-    assert first.kind is K.RATE_LIMITED and first.limit == "tokens"
+    assert first.kind is K.RATE_LIMITED and first.signal.limit == "tokens"
     assert len(made["anthropic/claude#abc"].samples) == 1
 
 
