@@ -1,0 +1,98 @@
+"""What a pipeline run is given and what it reports: the provider interface, the run's
+validated knobs, its live counters, and the token estimate pacing charges per request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from promptforge_dagster.core.formats import PromptRequest
+from promptforge_dagster.core.outcome import Outcome
+
+
+class Provider(Protocol):
+    """Sends one request; never raises for a provider error (it returns an Outcome)."""
+
+    async def complete(self, request: PromptRequest) -> Outcome: ...
+
+
+@dataclass
+class PipelineConfig:
+    """Knobs of one run. Validated on construction.
+
+    >>> PipelineConfig(max_in_flight=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: max_in_flight must be at least 1
+    """
+
+    max_in_flight: int | None = None  # an optional cap; the bound itself follows rate x latency (core/rate/concurrency.py)
+    buffer_records: int = 1000  # a part is written when this many records wait
+    flush_interval_s: float = 2.0  # ... or when the oldest has waited this long
+    max_attempts: int = 5  # transient failures per prompt before it is recorded as failed
+    max_rate_limited: int = 30  # 429s per prompt before it is recorded as failed
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    read_batch: int = 512  # lines pulled from the reader per hop to its thread
+    default_max_tokens: int = 256  # completion estimate when a body sets no max_tokens
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        if self.buffer_records < 1:
+            raise ValueError("buffer_records must be at least 1")
+        if not 0 < self.flush_interval_s <= 2.0:
+            raise ValueError("flush_interval_s must be in (0, 2]")
+        if self.max_attempts < 1 or self.max_rate_limited < 1:
+            raise ValueError("max_attempts and max_rate_limited must be at least 1")
+
+
+@dataclass
+class JobStats:
+    """Live counters of one run, read by progress reporting and telemetry."""
+
+    total: int | None = None
+    skipped: int = 0  # already done by an earlier attempt
+    succeeded: int = 0
+    failed: int = 0
+    input_errors: int = 0
+    sent: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    in_flight: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    started_at: float = 0.0
+    finished_at: float | None = None
+    fatal: str | None = None
+    errors_by_code: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed
+
+    def rpm(self, now: float) -> float:
+        elapsed = (self.finished_at or now) - self.started_at
+        return self.sent * 60.0 / elapsed if elapsed > 0 else 0.0
+
+
+def estimate_tokens(body: dict[str, Any], default_max_tokens: int) -> int:
+    """A cheap upper-ish estimate of a request's tokens: characters / 4 plus max_tokens.
+
+    >>> estimate_tokens({"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 50}, 256)
+    151
+    """
+    chars = 0
+    for m in body.get("messages", ()):
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    chars += len(part["text"])
+    completion = body.get("max_completion_tokens") or body.get("max_tokens")
+    if not isinstance(completion, int) or isinstance(completion, bool) or completion < 0:
+        completion = default_max_tokens
+    return chars // 4 + 1 + completion
