@@ -95,7 +95,8 @@ def make_killed_state(inp: str, out: str, n: int, done_share: float, rate: float
     from promptforge_dagster.clients.sqlite_registry import SQLiteRegistry
     from promptforge_dagster.core.commit import JobCommitter
     from promptforge_dagster.core.input_scan import scan_input
-    from promptforge_dagster.core.job import load_or_scan
+    from promptforge_dagster.core.job import default_job_id
+    from promptforge_dagster.core.job.layout import OutputLayout
     from promptforge_dagster.core.reader import PromptReader, ReadPosition
     from promptforge_dagster.core.results import Envelope
 
@@ -105,9 +106,10 @@ def make_killed_state(inp: str, out: str, n: int, done_share: float, rate: float
     def lines(position=ReadPosition()):
         return PromptReader(lambda s, k: storage.read_range(inp, s, k, info.generation), info.size, start=position)
 
-    load_or_scan(storage, out, info.generation, lambda: scan_input(lines, 2 * 1024 * 1024))
+    index = scan_input(lines, 2 * 1024 * 1024, input_generation=info.generation)
+    storage.write_bytes(OutputLayout(out).scan, index.encode())  # what an attempt's prepare() saves
     registry = SQLiteRegistry(os.path.join(os.path.dirname(out), "registry.sqlite3"))
-    job_id = f"{inp}#{info.generation}"
+    job_id = default_job_id(inp, info.generation, out)
     c = JobCommitter(job_id, out, storage, registry, owner="killed", attempt_tag="0-1",
                      input_generation=info.generation)
     c.open(now=time.time())

@@ -73,7 +73,9 @@ async def engine(path: str, concurrency: int, api_base: str, telemetry: bool = F
 
             controller = RateLanes.single(controller)
             tel = JobTelemetry(provider.get_meter("bench"), "bench", extra["stats"], controller)
-            extra["on_success"] = tel.record_latency
+            from promptforge_dagster.core.job import JobHooks
+
+            extra["hooks"] = JobHooks(on_success=tel.record_latency)
         result = await run_job(spec, input_storage=storage, output_storage=storage, **extra,
                                registry=SQLiteRegistry(os.path.join(out, "registry.sqlite3")),
                                provider=LiteLLMProvider(api_base=api_base, api_key="sk-bench", timeout_s=60),

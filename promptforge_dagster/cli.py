@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
@@ -17,12 +16,11 @@ import time
 from typing import Sequence
 
 from promptforge_dagster.core.formats import JobDefaults
-from promptforge_dagster.core.job import JobFailed, JobSpec, clear_output, run_job
-from promptforge_dagster.core.pipeline import JobStats, PipelineConfig
+from promptforge_dagster.core.job import JobFailed, JobHooks, JobSpec, clear_output
+from promptforge_dagster.core.pipeline import PipelineConfig
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate_controller import FixedRateController
 from promptforge_dagster.core.rate_lanes import RateLanes
-from promptforge_dagster.progress import ProgressReporter
 
 SIMULATOR_KEY = "sk-promptforge-simulator"
 
@@ -144,7 +142,8 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     spec = JobSpec(args.input, args.output.rstrip("/"), JobDefaults(args.model, dict(args.param)),
                    job_id=args.job_id, max_line_bytes=args.max_line_bytes, pipeline=config,
-                   checkpoint_interval_s=args.checkpoint_interval, policy=policy)
+                   checkpoint_interval_s=args.checkpoint_interval, policy=policy,
+                   share_lanes=not args.no_share_lanes)
     try:
         registry = registry_for(args.registry)
     except ValueError as exc:
@@ -160,33 +159,21 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"promptforge: error: {exc}", file=sys.stderr)
         return 2
-    stats = JobStats()
-    reporter = ProgressReporter(stats, lanes, stream=sys.stderr, enabled=not args.quiet)
-    from promptforge_dagster.rate_plot import render_png
-    from promptforge_dagster.telemetry import job_metrics
+    from promptforge_dagster import runner
 
-    async def go(metric_hooks):
-        task = asyncio.create_task(reporter.run())
-        try:
-            return await run_job(spec, input_storage=storage_for(spec.input_uri), output_storage=output_storage,
-                                 provider=provider, controller=lanes, stats=stats, registry=registry,
-                                 on_resume=None if args.quiet else _say_resumed,
-                                 share_lanes=not args.no_share_lanes,
-                                 log=lambda m: print(f"promptforge: {m}", file=sys.stderr, flush=True),
-                                 plot=render_png, **metric_hooks)
-        finally:
-            task.cancel()
-            reporter.final()
-
+    hooks = JobHooks(log=lambda m: print(f"promptforge: {m}", file=sys.stderr, flush=True),
+                     on_resume=None if args.quiet else _say_resumed)
     try:
-        with job_metrics(spec.job_id or spec.input_uri, stats, lanes) as metric_hooks:
-            result = asyncio.run(go(metric_hooks))
+        result = runner.run(spec, input_storage=storage_for(spec.input_uri), output_storage=output_storage,
+                            provider=provider, lanes=lanes, registry=registry, hooks=hooks,
+                            progress=runner.Progress(sys.stderr, enabled=not args.quiet))
     except JobFailed as exc:
         print(f"promptforge: job failed: {exc}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as exc:
-        print(f"promptforge: job failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        print("promptforge: cancelled; what is done is kept (rerun with the same --output to resume)",
+              file=sys.stderr)
+        return 130
     s = result.summary
     print(
         f"done: {s['prompts']} prompts, {s['succeeded']} succeeded, {s['failed']} failed, "

@@ -18,7 +18,7 @@ from promptforge_dagster.resources import (
     CheckpointResource, JobRegistryResource, LLMResource, RateLimiterResource, StorageResource,
 )
 from promptforge_dagster.sensors.rerun_failed import build_rerun_failed_prompts
-from promptforge_dagster.sensors.run_watchdog import build_run_watchdog
+from promptforge_dagster.sensors.run_watchdog import build_run_end_recorder, build_run_watchdog
 from promptforge_dagster.sensors.upload_sensor import build_upload_sensor
 
 
@@ -92,7 +92,8 @@ def build_definitions(d: Deployment) -> dg.Definitions:
     return dg.Definitions(
         assets=[batch_results, batch_summary],
         jobs=[small, large],
-        sensors=[upload, build_run_watchdog(minimum_interval_seconds=3 if d.is_local else 30)],
+        sensors=[upload, build_run_watchdog(minimum_interval_seconds=3 if d.is_local else 30),
+                 build_run_end_recorder(minimum_interval_seconds=3 if d.is_local else 30)],
         schedules=[build_rerun_failed_prompts(small, max_retries=d.max_retries)],
         resources=resources_for(d),
     )

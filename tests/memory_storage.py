@@ -31,9 +31,10 @@ class MemoryStorage:
         self.objects[path] = (bytes(data), self._gen)
         return self._gen
 
-    def upload_file(self, path, local_file):
-        with open(local_file, "rb") as f:
-            self.write_bytes(path, f.read())
+    def write_stream(self, path, fill, *, if_generation_match=None):
+        chunks = []
+        fill(chunks.append)
+        return self.write_bytes(path, b"".join(chunks), if_generation_match=if_generation_match)
 
     def list(self, prefix):
         return sorted(p for p in self.objects if p.startswith(prefix))

@@ -37,7 +37,7 @@ def test_assets_checks_jobs_and_resources(env, tmp_path):
     small, large = repo.get_job("promptforge_small_job"), repo.get_job("promptforge_large_job")
     assert small.executor_def.name == "in_process"
     assert large.executor_def.name == ("k8s" if env else "multiprocess")
-    assert {s.name for s in repo.sensor_defs} == {"upload_sensor", "run_watchdog"}
+    assert {s.name for s in repo.sensor_defs} == {"upload_sensor", "run_watchdog", "run_end_recorder"}
     assert [s.name for s in repo.schedule_defs] == ["rerun_failed_prompts"]
 
 

@@ -24,6 +24,14 @@ class Compute(pulumi.ComponentResource):
                     gcp.firestore.IndexFieldArgs(field_path="created_at", order="ASCENDING"),
                     gcp.firestore.IndexFieldArgs(field_path="job_id", order="ASCENDING")],
             opts=child)
+        # rerun_failed_prompts pages jobs by status, newest first (a descending composite index)
+        self.jobs_by_status_newest = gcp.firestore.Index(
+            f"{name}-jobs-by-status-newest", project=cfg.project, database=self.firestore.name,
+            collection="promptforge_jobs", query_scope="COLLECTION",
+            fields=[gcp.firestore.IndexFieldArgs(field_path="status", order="ASCENDING"),
+                    gcp.firestore.IndexFieldArgs(field_path="created_at", order="DESCENDING"),
+                    gcp.firestore.IndexFieldArgs(field_path="job_id", order="DESCENDING")],
+            opts=child)
         self.repository = gcp.artifactregistry.Repository(
             f"{name}-images", repository_id="promptforge", format="DOCKER", location=cfg.region,
             project=cfg.project, description="PromptForge code location images", opts=child)

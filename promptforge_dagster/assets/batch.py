@@ -7,17 +7,17 @@ run resumes where the last stopped. ``batch_summary`` reads ``results.jsonl`` wi
 """
 
 
-import asyncio
 import multiprocessing
 import os
 import socket
-import tempfile
+import time
 
 import dagster as dg
 
+from promptforge_dagster import runner
 from promptforge_dagster.core.formats import JobDefaults
-from promptforge_dagster.core.job import JobFailed, JobSpec, run_job
-from promptforge_dagster.core.errors import DUPLICATE_ID, RETRYABLE_ERROR_CODES
+from promptforge_dagster.core.job import JobFailed, JobHooks, JobRejected, JobSpec, JobSuperseded
+from promptforge_dagster.core.job.errors import DUPLICATE_ID, RETRYABLE_ERROR_CODES
 from promptforge_dagster.core.pipeline import JobStats, PipelineConfig
 from promptforge_dagster.core.result_checks import check_results
 from promptforge_dagster.core.storage import join
@@ -27,6 +27,8 @@ from promptforge_dagster.resources import (
 
 jobs_partitions = dg.DynamicPartitionsDefinition(name="promptforge_jobs")
 
+# A results line longer than this is cut when summarised (none is: answers are far smaller).
+RESULT_LINE_CAP_BYTES = 64 * 1024 * 1024
 CHECK_ONE_LINE_PER_INPUT = "one_result_line_per_input_line"
 CHECK_UNIQUE_IDS = "custom_ids_unique"
 CHECK_FAILURE_RATE = "failure_rate_under_threshold"
@@ -39,12 +41,21 @@ class BatchConfig(dg.Config):
     rerun_failed: bool = False  # send again only the prompts whose results are retryable failures
 
 
+# Run tag Dagster's run retries read: "false" means a failed step is not retried.
+NO_RETRY_TAG = "dagster/retry_on_asset_or_op_failure"
+
+
 def owner_id(run_id: str) -> str:
-    """``host:run_worker_pid:step_pid:run_id``: the watchdog checks the run worker's pid.
-    Under the multiprocess executor the step runs in a child of the run worker."""
+    """``host/boot:run_worker_pid@start:step_pid:run_id``. The watchdog checks the run
+    worker: a host is known by its name *and* its boot id (a rebooted node, or a new pod
+    with a recycled name, is another host), a pid by its start time (a recycled pid is
+    another process). Under the multiprocess executor the step runs in a child of the run worker."""
+    from promptforge_dagster.core.job_planning import format_owner
+    from promptforge_dagster.procinfo import boot_id, process_start_ticks
+
     parent = multiprocessing.parent_process()
     worker = parent.pid if parent is not None else os.getpid()
-    return f"{socket.gethostname()}:{worker}:{os.getpid()}:{run_id}"
+    return format_owner(socket.gethostname(), boot_id(), worker, process_start_ticks(worker), os.getpid(), run_id)
 
 
 class _LogStream:
@@ -97,38 +108,34 @@ def batch_results(
         checkpoint_interval_s=checkpoints.interval_s, lease_ttl_s=checkpoints.lease_ttl_s,
         heartbeat_s=checkpoints.heartbeat_s, policy=llm.policy(),
         input_generation=int(record.extra["generation"]) if record.extra.get("generation") else None,
+        rerun_codes=RETRYABLE_ERROR_CODES if config.rerun_failed else (),
+        share_lanes=rate_limiter.share_lanes,
     )
     lanes = rate_limiter.lanes(llm.key_hash(), llm.default_provider(), llm.max_in_flight)
     stats = JobStats()
     store = storage.storage()
-
-    from promptforge_dagster.rate_plot import render_png
-    from promptforge_dagster.telemetry import job_metrics
-
-    async def go(metric_hooks):
-        from promptforge_dagster.progress import ProgressReporter
-
-        reporter = ProgressReporter(stats, lanes, stream=_LogStream(context.log), enabled=True, log_every_s=10.0)
-        task = asyncio.create_task(reporter.run())
-        try:
-            return await run_job(
-                spec, input_storage=store, output_storage=store, provider=llm.provider(), controller=lanes,
-                registry=registry, owner=owner_id(context.run_id), stats=stats,
-                on_resume=lambda r: context.log.info(
-                    f"resuming: {len(r.done)} prompts already done, {r.reconciled_parts} parts written after the "
-                    f"last checkpoint reconciled; reading from line {r.position.line_no}"),
-                log=context.log.warning,
-                rerun_codes=RETRYABLE_ERROR_CODES if config.rerun_failed else (),
-                share_lanes=rate_limiter.share_lanes, plot=render_png, **metric_hooks)
-        finally:
-            task.cancel()
-
+    hooks = JobHooks(
+        log=context.log.warning,
+        on_resume=lambda r: context.log.info(
+            f"resuming: {len(r.done)} prompts already done, {r.reconciled_parts} parts written after the "
+            f"last checkpoint reconciled; reading from line {r.position.line_no}"))
+    failure_metadata = {"input": record.input_uri, "output": record.output_uri}
     try:
-        with job_metrics(key, stats, lanes) as metric_hooks:  # OTLP/HTTP when OTEL_EXPORTER_OTLP_* are set
-            result = asyncio.run(go(metric_hooks))
+        result = runner.run(spec, input_storage=store, output_storage=store, provider=llm.provider(), lanes=lanes,
+                            registry=registry, owner=owner_id(context.run_id), stats=stats, hooks=hooks,
+                            progress=runner.Progress(_LogStream(context.log), enabled=True, every_s=10.0))
+    except (JobRejected, JobSuperseded) as exc:
+        # retrying cannot help: the input cannot be a job, or a newer attempt owns it
+        context.instance.add_run_tags(context.run_id, {NO_RETRY_TAG: "false"})
+        raise dg.Failure(description=str(exc), allow_retries=False,
+                         metadata={**failure_metadata, "done_and_kept": stats.done + stats.skipped}) from exc
     except JobFailed as exc:
-        raise dg.Failure(description=str(exc), metadata={"input": record.input_uri, "output": record.output_uri,
-                                                         "done_and_kept": stats.done + stats.skipped}) from exc
+        raise dg.Failure(description=str(exc),
+                         metadata={**failure_metadata, "done_and_kept": stats.done + stats.skipped}) from exc
+    except dg.DagsterExecutionInterruptedError:
+        # the run was cancelled; the attempt records it too, this covers an interrupt before it started
+        registry.settle(key, time.time(), "cancelled", "the run was cancelled", run_id=context.run_id)
+        raise
     s = result.summary
     lanes_state = s.get("rate_lanes") or {}
     learned_rpm = [v.get("learned_rpm_ceiling") for v in lanes_state.values() if v.get("learned_rpm_ceiling")]
@@ -177,24 +184,26 @@ def batch_results(
 @dg.asset(partitions_def=jobs_partitions, deps=[batch_results], kinds={"polars"}, group_name="promptforge")
 def batch_summary(context: dg.AssetExecutionContext, storage: StorageResource,
                   job_registry: JobRegistryResource) -> dg.MaterializeResult:
-    """Reads the job's ``results.jsonl`` with polars; reports counts by error type and
-    token percentiles (latency percentiles come from ``summary.json``)."""
+    """Reads the job's ``results.jsonl`` with polars, streamed in blocks (memory stays one
+    block whatever the job's size); reports counts by error type and token percentiles
+    (latency percentiles come from ``summary.json``)."""
+    import msgspec
     import polars as pl
 
-    from promptforge_dagster.core.summary_frame import summarize_results
+    from promptforge_dagster.core.reader import PromptReader
+    from promptforge_dagster.core.summary_frame import blocks_of_lines, summarize_blocks
 
     record = job_registry.registry().get(context.partition_key)
     if record is None:
         raise dg.Failure(f"job {context.partition_key} is not in the job registry")
     store = storage.storage()
     results_uri = join(record.output_uri, "results.jsonl")
-    with tempfile.TemporaryDirectory() as tmp:
-        local = os.path.join(tmp, "results.jsonl")
-        with open(local, "wb") as f:  # polars never touches GCS credentials: it reads a local copy
-            f.write(store.read_bytes(results_uri))
-        frame = summarize_results(pl, local)
-    import msgspec
-
+    info = store.stat(results_uri)
+    if info is None:
+        raise dg.Failure(f"{results_uri} does not exist: materialize batch_results for this job first")
+    reader = PromptReader(lambda start, n: store.read_range(results_uri, start, n, info.generation), info.size,
+                          max_line_bytes=RESULT_LINE_CAP_BYTES)
+    frame = summarize_blocks(pl, blocks_of_lines(line.data for line in reader))
     summary = msgspec.json.decode(store.read_bytes(join(record.output_uri, "summary.json")))
     return dg.MaterializeResult(metadata={
         "lines": frame["lines"],

@@ -19,10 +19,12 @@ from google.cloud import firestore
 from dataclasses import asdict
 
 from promptforge_dagster.core.job_registry import (
-    JobRecord, LaneRecord, Lease, check_owned, finish_record, join_lane, renew_record, take_lease, validate_status,
+    JobRecord, LaneRecord, Lease, check_owned, finish_record, join_lane, renew_record, settle_record, take_lease,
+    validate_status,
 )
 
 
+GET_ALL_BATCH = 300  # documents per batched read (get_all); the sensor reads thousands per tick this way
 MAX_ATTEMPTS = 5  # per transaction; contended ones are retried again with backoff (_in_transaction)
 
 
@@ -81,12 +83,29 @@ class FirestoreRegistry:
         snap = self._ref(job_id).get()
         return JobRecord.from_dict(snap.to_dict()) if snap.exists else None
 
-    def list(self, status: str | None = None, limit: int = 100) -> list[JobRecord]:
+    def get_many(self, job_ids: list[str]) -> dict[str, JobRecord]:
+        out: dict[str, JobRecord] = {}
+        for i in range(0, len(job_ids), GET_ALL_BATCH):
+            refs = [self._ref(j) for j in job_ids[i:i + GET_ALL_BATCH]]
+            for snap in self.client.get_all(refs):
+                if snap.exists:
+                    rec = JobRecord.from_dict(snap.to_dict())
+                    out[rec.job_id] = rec
+        return out
+
+    def list(self, status: str | None = None, limit: int = 100, *, newest_first: bool = False,
+             before: tuple[float, str] | None = None) -> list[JobRecord]:
         query = self.collection
         if status is not None:  # served by the (status, created_at) index the infra creates
             query = query.where(filter=firestore.FieldFilter("status", "==", validate_status(status)))
-        query = query.order_by("created_at").order_by("job_id").limit(limit)
-        return [JobRecord.from_dict(s.to_dict()) for s in query.stream()]
+        if newest_first:
+            direction = firestore.Query.DESCENDING
+            query = query.order_by("created_at", direction=direction).order_by("job_id", direction=direction)
+            if before is not None:
+                query = query.start_after({"created_at": before[0], "job_id": before[1]})
+        else:
+            query = query.order_by("created_at").order_by("job_id")
+        return [JobRecord.from_dict(s.to_dict()) for s in query.limit(limit).stream()]
 
     def acquire(self, job_id: str, owner: str, now: float, ttl_s: float, *, steal: bool = False) -> Lease:
         ref = self._ref(job_id)
@@ -129,6 +148,24 @@ class FirestoreRegistry:
             finish_record(rec, now, status, counters, message)
 
         self._update_owned(lease, change)
+
+    def settle(self, job_id: str, now: float, status: str, message: str | None = None, *,
+               run_id: str | None = None) -> bool:
+        validate_status(status)
+        ref = self._ref(job_id)
+
+        @firestore.transactional
+        def update(tx):
+            snap = ref.get(transaction=tx)
+            if not snap.exists:
+                return False
+            rec = JobRecord.from_dict(snap.to_dict())
+            if not settle_record(rec, now, status, message, run_id):
+                return False
+            tx.set(ref, rec.as_dict())
+            return True
+
+        return self._in_transaction(update)
 
     # -- shared lanes ---------------------------------------------------------------
     def lane(self, lane: str) -> LaneRecord | None:

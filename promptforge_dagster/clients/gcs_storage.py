@@ -15,7 +15,17 @@ from google.auth import exceptions as auth_exc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from promptforge_dagster.core.storage import ObjectInfo, PreconditionFailed, TransientStorageError
+from promptforge_dagster.core.storage import (
+    STORAGE_CALL_TIMEOUT_S, ObjectInfo, PreconditionFailed, TransientStorageError,
+)
+
+# RetryingStorage (core/storage.py) is the one retry layer: every client call here passes
+# retry=None, so an outage is not retried twice over (the client's own policy retries
+# for up to 120 s per call).
+_ONCE = {"retry": None, "timeout": STORAGE_CALL_TIMEOUT_S}
+# Streamed uploads go up in resumable chunks of this size (a multiple of 256 KiB, as the
+# JSON API requires): memory stays one chunk whatever the object's size.
+STREAM_CHUNK_BYTES = 8 * 1024 * 1024
 
 _TRANSIENT = (gexc.ServiceUnavailable, gexc.InternalServerError, gexc.TooManyRequests, gexc.GatewayTimeout,
               gexc.BadGateway, gexc.RetryError, requests.ConnectionError, requests.Timeout,
@@ -65,7 +75,7 @@ class GcsStorage:
     @_transient
     def stat(self, path: str) -> ObjectInfo | None:
         bucket, key = split_uri(path)
-        blob = self._client.bucket(bucket).get_blob(key)
+        blob = self._client.bucket(bucket).get_blob(key, **_ONCE)
         if blob is None:
             return None
         return ObjectInfo(size=int(blob.size or 0), generation=int(blob.generation or 0))
@@ -75,7 +85,8 @@ class GcsStorage:
         if length <= 0:
             return b""
         try:
-            return self._blob(path, generation).download_as_bytes(start=start, end=start + length - 1, raw_download=True)
+            return self._blob(path, generation).download_as_bytes(start=start, end=start + length - 1, raw_download=True,
+                                                                 **_ONCE)
         except gexc.NotFound as exc:
             if generation is not None:
                 raise PreconditionFailed(f"{path}: generation {generation} no longer exists") from exc
@@ -83,35 +94,55 @@ class GcsStorage:
 
     @_transient
     def read_bytes(self, path: str) -> bytes:
-        return self._blob(path).download_as_bytes()
+        return self._blob(path).download_as_bytes(**_ONCE)
 
     @_transient
     def write_bytes(self, path: str, data: bytes, *, if_generation_match: int | None = None) -> int:
         blob = self._blob(path)
         try:
-            blob.upload_from_string(data, content_type="application/octet-stream", if_generation_match=if_generation_match)
+            blob.upload_from_string(data, content_type="application/octet-stream",
+                                    if_generation_match=if_generation_match, **_ONCE)
         except gexc.PreconditionFailed as exc:
             raise PreconditionFailed(f"{path}: generation is not {if_generation_match}") from exc
         return int(blob.generation or 0)
 
     @_transient
-    def upload_file(self, path: str, local_file: str) -> None:
-        self._blob(path).upload_from_filename(local_file, content_type="application/jsonl")
+    def write_stream(self, path: str, fill, *, if_generation_match: int | None = None) -> int:
+        """A resumable upload fed as ``fill`` produces; the object appears at finalize (a
+        failing ``fill`` cancels the upload: the old object stays whole).
+
+        GCS checks ``if_generation_match`` when the upload is finalized; the check before
+        starting fails early (and is the only check fake-gcs-server makes: it ignores
+        preconditions on resumable uploads)."""
+        if if_generation_match is not None:
+            current = self.stat(path)
+            if (current.generation if current else 0) != if_generation_match:
+                raise PreconditionFailed(f"{path}: generation is not {if_generation_match}")
+        blob = self._blob(path)
+        blob.chunk_size = STREAM_CHUNK_BYTES
+        try:
+            with blob.open("wb", content_type="application/jsonl", if_generation_match=if_generation_match,
+                           retry=None, timeout=STORAGE_CALL_TIMEOUT_S) as f:
+                fill(f.write)
+        except gexc.PreconditionFailed as exc:
+            raise PreconditionFailed(f"{path}: generation is not {if_generation_match}") from exc
+        blob.reload(**_ONCE)
+        return int(blob.generation or 0)
 
     @_transient
     def list(self, prefix: str) -> list[str]:
         bucket, key = split_uri(prefix)
-        return sorted(f"gs://{bucket}/{b.name}" for b in self._client.list_blobs(bucket, prefix=key))
+        return sorted(f"gs://{bucket}/{b.name}" for b in self._client.list_blobs(bucket, prefix=key, **_ONCE))
 
     @_transient
     def list_objects(self, prefix: str) -> list[tuple[str, ObjectInfo]]:
         bucket, key = split_uri(prefix)
         return sorted((f"gs://{bucket}/{b.name}", ObjectInfo(int(b.size or 0), int(b.generation or 0)))
-                      for b in self._client.list_blobs(bucket, prefix=key))
+                      for b in self._client.list_blobs(bucket, prefix=key, **_ONCE))
 
     @_transient
     def delete(self, path: str) -> None:
         try:
-            self._blob(path).delete()
+            self._blob(path).delete(**_ONCE)
         except gexc.NotFound:
             pass

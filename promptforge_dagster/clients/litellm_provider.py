@@ -39,7 +39,7 @@ except (ImportError, ValueError, OSError):  # pragma: no cover - platforms witho
 
 import litellm  # noqa: E402 - after the pool settings above, which LiteLLM reads at import
 
-from promptforge_dagster.core.errors import MISSING_CREDENTIALS
+from promptforge_dagster.core.job.errors import MISSING_CREDENTIALS
 from promptforge_dagster.core.formats import CUSTOM_ID_HEADER, PromptRequest, qualify_model
 from promptforge_dagster.core.outcome import Outcome, OutcomeKind, classify, public_message
 from promptforge_dagster.core.request_policy import (  # noqa: F401 - job_credentials re-exported for callers

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import tempfile
 from contextlib import contextmanager
 
@@ -49,8 +48,16 @@ class LocalStorage:
         info = self.stat(path)
         return info.generation if info else 0
 
-    def upload_file(self, path: str, local_file: str) -> None:
-        self._replace(path, lambda tmp: shutil.copyfile(local_file, tmp), None)
+    def write_stream(self, path: str, fill, *, if_generation_match: int | None = None) -> int:
+        """``fill(write)`` streams into a temporary file beside ``path`` (the output's own
+        disk, never /tmp), renamed into place when complete."""
+        def into(tmp: str) -> None:
+            with open(tmp, "wb", buffering=1024 * 1024) as f:
+                fill(f.write)
+
+        self._replace(path, into, if_generation_match)
+        info = self.stat(path)
+        return info.generation if info else 0
 
     def _replace(self, path: str, fill, if_generation_match: int | None) -> None:
         """Fill a temporary file beside ``path``, make it durable, rename it into place."""

@@ -16,7 +16,8 @@ from typing import Iterator
 from dataclasses import asdict
 
 from promptforge_dagster.core.job_registry import (
-    JobRecord, LaneRecord, Lease, check_owned, finish_record, join_lane, renew_record, take_lease, validate_status,
+    JobRecord, LaneRecord, Lease, check_owned, finish_record, join_lane, renew_record, settle_record, take_lease,
+    validate_status,
 )
 
 _SCHEMA = """
@@ -27,6 +28,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL
 )
 """
+
+
+# Ids per batched read (SQLite's default cap on bound parameters is 999 in older builds).
+_BATCH = 500
 
 
 class SQLiteRegistry:
@@ -86,13 +91,30 @@ class SQLiteRegistry:
     def get(self, job_id: str) -> JobRecord | None:
         return self._load(self._db(), job_id)
 
-    def list(self, status: str | None = None, limit: int = 100) -> list[JobRecord]:
-        if status is None:
-            rows = self._db().execute("SELECT doc FROM jobs ORDER BY created_at, job_id LIMIT ?", (limit,))
-        else:
+    def get_many(self, job_ids: list[str]) -> dict[str, JobRecord]:
+        out: dict[str, JobRecord] = {}
+        for i in range(0, len(job_ids), _BATCH):
+            chunk = job_ids[i:i + _BATCH]
             rows = self._db().execute(
-                "SELECT doc FROM jobs WHERE status = ? ORDER BY created_at, job_id LIMIT ?",
-                (validate_status(status), limit))
+                f"SELECT doc FROM jobs WHERE job_id IN ({','.join('?' * len(chunk))})", chunk)
+            for (doc,) in rows:
+                rec = JobRecord.from_dict(json.loads(doc))
+                out[rec.job_id] = rec
+        return out
+
+    def list(self, status: str | None = None, limit: int = 100, *, newest_first: bool = False,
+             before: tuple[float, str] | None = None) -> list[JobRecord]:
+        where, args = [], []
+        if status is not None:
+            where.append("status = ?")
+            args.append(validate_status(status))
+        if newest_first and before is not None:
+            where.append("(created_at < ? OR (created_at = ? AND job_id < ?))")
+            args.extend([before[0], before[0], before[1]])
+        order = "created_at DESC, job_id DESC" if newest_first else "created_at, job_id"
+        sql = ("SELECT doc FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
+               + f" ORDER BY {order} LIMIT ?")
+        rows = self._db().execute(sql, (*args, limit))
         return [JobRecord.from_dict(json.loads(r[0])) for r in rows]
 
     def acquire(self, job_id: str, owner: str, now: float, ttl_s: float, *, steal: bool = False) -> Lease:
@@ -119,6 +141,16 @@ class SQLiteRegistry:
             rec = self._owned(db, lease)
             finish_record(rec, now, status, counters, message)
             self._save(db, rec)
+
+    def settle(self, job_id: str, now: float, status: str, message: str | None = None, *,
+               run_id: str | None = None) -> bool:
+        validate_status(status)
+        with self._tx() as db:
+            rec = self._load(db, job_id)
+            if rec is None or not settle_record(rec, now, status, message, run_id):
+                return False
+            self._save(db, rec)
+            return True
 
     # -- shared lanes ---------------------------------------------------------------
     @staticmethod

@@ -40,28 +40,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pyroaring import BitMap
 
 from promptforge_dagster.core.checkpoint import BitsetCheckpoint, CorruptCheckpoint, PartName
+from promptforge_dagster.core.job.layout import OutputLayout
 from promptforge_dagster.core.job_registry import JobRegistry, Lease, LeaseLost
 from promptforge_dagster.core.reader import ReadPosition
 from promptforge_dagster.core.results import Envelope, decode_part, encode_part
-from promptforge_dagster.core.storage import PreconditionFailed, Storage, join
+from promptforge_dagster.core.storage import PreconditionFailed, Storage
 
-CHECKPOINT_NAME = "checkpoint.pfck"
-
-
-def parts_prefix(output_uri: str, input_generation: int | None = None) -> str:
-    """Where a job's result parts live: one folder per input version, so parts of a replaced
-    input are never read as this version's (``parts/`` alone: every version's, for ``--restart``).
-
-    >>> parts_prefix("out", 17), parts_prefix("out")
-    ('out/parts/g17/', 'out/parts/')
-    """
-    base = join(output_uri, "parts")
-    return (join(base, f"g{input_generation}") if input_generation is not None else base) + "/"
 
 
 @dataclass
@@ -77,14 +66,18 @@ class ResumeInfo:
 class JobCommitter:
     """Owns one attempt's writes to a job's output: parts, checkpoints, the final publish.
 
-    ``storage`` is the output's; ``registry`` holds the lease. Not thread-safe: the
-    pipeline writes parts one at a time (its flush lock) and commits between them.
+    ``storage`` is the output's; ``registry`` holds the lease; ``beat`` is the attempt's
+    heartbeat, called while reading parts back (a job with many parts keeps its lease).
+    Not thread-safe: the pipeline writes parts one at a time (its flush lock) and commits
+    between them.
     """
 
     def __init__(self, job_id: str, output_uri: str, storage: Storage, registry: JobRegistry, *,
                  owner: str, attempt_tag: str | None = None, lease_ttl_s: float = 120.0,
-                 input_generation: int | None = None) -> None:
+                 input_generation: int | None = None, beat: Callable[[], Any] | None = None) -> None:
         self.job_id = job_id
+        self.layout = OutputLayout(output_uri)
+        self._beat = beat or (lambda: None)
         self.output_uri = output_uri
         self.storage = storage
         self.registry = registry
@@ -102,11 +95,11 @@ class JobCommitter:
 
     @property
     def checkpoint_uri(self) -> str:
-        return join(self.output_uri, CHECKPOINT_NAME)
+        return self.layout.checkpoint
 
     @property
     def parts_prefix(self) -> str:
-        return parts_prefix(self.output_uri, self.input_generation)
+        return self.layout.parts(self.input_generation)
 
     # -- attempt start ----------------------------------------------------------
     def open(self, now: float, *, steal: bool = True) -> ResumeInfo:
@@ -163,6 +156,7 @@ class JobCommitter:
             if name is None:
                 continue
             if ck is None or not ck.is_covered(name):
+                self._beat()
                 self.done.update(env.ordinal for env in decode_part(self.storage.read_bytes(path)))
                 count += 1
             self.covered[name.attempt] = max(self.covered.get(name.attempt, 0), name.seq)
@@ -234,6 +228,7 @@ class JobCommitter:
         the done set (a re-run sends them again; assembly keeps the newest record)."""
         seen, failed = BitMap(), BitMap()
         for data in self.read_parts(reversed(self.part_paths())):  # newest part first
+            self._beat()
             for env in decode_part(data):
                 if env.ordinal in seen:
                     continue

@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
-# Per-line error codes (every code: core/errors.py).
-from promptforge_dagster.core.errors import (
+# Per-line error codes (every code: core/job/errors.py).
+from promptforge_dagster.core.job.errors import (
     DUPLICATE_ID, INVALID_JSON, INVALID_REQUEST, INVALID_UTF8, LINE_TOO_LONG, MISSING_ID, NOT_AN_OBJECT,
     UNKNOWN_URL, UNSUPPORTED_METHOD,
 )
@@ -154,7 +154,7 @@ class LineParser:
     """Turns raw lines into :class:`PromptRequest` or :class:`BadLine`.
 
     Duplicate ids are not detected here (that needs the whole file): the caller passes
-    ``duplicate_of`` (the first line number of the same id) from the input scan.
+    ``duplicate=True`` for a line whose id an earlier line has (from the input scan).
 
     >>> p = LineParser(JobDefaults(model="m"), max_line_bytes=10)
     >>> p.parse(b'{"id": "x", "prompt": "too long"}', 0, 1, 0).code
@@ -176,18 +176,18 @@ class LineParser:
         offset: int,
         *,
         length: int | None = None,
-        duplicate_of: int | None = None,
+        duplicate: bool = False,
     ) -> PromptRequest | BadLine:
         """One line -> a request or an error record. Never raises: whatever a line holds,
         a failure to parse, validate or prepare it is that line's error record."""
         try:
-            return self._parse(raw, ordinal, line_no, offset, length=length, duplicate_of=duplicate_of)
+            return self._parse(raw, ordinal, line_no, offset, length=length, duplicate=duplicate)
         except Exception as exc:  # noqa: BLE001 - one hostile line must not stop the job
             return self._bad(ordinal, line_no, offset, None, INVALID_REQUEST,
                              f"the line could not be prepared ({type(exc).__name__})")
 
     def _parse(self, raw: bytes, ordinal: int, line_no: int, offset: int, *, length: int | None,
-               duplicate_of: int | None) -> PromptRequest | BadLine:
+               duplicate: bool) -> PromptRequest | BadLine:
         size = len(raw) if length is None else length
         if size > self.max_line_bytes:
             return self._bad(
@@ -208,10 +208,10 @@ class LineParser:
                 ordinal, line_no, offset, None, MISSING_ID,
                 'no usable "custom_id" (Batch format) or "id" (simple format)',
             )
-        if duplicate_of is not None:
+        if duplicate:
             return self._bad(
                 ordinal, line_no, offset, None, DUPLICATE_ID,
-                f"duplicate id {custom_id!r} (first on line {duplicate_of})",
+                f"duplicate id {custom_id!r}: an earlier line has it (the first line with an id is the one sent)",
             )
         if "custom_id" in obj or "body" in obj or "url" in obj:
             return self._batch_line(obj, custom_id, ordinal, line_no, offset)

@@ -1,25 +1,31 @@
 """The pre-pass over an input: is it JSONL at all, how many prompts, which ids repeat.
 
-Duplicate detection must see the whole file, yet memory must not grow with it. The
-scan hashes each id to 32 bits into a roaring bitmap (about 2 bytes per prompt), and
-only when hashes collide does a second pass compare the colliding ids exactly. The
-first line with an id wins; later lines with that id become ``duplicate_id`` errors.
+Duplicate detection must see the whole file, yet memory must not grow with it beyond
+compressed bitmaps. The first pass hashes each id to 32 bits into a roaring bitmap (about
+2 bytes per prompt); only when 32-bit hashes collide does a second pass look again, at
+the colliding ids only, keyed by a 64-bit digest in a 64-bit roaring bitmap (two distinct
+ids of one job share a 64-bit digest with odds of about n^2 / 2^65: 3 in a million for a
+10M-line job). The first line with an id wins; later lines with that id become
+``duplicate_id`` errors. The result is a bitmap of duplicate ordinals, so a file
+concatenated with itself costs bits, not a dict entry per line.
 
 >>> from promptforge_dagster.core.reader import PromptReader
 >>> src = b'{"id": "a"}\\n{"id": "b"}\\n{"id": "a"}\\n'
 >>> lines = lambda: PromptReader(lambda s, n: src[s:s + n], len(src))
 >>> index = scan_input(lines)
->>> index.prompt_lines, index.duplicates
-(3, {2: 1})
+>>> index.prompt_lines, list(index.duplicates)
+(3, [2])
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import msgspec
-from pyroaring import BitMap
+from pyroaring import BitMap, BitMap64
 
 from promptforge_dagster.core.formats import NotJsonlError, extract_id
 from promptforge_dagster.core.reader import BOM, RawLine
@@ -57,17 +63,29 @@ _id_decoder = msgspec.json.Decoder(_Ids)
 
 @dataclass(frozen=True, slots=True)
 class InputIndex:
-    """What the scan learned: the count of non-blank lines and the duplicate lines.
+    """What the scan learned: the count of non-blank lines and the duplicate lines (their
+    ordinals; the first line with an id is not among them).
 
-    ``duplicates`` maps a duplicate line's ordinal to the line number of the first line
-    with the same id.
-
-    >>> InputIndex(prompt_lines=2).duplicates
-    {}
+    >>> index = InputIndex(prompt_lines=3, duplicates=BitMap([2]), input_generation=7)
+    >>> InputIndex.decode(index.encode()) == index
+    True
     """
 
     prompt_lines: int
-    duplicates: dict[int, int] = field(default_factory=dict)
+    duplicates: BitMap = field(default_factory=BitMap)
+    input_generation: int | None = None
+
+    def encode(self) -> bytes:
+        """``scan.json``: a few numbers and one serialized bitmap (bounded by the bitmap)."""
+        return msgspec.json.encode({
+            "input_generation": self.input_generation, "prompt_lines": self.prompt_lines,
+            "duplicates_roaring_b64": base64.b64encode(self.duplicates.serialize()).decode()})
+
+    @classmethod
+    def decode(cls, data: bytes) -> "InputIndex":
+        doc = msgspec.json.decode(data)
+        return cls(int(doc["prompt_lines"]), BitMap.deserialize(base64.b64decode(doc["duplicates_roaring_b64"])),
+                   doc.get("input_generation"))
 
 
 def sniff(head: bytes, source: str) -> None:
@@ -126,8 +144,13 @@ def line_id(line: RawLine) -> str | None:
 
 
 def hash32(text: str) -> int:
-    """The 32-bit id hash of the first pass (collisions are resolved exactly later)."""
+    """The 32-bit id hash of the first pass (collisions are looked at again later)."""
     return hash(text) & 0xFFFFFFFF
+
+
+def hash64(text: str) -> int:
+    """The 64-bit digest the second pass keys colliding ids by."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
 
 
 def scan_input(
@@ -135,16 +158,22 @@ def scan_input(
     max_line_bytes: int | None = None,
     *,
     id_hash: Callable[[str], int] = hash32,
+    input_generation: int | None = None,
+    beat: Callable[[], Any] | None = None,
+    beat_every: int = 4096,
 ) -> InputIndex:
     """Count prompt lines and find duplicate ids with two streaming passes at most.
 
-    ``lines`` opens a fresh iteration of the input each time it is called.
+    ``lines`` opens a fresh iteration of the input each time it is called; ``beat`` is
+    called every ``beat_every`` lines (the attempt's heartbeat: a long scan keeps its lease).
     """
     seen = BitMap()
     collided = BitMap()
     count = 0
     for line in lines():
         count += 1
+        if beat is not None and count % beat_every == 0:
+            beat()
         if max_line_bytes is not None and line.length > max_line_bytes:
             continue
         lid = line_id(line)
@@ -156,17 +185,20 @@ def scan_input(
         else:
             seen.add(h)
     del seen
-    duplicates: dict[int, int] = {}
+    duplicates = BitMap()
     if collided:
-        first_line: dict[str, int] = {}
-        for line in lines():
+        first = BitMap64()
+        for n, line in enumerate(lines(), 1):
+            if beat is not None and n % beat_every == 0:
+                beat()
             if max_line_bytes is not None and line.length > max_line_bytes:
                 continue
             lid = line_id(line)
             if lid is None or id_hash(lid) not in collided:
                 continue
-            if lid in first_line:
-                duplicates[line.ordinal] = first_line[lid]
+            key = hash64(lid)
+            if key in first:
+                duplicates.add(line.ordinal)
             else:
-                first_line[lid] = line.line_no
-    return InputIndex(prompt_lines=count, duplicates=duplicates)
+                first.add(key)
+    return InputIndex(prompt_lines=count, duplicates=duplicates, input_generation=input_generation)

@@ -92,15 +92,25 @@ def estimate_prompts(size: int) -> int:
     return max(1, size // BYTES_PER_PROMPT)
 
 
+# A step pod's local disk: logs and bytecode caches only (publish streams to GCS). GKE
+# Autopilot's default request is 1Gi; the limit leaves room for verbose debug logs.
+POD_EPHEMERAL_STORAGE = "1Gi"
+POD_EPHEMERAL_STORAGE_LIMIT = "2Gi"
+
+
 def pod_resources(estimated_prompts: int) -> dict[str, dict[str, str]]:
     """CPU and memory for a dedicated pod. Memory does not grow with the job (the engine
     streams); CPU does, because LiteLLM costs about 3.5 ms of CPU per request.
 
+    Disk does not grow either: results are published by a streamed upload, never staged
+    locally; the ephemeral storage covers logs and Python's caches.
+
     >>> pod_resources(5_000_000)["requests"]
-    {'cpu': '2', 'memory': '1Gi'}
+    {'cpu': '2', 'memory': '1Gi', 'ephemeral-storage': '1Gi'}
     """
     cpu = "500m" if estimated_prompts < 50_000 else "1" if estimated_prompts < 1_000_000 else "2"
-    return {"requests": {"cpu": cpu, "memory": "1Gi"}, "limits": {"cpu": cpu, "memory": "2Gi"}}
+    return {"requests": {"cpu": cpu, "memory": "1Gi", "ephemeral-storage": POD_EPHEMERAL_STORAGE},
+            "limits": {"cpu": cpu, "memory": "2Gi", "ephemeral-storage": POD_EPHEMERAL_STORAGE_LIMIT}}
 
 
 @dataclass(frozen=True)
@@ -164,43 +174,89 @@ class StaleJob:
     run_id: str | None = None  # the run that owned it: only that run is stale, not a retry already started
 
 
-def find_stale_jobs(running: Iterable[Any], now: float, *, this_host: str,
-                    pid_alive: Any) -> list[StaleJob]:
-    """Jobs marked running whose lease expired, or (same host) whose run worker process
-    is dead. ``running`` holds JobRecords; ``pid_alive(pid) -> bool``; owner strings are
-    ``host:run_worker_pid:step_pid:run_id``.
+# The watchdog counts a lease as expired only this long after its expiry time: the
+# writer's and the reader's clocks may disagree by this much (NTP keeps GKE nodes far closer).
+CLOCK_SKEW_S = 30.0
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who holds a lease: ``host[/boot]:worker_pid[@start]:step_pid:run_id``."""
+
+    host: str | None
+    boot: str | None
+    worker_pid: int | None
+    worker_start: int | None
+    step_pid: int | None
+    run_id: str | None
+
+
+def format_owner(host: str, boot: str, worker_pid: int, worker_start: int | None, step_pid: int,
+                 run_id: str) -> str:
+    """
+    >>> format_owner("node-1", "ab12cd34", 40, 9123, 41, "run-9")
+    'node-1/ab12cd34:40@9123:41:run-9'
+    """
+    worker = f"{worker_pid}@{worker_start}" if worker_start is not None else str(worker_pid)
+    return f"{host}/{boot}:{worker}:{step_pid}:{run_id}" if boot else f"{host}:{worker}:{step_pid}:{run_id}"
+
+
+def parse_owner(owner: str | None) -> Owner:
+    """An owner string -> its parts (None where absent; older strings lack boot and start).
+
+    >>> parse_owner("h/b00t:1@77:2:abc")
+    Owner(host='h', boot='b00t', worker_pid=1, worker_start=77, step_pid=2, run_id='abc')
+    >>> parse_owner("laptop:42").worker_pid, parse_owner("laptop:42").run_id
+    (42, None)
+    """
+    host, worker, step, run_id = ((owner or "").split(":", 3) + ["", "", "", ""])[:4]
+    host, _, boot = host.partition("/")
+    pid_text, _, start_text = worker.partition("@")
+
+    def num(text: str) -> int | None:
+        return int(text) if text.isdigit() else None
+
+    return Owner(host or None, boot or None, num(pid_text), num(start_text), num(step), run_id or None)
+
+
+def find_stale_jobs(running: Iterable[Any], now: float, *, this_host: str, this_boot: str = "",
+                    process_start: Any = lambda pid: None, skew_s: float = CLOCK_SKEW_S) -> list[StaleJob]:
+    """Jobs marked running whose lease expired (by more than the clock skew allowed), or
+    whose run worker, on this very host (same name *and* boot), is gone: no process with
+    its pid, or one that started at another time (the pid was recycled).
+    ``process_start(pid)`` -> the start ticks of a live pid, None when there is none.
 
     >>> from promptforge_dagster.core.job_registry import JobRecord
-    >>> r = JobRecord("k", "in", "out", status="running", owner="h1:999:1000:run-1", lease_expires_at=50.0)
-    >>> [s.reason for s in find_stale_jobs([r], 10.0, this_host="h1", pid_alive=lambda pid: False)]
+    >>> r = JobRecord("k", "in", "out", status="running", owner="h1/b1:999@5:1000:run-1", lease_expires_at=50.0)
+    >>> [s.reason for s in find_stale_jobs([r], 10.0, this_host="h1", this_boot="b1", process_start=lambda p: None)]
     ['run worker 999 on h1 is gone']
-    >>> [s.reason for s in find_stale_jobs([r], 60.0, this_host="h2", pid_alive=lambda pid: True)]
-    ['lease expired 10 s ago']
+    >>> find_stale_jobs([r], 10.0, this_host="h1", this_boot="b1", process_start=lambda p: 5)
+    []
+    >>> [s.reason for s in find_stale_jobs([r], 10.0, this_host="h1", this_boot="b1", process_start=lambda p: 6)]
+    ['run worker 999 on h1 is gone (its pid now belongs to another process)']
+    >>> find_stale_jobs([r], 10.0, this_host="h1", this_boot="OTHER", process_start=lambda p: None)
+    []
+    >>> find_stale_jobs([r], 70.0, this_host="h2", process_start=lambda p: 5)
+    []
+    >>> [s.reason for s in find_stale_jobs([r], 90.0, this_host="h2", process_start=lambda p: 5)]
+    ['lease expired 40 s ago']
     """
     out = []
     for rec in running:
         if rec.status != "running":
             continue
-        host, worker_pid, _step_pid, run_id = parse_owner(rec.owner)
-        if rec.lease_expires_at and rec.lease_expires_at < now:
-            out.append(StaleJob(rec.job_id, f"lease expired {now - rec.lease_expires_at:.0f} s ago", run_id))
-        elif host == this_host and worker_pid and not pid_alive(worker_pid):
-            out.append(StaleJob(rec.job_id, f"run worker {worker_pid} on {host} is gone", run_id))
+        who = parse_owner(rec.owner)
+        same_host = who.host == this_host and (who.boot is None or not this_boot or who.boot == this_boot)
+        if rec.lease_expires_at and rec.lease_expires_at + skew_s < now:
+            out.append(StaleJob(rec.job_id, f"lease expired {now - rec.lease_expires_at:.0f} s ago", who.run_id))
+        elif same_host and who.worker_pid:
+            started = process_start(who.worker_pid)
+            if started is None:
+                out.append(StaleJob(rec.job_id, f"run worker {who.worker_pid} on {who.host} is gone", who.run_id))
+            elif who.worker_start is not None and started != who.worker_start:
+                out.append(StaleJob(rec.job_id, f"run worker {who.worker_pid} on {who.host} is gone "
+                                                "(its pid now belongs to another process)", who.run_id))
     return out
-
-
-def parse_owner(owner: str | None) -> tuple[str | None, int | None, int | None, str | None]:
-    """``host:run_worker_pid:step_pid:run_id`` -> its parts (None where absent).
-
-    >>> parse_owner("h:1:2:abc"), parse_owner("laptop:42")
-    (('h', 1, 2, 'abc'), ('laptop', 42, None, None))
-    """
-    host, worker, step, run_id = ((owner or "").split(":", 3) + ["", "", "", ""])[:4]
-
-    def pid(text: str) -> int | None:
-        return int(text) if text.isdigit() else None
-
-    return host or None, pid(worker), pid(step), run_id or None
 
 
 def job_record_for(obj: UploadedObject, *, input_uri: str, output_uri: str, now: float,

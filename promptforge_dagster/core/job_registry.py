@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-STATUSES = ("queued", "running", "succeeded", "failed", "rejected")
+STATUSES = ("queued", "running", "succeeded", "failed", "rejected", "cancelled")
+# Where a job rests once its run has ended: nothing stays queued or running after that.
+TERMINAL = ("succeeded", "failed", "rejected", "cancelled")
 
 
 class LeaseLost(Exception):
@@ -70,8 +72,14 @@ class JobRegistry(Protocol):
 
     def get(self, job_id: str) -> JobRecord | None: ...
 
-    def list(self, status: str | None = None, limit: int = 100) -> list[JobRecord]:
-        """Jobs, oldest first, optionally of one status."""
+    def get_many(self, job_ids: list[str]) -> dict[str, JobRecord]:
+        """The records that exist among ``job_ids``, in batched reads (the sensor's listing)."""
+
+    def list(self, status: str | None = None, limit: int = 100, *, newest_first: bool = False,
+             before: tuple[float, str] | None = None) -> list[JobRecord]:
+        """Jobs, oldest first (or newest first, and then only those that sort after
+        ``before``, the ``(created_at, job_id)`` of the previous page's last record: the
+        next page), optionally of one status."""
 
     def acquire(self, job_id: str, owner: str, now: float, ttl_s: float, *, steal: bool = False) -> Lease:
         """Own the job under a new epoch. Raises :class:`LeaseHeld` if another owner's
@@ -83,6 +91,10 @@ class JobRegistry(Protocol):
     def finish(self, lease: Lease, now: float, status: str, counters: dict[str, int] | None = None,
                message: str | None = None) -> None:
         """Record the outcome and release the lease; :class:`LeaseLost` if it was lost."""
+
+    def settle(self, job_id: str, now: float, status: str, message: str | None = None, *,
+               run_id: str | None = None) -> bool:
+        """End a job no live attempt holds (see :func:`settle_record`); True if it changed."""
 
     def lane(self, lane: str) -> LaneRecord | None:
         """The shared record of a lane, if any job has published one."""
@@ -150,6 +162,35 @@ def finish_record(rec: JobRecord, now: float, status: str, counters: dict[str, i
         rec.counters = dict(counters)
 
 
+def page_key(rec: JobRecord) -> tuple[float, str]:
+    """Where the next newest-first page starts: after this record (ties on time broken by id)."""
+    return rec.created_at, rec.job_id
+
+
+def settle_record(rec: JobRecord, now: float, status: str, message: str | None, run_id: str | None) -> bool:
+    """Record a terminal ``status`` for a job that no live attempt holds: one still queued
+    (it failed before taking its lease), one whose lease expired, or, given ``run_id``,
+    one held by that run (which has ended). Never overrides a terminal status or a live
+    lease of another run. True if the record changed.
+
+    >>> rec = JobRecord("j", "in", "out")
+    >>> settle_record(rec, 5.0, "rejected", "not JSONL", None), rec.status
+    (True, 'rejected')
+    >>> settle_record(rec, 6.0, "failed", "x", None)
+    False
+    >>> live = JobRecord("k", "in", "out", status="running", owner="h:1:2:run-b", lease_expires_at=100.0)
+    >>> settle_record(live, 50.0, "cancelled", None, run_id="run-a"), settle_record(live, 50.0, "cancelled", None, "run-b")
+    (False, True)
+    """
+    if status not in TERMINAL or rec.status in TERMINAL:
+        return False
+    held = rec.status == "running" and rec.owner is not None and rec.lease_expires_at > now
+    if held and not (run_id and rec.owner.endswith(f":{run_id}")):
+        return False
+    finish_record(rec, now, status, None, message)
+    return True
+
+
 def join_lane(rec: LaneRecord, job_id: str, now: float, ttl_s: float, state: dict[str, Any] | None) -> None:
     """Renew ``job_id``'s membership, drop expired members, store ``state`` if given."""
     rec.members = {**rec.active(now), job_id: now + ttl_s}
@@ -162,7 +203,7 @@ def validate_status(status: str) -> str:
     >>> validate_status("paused")
     Traceback (most recent call last):
     ...
-    ValueError: unknown job status 'paused' (one of queued, running, succeeded, failed, rejected)
+    ValueError: unknown job status 'paused' (one of queued, running, succeeded, failed, rejected, cancelled)
     """
     if status not in STATUSES:
         raise ValueError(f"unknown job status {status!r} (one of {', '.join(STATUSES)})")

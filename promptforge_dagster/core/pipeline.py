@@ -33,7 +33,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from pyroaring import BitMap
 
 from promptforge_dagster.core.commit import low_water
-from promptforge_dagster.core.errors import (
+from promptforge_dagster.core.job.errors import (
     INVALID_REQUEST, MISSING_CREDENTIALS, PROVIDER_ERROR, RATE_LIMITED, RETRIES_EXHAUSTED,
 )
 from promptforge_dagster.core.formats import BadLine, LineParser, PromptRequest
@@ -55,8 +55,8 @@ class Pipeline:
     """Runs one job attempt over ``lines`` and returns its :class:`JobStats`.
 
     ``lines(position)`` opens the input at a read position; ``done`` holds ordinals an
-    earlier attempt already wrote (they are skipped); ``duplicates`` maps duplicate
-    lines to the line of their first occurrence; ``write_part`` durably writes a list of
+    earlier attempt already wrote (they are skipped); ``duplicates`` holds the ordinals
+    of lines whose id an earlier line has; ``write_part`` durably writes a list of
     envelopes (called off the event loop, one call per part).
     """
 
@@ -72,7 +72,7 @@ class Pipeline:
         config: PipelineConfig | None = None,
         start: ReadPosition = ReadPosition(),
         done: BitMap | None = None,
-        duplicates: dict[int, int] | None = None,
+        duplicates: BitMap | None = None,
         stats: JobStats | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -95,7 +95,7 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self._start = start
         self._done = done if done is not None else BitMap()
-        self._duplicates = duplicates or {}
+        self._duplicates = duplicates if duplicates is not None else BitMap()
         self.stats = stats or JobStats()
         self._clock = clock
         self._wall = wall_clock
@@ -141,7 +141,7 @@ class Pipeline:
                 self._lines_seen += 1
                 item = self._parser.parse(
                     line.data, line.ordinal, line.line_no, line.offset,
-                    length=line.length, duplicate_of=self._duplicates.get(line.ordinal),
+                    length=line.length, duplicate=line.ordinal in self._duplicates,
                 )
                 self._pending[line.ordinal] = self._cursor
                 if isinstance(item, BadLine):
@@ -224,7 +224,13 @@ class Pipeline:
         if not self._buffer:
             return
         batch, self._buffer, self._oldest = self._buffer, [], None
-        await self._offload(self._write_part, batch)
+        try:
+            await self._offload(self._write_part, batch)
+        except Exception as exc:
+            # A part that cannot be written stops the attempt at once: nothing more is sent
+            # (its results could not be kept); what was written stays, a retry resumes.
+            self.stop(f"writing results failed: {type(exc).__name__}: {exc}"[:300])
+            raise
         for env in batch:
             self._pending.pop(env.ordinal, None)
 
@@ -255,7 +261,10 @@ class Pipeline:
             if self._on_tick is not None:
                 self._on_tick(self._clock())
             if self._oldest is not None and self._clock() - self._oldest >= interval * 0.75:
-                await self.flush()
+                try:
+                    await self.flush()
+                except Exception:  # noqa: BLE001 - flush stopped the run with the cause; keep beating
+                    pass
             if self._checkpoint is not None and self._clock() - self._last_checkpoint >= self._checkpoint_interval:
                 await self.checkpoint()
             elif self._heartbeat is not None and self._clock() - self._last_heartbeat >= self._heartbeat_s:

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from promptforge_dagster.core.errors import INVALID_REQUEST, MISSING_CREDENTIALS, MODEL_NOT_ALLOWED
+from promptforge_dagster.core.job.errors import INVALID_REQUEST, MISSING_CREDENTIALS, MODEL_NOT_ALLOWED
 
 # The request body of POST /v1/chat/completions as the OpenAI API reference defines it.
 # ``metadata`` is an OpenAI field too, but LiteLLM reads it as callback configuration,

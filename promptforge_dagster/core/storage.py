@@ -48,8 +48,12 @@ class Storage(Protocol):
         """Write atomically (readers see the old or the new object, never a mix); return
         the new generation. ``if_generation_match=0`` means "only if absent"."""
 
-    def upload_file(self, path: str, local_file: str) -> None:
-        """Write a large local file to ``path`` atomically."""
+    def write_stream(self, path: str, fill: Callable[[Callable[[bytes], None]], None], *,
+                     if_generation_match: int | None = None) -> int:
+        """Write a large object from ``fill(write)`` as it is produced (no whole-object
+        staging in memory or on disk); the object appears atomically when ``fill``
+        returns, under the same precondition rule as :meth:`write_bytes`. A retry calls
+        ``fill`` again from the start. Returns the new generation."""
 
     def list(self, prefix: str) -> list[str]:
         """Paths under ``prefix``, sorted."""
@@ -79,8 +83,17 @@ def is_gcs(path: str) -> bool:
     return path.startswith("gs://")
 
 
+# A storage call keeps retrying for at most this long: half the default lease (120 s), so
+# an outage surfaces while the attempt still owns its job and can stop cleanly.
+STORAGE_RETRY_BUDGET_S = 60.0
+# Each call's own network timeout; the clients' built-in retries are off (this is the one layer).
+STORAGE_CALL_TIMEOUT_S = 30.0
+
+
 class RetryingStorage:
-    """Retries :class:`TransientStorageError` with capped, jittered exponential backoff.
+    """The one retry layer over storage: retries :class:`TransientStorageError` with
+    capped, jittered exponential backoff, for at most ``budget_s`` per call (the clients'
+    own retry policies are switched off, so an outage surfaces in bounded time).
 
     Conditional writes are safe to retry: a write that landed but whose reply was lost
     fails its retry with :class:`PreconditionFailed`, and the commit protocol reads the
@@ -95,27 +108,42 @@ class RetryingStorage:
     ...         return b"ok"
     >>> RetryingStorage(Flaky(), sleep=lambda s: None).read_bytes("p"), len(calls)
     (b'ok', 3)
+    >>> t = [0.0]
+    >>> class Down:
+    ...     def stat(self, path):
+    ...         t[0] += 20.0
+    ...         raise TransientStorageError("503")
+    >>> RetryingStorage(Down(), sleep=lambda s: None, clock=lambda: t[0], budget_s=60).stat("p")
+    Traceback (most recent call last):
+    ...
+    promptforge_dagster.core.storage.TransientStorageError: 503 (still failing after 3 tries in 60 s)
     """
 
     def __init__(self, inner: Any, *, attempts: int = 8, base_s: float = 0.2, cap_s: float = 10.0,
-                 sleep: Callable[[float], None] = time.sleep, rng: Callable[[], float] = random.random) -> None:
+                 budget_s: float = STORAGE_RETRY_BUDGET_S, sleep: Callable[[float], None] = time.sleep,
+                 rng: Callable[[], float] = random.random, clock: Callable[[], float] = time.monotonic) -> None:
         self.inner = inner
         self.attempts = attempts
         self.base_s, self.cap_s = base_s, cap_s
-        self._sleep, self._rng = sleep, rng
+        self.budget_s = budget_s
+        self._sleep, self._rng, self._clock = sleep, rng, clock
         self.retries = 0
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         fn = getattr(self.inner, name)
+        started = self._clock()
         for attempt in range(1, self.attempts + 1):
             try:
                 return fn(*args, **kwargs)
-            except TransientStorageError:
-                if attempt == self.attempts:
-                    raise
-                self.retries += 1
+            except TransientStorageError as exc:
                 cap = min(self.cap_s, self.base_s * 2 ** (attempt - 1))
-                self._sleep(cap / 2 + self._rng() * cap / 2)
+                delay = cap / 2 + self._rng() * cap / 2
+                spent = self._clock() - started
+                if attempt == self.attempts or spent + delay > self.budget_s:
+                    raise TransientStorageError(
+                        f"{exc} (still failing after {attempt} tries in {spent:.0f} s)") from exc
+                self.retries += 1
+                self._sleep(delay)
         raise AssertionError("unreachable")
 
     def stat(self, path: str) -> ObjectInfo | None:
@@ -130,8 +158,9 @@ class RetryingStorage:
     def write_bytes(self, path: str, data: bytes, *, if_generation_match: int | None = None) -> int:
         return self._call("write_bytes", path, data, if_generation_match=if_generation_match)
 
-    def upload_file(self, path: str, local_file: str) -> None:
-        return self._call("upload_file", path, local_file)
+    def write_stream(self, path: str, fill: Callable[[Callable[[bytes], None]], None], *,
+                     if_generation_match: int | None = None) -> int:
+        return self._call("write_stream", path, fill, if_generation_match=if_generation_match)
 
     def list(self, prefix: str) -> list[str]:
         return self._call("list", prefix)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from promptforge_dagster.core.checkpoint import BitsetCheckpoint, CorruptCheckpoint
-from promptforge_dagster.core.commit import CHECKPOINT_NAME
+from promptforge_dagster.core.job.layout import CHECKPOINT_NAME
 from promptforge_dagster.core.storage import Storage, join
 
 

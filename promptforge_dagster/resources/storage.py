@@ -23,6 +23,11 @@ class StorageResource(dg.ConfigurableResource):
     def outputs_share_input_bucket(self) -> bool:
         return self.inputs_root.rstrip("/") == self.root.rstrip("/")
 
+    @property
+    def is_gcs(self) -> bool:
+        """Inputs on GCS: object generations are creation times (the sensor's high-water mark)."""
+        return is_gcs(self.inputs_root)
+
     def is_output(self, name: str) -> bool:
         """Whether an object name in the input bucket lies under the output prefix."""
         return self.outputs_share_input_bucket and name.startswith(self.output_prefix.lstrip("/"))

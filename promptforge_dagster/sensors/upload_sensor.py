@@ -15,21 +15,32 @@ from promptforge_dagster.assets.batch import jobs_partitions
 from promptforge_dagster.core.job_planning import (
     UploadedObject, advance_cursor, job_key, job_record_for, output_name, plan_cursor, plan_run,
 )
-from promptforge_dagster.core.job_registry import JobRecord
+from promptforge_dagster.core.job_registry import JobRecord, page_key
 from promptforge_dagster.resources import JobRegistryResource, StorageResource
 
 
-def record_object(registry, storage: StorageResource, obj: UploadedObject, now: float) -> tuple[JobRecord, bool]:
-    """The job record of an uploaded object, and whether this call created it (once per
-    object generation; a rejected object records why)."""
-    existing = registry.get(job_key(obj))
-    if existing is not None:
-        return existing, False
-    record = job_record_for(obj, input_uri=storage.object_uri(obj.name),
-                            output_uri=storage.output_uri(output_name(job_key(obj))), now=now)
-    if registry.create(record):
-        return record, True
-    return registry.get(record.job_id) or record, False  # a receiver recorded it meanwhile
+# Queued jobs read per registry page, and pages per tick at most (a tick stays well
+# inside Dagster's 60-s sensor timeout; the next tick carries on).
+QUEUED_PAGE = 500
+MAX_QUEUED_PAGES = 20
+# Runs requested per tick at most.
+MAX_REQUESTS = 500
+
+
+def record_objects(registry, storage: StorageResource, objects: list[UploadedObject], now: float) -> list[JobRecord]:
+    """Record a job for each object that has none (one batched read for all of them, one
+    create per new object); the records created now (a rejected object records why)."""
+    keys = [job_key(obj) for obj in objects]
+    existing = registry.get_many(keys)
+    created = []
+    for obj, key in zip(objects, keys):
+        if key in existing:
+            continue
+        record = job_record_for(obj, input_uri=storage.object_uri(obj.name),
+                                output_uri=storage.output_uri(output_name(key)), now=now)
+        if registry.create(record):  # False: a receiver recorded it meanwhile
+            created.append(record)
+    return created
 
 
 def list_uploads(storage: StorageResource) -> list[UploadedObject]:
@@ -38,6 +49,30 @@ def list_uploads(storage: StorageResource) -> list[UploadedObject]:
     objects = (UploadedObject(bucket, storage.object_name(path), info.generation, info.size)
                for path, info in store.list_objects(storage.input_uri))
     return [obj for obj in objects if not storage.is_output(obj.name)]  # results never become jobs
+
+
+def new_since(objects: list[UploadedObject], doc: dict, creation_ordered: bool) -> tuple[list[UploadedObject], dict]:
+    """The objects a listing must look at, and the cursor's new high-water marks.
+
+    GCS generations are creation times (microseconds): an object created after listing
+    k-1 ended has a generation above every one listing k-1 saw. Skipping what is at or
+    below the high-water mark of *two* listings ago is therefore safe even for objects
+    created while a listing ran. Local files' generations are mtimes, which a copy can
+    preserve (``cp -p``): there every object is looked at.
+
+    >>> objs = [UploadedObject("b", f"in/{g}.jsonl", g, 1) for g in (5, 9, 12)]
+    >>> seen, doc = new_since(objs, {"hwm": [9, 10]}, creation_ordered=True)
+    >>> [o.generation for o in seen], doc["hwm"]
+    ([12], [10, 12])
+    >>> len(new_since(objs, {"hwm": [9, 10]}, creation_ordered=False)[0])
+    3
+    """
+    older, newer = (list(doc.get("hwm") or [0, 0]) + [0, 0])[:2]
+    top = max([o.generation for o in objects], default=newer)
+    doc = {**doc, "hwm": [newer, max(top, newer)]}
+    if not creation_ordered:
+        return objects, doc
+    return [o for o in objects if o.generation > older], doc
 
 
 def object_of(record: JobRecord) -> UploadedObject:
@@ -63,21 +98,28 @@ def build_upload_sensor(jobs: list, *, small_job_prompts: int, max_retries: int,
         now = time.time()
         doc = plan_cursor(context.cursor)
         if now - float(doc.get("listed_at", 0.0)) >= listing_interval_s:
-            for obj in list_uploads(storage):  # the fallback for missed events
-                rec, created = record_object(registry, storage, obj, now)
-                if created and rec.status == "rejected":  # said once, not on every tick
+            objects, doc = new_since(list_uploads(storage), doc, creation_ordered=storage.is_gcs)
+            for rec in record_objects(registry, storage, objects, now):  # the fallback for missed events
+                if rec.status == "rejected":  # said once, not on every tick
                     context.log.warning(f"not starting a run for {rec.input_uri}: {rec.message}")
             doc["listed_at"] = now
         requests, new_keys = [], []
-        for rec in registry.list(status="queued", limit=500):
-            if rec.job_id in doc["requested"]:
-                continue
-            plan = plan_run(object_of(rec), small_job_prompts=small_job_prompts, max_retries=max_retries)
-            if not context.instance.has_dynamic_partition(jobs_partitions.name, rec.job_id):
-                new_keys.append(rec.job_id)
-            requests.append(dg.RunRequest(run_key=rec.job_id, partition_key=rec.job_id,
-                                          job_name=plan.job_name, tags=plan.tags,
-                                          run_config=(run_config_for(plan) if run_config_for else None) or {}))
+        requested = set(doc["requested"])
+        before = None
+        for _ in range(MAX_QUEUED_PAGES):
+            page = registry.list(status="queued", limit=QUEUED_PAGE, newest_first=True, before=before)
+            for rec in page:
+                if rec.job_id in requested or len(requests) >= MAX_REQUESTS:
+                    continue
+                plan = plan_run(object_of(rec), small_job_prompts=small_job_prompts, max_retries=max_retries)
+                if not context.instance.has_dynamic_partition(jobs_partitions.name, rec.job_id):
+                    new_keys.append(rec.job_id)
+                requests.append(dg.RunRequest(run_key=rec.job_id, partition_key=rec.job_id,
+                                              job_name=plan.job_name, tags=plan.tags,
+                                              run_config=(run_config_for(plan) if run_config_for else None) or {}))
+            if len(page) < QUEUED_PAGE or len(requests) >= MAX_REQUESTS:
+                break
+            before = page_key(page[-1])
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=[jobs_partitions.build_add_request(new_keys)] if new_keys else [],

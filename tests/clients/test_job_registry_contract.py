@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from promptforge_dagster.clients.sqlite_registry import SQLiteRegistry
-from promptforge_dagster.core.job_registry import JobRecord, LeaseHeld, LeaseLost
+from promptforge_dagster.core.job_registry import JobRecord, LeaseHeld, LeaseLost, page_key
 
 
 @pytest.fixture(params=["sqlite", "firestore"])
@@ -99,3 +99,45 @@ def test_lanes_share_state_and_count_live_members(registry):
     # a member that stops renewing (a dead job) drops out when its membership expires
     rec = registry.publish_lane(LANE, "job-c", now=40.0, ttl_s=30, state={"ceiling_rpm": 900.0})
     assert set(rec.active(40.0)) == {"job-c"} and rec.state["ceiling_rpm"] == 900.0 and rec.updated_at == 40.0
+
+
+def test_settle_ends_jobs_no_live_attempt_holds_and_never_overrides_an_end(registry):
+    registry.create(JobRecord("queued-job", "in", "out", created_at=1.0))
+    assert registry.settle("queued-job", 5.0, "rejected", "in is not JSONL") is True
+    rec = registry.get("queued-job")
+    assert rec.status == "rejected" and rec.message == "in is not JSONL"
+    assert registry.settle("queued-job", 6.0, "failed", "later") is False  # terminal stays
+    assert registry.settle("no-such-job", 6.0, "failed") is False
+    lease = registry.acquire(JOB, "host:1:2:run-a", now=0.0, ttl_s=60)
+    assert registry.settle(JOB, 10.0, "cancelled", run_id="run-b") is False  # another run's live lease
+    assert registry.get(JOB).status == "running"
+    assert registry.settle(JOB, 10.0, "cancelled", "run cancelled", run_id="run-a") is True
+    assert registry.get(JOB).status == "cancelled"
+    registry.finish(lease, 12.0, "succeeded")  # the run's own late finish still lands (same epoch)
+    assert registry.get(JOB).status == "succeeded"
+
+
+def test_an_expired_lease_is_settled_without_naming_the_run(registry):
+    registry.acquire(JOB, "host:1:2:run-a", now=0.0, ttl_s=5)
+    assert registry.settle(JOB, 3.0, "failed", "worker died") is False  # still live
+    assert registry.settle(JOB, 6.0, "failed", "worker died") is True
+    assert registry.get(JOB).status == "failed"
+
+
+def test_get_many_and_newest_first_paging(registry):
+    for i in range(7):
+        registry.create(JobRecord(f"job-{i}", "in", "out", created_at=float(i), status="succeeded"))
+    got = registry.get_many([f"job-{i}" for i in range(0, 9, 2)] + ["missing"])
+    assert sorted(got) == ["job-0", "job-2", "job-4", "job-6"]
+    first = registry.list(status="succeeded", limit=3, newest_first=True)
+    assert [r.job_id for r in first] == ["job-6", "job-5", "job-4"]
+    second = registry.list(status="succeeded", limit=3, newest_first=True, before=page_key(first[-1]))
+    assert [r.job_id for r in second] == ["job-3", "job-2", "job-1"]
+    for i in range(5):  # created in the same instant: the id breaks the tie, no record skipped or repeated
+        registry.create(JobRecord(f"tie-{i}", "in", "out", created_at=100.0, status="queued"))
+    seen, before = [], None
+    while page := registry.list(status="queued", limit=2, newest_first=True, before=before):
+        seen += [r.job_id for r in page]
+        before = page_key(page[-1])
+    assert seen == [f"tie-{i}" for i in reversed(range(5))]
+    assert [r.job_id for r in registry.list(status="succeeded", limit=2)] == ["job-0", "job-1"]

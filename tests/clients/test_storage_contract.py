@@ -84,9 +84,32 @@ def test_list_objects_gives_size_and_generation_in_one_listing(store):
         (join(root, "in/a.jsonl"), 1, g_a), (join(root, "in/b.jsonl"), 5, g_b)]
 
 
-def test_upload_file(store, tmp_path):
+def test_write_stream_is_atomic_conditional_and_spans_chunks(store):
     s, root = store
-    local = tmp_path / "big.jsonl"
-    local.write_bytes(b"line\n" * 1000)
-    s.upload_file(join(root, "results.jsonl"), str(local))
-    assert s.read_bytes(join(root, "results.jsonl")) == b"line\n" * 1000
+    path = join(root, "results.jsonl")
+    line = b"x" * 1023 + b"\n"
+    pieces = 9 * 1024 + 7  # ~9 MiB: more than one 8 MiB resumable chunk on GCS
+
+    def fill(write):
+        for _ in range(pieces):
+            write(line)
+
+    gen = s.write_stream(path, fill, if_generation_match=0)
+    info = s.stat(path)
+    assert info.size == len(line) * pieces and info.generation == gen
+    assert s.read_range(path, len(line) * 5000, len(line)) == line
+    with pytest.raises(PreconditionFailed):  # create-only, and it exists
+        s.write_stream(path, lambda write: write(b"other\n"), if_generation_match=0)
+    with pytest.raises(PreconditionFailed):  # a stale generation
+        s.write_stream(path, lambda write: write(b"other\n"), if_generation_match=gen + 1)
+    assert s.stat(path).size == len(line) * pieces  # neither failed write replaced it
+
+    def fail_midway(write):
+        write(b"half a result\n")
+        raise RuntimeError("producer failed")
+
+    with pytest.raises(RuntimeError):
+        s.write_stream(path, fail_midway, if_generation_match=gen)
+    assert s.stat(path).generation == gen  # a failed producer leaves the old object whole
+    new = s.write_stream(path, lambda write: write(b"v2\n"), if_generation_match=gen)
+    assert s.read_bytes(path) == b"v2\n" and new != gen

@@ -5,9 +5,14 @@ step and zombie attempts beside their successors:
   (nothing lost, nothing invented), and every ordinal before its read position is done;
 * it never re-sends a prompt whose result was durable when it opened, so re-sent
   prompts are at most those in flight or buffered at the crash;
-* an attempt that lost its lease cannot commit;
+* an attempt that lost its lease cannot commit, and its heartbeat says so;
+* the input may be replaced at any step (a new version is a new job on the same OUTPUT):
+  a resumed attempt's done set is exactly what was written *for its version*, and the
+  published results hold every ordinal exactly once, every record from that version;
 * the published results hold every ordinal exactly once.
 """
+
+import json
 
 import hypothesis.strategies as st
 from hypothesis import settings
@@ -53,7 +58,8 @@ class CommitProtocol(RuleBasedStateMachine):
     def setup(self):
         self.storage = MemoryStorage()
         self.registry = SQLiteRegistry(":memory:")
-        self.durable: set[int] = set()  # the model: ordinals in written parts
+        self.gen = 1  # the input's current version
+        self.durable_by_gen: dict[int, set[int]] = {1: set()}  # the model: ordinals in written parts
         self.attempts: list[Attempt] = []
         self.clock = 0.0
         self.n = 0
@@ -62,6 +68,10 @@ class CommitProtocol(RuleBasedStateMachine):
     def _now(self):
         self.clock += 1.0
         return self.clock
+
+    @property
+    def durable(self) -> set[int]:
+        return self.durable_by_gen.setdefault(self.gen, set())
 
     @property
     def live(self):
@@ -76,12 +86,15 @@ class CommitProtocol(RuleBasedStateMachine):
     def start_attempt(self):
         """A new attempt: after a crash, or beside a zombie that is still running."""
         self.n += 1
-        c = JobCommitter("job", OUT, self.storage, self.registry, owner=f"w{self.n}", attempt_tag=f"{self.n}")
+        # a new input version is a new job (its own lease) on the same OUTPUT
+        c = JobCommitter(f"job-g{self.gen}", OUT, self.storage, self.registry, owner=f"w{self.n}",
+                         attempt_tag=f"{self.n}", input_generation=self.gen)
         durable_before = set(self.durable)
         resume = c.open(self._now())
         assert set(resume.done) == durable_before  # nothing lost, nothing invented
         assert all(o in resume.done for o in range(resume.position.ordinal))
         a = Attempt(c, resume)
+        a.gen = self.gen
         a.durable_at_open = durable_before
         self.attempts.append(a)
 
@@ -110,8 +123,9 @@ class CommitProtocol(RuleBasedStateMachine):
     def flush(self, data):
         a = data.draw(st.sampled_from([a for a in self.live if a.buffer]))
         batch, a.buffer = a.buffer, []
-        a.c.write_part([Envelope(o, {"custom_id": f"id-{o}", "attempt": a.c.attempt}) for o in batch])
-        self.durable.update(batch)  # a zombie's parts count too: they are kept, once
+        a.c.write_part([Envelope(o, {"custom_id": f"id-{o}", "attempt": a.c.attempt, "gen": a.gen})
+                        for o in batch])
+        self.durable_by_gen.setdefault(a.gen, set()).update(batch)  # a zombie's parts count too: kept, once
         a.done.update(batch)
         for o in batch:
             a.pending.pop(o, None)
@@ -129,8 +143,28 @@ class CommitProtocol(RuleBasedStateMachine):
                 return
             raise AssertionError("an attempt that lost its lease committed a checkpoint")
         ck = a.c.commit(self._now(), position)
-        assert set(ck.done) <= self.durable
+        assert set(ck.done) <= self.durable_by_gen[a.gen]
         assert all(o in ck.done for o in range(ck.position.ordinal))
+
+    @precondition(lambda self: self.live)
+    @rule(data=st.data())
+    def heartbeat(self, data):
+        """Any phase of an attempt (scan, sending, publish) renews the lease the same way."""
+        a = data.draw(st.sampled_from(self.live))
+        same_job_newer = any(b.gen == a.gen for b in self.attempts[self.attempts.index(a) + 1:])
+        try:
+            a.c.heartbeat(self._now())
+        except LeaseLost:
+            assert same_job_newer, "the owner's heartbeat failed"
+            a.dead = True
+            return
+        assert not same_job_newer, "a superseded attempt renewed its lease"
+
+    @rule()
+    def replace_input(self):
+        """The input object is overwritten: attempts started from now on are of the new version."""
+        self.gen += 1
+        self.published = False
 
     @precondition(lambda self: self.live)
     @rule(data=st.data())
@@ -138,7 +172,7 @@ class CommitProtocol(RuleBasedStateMachine):
         """SIGKILL: in-flight requests and the unwritten buffer are gone."""
         data.draw(st.sampled_from(self.live)).dead = True
 
-    @precondition(lambda self: self.owner is not None and not self.published)
+    @precondition(lambda self: self.owner is not None and not self.published and self.owner.gen == self.gen)
     @rule()
     def finish_and_publish(self):
         a = self.owner
@@ -150,7 +184,7 @@ class CommitProtocol(RuleBasedStateMachine):
             a.cursor = o + 1
             a.buffer.append(o)
         if a.buffer:
-            a.c.write_part([Envelope(o, {"custom_id": f"id-{o}"}) for o in a.buffer])
+            a.c.write_part([Envelope(o, {"custom_id": f"id-{o}", "gen": a.gen}) for o in a.buffer])
             self.durable.update(a.buffer)
             a.buffer = []
         a.c.commit(self._now(), pos(N), status="publishing")
@@ -159,6 +193,7 @@ class CommitProtocol(RuleBasedStateMachine):
         summary = assemble(parts, N, lines.append)
         assert summary.total == N and len(lines) == N
         assert len(set(lines)) == N
+        assert all(json.loads(line)["gen"] == a.gen for line in lines)  # never another version's record
         self.published = True
         a.dead = True  # done: the attempt exits
 
@@ -169,7 +204,7 @@ class CommitProtocol(RuleBasedStateMachine):
         path = f"{OUT}/checkpoint.pfck"
         if path in self.storage.objects:
             ck = BitsetCheckpoint.decode(self.storage.read_bytes(path))
-            assert set(ck.done) <= self.durable
+            assert set(ck.done) <= self.durable_by_gen.get(ck.input_generation, set())
 
 
 CommitProtocol.TestCase.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)

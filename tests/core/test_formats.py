@@ -84,7 +84,7 @@ def test_cut_line_reports_its_true_length():
 
 
 def test_duplicate_marked_by_the_scan_is_an_error_record_named_by_line():
-    bad = parse(b'{"id": "a", "prompt": "again"}', duplicate_of=2)
+    bad = parse(b'{"id": "a", "prompt": "again"}', duplicate=True)
     assert isinstance(bad, BadLine) and bad.code == f.DUPLICATE_ID
     assert bad.custom_id == "line-5"
-    assert "'a'" in bad.message and "first on line 2" in bad.message
+    assert "'a'" in bad.message and "earlier line" in bad.message

@@ -155,7 +155,10 @@ def test_a_resume_position_past_unwritten_prompts_is_caught_by_the_sweep(tmp_pat
     storage = LocalStorage()
     registry = SQLiteRegistry(str(tmp_path / "registry.sqlite3"))
     gen = storage.stat(str(src)).generation
-    c = JobCommitter(f"{src}#{gen}", str(tmp_path / "out"), storage, registry, owner="old", input_generation=gen)
+    from promptforge_dagster.core.job import default_job_id
+
+    c = JobCommitter(default_job_id(str(src), gen, str(tmp_path / "out")), str(tmp_path / "out"), storage, registry,
+                     owner="old", input_generation=gen)
     c.open(now=0.0)
     c.write_part([Envelope(o, {"custom_id": f"r{o}", "response": {"status_code": 200}, "error": None})
                   for o in (0, 1, 2)])
@@ -190,7 +193,7 @@ class FlakyOnce:
 def test_rerun_of_failed_prompts_sends_only_those_and_replaces_their_lines(tmp_path):
     """A finished job with retryable failures is re-run: only the failed prompts are sent,
     and results.jsonl still has one line per input line, the failures replaced."""
-    from promptforge_dagster.core.errors import RETRYABLE_ERROR_CODES
+    from promptforge_dagster.core.job.errors import RETRYABLE_ERROR_CODES
 
     src = tmp_path / "in.jsonl"
     src.write_bytes(b"".join(b'{"id": "r%d", "prompt": "p"}\n' % i for i in range(12)))
@@ -201,9 +204,10 @@ def test_rerun_of_failed_prompts_sends_only_those_and_replaces_their_lines(tmp_p
                    pipeline=PipelineConfig(max_in_flight=4, max_attempts=2, backoff_base_s=0.001,
                                            backoff_cap_s=0.002))
 
-    def go(**kw):
+    def go(rerun_codes=()):
+        spec.rerun_codes = rerun_codes
         return asyncio.run(run_job(spec, input_storage=storage, output_storage=storage, provider=provider,
-                                   controller=FixedRateController(None, now=0.0), registry=registry, **kw))
+                                   controller=FixedRateController(None, now=0.0), registry=registry))
 
     first = go()
     assert first.summary["failed"] == 2 and first.summary["errors_by_code"] == {"retries_exhausted": 2}

@@ -98,7 +98,8 @@ def test_sigkill_of_the_run_worker_is_retried_and_resumes_exactly_once(dagster_d
 
     registry = SQLiteRegistry(str(pf_home / "registry.sqlite3"))
     owner = wait_for(lambda: [r.owner for r in registry.list(status="running") if r.owner], 30, "the job's owner")[0]
-    _, worker, step, run_id = parse_owner(owner)
+    who = parse_owner(owner)
+    worker, step, run_id = who.worker_pid, who.step_pid, who.run_id
     assert run_id == run.run_id and worker != step  # the step runs in a process of its own
     ppid = int(Path(f"/proc/{step}/stat").read_text().rsplit(")", 1)[1].split()[1])
     assert ppid == worker  # the step process is the run worker's child: it will outlive the kill

@@ -98,7 +98,7 @@ def test_small_job_runs_in_a_sized_run_worker_and_large_job_gets_a_sized_step_po
     assert pod["serviceAccountName"] == "promptforge-runner"
     container = pod["containers"][0]
     assert container["image"] == GKE_ENV["PROMPTFORGE_IMAGE"]
-    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "1Gi"}
     assert {"secretRef": {"name": "promptforge-provider-keys"}} in container["envFrom"]
     assert body["metadata"]["labels"]["app.kubernetes.io/name"] == "promptforge"
 

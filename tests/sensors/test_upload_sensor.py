@@ -99,3 +99,36 @@ def test_objects_under_the_output_prefix_never_become_jobs(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text('{"id": 1, "prompt": "p"}\n')
     assert [obj.name for obj in list_uploads(storage)] == ["data/a.jsonl"]
+
+
+def test_a_tick_over_twenty_thousand_objects_reads_the_registry_in_batches(tmp_path, monkeypatch):
+    """20,000 objects in the input prefix: the listing fallback reads the registry in
+    batches (no per-object read), and queued jobs are requested page by page so the
+    jobs already requested never block new ones."""
+    d, sensor, resources, inputs = setup(tmp_path)
+    line = b'{"id": "a", "prompt": "p"}\n'
+    for i in range(20_000):
+        with open(os.path.join(inputs, f"job-{i:05d}.jsonl"), "wb") as f:
+            f.write(line)
+    calls = {"get": 0, "get_many": 0, "create": 0}
+    for name in calls:
+        real = getattr(SQLiteRegistry, name)
+
+        def counted(self, *a, _real=real, _name=name, **kw):
+            calls[_name] += 1
+            return _real(self, *a, **kw)
+
+        monkeypatch.setattr(SQLiteRegistry, name, counted)
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = tick(sensor, instance, resources)
+        assert calls["get"] == 0 and calls["get_many"] == 1 and calls["create"] == 20_000
+        keys = {r.run_key for r in first.run_requests}
+        cursor = first.cursor
+        for _ in range(2):
+            nxt = tick(sensor, instance, resources, cursor=cursor)
+            new = {r.run_key for r in nxt.run_requests}
+            assert new and not (new & keys)  # the next jobs, never the ones already requested
+            keys |= new
+            cursor = nxt.cursor
+        assert calls["get"] == 0 and calls["create"] == 20_000  # later ticks create nothing, read no record alone
+    assert len(keys) == 3 * 500

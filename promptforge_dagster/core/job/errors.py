@@ -58,3 +58,27 @@ PROVIDER_ERROR = ErrorCode.PROVIDER_ERROR.value
 RATE_LIMITED = ErrorCode.RATE_LIMITED.value
 RETRIES_EXHAUSTED = ErrorCode.RETRIES_EXHAUSTED.value
 RETRYABLE_ERROR_CODES = tuple(c.value for c in ErrorCode if c.retryable)
+
+
+# -- per-job outcomes: what ends an attempt, and the status the registry records --------
+class JobFailed(Exception):
+    """The job could not complete; the message is one line naming the reason.
+
+    Everything already written stays: a rerun with the same output resumes.
+    """
+
+    status = "failed"
+
+
+class JobRejected(JobFailed):
+    """The job cannot start at all (its input is missing, replaced or not JSONL): it ends
+    ``rejected`` before taking its lease, and rerunning it gives the same answer."""
+
+    status = "rejected"
+
+
+class JobSuperseded(JobFailed):
+    """A newer attempt owns the job (this one's lease was taken over): this attempt stops
+    and records nothing; the newer one's outcome is the job's. Never worth retrying."""
+
+    status = ""
