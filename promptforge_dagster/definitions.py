@@ -12,7 +12,9 @@ import os
 import dagster as dg
 
 from promptforge_dagster.assets.batch import batch_results, batch_summary, jobs_partitions
-from promptforge_dagster.core.job_planning import LARGE_JOB, SMALL_JOB
+from promptforge_dagster.core.job_planning import (
+    LARGE_JOB, POD_EPHEMERAL_STORAGE, POD_EPHEMERAL_STORAGE_LIMIT, SMALL_JOB,
+)
 from promptforge_dagster.deployment import Deployment, deployment_from_env
 from promptforge_dagster.resources import (
     CheckpointResource, JobRegistryResource, LLMResource, RateLimiterResource, StorageResource,
@@ -43,13 +45,14 @@ def k8s_executor_config(d: Deployment) -> dict:
         "job_namespace": d.namespace,
         "service_account_name": d.service_account,
         "env_secrets": list(d.env_secrets),
-        "env_vars": ["PROMPTFORGE_DEPLOYMENT=gke", f"PROMPTFORGE_BUCKET={d.bucket_name}",
+        "env_vars": ["PROMPTFORGE_DEPLOYMENT=gke", f"PROMPTFORGE_OUTPUT_BUCKET={d.bucket_name}",
                      *([f"PROMPTFORGE_INPUT_BUCKET={d.input_root[5:]}"] if d.input_root else []),
                      f"PROMPTFORGE_PROJECT={d.project}", f"PROMPTFORGE_REGISTRY={d.registry_uri}",
                      "LITELLM_LOCAL_MODEL_COST_MAP=True"],
         "labels": {"app.kubernetes.io/name": "promptforge", "app.kubernetes.io/component": "batch-step"},
         "step_k8s_config": {"container_config": {"resources": {
-            "requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}}},
+            "requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": POD_EPHEMERAL_STORAGE},
+            "limits": {"cpu": "2", "memory": "2Gi", "ephemeral-storage": POD_EPHEMERAL_STORAGE_LIMIT}}}},
         "image_pull_policy": "IfNotPresent",
         **({"job_image": d.image} if d.image else {}),
     }

@@ -9,7 +9,7 @@ so tests pass a dict instead of patching ``os.environ``.
 >>> deployment_from_env({"PROMPTFORGE_DEPLOYMENT": "gke"})
 Traceback (most recent call last):
 ...
-ValueError: PROMPTFORGE_DEPLOYMENT=gke needs PROMPTFORGE_BUCKET (the input/output bucket)
+ValueError: PROMPTFORGE_DEPLOYMENT=gke needs PROMPTFORGE_OUTPUT_BUCKET (where results go)
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
+from promptforge_dagster import settings
 from promptforge_dagster.core.job_planning import prefixes_overlap
 
 
@@ -52,13 +53,8 @@ class Deployment:
 
 
 def _float(env: Mapping[str, str], key: str, default: float) -> float:
-    raw = env.get(key)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{key}={raw!r} is not a number") from None
+    value = settings.get_float(env, key, default)
+    return default if value is None else value
 
 
 def deployment_from_env(env: Mapping[str, str]) -> Deployment:
@@ -72,48 +68,52 @@ def deployment_from_env(env: Mapping[str, str]) -> Deployment:
 
 
 def _deployment(env: Mapping[str, str]) -> Deployment:
-    name = env.get("PROMPTFORGE_DEPLOYMENT", "local").strip().lower()
+    def get(name: str) -> str | None:
+        return settings.get(env, name)
+
+    name = (get("PROMPTFORGE_DEPLOYMENT") or "local").strip().lower()
     common = dict(
-        input_prefix=env.get("PROMPTFORGE_INPUT_PREFIX", "inputs/"),
-        output_prefix=env.get("PROMPTFORGE_OUTPUT_PREFIX", "outputs/"),
+        input_prefix=get("PROMPTFORGE_INPUT_PREFIX"),
+        output_prefix=get("PROMPTFORGE_OUTPUT_PREFIX"),
         small_job_prompts=int(_float(env, "PROMPTFORGE_SMALL_JOB_PROMPTS", 1000)),
         checkpoint_interval_s=_float(env, "PROMPTFORGE_CHECKPOINT_INTERVAL", 30.0),
         max_retries=int(_float(env, "PROMPTFORGE_MAX_RETRIES", 3)),
-        allow_models=tuple(p.strip() for p in env.get("PROMPTFORGE_ALLOW_MODELS", "").split(",") if p.strip()),
+        allow_models=tuple(p.strip() for p in (get("PROMPTFORGE_ALLOW_MODELS") or "").split(",") if p.strip()),
     )
     if name == "local":
-        home = env.get("PROMPTFORGE_HOME") or os.path.join(os.path.expanduser("~"), ".promptforge")
+        home = settings.home(env)
         return Deployment(
             name="local", bucket_root=os.path.join(home, "bucket"), bucket_name="local-bucket",
             registry_uri=f"sqlite://{os.path.join(home, 'registry.sqlite3')}",
-            model=env.get("PROMPTFORGE_MODEL", "openai/sim-model"),
-            api_base=env.get("PROMPTFORGE_API_BASE", "simulator"),
+            model=get("PROMPTFORGE_MODEL") or "openai/sim-model",
+            api_base=get("PROMPTFORGE_API_BASE") or "simulator",
             simulator_rpm=_float(env, "PROMPTFORGE_SIMULATOR_RPM", 3000.0),
             lease_ttl_s=_float(env, "PROMPTFORGE_LEASE_TTL", 20.0),
             heartbeat_s=_float(env, "PROMPTFORGE_HEARTBEAT", 2.0),
             **common,
         )
     if name == "gke":
-        bucket = env.get("PROMPTFORGE_BUCKET")
+        bucket = get("PROMPTFORGE_OUTPUT_BUCKET")
         if not bucket:
-            raise ValueError("PROMPTFORGE_DEPLOYMENT=gke needs PROMPTFORGE_BUCKET (the input/output bucket)")
-        project = env.get("PROMPTFORGE_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT")
+            raise ValueError("PROMPTFORGE_DEPLOYMENT=gke needs PROMPTFORGE_OUTPUT_BUCKET (where results go)")
+        project = get("PROMPTFORGE_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT")
         if not project:
             raise ValueError("PROMPTFORGE_DEPLOYMENT=gke needs PROMPTFORGE_PROJECT (for the Firestore job registry)")
+        input_bucket = get("PROMPTFORGE_INPUT_BUCKET")
         return Deployment(
             name="gke", bucket_root=f"gs://{bucket}", bucket_name=bucket,
-            registry_uri=env.get("PROMPTFORGE_REGISTRY", f"firestore://{project}"),
-            model=env.get("PROMPTFORGE_MODEL", "openai/gpt-4o-mini"),
-            api_base=env.get("PROMPTFORGE_API_BASE") or None,
+            registry_uri=get("PROMPTFORGE_REGISTRY") or f"firestore://{project}",
+            model=get("PROMPTFORGE_MODEL") or "openai/gpt-4o-mini",
+            api_base=get("PROMPTFORGE_API_BASE"),
             simulator_rpm=0.0,
             lease_ttl_s=_float(env, "PROMPTFORGE_LEASE_TTL", 120.0),
             heartbeat_s=_float(env, "PROMPTFORGE_HEARTBEAT", 10.0),
             project=project,
-            input_root=f"gs://{env['PROMPTFORGE_INPUT_BUCKET']}" if env.get("PROMPTFORGE_INPUT_BUCKET") else None,
-            image=env.get("PROMPTFORGE_IMAGE"),
-            namespace=env.get("PROMPTFORGE_NAMESPACE", "dagster"),
-            service_account=env.get("PROMPTFORGE_SERVICE_ACCOUNT", "promptforge-runner"),
-            env_secrets=tuple(s for s in env.get("PROMPTFORGE_ENV_SECRETS", "promptforge-provider-keys").split(",") if s),
+            input_root=f"gs://{input_bucket}" if input_bucket and input_bucket != bucket else None,
+            image=get("PROMPTFORGE_IMAGE"),
+            namespace=get("PROMPTFORGE_NAMESPACE"),
+            service_account=get("PROMPTFORGE_SERVICE_ACCOUNT"),
+            env_secrets=tuple(s for s in (get("PROMPTFORGE_ENV_SECRETS") or "").split(",") if s),
             **common,
         )
     raise ValueError(f"PROMPTFORGE_DEPLOYMENT={name!r}: use local or gke")

@@ -36,12 +36,14 @@ def otlp_configured(env=os.environ) -> bool:
 def meter_provider(readers: Iterable[MetricReader] | None = None, env=os.environ) -> MeterProvider | None:
     """A provider with the given readers, plus OTLP/HTTP when the environment asks for it."""
     readers = list(readers or [])
-    port = env.get("PROMPTFORGE_PROMETHEUS_PORT")
+    from promptforge_dagster import settings
+
+    port = settings.get(env, "PROMPTFORGE_PROMETHEUS_PORT")
     if port:  # locally: a scrape endpoint on loopback, http://127.0.0.1:PORT/metrics
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import start_http_server
 
-        start_http_server(int(port), addr=env.get("PROMPTFORGE_PROMETHEUS_HOST", "127.0.0.1"))
+        start_http_server(int(port), addr=settings.get(env, "PROMPTFORGE_PROMETHEUS_HOST"))
         readers.append(PrometheusMetricReader())
     if otlp_configured(env):
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter

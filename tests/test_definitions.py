@@ -10,7 +10,7 @@ from promptforge_dagster.definitions import build_definitions
 from promptforge_dagster.deployment import deployment_from_env
 from tests.conftest import ROOT
 
-GKE_ENV = {"PROMPTFORGE_DEPLOYMENT": "gke", "PROMPTFORGE_BUCKET": "pf-bucket", "PROMPTFORGE_PROJECT": "pf-proj",
+GKE_ENV = {"PROMPTFORGE_DEPLOYMENT": "gke", "PROMPTFORGE_OUTPUT_BUCKET": "pf-bucket", "PROMPTFORGE_PROJECT": "pf-proj",
            "PROMPTFORGE_IMAGE": "europe-docker.pkg.dev/pf-proj/pf/promptforge:1"}
 
 
@@ -43,7 +43,7 @@ def test_assets_checks_jobs_and_resources(env, tmp_path):
 
 def test_deployment_errors_name_what_is_missing():
     with pytest.raises(ValueError, match="PROMPTFORGE_PROJECT"):
-        deployment_from_env({"PROMPTFORGE_DEPLOYMENT": "gke", "PROMPTFORGE_BUCKET": "b"})
+        deployment_from_env({"PROMPTFORGE_DEPLOYMENT": "gke", "PROMPTFORGE_OUTPUT_BUCKET": "b"})
     with pytest.raises(ValueError, match="use local or gke"):
         deployment_from_env({"PROMPTFORGE_DEPLOYMENT": "mars"})
     with pytest.raises(ValueError, match="PROMPTFORGE_LEASE_TTL"):

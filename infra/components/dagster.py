@@ -43,7 +43,7 @@ def kubeconfig(cluster) -> pulumi.Output[str]:
 
 def helm_values(cfg: StackConfig, control_plane_email, runner_ksa: str) -> dict:
     repository, _, tag = cfg.image.rpartition(":")
-    env = {"PROMPTFORGE_DEPLOYMENT": "gke", "PROMPTFORGE_BUCKET": cfg.output_bucket,
+    env = {"PROMPTFORGE_DEPLOYMENT": "gke", "PROMPTFORGE_OUTPUT_BUCKET": cfg.output_bucket,
            "PROMPTFORGE_INPUT_BUCKET": cfg.input_bucket,
            "PROMPTFORGE_PROJECT": cfg.project, "PROMPTFORGE_IMAGE": cfg.image,
            "PROMPTFORGE_NAMESPACE": cfg.dagster_namespace, "PROMPTFORGE_SERVICE_ACCOUNT": runner_ksa,

@@ -23,7 +23,7 @@ class Events(pulumi.ComponentResource):
         project_number = gcp.organizations.get_project_output(project_id=cfg.project).number
         audience = project_number.apply(lambda n: f"https://{service_name}-{n}.{cfg.region}.run.app")
         env = [gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=k, value=v) for k, v in {
-            "PROMPTFORGE_BUCKET": cfg.input_bucket, "PROMPTFORGE_INPUT_PREFIX": cfg.input_prefix,
+            "PROMPTFORGE_INPUT_BUCKET": cfg.input_bucket, "PROMPTFORGE_INPUT_PREFIX": cfg.input_prefix,
             "PROMPTFORGE_OUTPUT_PREFIX": cfg.output_prefix, "PROMPTFORGE_OUTPUT_ROOT": f"gs://{cfg.output_bucket}",
             "PROMPTFORGE_REGISTRY": f"firestore://{cfg.project}", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             # the receiver verifies every request: this audience, signed for the trigger's account only

@@ -8,8 +8,9 @@ from promptforge_dagster.core.job_registry import JobRegistry
 
 
 def default_registry_path() -> str:
-    home = os.environ.get("PROMPTFORGE_HOME") or os.path.join(os.path.expanduser("~"), ".promptforge")
-    return os.path.join(home, "registry.sqlite3")
+    from promptforge_dagster import settings
+
+    return os.path.join(settings.home(os.environ), "registry.sqlite3")
 
 
 def registry_for(uri: str | None) -> JobRegistry:

@@ -100,7 +100,7 @@ def test_trigger_filters_the_input_bucket_and_delivers_to_the_receiver(stack):
     assert trigger["destination"]["cloudRunService"]["service"] == receiver["name"]
     assert trigger["serviceAccount"] == email("eventarc").split(":", 1)[1]
     env = {e["name"]: e["value"] for e in receiver["template"]["containers"][0]["envs"]}
-    assert env["PROMPTFORGE_BUCKET"] == CFG.input_bucket and env["PROMPTFORGE_REGISTRY"] == "firestore://proj"
+    assert env["PROMPTFORGE_INPUT_BUCKET"] == CFG.input_bucket and env["PROMPTFORGE_REGISTRY"] == "firestore://proj"
 
 
 def test_the_receiver_verifies_tokens_for_its_own_url_signed_by_the_trigger_only(stack):
@@ -191,7 +191,7 @@ def test_run_pods_use_workload_identity_and_the_chart_is_configured(stack):
     assert release["version"] == CFG.dagster_chart_version
     code = values["dagster-user-deployments"]["deployments"][0]
     env = {e["name"]: e["value"] for e in code["env"]}
-    assert env["PROMPTFORGE_BUCKET"] == CFG.output_bucket and env["PROMPTFORGE_INPUT_BUCKET"] == CFG.input_bucket
+    assert env["PROMPTFORGE_OUTPUT_BUCKET"] == CFG.output_bucket and env["PROMPTFORGE_INPUT_BUCKET"] == CFG.input_bucket
     assert code["dagsterApiGrpcArgs"] == ["-m", "promptforge_dagster.definitions"]
     cluster = one("gcp:container/cluster:Cluster")
     assert cluster["enableAutopilot"] is True

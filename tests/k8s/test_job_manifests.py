@@ -23,7 +23,7 @@ from promptforge_dagster.definitions import build_definitions
 from promptforge_dagster.deployment import deployment_from_env
 from promptforge_dagster.resources import JobRegistryResource, StorageResource
 
-GKE_ENV = {"PROMPTFORGE_DEPLOYMENT": "gke", "PROMPTFORGE_BUCKET": "pf-bucket", "PROMPTFORGE_PROJECT": "pf-proj",
+GKE_ENV = {"PROMPTFORGE_DEPLOYMENT": "gke", "PROMPTFORGE_OUTPUT_BUCKET": "pf-bucket", "PROMPTFORGE_PROJECT": "pf-proj",
            "PROMPTFORGE_IMAGE": "europe-docker.pkg.dev/pf-proj/promptforge/promptforge:1.0"}
 
 
@@ -119,7 +119,7 @@ def test_small_job_runs_in_a_sized_run_worker_and_large_job_gets_a_sized_step_po
     assert container["resources"]["limits"]["memory"] == "2Gi"
     assert body["metadata"]["labels"]["app.kubernetes.io/component"] == "batch-step"
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["PROMPTFORGE_DEPLOYMENT"] == "gke" and env["PROMPTFORGE_BUCKET"] == "pf-bucket"
+    assert env["PROMPTFORGE_DEPLOYMENT"] == "gke" and env["PROMPTFORGE_OUTPUT_BUCKET"] == "pf-bucket"
     assert env["PROMPTFORGE_REGISTRY"] == "firestore://pf-proj"
     assert not any("sk-" in (v or "") for v in env.values())  # keys come from the secret, never inline
 

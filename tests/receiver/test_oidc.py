@@ -124,7 +124,7 @@ def test_the_receiver_fails_closed():
 def test_the_receiver_will_not_start_without_verification_unless_told_insecure(monkeypatch, capsys):
     from promptforge_dagster.receiver.__main__ import main
 
-    monkeypatch.setenv("PROMPTFORGE_BUCKET", BUCKET)
+    monkeypatch.setenv("PROMPTFORGE_INPUT_BUCKET", BUCKET)
     for var in ("RECEIVER_AUDIENCE", "RECEIVER_ALLOWED_EMAILS", "RECEIVER_INSECURE"):
         monkeypatch.delenv(var, raising=False)
     assert main(["--port", "0"]) == 2 and "RECEIVER_AUDIENCE" in capsys.readouterr().err

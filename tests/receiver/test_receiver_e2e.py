@@ -34,7 +34,7 @@ def test_eventarc_event_to_job_to_run_request(firestore_env, gcs_env, gcs_bucket
     blob.upload_from_string("".join(json.dumps({"id": f"r{i}", "prompt": "p"}) + "\n" for i in range(50)))
     blob.reload()
     port = free_port()
-    env = {**os.environ, "PROMPTFORGE_BUCKET": gcs_bucket, "PROMPTFORGE_REGISTRY": f"firestore://{project}",
+    env = {**os.environ, "PROMPTFORGE_INPUT_BUCKET": gcs_bucket, "PROMPTFORGE_REGISTRY": f"firestore://{project}",
            "RECEIVER_INSECURE": "1"}  # OIDC is tested in test_oidc.py; here the path to a run request
     proc = subprocess.Popen([sys.executable, "-m", "promptforge_dagster.receiver", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -64,7 +64,7 @@ def test_eventarc_event_to_job_to_run_request(firestore_env, gcs_env, gcs_bucket
     rec = registry.get(key)
     assert rec.status == "queued" and rec.input_uri == f"gs://{gcs_bucket}/inputs/batch.jsonl"
 
-    d = deployment_from_env({"PROMPTFORGE_DEPLOYMENT": "gke", "PROMPTFORGE_BUCKET": gcs_bucket,
+    d = deployment_from_env({"PROMPTFORGE_DEPLOYMENT": "gke", "PROMPTFORGE_OUTPUT_BUCKET": gcs_bucket,
                              "PROMPTFORGE_PROJECT": project})
     sensor = build_definitions(d).get_repository_def().get_sensor_def("upload_sensor")
     resources = {"storage": StorageResource(root=f"gs://{gcs_bucket}"),
