@@ -42,5 +42,8 @@ class MemoryStorage:
     def list_objects(self, prefix):
         return [(p, self.stat(p)) for p in self.list(prefix)]
 
+    def mark_finished(self, paths, when):
+        self.finished = {**getattr(self, "finished", {}), **{p: when for p in paths}}
+
     def delete(self, path):
         self.objects.pop(path, None)

@@ -17,11 +17,21 @@ def _bucket(name: str, bucket_name: str, cfg: StackConfig, rules: list, opts: pu
         force_destroy=False, opts=opts)
 
 
-def _delete(age: int, *, prefixes: list[str] | None = None, suffixes: list[str] | None = None):
+def _delete(age: int | None = None, *, prefixes: list[str] | None = None, suffixes: list[str] | None = None,
+            days_since_custom_time: int | None = None):
     return gcp.storage.BucketLifecycleRuleArgs(
         action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-        condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=age, matches_prefixes=prefixes,
-                                                               matches_suffixes=suffixes))
+        condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+            age=age, matches_prefixes=prefixes, matches_suffixes=suffixes,
+            days_since_custom_time=days_since_custom_time))
+
+
+# A job's working state (core/job/layout.py): never deleted by age alone. An attempt that
+# publishes stamps these objects' Custom-Time; the rule counts days from that stamp, so the
+# state of a job that has not published (failed, paused, waiting for a rerun) is kept.
+WORKING_STATE_SUFFIXES = [".pfck", "/scan.json", ".part.jsonl"]
+# What a job publishes: deleted by age after the output retention.
+PUBLISHED_SUFFIXES = ["/results.jsonl", "/summary.json", "/rate.png"]
 
 
 class Storage(pulumi.ComponentResource):
@@ -34,9 +44,8 @@ class Storage(pulumi.ComponentResource):
         self.input_bucket = _bucket(f"{name}-inputs", cfg.input_bucket, cfg,
                                     [_delete(cfg.output_retention_days, prefixes=[cfg.input_prefix])], child)
         self.output_bucket = _bucket(f"{name}-outputs", cfg.output_bucket, cfg, [
-            # checkpoints, duplicate scans and result parts are working state: gone after the retention
-            _delete(cfg.checkpoint_retention_days, suffixes=[".pfck", "/scan.json", ".part.jsonl"]),
-            _delete(cfg.output_retention_days, prefixes=[cfg.output_prefix]),
+            _delete(days_since_custom_time=cfg.checkpoint_retention_days, suffixes=WORKING_STATE_SUFFIXES),
+            _delete(cfg.output_retention_days, prefixes=[cfg.output_prefix], suffixes=PUBLISHED_SUFFIXES),
         ], child)
 
         def grant(key: str, bucket: gcp.storage.Bucket, role: str, sa) -> None:

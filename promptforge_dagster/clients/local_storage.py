@@ -117,6 +117,9 @@ class LocalStorage:
         except FileNotFoundError:
             pass
 
+    def mark_finished(self, paths: list[str], when: float) -> None:
+        """Local folders have no lifecycle rules: nothing is ever deleted behind a job's back."""
+
     @contextmanager
     def _guard(self, path: str, if_generation_match: int | None):
         if if_generation_match is None:

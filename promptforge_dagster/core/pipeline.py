@@ -33,6 +33,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from pyroaring import BitMap
 
 from promptforge_dagster.core.commit import low_water
+from promptforge_dagster.core.job_registry import LeaseLost
 from promptforge_dagster.core.job.errors import (
     INVALID_REQUEST, MISSING_CREDENTIALS, PROVIDER_ERROR, RATE_LIMITED, RETRIES_EXHAUSTED,
 )
@@ -199,8 +200,11 @@ class Pipeline:
             self._last_checkpoint = self._clock()
             try:
                 await self._offload(self._checkpoint, position)
-            except Exception as exc:  # noqa: BLE001 - any failed commit ends this attempt
+            except LeaseLost as exc:  # a newer attempt owns the job: this one stops
                 self.stop(f"checkpoint failed: {exc}")
+            except Exception as exc:  # noqa: BLE001 - transient (registry or storage): the next commit tries again
+                self.stats.commit_errors += 1
+                self.stats.last_commit_error = f"{type(exc).__name__}: {exc}"[:300]
 
     def _task_done(self, task: asyncio.Task) -> None:
         # A bug in a request's task must not drop its prompt silently: stop the job with

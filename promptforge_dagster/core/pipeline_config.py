@@ -66,6 +66,8 @@ class JobStats:
     started_at: float = 0.0
     finished_at: float | None = None
     fatal: str | None = None
+    commit_errors: int = 0  # checkpoint commits that failed for a transient reason (the next one retries)
+    last_commit_error: str | None = None
     errors_by_code: dict[str, int] = field(default_factory=dict)
 
     @property

@@ -65,6 +65,12 @@ class Storage(Protocol):
     def delete(self, path: str) -> None:
         """Remove ``path``; absent is fine."""
 
+    def mark_finished(self, paths: list[str], when: float) -> None:
+        """Stamp objects as finished working state (a published job's parts, checkpoint,
+        scan): GCS sets their Custom-Time, which the bucket's lifecycle rule counts from.
+        Objects never stamped (a job that has not published) are never deleted by it.
+        Local storage has no lifecycle: nothing to stamp."""
+
 
 def join(base: str, *names: str) -> str:
     """Join a location and names with single slashes."""
@@ -170,3 +176,6 @@ class RetryingStorage:
 
     def delete(self, path: str) -> None:
         return self._call("delete", path)
+
+    def mark_finished(self, paths: list[str], when: float) -> None:
+        return self._call("mark_finished", paths, when)

@@ -297,3 +297,54 @@ def test_the_cli_default_job_id_names_the_output_so_two_outputs_never_fence_each
     ids = {r.summary["job_id"] for r in results}
     assert len(ids) == 2 and all(r.summary["succeeded"] == 10 for r in results)
     assert all(json.loads((tmp_path / o / "summary.json").read_text())["epoch"] == 1 for o in ("a", "b"))
+
+
+def test_a_transient_registry_outage_during_commits_does_not_stop_the_attempt(tmp_path):
+    """Checkpoint commits that fail for a transient reason (the registry is briefly down)
+    are tried again at the next interval; the job completes, exactly once."""
+    src = write_input(tmp_path, 1500)
+
+    class Slow(Echo):
+        async def complete(self, request):
+            await asyncio.sleep(0.004)
+            return await super().complete(request)
+
+    attempt, registry = make(tmp_path, src, provider=Slow(), checkpoint_interval_s=0.05)
+    attempt.sleep = lambda s: None
+    real_renew = registry.renew
+    failures = {"left": 3}
+
+    def flaky_renew(lease, now, ttl_s, counters=None):
+        if counters is not None and failures["left"]:  # commits report counters; heartbeats do not
+            failures["left"] -= 1
+            raise ConnectionError("503 Service Unavailable")
+        return real_renew(lease, now, ttl_s, counters)
+
+    registry.renew = flaky_renew
+    result = asyncio.run(run_attempt(attempt))
+    assert failures["left"] == 0 and attempt.stats.commit_errors >= 1
+    assert result.summary["succeeded"] == 1500 and registry.get(JOB).status == "succeeded"
+    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    assert sorted(json.loads(l)["custom_id"] for l in lines) == sorted(f"r{i}" for i in range(1500))
+
+
+def test_working_state_is_marked_finished_only_once_published(tmp_path):
+    marked = []
+
+    class Recording(FailingParts):
+        def mark_finished(self, paths, when):
+            marked.extend(paths)
+
+    src = write_input(tmp_path, 40)
+    failing = Recording()
+    attempt, registry = make(tmp_path, src, storage=failing)
+    with pytest.raises(JobFailed):
+        asyncio.run(run_attempt(attempt))
+    assert marked == []  # a job that failed before publishing: nothing may age out
+    failing.part_writes = -10_000  # the disk is back
+    attempt, _ = make(tmp_path, src, storage=failing, registry=registry)
+    asyncio.run(run_attempt(attempt))
+    out = str(tmp_path / "out")
+    assert f"{out}/checkpoint.pfck" in marked and f"{out}/scan.json" in marked
+    parts = [p for p in marked if p.endswith(".part.jsonl")]
+    assert parts and all(p.startswith(f"{out}/parts/g") for p in parts)

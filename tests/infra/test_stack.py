@@ -195,3 +195,18 @@ def test_run_pods_use_workload_identity_and_the_chart_is_configured(stack):
     assert code["dagsterApiGrpcArgs"] == ["-m", "promptforge_dagster.definitions"]
     cluster = one("gcp:container/cluster:Cluster")
     assert cluster["enableAutopilot"] is True
+
+
+def test_lifecycle_rules_never_delete_the_working_state_of_a_job_that_has_not_published(stack):
+    """Working state (parts, checkpoint, scan) ages out only from the Custom-Time an attempt
+    stamps when it publishes; the age rule covers only what a job publishes."""
+    out = one("gcp:storage/bucket:Bucket", "outputs")
+    rules = out["lifecycleRules"]
+    working = [r for r in rules if ".part.jsonl" in (r["condition"].get("matchesSuffixes") or [])]
+    assert len(working) == 1
+    cond = working[0]["condition"]
+    assert cond.get("daysSinceCustomTime") == CFG.checkpoint_retention_days and not cond.get("age")
+    for rule in rules:
+        if rule["condition"].get("age"):
+            suffixes = rule["condition"].get("matchesSuffixes") or []
+            assert suffixes and not any(s in suffixes for s in (".pfck", "/scan.json", ".part.jsonl")), rule

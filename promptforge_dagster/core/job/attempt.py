@@ -41,7 +41,7 @@ from promptforge_dagster.core.input_scan import SNIFF_BYTES, InputIndex, scan_in
 from promptforge_dagster.core.job.errors import (
     RETRYABLE_ERROR_CODES, JobFailed, JobRejected, JobSuperseded,
 )
-from promptforge_dagster.core.job.heartbeat import Heartbeat, LeaseUnrenewable
+from promptforge_dagster.core.job.heartbeat import EXPIRY_MARGIN_S, Heartbeat, LeaseUnrenewable
 from promptforge_dagster.core.job.hooks import JobHooks
 from promptforge_dagster.core.job.layout import OutputLayout
 from promptforge_dagster.core.job_registry import JobRegistry, LeaseHeld, LeaseLost
@@ -57,6 +57,10 @@ from promptforge_dagster.core.storage import PreconditionFailed, Storage
 
 # The scan beats the heartbeat every this many lines (a beat renews only when due).
 SCAN_BEAT_LINES = 4096
+# A publish commit that failed for a transient reason is tried again after this long,
+# doubling up to the cap, while the lease has time left.
+PUBLISH_COMMIT_FIRST_DELAY_S = 0.5
+PUBLISH_COMMIT_MAX_DELAY_S = 8.0
 # Messages recorded in the registry are cut to this length (one line in a UI table).
 MESSAGE_CHARS = 500
 
@@ -163,8 +167,10 @@ class JobAttempt:
     def __init__(self, spec: JobSpec, *, input_storage: Storage, output_storage: Storage, provider: Provider,
                  lanes: RateController | RateLanes, registry: JobRegistry, owner: str | None = None,
                  stats: JobStats | None = None, hooks: JobHooks | None = None,
-                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.spec = spec
+        self.sleep = sleep  # between tries of a publish commit that failed for a transient reason
         self.layout = spec.layout
         self.input_storage, self.output_storage = input_storage, output_storage
         self.provider, self.registry = provider, registry
@@ -375,8 +381,7 @@ class JobAttempt:
         it becomes visible), write ``summary.json`` conditionally, commit ``published``."""
         committer, layout, storage = self.committer, self.layout, self.output_storage
         position = self.pipeline.resume_position() if self.pipeline else ReadPosition()
-        committer.commit(self.wall_clock(), position, self.lanes.export_state(), counters_of(self.stats),
-                         status="publishing")
+        self._commit_retrying(position, "publishing")
         before_results = storage.stat(layout.results)
         before_summary = storage.stat(layout.summary)
         expected = self.index.prompt_lines
@@ -431,13 +436,37 @@ class JobAttempt:
         except PreconditionFailed as exc:
             raise LeaseLost(f"job {self.job_id}: another attempt wrote {layout.summary} first") from exc
         try:
-            committer.commit(self.wall_clock(), position, self.lanes.export_state(), counters_of(self.stats),
-                             status="published")
+            self._commit_retrying(position, "published")
         except LeaseLost:
             pass  # published already; a newer attempt will find both files and stop there
+        except Exception as exc:  # noqa: BLE001 - both files are written; a retry finds them and re-publishes
+            self.hooks.log(f"published, but the final checkpoint failed: {type(exc).__name__}: {exc}")
+        try:  # the working state may now age out (lifecycle rules count from this stamp; never before it)
+            storage.mark_finished(committer.part_paths() + [layout.checkpoint, layout.scan], self.wall_clock())
+        except Exception as exc:  # noqa: BLE001 - unstamped state is only kept longer
+            self.hooks.log(f"could not mark the working state finished: {type(exc).__name__}: {exc}")
         self.result = JobResult(layout.results, layout.summary, doc, self.stats)
         self._enter(Phase.PUBLISHED)
         return self.result
+
+    def _commit_retrying(self, position: ReadPosition, status: str) -> None:
+        """A publish commit, tried again after transient failures while the lease has time
+        left (the heartbeat's budget); :class:`LeaseLost` at once."""
+        delay = PUBLISH_COMMIT_FIRST_DELAY_S
+        while True:
+            try:
+                self.committer.commit(self.wall_clock(), position, self.lanes.export_state(),
+                                      counters_of(self.stats), status=status)
+                return
+            except LeaseLost:
+                raise
+            except Exception:
+                hb = self.heartbeat
+                spent = self.wall_clock() - hb.last_renewed if hb is not None else float("inf")
+                if hb is None or spent + delay >= hb.lease_ttl_s - EXPIRY_MARGIN_S:
+                    raise
+                self.sleep(delay)
+                delay = min(delay * 2, PUBLISH_COMMIT_MAX_DELAY_S)
 
     def _already_published(self) -> JobResult | None:
         """An earlier attempt's publish of this input version, if both files are there and
@@ -490,6 +519,11 @@ class JobAttempt:
             self.registry.finish(lease, now, status, counters, message)
         except LeaseLost:
             pass  # a newer attempt owns the record now; its outcome is the one that counts
+        except Exception as exc:  # noqa: BLE001 - the outcome stands; the registry catches up
+            # A failed run is settled by the run-end sensor; a published job whose record
+            # still says running is relaunched once its lease expires, finds its results
+            # already published and records success.
+            self.hooks.log(f"could not record the job's outcome ({status}): {type(exc).__name__}: {exc}")
 
     def _leave_lane(self) -> None:
         if self.lane_sync is None:

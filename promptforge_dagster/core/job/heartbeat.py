@@ -56,6 +56,11 @@ class Heartbeat:
         self.lost: str | None = None
         self.superseded = False
 
+    @property
+    def last_renewed(self) -> float:
+        """When the lease was last renewed (or taken)."""
+        return self._last_ok
+
     def beat(self, *, force: bool = False) -> Any:
         """Renew if an interval has passed (or ``force``: a check right before publishing).
         Returns the side task's result when it ran. Raises :class:`LeaseLost` when the
