@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rpm", type=float, help="fixed requests-per-minute limit instead of adaptive pacing")
     run.add_argument("--tpm", type=float, help="fixed tokens-per-minute limit instead of adaptive pacing")
     run.add_argument("--timeout", type=float, default=120.0, help="per-request timeout, seconds")
+    run.add_argument("--transport", choices=("auto", "lean", "litellm"), default="auto",
+                     help="how requests are sent: auto (default) uses a lean HTTP client for openai/ models "
+                          "and any OpenAI-compatible --api-base, LiteLLM for other providers")
     run.add_argument("--max-attempts", type=int, default=5, help="attempts per prompt on transient errors")
     run.add_argument("--max-line-bytes", type=int, default=2 * 1024 * 1024)
     run.add_argument("--restart", action="store_true", help="discard earlier progress in OUTPUT and start over")
@@ -128,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"promptforge: error: input {args.input} does not exist or is not a file", file=sys.stderr)
         return 1
 
-    from promptforge_dagster.clients.litellm_provider import LiteLLMProvider, key_hash
+    from promptforge_dagster.clients.litellm_provider import key_hash
     from promptforge_dagster.clients.registry_for import registry_for
     from promptforge_dagster.clients.storage_for import storage_for
 
@@ -149,8 +152,14 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"promptforge: error: {exc}", file=sys.stderr)
         return 2
-    provider = LiteLLMProvider(api_base=args.api_base, api_key=api_key, timeout_s=args.timeout,
-                               default_provider=provider_of(args.model), provider_keys=other_keys)
+    from promptforge_dagster.clients.transport import make_provider
+
+    try:
+        provider = make_provider(args.transport, api_base=args.api_base, api_key=api_key, timeout_s=args.timeout,
+                                 default_provider=provider_of(args.model), provider_keys=other_keys)
+    except ValueError as exc:
+        print(f"promptforge: error: {exc}", file=sys.stderr)
+        return 2
     output_storage = storage_for(spec.output_uri)
     if args.restart:
         clear_output(output_storage, spec.output_uri)

@@ -55,6 +55,9 @@ def run(spec: JobSpec, *, input_storage: Storage, output_storage: Storage, provi
         finally:
             task.cancel()
             reporter.final()
+            close = getattr(provider, "close", None)  # the lean transport's connection pool
+            if close is not None:
+                await close()
 
     with job_metrics(spec.job_id or spec.input_uri, stats, lanes) as metric_hooks:  # OTLP when configured
         return asyncio.run(go(metric_hooks))

@@ -25,6 +25,7 @@ class LLMResource(dg.ConfigurableResource):
     api_base: Optional[str] = None
     api_key: Optional[str] = None
     timeout_s: float = 120.0
+    transport: str = "auto"  # auto: the lean HTTP client for openai/ models, LiteLLM otherwise; or lean, litellm
     max_in_flight: Optional[int] = None  # an optional cap; by default the bound follows rate x latency
     allow_models: list[str] = []  # lines may name models of another provider matching these (e.g. "anthropic/*")
     simulator_rpm: float = 3000.0
@@ -68,11 +69,12 @@ class LLMResource(dg.ConfigurableResource):
         return self._credentials()[2]
 
     def provider(self):
-        from promptforge_dagster.clients.litellm_provider import LiteLLMProvider, provider_of
+        from promptforge_dagster.clients.litellm_provider import provider_of
+        from promptforge_dagster.clients.transport import make_provider
 
-        return LiteLLMProvider(api_base=self.effective_api_base, api_key=self.effective_api_key(),
-                               timeout_s=self.timeout_s, default_provider=provider_of(self.model),
-                               provider_keys=self._credentials()[1])
+        return make_provider(self.transport, api_base=self.effective_api_base, api_key=self.effective_api_key(),
+                             timeout_s=self.timeout_s, default_provider=provider_of(self.model),
+                             provider_keys=self._credentials()[1])
 
     def key_hash(self) -> str:
         from promptforge_dagster.clients.litellm_provider import key_hash

@@ -2,7 +2,9 @@
 
 Limits come from :class:`~promptforge_dagster.simulator.account.SimulatedAccount`.
 Test hooks in the last user message force an answer: ``__pf_400__`` (invalid request),
-``__pf_500__`` (server error), ``__pf_quota__`` (insufficient quota), ``__pf_hang__``.
+``__pf_500__`` (server error), ``__pf_quota__`` (insufficient quota), ``__pf_hang__``,
+``__pf_403__`` (permission denied), ``__pf_malformed__`` (a 200 that is not a chat
+completion), ``__pf_reset__`` (the connection is dropped without an answer).
 """
 
 from __future__ import annotations
@@ -112,6 +114,18 @@ class Simulator:
         if "__pf_400__" in text:
             self._record(custom_id, 400)
             return _error(400, "Invalid value for 'messages'.", "invalid_request_error", "invalid_value")
+        if "__pf_403__" in text:
+            self._record(custom_id, 403)
+            return _error(403, "You are not allowed to sample from this model", "invalid_request_error",
+                          "model_not_found")
+        if "__pf_malformed__" in text:
+            self._record(custom_id, 200)
+            return web.Response(status=200, text="<html>upstream proxy error</html>", content_type="text/html")
+        if "__pf_reset__" in text:
+            self._record(custom_id, 0)
+            request.transport.close()  # no answer at all: the client sees the connection drop
+            await asyncio.sleep(0.1)
+            return web.Response(status=200)
         if "__pf_quota__" in text:
             self._record(custom_id, 429)
             return _error(429, "You exceeded your current quota, please check your plan and billing details.",
