@@ -35,44 +35,99 @@ def _param(text: str) -> tuple[str, object]:
         return key, value
 
 
+EXIT_CODES = """exit codes:
+  0    the job finished (results.jsonl and summary.json are written)
+  1    the job failed or cannot start: one line says why (no API key, missing input, ...);
+       what is done is kept, rerun with the same --output to resume
+  2    the command line is wrong (a flag, a value, contradictory flags)
+  130  interrupted (Ctrl-C or SIGTERM): progress is saved, rerun with the same --output to resume"""
+
+RUN_EPILOG = f"""examples:
+  promptforge run prompts.jsonl --output out/ --model openai/gpt-4o-mini
+  promptforge run prompts.jsonl --output out/ --model openai/gpt-4o-mini --dry-run
+  promptforge run gs://bucket/in/prompts.jsonl --output gs://bucket/out/job1 --model openai/gpt-4o-mini
+  promptforge run prompts.jsonl --output out/ --model hosted_vllm/llama --api-base http://localhost:8000/v1
+  promptforge status out/
+
+environment:
+  OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, ...   each provider's key, by its standard name
+  PROMPTFORGE_HOME       where the local job registry lives (default ~/.promptforge)
+  GOOGLE_APPLICATION_CREDENTIALS   for gs:// paths (or gcloud auth application-default login)
+  every variable: promptforge_dagster/settings.py
+
+{EXIT_CODES}"""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown; examples and tables kept as written."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("promptforge-dagster")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="promptforge", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="promptforge", formatter_class=_HelpFormatter, epilog=EXIT_CODES,
+        description="Run LLM batch jobs of any size: a JSONL file of prompts in, results.jsonl (OpenAI Batch "
+                    "output format) out, at the fastest rate the provider account allows, resumable after any crash.")
+    parser.add_argument("--version", action="version", version=f"promptforge {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run (or resume) one batch job")
-    run.add_argument("input", help="JSONL of prompts: a local path or gs://bucket/object")
+    run = sub.add_parser("run", help="run (or resume) one batch job", formatter_class=_HelpFormatter,
+                         epilog=RUN_EPILOG, description="Run (or resume) one batch job.")
+    run.add_argument("input", help="JSONL of prompts (.jsonl or .jsonl.gz): a local path or gs://bucket/object")
     run.add_argument("--output", required=True, help="output folder: a local path or gs://bucket/prefix")
-    run.add_argument("--model", required=True, help="LiteLLM model for lines that name none, e.g. openai/gpt-4o-mini")
-    run.add_argument("--api-base", help="provider base URL (any OpenAI-compatible server)")
-    run.add_argument("--allow-model", action="append", default=[], metavar="PATTERN",
-                     help="let lines name models of another provider matching this pattern, e.g. 'anthropic/*' "
-                          "(that provider's own key is used); repeatable. Default: the job's provider only")
-    run.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
-                     help="job-level default body parameter (JSON value), e.g. max_tokens=256; repeatable")
-    run.add_argument("--max-in-flight", type=int, default=None,
-                     help="cap on requests in flight (default: none; the bound follows rate x latency)")
-    run.add_argument("--rpm-hint", type=float, help="where the adaptive controller starts (RPM); not a cap")
-    run.add_argument("--tpm-hint", type=float, help="where the adaptive controller starts (TPM); not a cap")
-    run.add_argument("--rate-window", type=float, default=30.0, metavar="SECONDS",
-                     help="the adaptive controller's window (default 30)")
-    run.add_argument("--rpm", type=float, help="fixed requests-per-minute limit instead of adaptive pacing")
-    run.add_argument("--tpm", type=float, help="fixed tokens-per-minute limit instead of adaptive pacing")
-    run.add_argument("--timeout", type=float, default=120.0, help="per-request timeout, seconds")
-    run.add_argument("--transport", choices=("auto", "lean", "litellm"), default="auto",
-                     help="how requests are sent: auto (default) uses a lean HTTP client for openai/ models "
-                          "and any OpenAI-compatible --api-base, LiteLLM for other providers")
-    run.add_argument("--max-attempts", type=int, default=5, help="attempts per prompt on transient errors")
-    run.add_argument("--max-line-bytes", type=int, default=2 * 1024 * 1024)
-    run.add_argument("--restart", action="store_true", help="discard earlier progress in OUTPUT and start over")
-    run.add_argument("--checkpoint-interval", type=float, default=30.0, metavar="SECONDS",
-                     help="how often progress is committed (default 30; also at the end)")
-    run.add_argument("--registry", default=None,
-                     help="job registry: sqlite:///PATH (default $PROMPTFORGE_HOME/registry.sqlite3, "
-                          "PROMPTFORGE_HOME defaulting to ~/.promptforge) or firestore://PROJECT[/DATABASE]")
-    run.add_argument("--job-id", help="the job's id in the registry (default: INPUT#generation)")
-    run.add_argument("--no-share-lanes", action="store_true",
-                     help="do not share learned limits with other jobs on the same provider, model and key")
-    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--model", required=True, help="model for lines that name none, e.g. openai/gpt-4o-mini")
+    run.add_argument("--dry-run", action="store_true",
+                     help="read and check every line, estimate tokens, cost and time; send nothing, write nothing")
+    prov = run.add_argument_group("provider")
+    prov.add_argument("--api-base", help="provider base URL (any OpenAI-compatible server)")
+    prov.add_argument("--allow-model", action="append", default=[], metavar="PATTERN",
+                      help="let lines name models of another provider matching this pattern, e.g. 'anthropic/*' "
+                           "(that provider's own key is used); repeatable; by default the job's provider only")
+    prov.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
+                      help="job-level default body parameter (JSON value), e.g. max_tokens=256; repeatable")
+    prov.add_argument("--transport", choices=("auto", "lean", "litellm"), default="auto",
+                      help="how requests are sent: auto uses a lean HTTP client for openai/ models and any "
+                           "OpenAI-compatible --api-base, LiteLLM for other providers")
+    prov.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                      help="deadline for one whole request")
+    pace = run.add_argument_group("pacing (adaptive by default: nothing to configure)")
+    pace.add_argument("--max-in-flight", type=int, default=None,
+                      help="cap on requests in flight (by default the bound follows rate x latency)")
+    pace.add_argument("--rpm-hint", type=float, help="where the adaptive controller starts (RPM); not a cap")
+    pace.add_argument("--tpm-hint", type=float, help="where the adaptive controller starts (TPM); not a cap")
+    pace.add_argument("--rate-window", type=float, default=30.0, metavar="SECONDS",
+                      help="the adaptive controller's window")
+    pace.add_argument("--rpm", type=float, help="a fixed requests-per-minute limit instead of adaptive pacing")
+    pace.add_argument("--tpm", type=float, help="a fixed tokens-per-minute limit instead of adaptive pacing")
+    pace.add_argument("--no-share-lanes", action="store_true",
+                      help="do not share learned limits with other jobs on the same provider, model and key")
+    retry = run.add_argument_group("retries and input")
+    retry.add_argument("--max-attempts", type=int, default=5, help="attempts per prompt on transient errors")
+    retry.add_argument("--max-line-bytes", type=int, default=2 * 1024 * 1024,
+                       help="longer lines become line_too_long error records")
+    state = run.add_argument_group("state")
+    state.add_argument("--restart", action="store_true", help="discard earlier progress in OUTPUT and start over")
+    state.add_argument("--checkpoint-interval", type=float, default=30.0, metavar="SECONDS",
+                       help="how often progress is committed (also at the end)")
+    state.add_argument("--registry", default=None,
+                       help="job registry: sqlite:///PATH (default $PROMPTFORGE_HOME/registry.sqlite3) or "
+                            "firestore://PROJECT[/DATABASE]")
+    state.add_argument("--job-id", help="the job's id in the registry (default: INPUT#generation->OUTPUT)")
+    out = run.add_argument_group("output")
+    out.add_argument("--quiet", action="store_true", help="no progress output")
+
+    status = sub.add_parser("status", help="show a job's progress from its OUTPUT folder (sends nothing)",
+                            formatter_class=_HelpFormatter, epilog=EXIT_CODES)
+    status.add_argument("output", help="the job's output folder (a local path or gs://bucket/prefix)")
+    status.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     sim = sub.add_parser("simulate", help="serve an OpenAI-compatible provider simulator on 127.0.0.1")
     sim.add_argument("--port", type=int, default=8099, help="0 picks a free port")
@@ -110,12 +165,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "simulate":
         return _simulate(args)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "status":
+        return _status(args)
+    for fixed, hint in (("rpm", "rpm_hint"), ("tpm", "tpm_hint")):
+        if getattr(args, fixed) and getattr(args, hint):
+            parser.error(f"--{fixed} (a fixed limit) and --{hint.replace('_', '-')} (where adaptive pacing starts) "
+                         "contradict each other: give one")
+    _sigterm_interrupts()
     return _run(args)
+
+
+def _sigterm_interrupts() -> None:
+    """SIGTERM (a pod being stopped, ``kill``) ends a run as Ctrl-C does: progress kept, exit 130."""
+    import signal
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (tests calling main() from a worker)
+        pass
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -123,6 +199,14 @@ def _run(args: argparse.Namespace) -> int:
 
     # What a user can get wrong is checked before anything slow is imported or sent.
     api_key, other_keys, policy = job_credentials(args.model, args.api_base, tuple(args.allow_model), os.environ)
+    if args.dry_run:
+        if "://" not in args.input and not os.path.isfile(args.input):
+            print(f"promptforge: error: input {args.input} does not exist or is not a file", file=sys.stderr)
+            return 1
+        from promptforge_dagster.clients.storage_for import storage_for
+        from promptforge_dagster.dry_run import run_dry
+
+        return run_dry(args, policy, storage_for(args.input))
     if api_key is None and provider_of(args.model) in KEY_VARIABLES:
         print(f"promptforge: error: no API key for {args.model}: set {key_variable(provider_of(args.model))}",
               file=sys.stderr)
@@ -302,3 +386,67 @@ def _demo(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _status(args: argparse.Namespace) -> int:
+    """A job's progress from its OUTPUT folder and the registry; sends nothing, writes nothing."""
+    from promptforge_dagster.clients.storage_for import storage_for
+    from promptforge_dagster.core.checkpoint import BitsetCheckpoint, CorruptCheckpoint
+    from promptforge_dagster.core.input_scan import InputIndex
+    from promptforge_dagster.core.job.layout import OutputLayout
+
+    layout = OutputLayout(args.output.rstrip("/"))
+    try:
+        storage = storage_for(layout.output_uri)
+        ck_info = storage.stat(layout.checkpoint)
+    except Exception as exc:  # noqa: BLE001 - credentials, network: one line
+        print(f"promptforge: error: cannot read {layout.output_uri}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if ck_info is None:
+        print(f"promptforge: error: {layout.output_uri} holds no job (no {layout.checkpoint})", file=sys.stderr)
+        return 1
+    try:
+        ck = BitsetCheckpoint.decode(storage.read_bytes(layout.checkpoint))
+    except CorruptCheckpoint as exc:
+        print(f"promptforge: error: {layout.checkpoint} is damaged ({exc}); a rerun rebuilds it from the parts",
+              file=sys.stderr)
+        return 1
+    total = None
+    if storage.stat(layout.scan) is not None:
+        try:
+            index = InputIndex.decode(storage.read_bytes(layout.scan))
+            total = index.prompt_lines if index.input_generation in (None, ck.input_generation) else None
+        except Exception:  # noqa: BLE001 - an unreadable scan only hides the total
+            total = None
+    summary = None
+    if ck.status == "published" and storage.stat(layout.summary) is not None:
+        summary = json.loads(storage.read_bytes(layout.summary))
+    record = None
+    try:
+        from promptforge_dagster.clients.registry_for import registry_for
+
+        record = registry_for(None).get(ck.job_id) if "://" not in layout.output_uri else None
+    except Exception:  # noqa: BLE001 - the registry is optional here
+        record = None
+    done = len(ck.done)
+    age = time.time() - ck.committed_at if ck.committed_at else None
+    doc = {"job_id": ck.job_id, "epoch": ck.epoch, "input_generation": ck.input_generation, "status": ck.status,
+           "done": done, "total": total, "last_commit_s_ago": round(age, 1) if age is not None else None,
+           "counters": ck.counters, "registry_status": record.status if record else None,
+           "registry_message": record.message if record else None,
+           "results": layout.results if summary else None, "summary": summary}
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    share = f" ({100 * done / total:.1f}%)" if total else ""
+    print(f"job {ck.job_id} (epoch {ck.epoch}, input generation {ck.input_generation})")
+    print(f"  checkpoint: {ck.status}" + (f", last commit {age:.0f} s ago" if age is not None else ""))
+    print(f"  progress: {done:,} of {total:,} prompts done{share}" if total is not None
+          else f"  progress: {done:,} prompts done")
+    if record is not None:
+        print(f"  registry: {record.status}" + (f": {record.message}" if record.message else ""))
+    if summary:
+        print(f"  results: {layout.results} ({summary.get('succeeded')} succeeded, {summary.get('failed')} failed)")
+    elif ck.status != "published":
+        print("  rerun the same command (same --output) to resume it")
+    return 0

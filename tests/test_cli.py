@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from promptforge_dagster.cli import main
 from tests.conftest import ROOT
 
 PROMPTFORGE = [sys.executable, "-m", "promptforge_dagster.cli"]
@@ -123,3 +126,55 @@ def test_rerun_resumes_and_says_so_while_restart_starts_over(tmp_path, simulator
     assert "resuming:" not in restart.stderr
     assert sim.stats()["received"] == sent + 40
     assert len((tmp_path / "out" / "results.jsonl").read_text().splitlines()) == 40
+
+
+def test_help_is_plain_grouped_and_documents_exit_codes_and_version(capsys):
+    from promptforge_dagster.cli import build_parser
+
+    text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    assert "``" not in text and "exit codes:" in text and "130" in text and "examples:" in text
+    assert "pacing" in text and "(default: 120.0)" in text and "OPENAI_API_KEY" in text
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("promptforge ")
+
+
+def test_contradictory_flags_are_refused(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(tmp_path / "x.jsonl"), "--output", str(tmp_path), "--model", "openai/m",
+              "--rpm", "100", "--rpm-hint", "50"])
+    assert exc.value.code == 2 and "contradict" in capsys.readouterr().err
+
+
+def test_dry_run_counts_checks_and_estimates_without_sending_or_writing(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # a dry run needs no key
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "prompt": "' + "x" * 400 + '", "max_tokens": 50}\n'
+                   '{"id": "b", "prompt": ' + "\n"
+                   '{"id": "a", "prompt": "again"}\n'
+                   '{"custom_id": "c", "method": "POST", "url": "/v1/chat/completions", '
+                   '"body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}}\n')
+    out = tmp_path / "out"
+    assert main(["run", str(src), "--output", str(out), "--model", "openai/gpt-4o-mini", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "4 lines: 2 requests, 2 bad lines" in text
+    assert "invalid_json: 1" in text and "duplicate_id: 1" in text and "line 2:" in text
+    assert "$" in text and "RPM" in text
+    assert not out.exists()  # nothing written
+
+
+def test_status_reads_progress_from_the_output_without_sending(tmp_path, capsys, simulator, monkeypatch):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(f'{{"id": "r{i}", "prompt": "p"}}\n' for i in range(30)))
+    out = tmp_path / "out"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("PROMPTFORGE_HOME", str(tmp_path / "home"))
+    assert main(["run", str(src), "--output", str(out), "--model", "openai/sim-model", "--api-base",
+                 simulator.api_base, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "checkpoint: published" in text and "30 of 30 prompts done (100.0%)" in text
+    assert "registry: succeeded" in text and "30 succeeded" in text
+    assert main(["status", str(tmp_path / "nothing")]) == 1
+    assert "holds no job" in capsys.readouterr().err
