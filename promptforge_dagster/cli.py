@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--api-key", help="require this bearer key (to test authentication failures)")
     sim.add_argument("--request-log", help="append one JSON line per request received")
     sim.add_argument("--seed", type=int)
+    sim.add_argument("--exit-with-parent", type=int, metavar="PID",
+                     help="exit when process PID (the run that started the simulator) is gone")
 
     demo = sub.add_parser("demo", help="simulator + sample file + run, no setup, no cloud, no key")
     demo.add_argument("--dir", default="promptforge-demo", help="where the sample input and the output go")
@@ -328,7 +330,7 @@ def _simulate(args: argparse.Namespace) -> int:
         error_rate=args.error_rate, hang_rate=args.hang_rate, hang_s=args.hang_s,
         completion_tokens=args.completion_tokens, api_key=args.api_key, request_log=args.request_log, seed=args.seed,
     )
-    run_forever(config, port=args.port)
+    run_forever(config, port=args.port, parent_pid=args.exit_with_parent)
     return 0
 
 
@@ -336,7 +338,8 @@ def start_simulator(*flags: str) -> tuple[subprocess.Popen, str]:
     """Start the simulator in its own process (it must not share our CPU-bound event
     loop); returns the process and its ``/v1`` base URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "promptforge_dagster.simulator", "--port", "0", *flags],
+        [sys.executable, "-m", "promptforge_dagster.simulator", "--port", "0", "--exit-with-parent",
+         str(os.getpid()), *flags],
         stdout=subprocess.PIPE, text=True,
     )
     line = proc.stdout.readline() if proc.stdout else ""

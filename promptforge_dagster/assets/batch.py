@@ -58,6 +58,15 @@ def owner_id(run_id: str) -> str:
     return format_owner(socket.gethostname(), boot_id(), worker, process_start_ticks(worker), os.getpid(), run_id)
 
 
+def without_nulls(metadata: dict) -> dict:
+    """Metadata with no value left out (the UI would show a literal ``null``).
+
+    >>> without_nulls({"cost_usd": None, "succeeded": 3})
+    {'succeeded': 3}
+    """
+    return {k: v for k, v in metadata.items() if v is not None}
+
+
 class _LogStream:
     """Progress lines into the Dagster run log."""
 
@@ -114,11 +123,12 @@ def batch_results(
     lanes = rate_limiter.lanes(llm.key_hash(), llm.default_provider(), llm.max_in_flight)
     stats = JobStats()
     store = storage.storage()
-    hooks = JobHooks(
-        log=context.log.warning,
-        on_resume=lambda r: context.log.info(
-            f"resuming: {len(r.done)} prompts already done, {r.reconciled_parts} parts written after the "
-            f"last checkpoint reconciled; reading from line {r.position.line_no}"))
+    def said_resumed(r) -> None:
+        if len(r.done) or r.reconciled_parts:  # a fresh start says nothing
+            context.log.info(f"resuming: {len(r.done)} prompts already done, {r.reconciled_parts} parts written "
+                             f"after the last checkpoint reconciled; reading from line {r.position.line_no}")
+
+    hooks = JobHooks(log=context.log.warning, on_resume=said_resumed)
     failure_metadata = {"input": record.input_uri, "output": record.output_uri}
     try:
         result = runner.run(spec, input_storage=store, output_storage=store, provider=llm.provider(), lanes=lanes,
@@ -147,7 +157,7 @@ def batch_results(
                            info.size, expected=int(s.get("prompts") or 0),
                            flagged_duplicates=int(errors.get(DUPLICATE_ID, 0)))
     return dg.MaterializeResult(
-        metadata={
+        metadata=without_nulls({
             "input_uri": record.input_uri,
             "input_generation": s.get("input_generation"),
             "output_uri": dg.MetadataValue.path(result.results_uri),
@@ -166,7 +176,7 @@ def batch_results(
             "errors_by_code": dg.MetadataValue.json(s.get("errors_by_code") or {}),
             "epoch": s.get("epoch"),
             **({"rate_plot": dg.MetadataValue.path(s["rate_plot"])} if s.get("rate_plot") else {}),
-        },
+        }),
         check_results=[
             dg.AssetCheckResult(check_name=CHECK_ONE_LINE_PER_INPUT, passed=checks.one_line_per_input,
                                 metadata={"result_lines": checks.lines, "input_lines": checks.expected}),

@@ -43,11 +43,19 @@ def record_objects(registry, storage: StorageResource, objects: list[UploadedObj
     return created
 
 
-def list_uploads(storage: StorageResource) -> list[UploadedObject]:
+# A local file is taken once it has not changed for this long: a slow copy is one job, not
+# one per write (GCS objects appear whole at finalize; nothing to wait for there).
+LOCAL_QUIET_S = 3.0
+
+
+def list_uploads(storage: StorageResource, now: float | None = None) -> list[UploadedObject]:
     store = storage.storage()
     bucket = storage.inputs_root.rstrip("/").rsplit("/", 1)[-1].removeprefix("gs:") or "bucket"
-    objects = (UploadedObject(bucket, storage.object_name(path), info.generation, info.size)
-               for path, info in store.list_objects(storage.input_uri))
+    objects = [UploadedObject(bucket, storage.object_name(path), info.generation, info.size)
+               for path, info in store.list_objects(storage.input_uri)]
+    if not storage.is_gcs:  # a local generation is the file's mtime in nanoseconds
+        settled_before = int(((now if now is not None else time.time()) - LOCAL_QUIET_S) * 1e9)
+        objects = [obj for obj in objects if obj.generation <= settled_before]
     return [obj for obj in objects if not storage.is_output(obj.name)]  # results never become jobs
 
 
@@ -98,7 +106,7 @@ def build_upload_sensor(jobs: list, *, small_job_prompts: int, max_retries: int,
         now = time.time()
         doc = plan_cursor(context.cursor)
         if now - float(doc.get("listed_at", 0.0)) >= listing_interval_s:
-            objects, doc = new_since(list_uploads(storage), doc, creation_ordered=storage.is_gcs)
+            objects, doc = new_since(list_uploads(storage, now), doc, creation_ordered=storage.is_gcs)
             for rec in record_objects(registry, storage, objects, now):  # the fallback for missed events
                 if rec.status == "rejected":  # said once, not on every tick
                     context.log.warning(f"not starting a run for {rec.input_uri}: {rec.message}")
@@ -124,6 +132,7 @@ def build_upload_sensor(jobs: list, *, small_job_prompts: int, max_retries: int,
             run_requests=requests,
             dynamic_partitions_requests=[jobs_partitions.build_add_request(new_keys)] if new_keys else [],
             cursor=advance_cursor(doc, [r.run_key for r in requests]),
+            skip_reason=None if requests else dg.SkipReason("no new uploads"),  # not "0 runs requested"
         )
 
     return upload_sensor

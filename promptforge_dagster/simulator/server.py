@@ -195,14 +195,24 @@ async def serve(config: SimulatorConfig, host: str = "127.0.0.1", port: int = 0)
     return runner, bound
 
 
-def run_forever(config: SimulatorConfig, host: str = "127.0.0.1", port: int = 0) -> None:
-    """Serve until killed; prints ``listening on http://HOST:PORT`` once bound."""
+# How often a simulator started for a run checks that the run is still there.
+PARENT_CHECK_S = 1.0
+
+
+def run_forever(config: SimulatorConfig, host: str = "127.0.0.1", port: int = 0,
+                parent_pid: int | None = None) -> None:
+    """Serve until killed (or, given ``parent_pid``, until that process is gone: a run's
+    simulator never outlives a killed run); prints ``listening on http://HOST:PORT`` once bound."""
+    import os
 
     async def main() -> None:
         runner, bound = await serve(config, host, port)
         print(f"listening on http://{host}:{bound}", flush=True)
         try:
-            await asyncio.Event().wait()
+            while True:
+                await asyncio.sleep(PARENT_CHECK_S)
+                if parent_pid is not None and os.getppid() != parent_pid:
+                    return  # re-parented: the process that started us is gone
         finally:
             await runner.cleanup()
 

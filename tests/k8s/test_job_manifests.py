@@ -9,6 +9,7 @@ the resources, service account, secrets and labels we set."""
 
 import json
 import os
+import time
 import subprocess
 import sys
 
@@ -34,6 +35,9 @@ def plan_gke_runs(tmp_path):
     (root / "inputs").mkdir(parents=True)
     (root / "inputs" / "small.jsonl").write_text('{"id": "a", "prompt": "p"}\n' * 10)
     (root / "inputs" / "large.jsonl").write_text(('{"id": "a", "prompt": "' + "x" * 280 + '"}\n') * 4000)
+    past = int((time.time() - 60) * 1e9)  # uploads that finished a minute ago (local files must stop changing)
+    for name in ("small.jsonl", "large.jsonl"):
+        os.utime(root / "inputs" / name, ns=(past, past))
     resources = {"storage": StorageResource(root=str(root)),  # a local stand-in: the plan does not depend on it
                  "job_registry": JobRegistryResource(uri=f"sqlite://{tmp_path / 'r.sqlite3'}")}
     with dg.DagsterInstance.ephemeral() as instance:

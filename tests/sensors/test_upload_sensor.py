@@ -6,6 +6,7 @@ dedicated pod sized by their size."""
 
 import json
 import os
+import time
 
 import dagster as dg
 from promptforge_dagster.clients.sqlite_registry import SQLiteRegistry
@@ -33,11 +34,18 @@ def tick(sensor, instance, resources, cursor=None):
     return result
 
 
+def settled(path, seconds_ago=10.0):
+    """As if the upload finished a while ago (local files are taken once they stop changing)."""
+    t = int((time.time() - seconds_ago) * 1e9)
+    os.utime(path, ns=(t, t))
+
+
 def write(path, n_lines, line_bytes=300):
     with open(path, "w") as f:
         for i in range(n_lines):
             body = {"id": f"r{i}", "prompt": "x" * max(1, line_bytes - 30)}
             f.write(json.dumps(body) + "\n")
+    settled(path)
 
 
 def test_one_run_per_object_generation_routed_by_size(tmp_path):
@@ -46,6 +54,7 @@ def test_one_run_per_object_generation_routed_by_size(tmp_path):
     write(os.path.join(inputs, "large.jsonl"), 5000)
     with open(os.path.join(inputs, "notes.csv"), "w") as f:
         f.write("a,b\n1,2\n")
+    settled(os.path.join(inputs, "notes.csv"))
     with dg.DagsterInstance.ephemeral() as instance:
         first = tick(sensor, instance, resources)
         by_name = {r.partition_key.split("/", 1)[1].split("#")[0]: r for r in first.run_requests}
@@ -68,7 +77,7 @@ def test_one_run_per_object_generation_routed_by_size(tmp_path):
         again = tick(sensor, instance, resources, cursor=first.cursor)
         assert again.run_requests == []  # duplicate listing: nothing new
 
-        os.utime(os.path.join(inputs, "small.jsonl"), ns=(1, 2_000_000_000_000_000_000))  # a new generation
+        settled(os.path.join(inputs, "small.jsonl"), seconds_ago=5.0)  # a new generation
         third = tick(sensor, instance, resources, cursor=again.cursor)
         assert [r.partition_key.split("#")[0] for r in third.run_requests] == [small.partition_key.split("#")[0]]
         assert third.run_requests[0].run_key != small.run_key
@@ -98,7 +107,7 @@ def test_objects_under_the_output_prefix_never_become_jobs(tmp_path):
         path = tmp_path / "bucket" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text('{"id": 1, "prompt": "p"}\n')
-    assert [obj.name for obj in list_uploads(storage)] == ["data/a.jsonl"]
+    assert [obj.name for obj in list_uploads(storage, now=time.time() + 60)] == ["data/a.jsonl"]
 
 
 def test_a_tick_over_twenty_thousand_objects_reads_the_registry_in_batches(tmp_path, monkeypatch):
@@ -110,6 +119,7 @@ def test_a_tick_over_twenty_thousand_objects_reads_the_registry_in_batches(tmp_p
     for i in range(20_000):
         with open(os.path.join(inputs, f"job-{i:05d}.jsonl"), "wb") as f:
             f.write(line)
+        settled(os.path.join(inputs, f"job-{i:05d}.jsonl"))
     calls = {"get": 0, "get_many": 0, "create": 0}
     for name in calls:
         real = getattr(SQLiteRegistry, name)
@@ -132,3 +142,20 @@ def test_a_tick_over_twenty_thousand_objects_reads_the_registry_in_batches(tmp_p
             cursor = nxt.cursor
         assert calls["get"] == 0 and calls["create"] == 20_000  # later ticks create nothing, read no record alone
     assert len(keys) == 3 * 500
+
+
+def test_a_local_file_still_being_written_is_one_job_once_it_stops_changing(tmp_path):
+    d, sensor, resources, inputs = setup(tmp_path)
+    path = os.path.join(inputs, "slow-copy.jsonl")
+    with dg.DagsterInstance.ephemeral() as instance:
+        cursor = None
+        for chunk in range(3):  # a slow copy: the file grows between ticks
+            with open(path, "a") as f:
+                f.write(json.dumps({"id": f"r{chunk}", "prompt": "p"}) + "\n")
+            result = tick(sensor, instance, resources, cursor=cursor)
+            assert result.run_requests == []  # still changing: not a job yet
+            cursor = result.cursor
+        settled(path)
+        done = tick(sensor, instance, resources, cursor=cursor)
+        assert len(done.run_requests) == 1
+        assert tick(sensor, instance, resources, cursor=done.cursor).run_requests == []

@@ -335,7 +335,7 @@ class JobAttempt:
         if self.stats.fatal:
             raise JobFailed(
                 f"stopped: {self.stats.fatal} ({self.stats.done + self.stats.skipped} of {self.stats.total} "
-                "prompts are done and kept; rerun with the same --output to resume)")
+                "prompts are done and kept; a rerun of this job resumes from there)")
         self._enter(Phase.RAN)
 
     def _raise_if_lost(self) -> None:
