@@ -263,7 +263,10 @@ def _run(args: argparse.Namespace) -> int:
                             provider=provider, lanes=lanes, registry=registry, hooks=hooks,
                             progress=runner.Progress(sys.stderr, enabled=not args.quiet))
     except JobFailed as exc:
-        print(f"promptforge: job failed: {exc}", file=sys.stderr)
+        from promptforge_dagster.core.job import JobRejected
+
+        advice = "" if isinstance(exc, JobRejected) else "; rerun with the same --output to resume"
+        print(f"promptforge: job failed: {exc}{advice}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("promptforge: cancelled; what is done is kept (rerun with the same --output to resume)",

@@ -29,8 +29,9 @@ def start(args, env=None):
 
 
 def run_args(inp, out, sim, *extra):
+    hint = [] if "--rpm" in extra else ["--rpm-hint", "20000"]  # a fixed --rpm and a hint contradict
     return ["run", str(inp), "--output", str(out), "--model", "openai/gpt-4o-mini", "--api-base", sim.api_base,
-            "--max-in-flight", str(MAX_IN_FLIGHT), "--rpm-hint", "20000", "--quiet", *extra]
+            "--max-in-flight", str(MAX_IN_FLIGHT), *hint, "--quiet", *extra]
 
 
 def wait_for_progress(out, proc, timeout=60.0):

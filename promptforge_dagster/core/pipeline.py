@@ -82,6 +82,7 @@ class Pipeline:
         offload: Callable[..., Awaitable[Any]] = asyncio.to_thread,
         checkpoint: Callable[[ReadPosition], None] | None = None,
         checkpoint_interval_s: float = 30.0,
+        after_checkpoint: Callable[[], None] | None = None,
         heartbeat: Callable[[], Any] | None = None,
         heartbeat_s: float = 10.0,
         on_success: Callable[[float, float | None], None] | None = None,
@@ -106,6 +107,7 @@ class Pipeline:
         self._buffer: list[Envelope] = []
         self._oldest: float | None = None
         self._flush_lock = asyncio.Lock()
+        self._flushing: asyncio.Future | None = None  # the flush senders share (_flush_shared)
         self._pace_locks: dict[str, asyncio.Lock] = {}
         self._stop = asyncio.Event()
         # Lines handed out but not yet in a written part, by ordinal: the earliest is
@@ -115,6 +117,7 @@ class Pipeline:
         self._cursor = start
         self._checkpoint = checkpoint
         self._checkpoint_interval = checkpoint_interval_s
+        self._after_checkpoint = after_checkpoint
         self._last_checkpoint = 0.0
         self._heartbeat = heartbeat
         self._heartbeat_s = heartbeat_s
@@ -194,17 +197,22 @@ class Pipeline:
         commit that fails (the lease was lost) stops the run: another attempt owns it."""
         if self._checkpoint is None:
             return
+        committed = False
         async with self._flush_lock:
             await self._flush_unlocked()
             position = self.resume_position()
             self._last_checkpoint = self._clock()
             try:
                 await self._offload(self._checkpoint, position)
+                committed = True
             except LeaseLost as exc:  # a newer attempt owns the job: this one stops
                 self.stop(f"checkpoint failed: {exc}")
             except Exception as exc:  # noqa: BLE001 - transient (registry or storage): the next commit tries again
                 self.stats.commit_errors += 1
                 self.stats.last_commit_error = f"{type(exc).__name__}: {exc}"[:300]
+        if committed and self._after_checkpoint is not None:
+            # slow extras (the rate plot, metrics) run outside the lock: senders never wait on them
+            await self._offload(self._after_checkpoint)
 
     def _task_done(self, task: asyncio.Task) -> None:
         # A bug in a request's task must not drop its prompt silently: stop the job with
@@ -223,6 +231,15 @@ class Pipeline:
         """Write buffered records as one part (off the event loop)."""
         async with self._flush_lock:
             await self._flush_unlocked()
+
+    async def _flush_shared(self) -> None:
+        """Senders that find the buffer full share one flush: a sender that arrives while a
+        flush runs waits for it rather than queueing a flush of its own. (Queued one per
+        sender, thousands of flushes stood in the lock's line ahead of the checkpoint, which
+        then waited a minute at high rates.)"""
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self.flush())
+        await asyncio.shield(self._flushing)
 
     async def _flush_unlocked(self) -> None:
         if not self._buffer:
@@ -289,7 +306,7 @@ class Pipeline:
             # backpressure: senders wait while a full buffer is written; and the very first
             # result is written at once, so a user sees output seconds after starting
             self._first_written = True
-            await self.flush()
+            await self._flush_shared()
 
     def _count_error(self, code: str) -> None:
         self.stats.failed += 1

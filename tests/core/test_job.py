@@ -95,7 +95,7 @@ def test_pdf_fails_at_once_without_sending_anything(tmp_path):
 def test_fatal_stop_keeps_progress_and_rerun_sends_only_the_rest(tmp_path):
     data = b"".join(b'{"id": "p%d", "prompt": "q"}\n' % i for i in range(40))
     first = CountingProvider(fatal_on="p25")
-    with pytest.raises(JobFailed, match="Incorrect API key provided.*rerun with the same --output"):
+    with pytest.raises(JobFailed, match="Incorrect API key provided.*done and kept; a rerun of this job resumes"):
         run(tmp_path, data, first)
     assert not (tmp_path / "out" / "results.jsonl").exists()
     done_before = {json.loads(l)["r"]["custom_id"] for p in (tmp_path / "out" / "parts").rglob("*.jsonl")

@@ -357,12 +357,16 @@ class JobAttempt:
             provider=self.provider, controller=self.lanes, write_part=self.committer.write_part,
             config=spec.pipeline, start=start, done=done, duplicates=self.index.duplicates, stats=self.stats,
             clock=self.clock, wall_clock=self.wall_clock, checkpoint=self._commit,
-            checkpoint_interval_s=spec.checkpoint_interval_s, heartbeat=heartbeat,
+            checkpoint_interval_s=spec.checkpoint_interval_s, after_checkpoint=self._after_commit,
+            heartbeat=heartbeat,
             heartbeat_s=min(spec.heartbeat_s, 1.0),  # the heartbeat itself decides when a renewal is due
             on_success=self.hooks.on_success, on_tick=self.history.sample)
 
     def _commit(self, position: ReadPosition) -> None:
         self.committer.commit(self.wall_clock(), position, self.lanes.export_state(), counters_of(self.stats))
+
+    def _after_commit(self) -> None:
+        """Outside the pipeline's flush lock: metrics and the rate plot (about a second to draw)."""
         if self.hooks.on_commit is not None:
             self.hooks.on_commit()
         self._write_plot()
