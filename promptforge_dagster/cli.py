@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--tpm", type=float, help="a fixed tokens-per-minute limit instead of adaptive pacing")
     pace.add_argument("--no-share-lanes", action="store_true",
                       help="do not share learned limits with other jobs on the same provider, model and key")
+    pace.add_argument("--max-cost", type=float, default=None, metavar="USD",
+                      help="stop cleanly once this run has spent this much (LiteLLM's price map); "
+                           "a rerun resumes")
     retry = run.add_argument_group("retries and input")
     retry.add_argument("--max-attempts", type=int, default=5, help="attempts per prompt on transient errors")
     retry.add_argument("--max-line-bytes", type=int, default=2 * 1024 * 1024,
@@ -222,7 +225,8 @@ def _run(args: argparse.Namespace) -> int:
     from promptforge_dagster.clients.storage_for import storage_for
 
     try:
-        config = PipelineConfig(max_in_flight=args.max_in_flight, max_attempts=args.max_attempts)
+        config = PipelineConfig(max_in_flight=args.max_in_flight, max_attempts=args.max_attempts,
+                                max_cost_usd=args.max_cost)
     except ValueError as exc:
         print(f"promptforge: error: {exc}", file=sys.stderr)
         return 2

@@ -41,9 +41,10 @@ def progress_line(stats: JobStats, now: float, width: int = 24) -> str:
         head = f"[{bar}] {finished}/{total} {100 * finished // total}%"
     else:
         head = f"{finished} done" if total is None else "0/0"
+    cost = f" | ${stats.cost_usd:.4f}" if getattr(stats, "cost_usd", 0.0) else ""
     return (
         f"{head} | {rpm:.0f} rpm | 429s {stats.rate_limited} | failed {stats.failed} | "
-        f"in flight {stats.in_flight} | skipped {stats.skipped} | ETA {format_eta(eta)}"
+        f"in flight {stats.in_flight} | skipped {stats.skipped} | ETA {format_eta(eta)}{cost}"
     )
 
 

@@ -371,6 +371,10 @@ class Pipeline:
                         self._on_success(at - sent_at, outcome.cost)
                     stats.tokens_in += outcome.tokens_in
                     stats.tokens_out += outcome.tokens_out
+                    stats.cost_usd += outcome.cost or 0.0
+                    cap = self.config.max_cost_usd
+                    if cap is not None and stats.cost_usd >= cap:
+                        self.stop(f"--max-cost ${cap:g} reached (${stats.cost_usd:.4f} spent by this run)")
                     await self._emit(Envelope(
                         req.ordinal, success_record(self.job_id, req.ordinal, req.custom_id, outcome),
                         outcome.tokens_in, outcome.tokens_out, outcome.cost, round((at - sent_at) * 1000, 1),

@@ -36,10 +36,13 @@ class PipelineConfig:
     backoff_cap_s: float = 30.0
     read_batch: int = 512  # lines pulled from the reader per hop to its thread
     default_max_tokens: int = 256  # completion estimate when a body sets no max_tokens
+    max_cost_usd: float | None = None  # stop cleanly (resumable) once this run has spent this much
 
     def __post_init__(self) -> None:
         if self.max_in_flight is not None and self.max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if self.max_cost_usd is not None and not self.max_cost_usd > 0:
+            raise ValueError(f"--max-cost must be a positive amount in USD, got {self.max_cost_usd}")
         if self.buffer_records < 1:
             raise ValueError("buffer_records must be at least 1")
         if not 0 < self.flush_interval_s <= 2.0:
@@ -63,6 +66,7 @@ class JobStats:
     in_flight: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    cost_usd: float = 0.0  # this run's spending, where the price is known
     started_at: float = 0.0
     finished_at: float | None = None
     fatal: str | None = None

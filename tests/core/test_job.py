@@ -246,3 +246,28 @@ def test_a_job_pinned_to_a_generation_fails_clearly_when_the_input_was_replaced(
     src.write_bytes(b'{"id": "a", "prompt": "q"}\n')
     with pytest.raises(JobFailed, match="was replaced: this job is for generation 1"):
         run(tmp_path, src.read_bytes(), CountingProvider(), input_generation=1)
+
+
+def test_max_cost_stops_cleanly_and_a_rerun_resumes(tmp_path):
+    """--max-cost: the run stops once it has spent the cap (in flight at most beyond it);
+    what is done is kept, and a rerun without the cap sends only the rest."""
+    data = b"".join(b'{"id": "c%d", "prompt": "q"}\n' % i for i in range(200))
+    first = CountingProvider()  # 0.001 USD per success
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(data)
+    storage = LocalStorage()
+    registry = SQLiteRegistry(str(tmp_path / "registry.sqlite3"))
+
+    def go(provider, cap):
+        spec = JobSpec(str(src), str(tmp_path / "out"), JobDefaults("openai/m"),
+                       pipeline=PipelineConfig(max_in_flight=4, buffer_records=7, max_cost_usd=cap))
+        return asyncio.run(run_job(spec, input_storage=storage, output_storage=storage, provider=provider,
+                                   controller=FixedRateController(None, now=0.0), registry=registry))
+
+    with pytest.raises(JobFailed, match=r"--max-cost \$0.02 reached"):
+        go(first, 0.02)
+    assert 20 <= len(first.calls) <= 20 + 4  # the cap, plus what was in flight
+    second = CountingProvider()
+    result = go(second, None)
+    assert set(second.calls).isdisjoint(first.calls) and len(first.calls) + len(second.calls) == 200
+    assert result.summary["succeeded"] == 200
