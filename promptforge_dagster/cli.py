@@ -17,6 +17,7 @@ from typing import Sequence
 
 from promptforge_dagster.core.formats import JobDefaults
 from promptforge_dagster.core.job import JobFailed, JobHooks, JobSpec, clear_output
+from promptforge_dagster.core.job.errors import RETRYABLE_ERROR_CODES
 from promptforge_dagster.core.pipeline import PipelineConfig
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate_controller import FixedRateController
@@ -124,8 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="job registry: sqlite:///PATH (default $PROMPTFORGE_HOME/registry.sqlite3) or "
                             "firestore://PROJECT[/DATABASE]")
     state.add_argument("--job-id", help="the job's id in the registry (default: INPUT#generation->OUTPUT)")
+    state.add_argument("--rerun-failed", action="store_true",
+                       help="send again only prompts whose results are retryable failures; the new results "
+                            "replace them (the job must have published)")
     out = run.add_argument_group("output")
     out.add_argument("--quiet", action="store_true", help="no progress output")
+
+    rerun = sub.add_parser("rerun-failed", formatter_class=_HelpFormatter, epilog=EXIT_CODES,
+                           help="send again only the prompts of a finished job whose results are retryable "
+                                "failures (rate_limited, retries_exhausted); the new results replace them")
+    rerun.add_argument("output", help="the job's output folder")
+    rerun.add_argument("--api-base", help="provider base URL, as the job was run with")
+    rerun.add_argument("--quiet", action="store_true", help="no progress output")
+
+    export = sub.add_parser("export", formatter_class=_HelpFormatter, epilog=EXIT_CODES,
+                            help="write a job's results as a Parquet or CSV table")
+    export.add_argument("output", help="the job's output folder")
+    export.add_argument("--to", choices=("parquet", "csv"), default="parquet")
+    export.add_argument("--dest", help="where to write (default results.parquet or results.csv here)")
+    export.add_argument("--input-order", action="store_true",
+                        help="rows in input line order (read from the job's parts) instead of completion order")
 
     status = sub.add_parser("status", help="show a job's progress from its OUTPUT folder (sends nothing)",
                             formatter_class=_HelpFormatter, epilog=EXIT_CODES)
@@ -178,12 +197,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args)
     if args.command == "status":
         return _status(args)
+    if args.command == "export":
+        from promptforge_dagster.export import export
+
+        return export(args)
+    if args.command == "rerun-failed":
+        rerun = _rerun_argv(args)
+        if isinstance(rerun, int):
+            return rerun
+        args = parser.parse_args(rerun)
     for fixed, hint in (("rpm", "rpm_hint"), ("tpm", "tpm_hint")):
         if getattr(args, fixed) and getattr(args, hint):
             parser.error(f"--{fixed} (a fixed limit) and --{hint.replace('_', '-')} (where adaptive pacing starts) "
                          "contradict each other: give one")
     _sigterm_interrupts()
     return _run(args)
+
+
+def _rerun_argv(args: argparse.Namespace) -> list[str] | int:
+    """``rerun-failed OUTPUT``: the ``run`` command line of the published job, with --rerun-failed."""
+    from promptforge_dagster.clients.storage_for import storage_for
+    from promptforge_dagster.core.job.layout import OutputLayout
+
+    layout = OutputLayout(args.output.rstrip("/"))
+    try:
+        summary = json.loads(storage_for(layout.output_uri).read_bytes(layout.summary))
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"promptforge: error: {layout.summary} cannot be read ({type(exc).__name__}); "
+              "rerun-failed needs a published job", file=sys.stderr)
+        return 1
+    argv = ["run", summary["input"], "--output", layout.output_uri, "--model", summary["model"],
+            "--job-id", summary["job_id"], "--rerun-failed"]
+    if args.api_base:
+        argv += ["--api-base", args.api_base]
+    if args.quiet:
+        argv.append("--quiet")
+    return argv
 
 
 def _sigterm_interrupts() -> None:
@@ -236,7 +285,8 @@ def _run(args: argparse.Namespace) -> int:
     spec = JobSpec(args.input, args.output.rstrip("/"), JobDefaults(args.model, dict(args.param)),
                    job_id=args.job_id, max_line_bytes=args.max_line_bytes, pipeline=config,
                    checkpoint_interval_s=args.checkpoint_interval, policy=policy,
-                   share_lanes=not args.no_share_lanes)
+                   share_lanes=not args.no_share_lanes,
+                   rerun_codes=RETRYABLE_ERROR_CODES if args.rerun_failed else ())
     try:
         registry = registry_for(args.registry)
     except ValueError as exc:

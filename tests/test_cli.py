@@ -178,3 +178,39 @@ def test_status_reads_progress_from_the_output_without_sending(tmp_path, capsys,
     assert "registry: succeeded" in text and "30 succeeded" in text
     assert main(["status", str(tmp_path / "nothing")]) == 1
     assert "holds no job" in capsys.readouterr().err
+
+
+def test_rerun_failed_and_export_after_a_run(tmp_path, capsys, simulator_factory, monkeypatch):
+    import polars as pl
+
+    log = tmp_path / "requests.log"
+    simulator = simulator_factory("--rpm", "6000", "--latency-ms", "1", "--request-log", str(log))
+
+    src = tmp_path / "in.jsonl"
+    # two prompts the simulator answers 503 (retried until exhausted: retryable failures)
+    lines = [f'{{"id": "r{i}", "prompt": "p{i}"}}' for i in range(20)]
+    lines[3] = '{"id": "r3", "prompt": "__pf_500__"}'
+    lines[11] = '{"id": "r11", "prompt": "__pf_500__"}'
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("PROMPTFORGE_HOME", str(tmp_path / "home"))
+    assert main(["run", str(src), "--output", str(out), "--model", "openai/sim-model", "--api-base",
+                 simulator.api_base, "--max-attempts", "1", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["errors_by_code"] == {"retries_exhausted": 2}
+    capsys.readouterr()
+    assert main(["export", str(out), "--to", "csv", "--dest", str(tmp_path / "r.csv"), "--input-order"]) == 0
+    table = pl.read_csv(tmp_path / "r.csv")
+    assert table["line"].to_list() == list(range(1, 21)) and table["custom_id"][3] == "r3"
+    assert table["error_code"][3] == "retries_exhausted" and table["content"][0].startswith("echo: ")
+    assert main(["export", str(out), "--dest", str(tmp_path / "r.parquet")]) == 0
+    assert pl.read_parquet(tmp_path / "r.parquet").height == 20
+    sent_before = len(log.read_text().splitlines())
+    assert main(["rerun-failed", str(out), "--api-base", simulator.api_base, "--quiet"]) == 0
+    sent = [json.loads(l) for l in log.read_text().splitlines()[sent_before:]]
+    assert sorted({r.get("custom_id") for r in sent}) == ["r11", "r3"]  # only the failed prompts went again
+    after = json.loads((out / "summary.json").read_text())
+    assert after["prompts"] == 20 and after["errors_by_code"] == {"retries_exhausted": 2}  # still failing upstream
+    lines_out = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(l["custom_id"] for l in lines_out) == sorted(f"r{i}" for i in range(20))
