@@ -12,7 +12,7 @@ sys.path.insert(0, ROOT)
 
 from promptforge_dagster.cli import start_simulator  # noqa: E402
 
-__all__ = ["ROOT", "start_simulator", "write_batch", "run_measured", "child_env"]
+__all__ = ["ROOT", "start_simulator", "write_batch", "run_measured", "child_env", "alternate_children"]
 
 
 def write_batch(path: str, n: int) -> None:
@@ -49,3 +49,26 @@ def run_measured(cmd: list[str], **kw) -> tuple[int, int, str]:
         proc.returncode = os.waitstatus_to_exitcode(status)
         log.seek(0)
         return proc.returncode, usage.ru_maxrss, log.read()
+
+
+def alternate_children(script: str, modes: tuple[str, ...], rounds: int, prompts: int, concurrency: int,
+                       base: str) -> dict[str, list[float]]:
+    """Run ``script --child MODE`` for each mode in turn, ``rounds`` times, each in a fresh
+    process on one shared input; each child prints ``{"rate": ...}`` last. Returns the rates."""
+    import tempfile
+
+    rates: dict[str, list[float]] = {m: [] for m in modes}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/in.jsonl"
+        write_batch(path, prompts)
+        for r in range(rounds):
+            for mode in modes:
+                out = subprocess.run(
+                    [sys.executable, script, "--child", mode, "--input", path, "--api-base", base,
+                     "--concurrency", str(concurrency)],
+                    capture_output=True, text=True, env=child_env(), check=True,
+                ).stdout
+                rate = json.loads(out.strip().splitlines()[-1])["rate"]
+                rates[mode].append(rate)
+                print(f"round {r + 1} {mode:>7}: {rate:.0f} completions/s", flush=True)
+    return rates

@@ -15,12 +15,10 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
-from common import child_env, start_simulator, write_batch
+from common import alternate_children, start_simulator
 
 
 async def bare_loop(path: str, concurrency: int, api_base: str) -> float:
@@ -86,21 +84,8 @@ def main() -> None:
         return
     sim, base = start_simulator("--rpm", "0", "--latency-ms", "0")
     modes = ("bare", "lean", "litellm")
-    rates: dict[str, list[float]] = {m: [] for m in modes}
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = f"{tmp}/in.jsonl"
-            write_batch(path, args.prompts)
-            for r in range(args.rounds):
-                for mode in modes:
-                    out = subprocess.run(
-                        [sys.executable, __file__, "--child", mode, "--input", path, "--api-base", base,
-                         "--concurrency", str(args.concurrency)],
-                        capture_output=True, text=True, env=child_env(), check=True,
-                    ).stdout
-                    rate = json.loads(out.strip().splitlines()[-1])["rate"]
-                    rates[mode].append(rate)
-                    print(f"round {r + 1} {mode:>7}: {rate:.0f} completions/s", flush=True)
+        rates = alternate_children(__file__, modes, args.rounds, args.prompts, args.concurrency, base)
     finally:
         sim.kill()
         sim.wait()

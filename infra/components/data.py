@@ -8,6 +8,16 @@ import pulumi_gcp as gcp
 from infra.config import StackConfig
 
 
+def _jobs_index(name: str, cfg: StackConfig, db, order: str, opts: pulumi.ResourceOptions):
+    """The (status, created_at, job_id) index on the jobs collection, in one direction."""
+    return gcp.firestore.Index(
+        name, project=cfg.project, database=db.name, collection="promptforge_jobs", query_scope="COLLECTION",
+        fields=[gcp.firestore.IndexFieldArgs(field_path="status", order="ASCENDING"),
+                gcp.firestore.IndexFieldArgs(field_path="created_at", order=order),
+                gcp.firestore.IndexFieldArgs(field_path="job_id", order=order)],
+        opts=opts)
+
+
 class Compute(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("promptforge:data:Compute", name, None, opts)
@@ -16,22 +26,11 @@ class Compute(pulumi.ComponentResource):
             f"{name}-firestore", name="(default)", project=cfg.project, location_id=cfg.region,
             type="FIRESTORE_NATIVE", concurrency_mode="PESSIMISTIC", delete_protection_state="DELETE_PROTECTION_ENABLED",
             opts=child)
-        # upload_sensor and rerun_failed_prompts list jobs by status, oldest first
-        self.jobs_by_status = gcp.firestore.Index(
-            f"{name}-jobs-by-status", project=cfg.project, database=self.firestore.name,
-            collection="promptforge_jobs", query_scope="COLLECTION",
-            fields=[gcp.firestore.IndexFieldArgs(field_path="status", order="ASCENDING"),
-                    gcp.firestore.IndexFieldArgs(field_path="created_at", order="ASCENDING"),
-                    gcp.firestore.IndexFieldArgs(field_path="job_id", order="ASCENDING")],
-            opts=child)
-        # rerun_failed_prompts pages jobs by status, newest first (a descending composite index)
-        self.jobs_by_status_newest = gcp.firestore.Index(
-            f"{name}-jobs-by-status-newest", project=cfg.project, database=self.firestore.name,
-            collection="promptforge_jobs", query_scope="COLLECTION",
-            fields=[gcp.firestore.IndexFieldArgs(field_path="status", order="ASCENDING"),
-                    gcp.firestore.IndexFieldArgs(field_path="created_at", order="DESCENDING"),
-                    gcp.firestore.IndexFieldArgs(field_path="job_id", order="DESCENDING")],
-            opts=child)
+        # upload_sensor lists jobs by status oldest first; the sensors and rerun_failed_prompts
+        # page them newest first: one composite index for each direction
+        self.jobs_by_status, self.jobs_by_status_newest = (
+            _jobs_index(f"{name}-jobs-by-status{suffix}", cfg, self.firestore, order, child)
+            for suffix, order in (("", "ASCENDING"), ("-newest", "DESCENDING")))
         self.repository = gcp.artifactregistry.Repository(
             f"{name}-images", repository_id="promptforge", format="DOCKER", location=cfg.region,
             project=cfg.project, description="PromptForge code location images", opts=child)

@@ -210,3 +210,9 @@ def test_lifecycle_rules_never_delete_the_working_state_of_a_job_that_has_not_pu
         if rule["condition"].get("age"):
             suffixes = rule["condition"].get("matchesSuffixes") or []
             assert suffixes and not any(s in suffixes for s in (".pfck", "/scan.json", ".part.jsonl")), rule
+
+
+def test_the_jobs_collection_has_an_index_for_each_paging_direction(stack):
+    indexes = of("gcp:firestore/index:Index")
+    orders = sorted(tuple(f["order"] for f in out["fields"]) for _name, out in indexes)
+    assert orders == [("ASCENDING", "ASCENDING", "ASCENDING"), ("ASCENDING", "DESCENDING", "DESCENDING")]
