@@ -11,8 +11,8 @@ import importlib
 from typing import Any
 
 _HOME = {
-    "JobAttempt": "attempt", "JobResult": "attempt", "JobSpec": "attempt", "Phase": "attempt",
-    "clear_output": "attempt", "default_job_id": "attempt", "run_attempt": "attempt", "run_job": "attempt",
+    "JobAttempt": "attempt", "JobResult": "spec", "JobSpec": "spec", "Phase": "attempt",
+    "clear_output": "attempt", "default_job_id": "spec", "run_attempt": "attempt", "run_job": "attempt",
     "JobFailed": "errors", "JobRejected": "errors", "JobSuperseded": "errors",
     "JobHooks": "hooks", "OutputLayout": "layout",
 }

@@ -28,29 +28,29 @@ import enum
 import os
 import socket
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import msgspec
 from pyroaring import BitMap
 
 from promptforge_dagster.core.commit import JobCommitter, ResumeInfo
-from promptforge_dagster.core.formats import JobDefaults, LineParser, NotJsonlError
+from promptforge_dagster.core.formats import LineParser, NotJsonlError
 from promptforge_dagster.core.gzip_source import GZIP_MAGIC, GzipSource, TruncatedGzip, is_gzip
 from promptforge_dagster.core.input_scan import SNIFF_BYTES, InputIndex, scan_input, sniff
 from promptforge_dagster.core.job.errors import (
     RETRYABLE_ERROR_CODES, JobFailed, JobRejected, JobSuperseded,
 )
 from promptforge_dagster.core.job.heartbeat import EXPIRY_MARGIN_S, Heartbeat, LeaseUnrenewable
+from promptforge_dagster.core.job.endings import counters_of, outcome_of
 from promptforge_dagster.core.job.hooks import JobHooks
+from promptforge_dagster.core.job.spec import JobResult, JobSpec, default_job_id
 from promptforge_dagster.core.job.layout import OutputLayout
 from promptforge_dagster.core.job_registry import JobRegistry, LeaseHeld, LeaseLost
-from promptforge_dagster.core.pipeline import JobStats, Pipeline, PipelineConfig, Provider
+from promptforge_dagster.core.pipeline import JobStats, Pipeline, Provider
 from promptforge_dagster.core.rate_controller import RateController
 from promptforge_dagster.core.rate_history import RateHistory
 from promptforge_dagster.core.rate_lanes import RateLanes
-from promptforge_dagster.core.reader import DEFAULT_CHUNK_BYTES, PromptReader, ReadPosition
-from promptforge_dagster.core.request_policy import RequestPolicy
+from promptforge_dagster.core.reader import PromptReader, ReadPosition
 from promptforge_dagster.core.results import IncompleteResults, assemble
 from promptforge_dagster.core.shared_lanes import LaneSync
 from promptforge_dagster.core.storage import PreconditionFailed, Storage
@@ -61,56 +61,6 @@ SCAN_BEAT_LINES = 4096
 # doubling up to the cap, while the lease has time left.
 PUBLISH_COMMIT_FIRST_DELAY_S = 0.5
 PUBLISH_COMMIT_MAX_DELAY_S = 8.0
-# Messages recorded in the registry are cut to this length (one line in a UI table).
-MESSAGE_CHARS = 500
-
-
-@dataclass
-class JobSpec:
-    """What to run: input, output and the job-level defaults.
-
-    >>> JobSpec("in.jsonl", "out", JobDefaults(model="openai/gpt-4o-mini")).max_line_bytes
-    2097152
-    """
-
-    input_uri: str
-    output_uri: str
-    defaults: JobDefaults
-    job_id: str | None = None
-    max_line_bytes: int = 2 * 1024 * 1024
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    checkpoint_interval_s: float = 30.0
-    lease_ttl_s: float = 120.0
-    heartbeat_s: float = 10.0
-    policy: RequestPolicy | None = None  # what a line may ask for (default: the job model's provider only)
-    input_generation: int | None = None  # the input version this job is for (a Dagster job's, from its record)
-    rerun_codes: tuple[str, ...] = ()  # re-send only prompts whose latest result failed with one of these
-    share_lanes: bool = False  # publish and read learned lane state through the registry
-
-    @property
-    def layout(self) -> OutputLayout:
-        return OutputLayout(self.output_uri)
-
-
-def default_job_id(input_uri: str, generation: int, output_uri: str) -> str:
-    """A CLI job's id: the input version *and* the output, so one input run to two
-    outputs is two jobs (never one job fencing itself).
-
-    >>> default_job_id("in.jsonl", 7, "out/a") == default_job_id("in.jsonl", 7, "out/b")
-    False
-    """
-    return f"{input_uri}#{generation}->{output_uri}"
-
-
-@dataclass
-class JobResult:
-    """Where the results are and what the job did."""
-
-    results_uri: str
-    summary_uri: str
-    summary: dict[str, Any]
-    stats: JobStats
 
 
 class Phase(enum.Enum):
@@ -128,37 +78,6 @@ NEXT = {  # the one order an attempt moves in; close may follow any phase
     Phase.PREPARED: Phase.RAN,
     Phase.RAN: Phase.PUBLISHED,
 }
-
-
-def counters_of(stats: JobStats) -> dict[str, int]:
-    return {"total": stats.total or 0, "succeeded": stats.succeeded, "failed": stats.failed,
-            "input_errors": stats.input_errors, "skipped": stats.skipped, "sent": stats.sent,
-            "rate_limited": stats.rate_limited}
-
-
-def outcome_of(error: BaseException | None, stats: JobStats) -> tuple[str, str | None]:
-    """The status to record for how an attempt ended, and its one-line message.
-    An empty status: record nothing (a newer attempt owns the job).
-
-    >>> outcome_of(None, JobStats())
-    ('succeeded', None)
-    >>> outcome_of(JobRejected("in.pdf is not JSONL"), JobStats())
-    ('rejected', 'in.pdf is not JSONL')
-    >>> outcome_of(ZeroDivisionError("boom"), JobStats())
-    ('failed', 'ZeroDivisionError: boom')
-    >>> outcome_of(KeyboardInterrupt(), JobStats(total=9, succeeded=3))[0]
-    'cancelled'
-    """
-    if error is None:
-        return "succeeded", None
-    if isinstance(error, LeaseLost):
-        return "", None
-    if isinstance(error, JobFailed):
-        return error.status, str(error)[:MESSAGE_CHARS]
-    if isinstance(error, Exception):
-        return "failed", f"{type(error).__name__}: {error}"[:MESSAGE_CHARS]
-    done = stats.succeeded + stats.failed + stats.skipped
-    return "cancelled", f"cancelled ({done} of {stats.total or '?'} prompts done and kept)"
 
 
 class JobAttempt:
