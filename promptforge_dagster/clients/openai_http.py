@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Mapping
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -165,6 +165,3 @@ class OpenAIHttpProvider:
             text = text.replace(self._api_key, "***")
         return text[:2000]
 
-
-def as_mapping(headers: Mapping[str, Any]) -> dict[str, str]:
-    return {str(k).lower(): str(v) for k, v in headers.items()}
