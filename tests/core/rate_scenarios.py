@@ -51,34 +51,32 @@ class Scenario:
 
 SCENARIOS = [
     # token buckets, refusals free (most providers: Anthropic documents a continuously refilled bucket)
-    Scenario("bucket-60", AccountLimits(rpm=60), 0.95, 0.06, goal=STEADY_GOAL),
-    Scenario("bucket-600", AccountLimits(rpm=600), 0.95, 0.015, goal=STEADY_GOAL),
+    Scenario("bucket-60", AccountLimits(rpm=60), 0.86, 0.05, goal=STEADY_GOAL),
+    Scenario("bucket-600", AccountLimits(rpm=600), 0.95, 0.01),
     Scenario("bucket-1200", AccountLimits(rpm=1200), 0.95, 0.01),
     Scenario("bucket-6000-40ms", AccountLimits(rpm=6000), 0.95, 0.01, {"latency_s": 0.04}),
     Scenario("bucket-20000-40ms", AccountLimits(rpm=20000), 0.95, 0.01, {"latency_s": 0.04}),
     # refused requests charged (OpenAI: "unsuccessful requests contribute to your per-minute limit")
-    Scenario("bucket-1200-refusals-charged", AccountLimits(rpm=1200, refusals_count=True), 0.78, 0.015,
-             goal=STEADY_GOAL),
+    Scenario("bucket-1200-refusals-charged", AccountLimits(rpm=1200, refusals_count=True), 0.95, 0.01),
     # window counters: sliding 60 s and fixed per minute (gateways, Gemini's per-minute quotas)
-    Scenario("sliding-1200", AccountLimits(rpm=1200, limiter="sliding"), 0.95, 0.075, goal=STEADY_GOAL),
-    Scenario("fixed-1200", AccountLimits(rpm=1200, limiter="fixed"), 0.95, 0.075, goal=STEADY_GOAL),
+    Scenario("sliding-1200", AccountLimits(rpm=1200, limiter="sliding"), 0.95, 0.05, goal=STEADY_GOAL),
+    Scenario("fixed-1200", AccountLimits(rpm=1200, limiter="fixed"), 0.95, 0.05, goal=STEADY_GOAL),
     Scenario("sliding-1200-charged-openai-headers", AccountLimits(rpm=1200, limiter="sliding", refusals_count=True),
              0.95, 0.01, {"style": "openai", "headers": True}),
     # how refusals are worded
     Scenario("openai-600-headers", AccountLimits(rpm=600), 0.95, 0.01, {"style": "openai", "headers": True}),
     Scenario("openai-600-message-only", AccountLimits(rpm=600), 0.95, 0.01, {"style": "openai"}),
-    Scenario("azure-600", AccountLimits(rpm=600), 0.95, 0.015, {"style": "azure", "headers": True},
-             goal=STEADY_GOAL),
+    Scenario("azure-600", AccountLimits(rpm=600), 0.95, 0.01, {"style": "azure", "headers": True}),
     Scenario("anthropic-600-headers", AccountLimits(rpm=600), 0.95, 0.01, {"style": "anthropic", "headers": True}),
     Scenario("gemini-600-fixed", AccountLimits(rpm=600, limiter="fixed"), 0.95, 0.03, {"style": "gemini"},
              goal=STEADY_GOAL),
-    Scenario("vertex-600", AccountLimits(rpm=600), 0.95, 0.015, {"style": "vertex"}, goal=STEADY_GOAL),
-    Scenario("bare-600", AccountLimits(rpm=600), 0.95, 0.015, {"style": "bare"}, goal=STEADY_GOAL),
+    Scenario("vertex-600", AccountLimits(rpm=600), 0.95, 0.01, {"style": "vertex"}),
+    Scenario("bare-600", AccountLimits(rpm=600), 0.95, 0.01, {"style": "bare"}),
     # TPM charged at admission on prompt + max_tokens, mixed prompt sizes
     Scenario("tpm-120k-openai-mixed", AccountLimits(rpm=None, tpm=120_000), 0.90, 0.02,
              {"style": "openai", "request": mixed_sizes}, measure="tokens"),
-    Scenario("tpm-120k-bare-mixed", AccountLimits(rpm=None, tpm=120_000), 0.90, 0.025,
-             {"request": mixed_sizes}, measure="tokens", goal=SHIFT_GOAL),
+    Scenario("tpm-120k-bare-mixed", AccountLimits(rpm=None, tpm=120_000), 0.90, 0.02,
+             {"request": mixed_sizes}, measure="tokens"),
     # long answers: Little's law, not a fixed in-flight bound
     Scenario("answers-6s-3000", AccountLimits(rpm=3000), 0.90, 0.01, {"latency_s": 6.0}),
     Scenario("answers-grow-with-tokens-1200", AccountLimits(rpm=1200), 0.88, 0.012,
@@ -87,7 +85,7 @@ SCENARIOS = [
     Scenario("vllm-concurrency-32", AccountLimits(rpm=None, concurrency=32, queue=8), 0.90, 0.01,
              {"style": "vllm", "latency_s": 1.0}, measure="concurrency"),
     Scenario("shifting-900-300-1200", AccountLimits(rpm=900, schedule=parse_schedule("0:900,120:300,240:1200")),
-             0.80, 0.025, duration=360.0, phases=((0.0, 120.0, 900.0), (120.0, 240.0, 300.0), (240.0, 360.0, 1200.0)),
+             0.70, 0.02, duration=360.0, phases=((0.0, 120.0, 900.0), (120.0, 240.0, 300.0), (240.0, 360.0, 1200.0)),
              goal=SHIFT_GOAL),
 ]
 

@@ -7,14 +7,16 @@ import pytest
 
 from promptforge_dagster.core.outcome import OutcomeKind, classify
 from promptforge_dagster.core.rate.axis import TRANSITIONS, Axis, Event, Phase
+from promptforge_dagster.core.rate.burst import BurstLearner
 from promptforge_dagster.core.rate.concurrency import InFlightLimit
 from promptforge_dagster.core.rate.config import Concurrency, RateConfig
 from promptforge_dagster.core.rate.controller import AdaptiveController
 from promptforge_dagster.core.rate.estimator import CeilingEstimator
 from promptforge_dagster.core.rate.pacer import Pacer
+from promptforge_dagster.core.rate.prober import Prober
 from promptforge_dagster.core.rate.signals import parse_signal
 from promptforge_dagster.core.rate_controller import RateSample
-from promptforge_dagster.simulator.account import Admission
+from promptforge_dagster.simulator.account import AccountLimits, Admission, SimulatedAccount
 from promptforge_dagster.simulator.styles import STYLES, message_of, refusal
 
 
@@ -73,7 +75,7 @@ def test_the_pacer_is_smooth_and_takes_a_request_larger_than_its_bucket():
             p.take(t, 1.0)
             sent += 1
         t += 0.001
-    assert 100 <= sent <= 111  # the rate plus at most a tenth of a second of burst
+    assert 100 <= sent <= 104  # the rate plus at most 30 ms of burst
     assert p.wait(5.0, 500.0) < 5.0  # a request of 500 units is not refused for ever
 
 
@@ -141,3 +143,60 @@ def test_state_survives_a_checkpoint_round_trip():
     again = AdaptiveController.from_state(json.loads(json.dumps(c.export_state())), now=5.0)
     assert again.snapshot()["learned_rpm_ceiling"] == 900.0 and again.snapshot()["learned_tpm_ceiling"] == 50_000.0
     assert again.snapshot()["concurrency_ceiling"] == 40.0
+    c.requests.burst.observe(90.0, per_s=15.0)  # a 6-s burst seen: a warm start must not take it for a rise
+    assert AdaptiveController.from_state(c.export_state(), now=0.0).requests.burst.burst_s == 6.0
+
+
+def _send_into(account: SimulatedAccount, estimator: CeilingEstimator, t0: float, t1: float, per_s: float):
+    """Send at ``per_s`` from t0 to t1; return the send time of the first refusal (None if none)."""
+    first, t = None, t0
+    while t < t1:
+        adm = account.admit(t, 1)
+        estimator.sent(t, 1.0)
+        if adm.ok:
+            account.release()
+        else:
+            estimator.refused(t, 1.0)
+            first = t if first is None else first
+        t += 1.0 / per_s
+    return first
+
+
+@pytest.mark.parametrize("burst_s", [1.0, 5.0, 20.0])
+def test_the_burst_learner_reads_a_buckets_capacity_at_the_first_dry_moment(burst_s):
+    account = SimulatedAccount(AccountLimits(rpm=600, burst_s=burst_s), now=0.0)
+    e = CeilingEstimator()
+    dry_at = _send_into(account, e, 0.0, 60.0, per_s=20.0)  # twice the 10/s ceiling, from rest
+    b = BurstLearner()
+    b.learn(e.net_between, per_s=10.0, dry_at=dry_at, since=0.0)
+    assert b.burst_s == pytest.approx(burst_s, abs=0.5)
+
+
+def test_a_probe_proves_nothing_a_rested_burst_could_absorb_and_a_real_rise_is_proven():
+    for ceiling_rpm, rises in ((600, False), (1200, True)):
+        account = SimulatedAccount(AccountLimits(rpm=ceiling_rpm, burst_s=5.0), now=0.0)
+        e = CeilingEstimator()
+        prober = Prober(RateConfig().steady, window_s=5.0)
+        prober.start(0.0)
+        proofs, t = [], 0.0
+        while t < 30.0:  # probing at +25% over an estimate of 10/s, from a full bucket
+            if _send_into(account, e, t, t + 0.5, per_s=12.5) is not None:
+                break
+            t += 0.5
+            proofs.append(prober.best_proof(e.net_between, t, estimate=10.0, burst=5.0 * 10.0))
+        found = [p for p in proofs if p is not None]
+        if rises:  # the ceiling doubled: proven, and never above what the account allows
+            assert found and all(10.0 < p <= ceiling_rpm / 60.0 for p in found)
+        else:  # admitted for two windows and more on the burst alone: no proof of anything
+            assert t >= 10.0 and not found, (t, found)
+
+
+def test_the_pacer_repays_a_refused_slot_and_resumes_smoothly_after_a_cut():
+    p = Pacer(per_s=10.0, now=0.0)
+    p.take(0.0, 1.0)
+    assert p.wait(0.0, 1.0) == pytest.approx(0.1)
+    p.repay(0.0, 1.0)  # refused: the account may have charged it
+    assert p.wait(0.0, 1.0) == pytest.approx(0.2)
+    p.set_rate(1000.0, 1.0)  # a second later the bucket holds its burst...
+    p.drain(1.0)  # ...which a cut throws away: one interval at a time again
+    assert p.wait(1.0, 1.0) == pytest.approx(0.001)

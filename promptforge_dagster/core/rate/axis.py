@@ -13,9 +13,16 @@ Phases and what moves between them, all in :data:`TRANSITIONS`:
   refills continuously, so it cannot stay dry below what it admits): the lane pauses,
   doubling, until the window frees, and then holds at the floor for a minute before
   climbing, so it does not chase the echo of its own first burst.
-* ``STEADY``: paced at the measured ceiling less a margin; probes are due every two windows.
-* ``PROBE``: above the estimate for a step; proven, the estimate rises (and the next probe
-  reaches further); refused, back to steady.
+* ``STEADY``: paced at the measured ceiling less a margin; the
+  :class:`~promptforge_dagster.core.rate.prober.Prober` says when a probe is due.
+* ``PROBE``: above the estimate until refused or expired (back to steady: the estimator
+  measures from the refusal). Each time it has sent more beyond the estimate than the
+  account's burst could absorb (:mod:`~promptforge_dagster.core.rate.burst`), the estimate
+  rises to what it proved and the probe reaches further.
+
+Climbing back after cuts aims at the lowest rate refused above the current one: refusals
+that followed a flood (an account still dry, or in debt when refusals are charged) are
+passed in a few steps once the rates under them are admitted.
 
 ``MEASURED`` (the estimator closed a span between two dry moments) leads to ``STEADY`` from
 any phase; ``KNOWN`` (headers or the message stated the limit) does too: a stated limit is
@@ -35,8 +42,10 @@ import enum
 import math
 
 from promptforge_dagster.core.rate.config import RateConfig
+from promptforge_dagster.core.rate.burst import BurstLearner
 from promptforge_dagster.core.rate.estimator import CeilingEstimator, Estimate
 from promptforge_dagster.core.rate.pacer import Pacer
+from promptforge_dagster.core.rate.prober import Prober
 
 SETTLE_START_S = 0.25  # how long a refusal may take to come back, before one has been seen
 SETTLE_FACTOR = 2.0  # a step is proven once its sends are older than twice the slowest refusal
@@ -44,6 +53,8 @@ SPENT_WINDOW_RETRY_S = 1.0  # refused under a stated limit with a retry this lon
 MINUTE_S = 60.0  # the span per-minute limits are counted over: what was admitted in it is always safe again
 DRY_PAUSE_S = 0.5  # refused at the floor: pause this long, doubling per refusal (a window must pass)
 DRY_PAUSE_MAX_S = 8.0  # ... up to this: probes a minute-long dry spell about ten times
+DRY_READ_BACK_S = 0.05  # the send history's grain: sends this close before the first refusal were as dry
+APPROACH_GAIN = 0.1  # admitted at every rate refused since the last estimate: climb on gently (x per step)
 
 
 class Phase(str, enum.Enum):
@@ -58,7 +69,8 @@ class Event(str, enum.Enum):
     RECOVERED = "recovered"  # proven, back at the target under a known estimate
     REFUSED = "refused"  # a request sent at the current rate was refused
     MEASURED = "measured"  # a span between two dry moments gave an estimate
-    PROBE_DUE = "probe_due"  # steady for two windows, and the pacer binds
+    PROBE_DUE = "probe_due"  # the prober says a probe is due, and the pacer binds
+    EXPIRED = "expired"  # a probe neither proven nor refused for several windows
     KNOWN = "known"  # the provider stated the limit
 
 
@@ -71,8 +83,9 @@ TRANSITIONS: dict[tuple[Phase, Event], tuple[Phase, str]] = {
     (Phase.BACKOFF, Event.RECOVERED): (Phase.STEADY, "hold"),
     (Phase.STEADY, Event.REFUSED): (Phase.BACKOFF, "step_back"),
     (Phase.STEADY, Event.PROBE_DUE): (Phase.PROBE, "probe"),
-    (Phase.PROBE, Event.PROVEN): (Phase.STEADY, "raise"),
+    (Phase.PROBE, Event.PROVEN): (Phase.PROBE, "raise"),
     (Phase.PROBE, Event.REFUSED): (Phase.STEADY, "hold"),
+    (Phase.PROBE, Event.EXPIRED): (Phase.STEADY, "hold"),
     **{(p, Event.MEASURED): (Phase.STEADY, "hold") for p in Phase},
     **{(p, Event.KNOWN): (Phase.STEADY, "hold") for p in Phase},
 }
@@ -91,12 +104,17 @@ class Axis:
         self.cap: float | None = None  # the stated limit is the account's: never paced past, shared with others
         self.per_s = self._clamp(start_per_s)
         self.estimate: float | None = None  # the measured (or stated) ceiling, per second
-        self.refused_at: float | None = None  # the lowest rate refused since the last estimate
+        self.refused_rates: list[float] = []  # rates refused since the last estimate
+        self.born = now
+        self.first_dry_at: float | None = None  # the first refusal of a cold start: where the burst is read
+        self.burst = BurstLearner()
+        self.prober = Prober(config.steady, config.window_s)
+        self._proof: float | None = None
+        self._dry_since: float | None = None  # the first refusal of this episode of refusals
         self.pacer = Pacer(self.per_s, now)
         s = config.steady
         self.estimator = CeilingEstimator(min_sends=s.measure_min_requests, min_span_s=s.measure_min_s,
                                           refusal_weight=s.counted_refusals_weight)
-        self._gain = s.probe_gain
         self._settle = SETTLE_START_S
         self.decreases = 0
         self.pause_until = 0.0  # a dry spell: the controller sends nothing on this axis until then
@@ -130,14 +148,31 @@ class Axis:
         return (self.estimator.net_between(now - MINUTE_S, now - self._settle) or 0.0) / MINUTE_S
 
     def recent_admitted(self, now: float) -> float:
-        """Admitted per second just now: what a dry account is giving while it refuses."""
-        span = min(10.0, max(1.0, 10.0 / self.per_s))
+        """Admitted per second just now: what a dry account is giving while it refuses. Once
+        enough was sent since it went dry, the share of it admitted at the rate sent; before
+        that, what it admitted over the last seconds."""
         end = now - self._settle
-        return (self.estimator.net_between(end - span, end) or 0.0) / span
+        if self._dry_since is not None:
+            sent = self.estimator.sent_between(self._dry_since - DRY_READ_BACK_S, end)
+            if sent >= self.cfg.discovery.step_requests:
+                admitted = self.estimator.net_between(self._dry_since - DRY_READ_BACK_S, end) or 0.0
+                return self.per_s * admitted / sent
+        start = end - min(10.0, max(1.0, 10.0 / self.per_s))
+        return (self.estimator.net_between(start, end) or 0.0) / max(end - start, 1e-9)
 
     def refused(self, sent_at: float, now: float, units: float, retry_after_s: float | None = None) -> None:
         self._settle = max(self._settle, SETTLE_FACTOR * (now - sent_at))
+        if self._dry_since is None:
+            self._dry_since = sent_at
+        self.pacer.repay(now, units)  # the account may have charged it: skip a slot to repay
         estimate = self.estimator.refused(sent_at, units)
+        if self.first_dry_at is None and self.phase is Phase.DISCOVER:
+            self.first_dry_at = sent_at
+        start = self.prober.started_at
+        if self.phase is Phase.PROBE and start is not None and sent_at > start and self.estimate:
+            # admitted beyond the estimate until the probe ran dry: the burst was at least that
+            excess = (self.estimator.net_between(start, sent_at) or 0.0) - self.estimate * (sent_at - start)
+            self.burst.observe(excess, per_s=self.estimate)
         spent = self.known and retry_after_s is not None and retry_after_s >= SPENT_WINDOW_RETRY_S
         if sent_at >= self._step_start and spent:  # under the stated limit, told to wait: the window is spent
             self._dry(now, retry_after_s)
@@ -161,10 +196,17 @@ class Axis:
         if self.phase is Phase.STEADY:
             if self.cap is not None and self.estimate is not None and self.estimate >= self.cap:
                 return  # at the stated limit: nothing to probe for
-            s = self.cfg.steady
-            windows = s.probe_again_windows if self._gain > s.probe_gain else s.probe_every_windows
-            if self._blocked and now - self._step_start >= windows * self.cfg.window_s:
+            if self._blocked and self.prober.due(now, self._step_start, self.per_s):
                 self._fire(Event.PROBE_DUE, now)
+            return
+        if self.phase is Phase.PROBE:
+            estimate = self.estimate or self.per_s
+            self._proof = self.prober.best_proof(self.estimator.net_between, now - self._settle,
+                                                 estimate=estimate, burst=self.burst.units(estimate))
+            if self._proof is not None:
+                self._fire(Event.PROVEN, now)
+            elif self.prober.expired(now):
+                self._fire(Event.EXPIRED, now)
             return
         if self._proven(now):
             recovered = (self.phase is Phase.BACKOFF and self.estimate is not None
@@ -176,6 +218,8 @@ class Axis:
         step = TRANSITIONS.get((self.phase, event))
         if step is None:
             return
+        if event is not Event.REFUSED:
+            self._dry_since = None  # admitted, measured or told: the episode of refusals is over
         self.phase, action = step
         getattr(self, "_" + action)(now)
 
@@ -183,7 +227,7 @@ class Axis:
         self._set(self.per_s * self.cfg.discovery.growth, now)
 
     def _cut(self, now: float) -> None:
-        self.refused_at = self.per_s if self.refused_at is None else min(self.refused_at, self.per_s)
+        self.refused_rates.append(self.per_s)
         floor = self.floor(now) if self.estimate is None else 0.0
         if self.per_s <= floor * 1.001:  # dry below what it admits per minute: a window, not a bucket
             self._dry(now, None)
@@ -195,9 +239,10 @@ class Axis:
         if self.estimate is None:
             target = min(target, self.recent_admitted(now))
         self._set(max(floor, target), now)
+        self.pacer.drain(now)  # resume one interval at a time, not with the pacer's saved-up burst
 
     def _step_back(self, now: float) -> None:
-        self.refused_at = self.per_s
+        self.refused_rates.append(self.per_s)
         self.decreases += 1
         self._set(self.per_s * self.cfg.steady.steady_cut, now)
 
@@ -211,42 +256,50 @@ class Axis:
         self._new_step(now)
 
     def _approach(self, now: float) -> None:
-        """Climb back: doubling, but no further than just under the lowest refused rate
-        (and, on an account that counts over a window, than the floor for a minute)."""
+        """Climb back: doubling, but no further than just under the estimate, else the
+        lowest rate refused above this one (and, on an account that counts over a window,
+        than the floor for a minute)."""
         if now < self.windowed_until:
             self._set(max(self.per_s, self.floor(now) * (1.0 - self.cfg.steady.margin)), now)
             return
-        ceiling = self._target() if self.estimate is not None else None
-        if ceiling is None and self.refused_at is not None:
-            ceiling = self.refused_at * (1.0 - self.cfg.steady.margin)
-        if ceiling is not None and self.per_s < ceiling * 0.999:
-            self._set(min(ceiling, self.per_s * self.cfg.discovery.growth), now)
-        else:  # at the old ceiling and admitted: it was a burst's echo, or the ceiling rose
-            self.refused_at = None
-            self._set(self.per_s * (1.0 + self._gain), now)
+        under = 1.0 - self.cfg.steady.margin
+        if self.estimate is not None:
+            above = [self._target()]
+        else:
+            above = [r * under for r in self.refused_rates if r * under > self.per_s * 1.001]
+        if above and self.per_s < min(above) * 0.999:
+            self._set(min(min(above), self.per_s * self.cfg.discovery.growth), now)
+        else:  # admitted at every refused rate: a flood's echo, or the ceiling rose
+            self.refused_rates = []
+            self._set(self.per_s * (1.0 + APPROACH_GAIN), now)
 
     def _hold(self, now: float) -> None:
-        self._gain = self.cfg.steady.probe_gain
+        self.prober.ended()
         if self.estimate is not None:
             self._set(self._target(), now)
         else:
             self._new_step(now)
 
     def _probe(self, now: float) -> None:
-        self._set(self._target() * (1.0 + self._gain), now)
+        self._set(self.prober.reach(self.estimate or self.per_s), now)
+        self.prober.start(now)
 
     def _raise(self, now: float) -> None:
-        """The probe rate was admitted: the ceiling is at least that; reach further next time."""
-        self.estimate = min(max(self.estimate or 0.0, self.per_s), self.cap or math.inf)
-        self._gain = min(self.cfg.steady.probe_gain_max, self._gain * 2.0)
+        """The probe proved a higher ceiling: take what it proved and probe on, reaching
+        further (the proof is over the whole probe, so it tightens as the probe goes on)."""
+        self.estimate = min(max(self.estimate or 0.0, self._proof or 0.0), self.cap or math.inf)
+        self.prober.proven(now)
         # the ceiling rose above what was sent since the last refusal: that span measured our
         # own rate (the account overflowed its refill), not the ceiling; measure afresh
         self.estimator.forget()
-        self._set(self._target(), now)
+        self._set(self.prober.reach(self.estimate), now)
 
     def _measured(self, estimate: Estimate, now: float) -> None:
         self.estimate = min(estimate.per_s, self.cap) if self.cap is not None else estimate.per_s
-        self.refused_at = None
+        self.refused_rates = []
+        if self.burst.burst_s is None and self.first_dry_at is not None:
+            self.burst.learn(self.estimator.net_between, per_s=estimate.per_s, dry_at=self.first_dry_at,
+                             since=self.born)
         self._fire(Event.MEASURED, now)
 
     # -- helpers ---------------------------------------------------------------
@@ -269,17 +322,12 @@ class Axis:
         self._blocked = False
 
     def _proven(self, now: float) -> bool:
-        d = self.cfg.discovery
-        # a first probe holds for a window (a bucket's burst hides a too-high rate for a while);
-        # once one was admitted, the ceiling is rising and later probes climb as fast as steps
-        first_probe = self.phase is Phase.PROBE and self._gain <= self.cfg.steady.probe_gain
-        least = self.cfg.window_s if first_probe else d.step_min_s
-        return (self._blocked and now - self._step_start >= least
+        return (self._blocked and now - self._step_start >= self.cfg.discovery.step_min_s
                 and now - self._step_full_at >= self._settle)
 
     def release(self, now: float) -> None:
         """What this axis learned was another limit's doing: search again from its rate."""
-        self.estimate, self.refused_at, self.phase = None, None, Phase.DISCOVER
+        self.estimate, self.refused_rates, self.phase = None, [], Phase.DISCOVER
         self.estimator.forget()
         self._new_step(now)
 
@@ -297,6 +345,5 @@ class Axis:
         """This job's share of the account changed (shared lanes): scale what it learned."""
         if self.estimate is not None:
             self.estimate *= factor
-        if self.refused_at is not None:
-            self.refused_at *= factor
+        self.refused_rates = [r * factor for r in self.refused_rates]
         self._set(self.per_s * factor, now)

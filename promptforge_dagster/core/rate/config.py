@@ -32,11 +32,13 @@ class Steady:
     margin: float = 0.03  # pace this far under the estimate: the estimate's own error is about 1-2%
     measure_min_requests: int = 12  # a measurement needs this many sends between two dry moments
     measure_min_s: float = 1.0  # ... over at least this span (the pacer's and the clock's grain)
-    counted_refusals_weight: float = 0.5  # how much a refused request counts as used: 0 (free) to 1 (charged)
+    counted_refusals_weight: float = 0.0  # how much a refused request counts as used: 0 (free) to 1 (charged);
+    # 0 learns what was admitted, never more than the evidence supports (charged ones are repaid by the pacer)
     steady_cut: float = 0.85  # a refusal at a measured ceiling: step back this far, then measure again
-    probe_gain: float = 0.05  # the first probe above the estimate, +5%; doubles per clean probe
-    probe_gain_max: float = 1.0  # ... up to +100% (a ceiling that doubled is found in ~5 probes)
-    probe_every_windows: float = 2.0  # a probe every two windows at the estimate: one refusal per probe at most
+    probe_gain: float = 0.25  # the first probe above the estimate, +25% (a failed one costs ~1 refusal
+    # whatever its reach; a far one proves sooner past the burst); doubles per proven probe
+    probe_gain_max: float = 1.0  # ... up to +100% (a ceiling that doubled is found in ~3 probes)
+    probe_every_windows: float = 2.0  # a probe at most every two windows at the estimate (and 200 sends)
     probe_again_windows: float = 0.5  # ... and half a window after a probe that was admitted: a risen
     # ceiling is climbed in seconds, not minutes
 

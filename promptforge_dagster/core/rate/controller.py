@@ -239,7 +239,8 @@ class AdaptiveController:
                 "stated_rpm": r.cap * 60.0 if r.cap else None,  # the account's: never scaled to a share
                 "ceiling_tpm": t.estimate * 60.0 if t and t.estimate else None,
                 "stated_tpm": t.cap * 60.0 if t and t.cap else None,
-                "tpm_learned": bool(t and t.estimate), "concurrency": self.in_flight.ceiling}
+                "tpm_learned": bool(t and t.estimate), "concurrency": self.in_flight.ceiling,
+                "burst_s": r.burst.burst_s}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], now: float, config: RateConfig | None = None) -> "AdaptiveController":
@@ -258,6 +259,8 @@ class AdaptiveController:
             c.tokens.restore(per_s("ceiling_tpm"), per_s("stated_tpm"), now)
         if state.get("concurrency"):
             c.in_flight.ceiling = float(state["concurrency"])
+        if state.get("burst_s"):
+            c.requests.burst.burst_s = float(state["burst_s"])
         return c
 
     def rescale(self, factor: float, now: float) -> None:

@@ -5,8 +5,11 @@ moments a token-bucket account admitted exactly what it refilled: ``ceiling x sp
 whatever its burst size and whatever the client sent. So the ceiling is what was sent
 between two dry moments, less what was refused there, over the span. When refusals are
 charged too (OpenAI: unsuccessful requests count), refused requests used the limit as
-well; the estimate counts them by ``counted_refusals_weight`` (the engine keeps refusals
-to a few per cent, so the two readings differ by about that much). Window counters (a
+well; the estimate counts them by ``counted_refusals_weight``. The engine counts them as
+free (0): the estimate is then what the account *admitted*, a lower bound either way, and
+the pacer repays each refused request's slot (a charged one is paid for, a free one costs
+one slot). The engine keeps refusals to a few per cent, so the readings differ by about
+that much. Window counters (a
 sliding or fixed minute) obey the same sum over spans of a minute or more; shorter spans
 read them less exactly.
 
@@ -133,6 +136,11 @@ class CeilingEstimator:
         sends0 = values[0] if values[0] is not None else 0.0
         refused0 = values[2] if values[2] is not None else 0.0
         return max(0.0, (values[1] or 0.0) - sends0 - ((values[3] or 0.0) - refused0))
+
+    def sent_between(self, t0: float, t1: float) -> float:
+        """Units sent in ``(t0, t1]`` (by send time), refused or not."""
+        a, b = self._sends.before(t0), self._sends.before(t1)
+        return max(0.0, (b or 0.0) - (a or 0.0))
 
     def forget(self) -> None:
         """Start over (the lane paused: the old dry moment cannot speak for the span)."""

@@ -15,7 +15,7 @@ providers that enforce a per-minute limit over 1- or 10-second slices (Azure, Op
 
 from __future__ import annotations
 
-BURST_S = 0.1  # a tenth of a second of rate: smooth to any 1-s slice, still lets a busy loop batch sends
+BURST_S = 0.03  # 30 ms of rate: smooth to any 1-s slice and small as floods go, still lets a late event loop catch up
 
 
 class Pacer:
@@ -54,3 +54,19 @@ class Pacer:
         if self.per_s is not None:
             self._refill(now)
             self._level -= cost
+
+    def drain(self, now: float) -> None:
+        """Empty the bucket: after a cut or a pause, sending resumes one interval at a time,
+        not with the burst the bucket saved up (at high rates that is dozens of requests)."""
+        self._refill(now)
+        self._level = min(self._level, 0.0)
+
+    def repay(self, now: float, cost: float) -> None:
+        """Charge ``cost`` again, below empty if need be: a refused request may have been
+        counted by the account (OpenAI's rule), so its slot is skipped to repay it.
+
+        >>> p = Pacer(per_s=10.0, now=0.0); p.take(0.0, 1.0); p.repay(0.0, 1.0)
+        >>> round(p.wait(0.0, 1.0), 2)   # one slot to repay, one to send
+        0.2
+        """
+        self.take(now, cost)

@@ -1,0 +1,105 @@
+"""The prober: when to look above a measured ceiling, how far, and what a probe proves.
+
+A probe paces above the estimate. Refused, it ends at once (the estimator measures from the
+refusal, so a failed probe costs about one refusal). Admitted, it proves nothing until it
+has sent more beyond the estimate than the account's burst could have absorbed
+(:mod:`~promptforge_dagster.core.rate.burst`): a bucket rested under its ceiling admits a
+too-high rate for a while. Once it has sent :data:`PROOF_BURSTS` bursts more, the ceiling is
+at least ``(admitted - burst) / span`` over the whole probe, a bound no burst can fake; the
+probe then goes on, reaching twice as far each time it proves more. A probe that proves
+nothing new and is not refused for a few windows (demand or the client held it back) ends.
+
+Probes are spaced by time (``probe_every_windows``); once one was refused, also by sends
+(:data:`PROBE_MIN_SENDS`), so failed probes' refusals stay under 1% of what is sent at any
+rate. After a proven probe the next comes soon (a risen ceiling is climbed in seconds).
+
+>>> from promptforge_dagster.core.rate.config import Steady
+>>> p = Prober(Steady(), window_s=5.0)
+>>> p.due(now=10.0, since=0.0, per_s=20.0)   # 10 s is two windows and 200 sends
+True
+>>> p.proof(admitted=110.0, span=5.0, estimate=20.0, burst=4.0) is None   # 10 beyond: under 1.5 bursts + 5%
+True
+>>> round(p.proof(admitted=120.0, span=5.0, estimate=20.0, burst=4.0), 1)
+23.2
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from promptforge_dagster.core.rate.config import Steady
+
+PROBE_MIN_SENDS = 200  # sends at the estimate between probes: one failed probe's refusal is <= 0.5% of them
+PROOF_BURSTS = 1.5  # a probe proves once it sent this many bursts beyond the estimate: half its reach is then sure
+PROOF_MIN_UNITS = 2.0  # ... and at least this much: a couple of requests is noise at any rate
+PROOF_MIN_SHARE = 0.05  # ... and 5% of what the estimate sends over the span (tokens come in lumps)
+PROOF_MIN_S = 1.0  # a proof spans at least this long: the send history's grain is 50 ms
+MAX_MARKS = 8  # the spans a probe's proof is read over: since its start, or since one of its latest proofs
+PROBE_MAX_WINDOWS = 6.0  # a probe neither proven nor refused in this many windows ends (nothing more to learn)
+
+
+class Prober:
+    def __init__(self, steady: Steady, window_s: float) -> None:
+        self.steady = steady
+        self.window_s = window_s
+        self.gain = steady.probe_gain
+        self.started_at: float | None = None
+        self._progress_at = 0.0  # the probe's start or its latest proof
+        self._proofs = 0  # proofs in this probe
+        self.marks: list[float] = []  # the probe's start and each proof: where its reach changed
+        self.refused = False  # a probe was refused since the last proven one: space them by sends too
+
+    @property
+    def rising(self) -> bool:
+        """The last probe proved a higher ceiling: it may be climbing still."""
+        return self.gain > self.steady.probe_gain
+
+    def due(self, now: float, since: float, per_s: float) -> bool:
+        """Steady since ``since`` at ``per_s``: is a probe due?"""
+        s = self.steady
+        if self.rising:
+            return now - since >= s.probe_again_windows * self.window_s
+        spacing = s.probe_every_windows * self.window_s
+        if self.refused:
+            spacing = max(spacing, PROBE_MIN_SENDS / max(per_s, 1e-9))
+        return now - since >= spacing
+
+    def start(self, now: float) -> None:
+        self.started_at = self._progress_at = now
+        self._proofs = 0
+        self.marks = [now]
+
+    def reach(self, estimate: float) -> float:
+        return estimate * (1.0 + self.gain)
+
+    def proof(self, *, admitted: float, span: float, estimate: float, burst: float) -> float | None:
+        """The ceiling proven by ``admitted`` units over ``span`` seconds of probing, or None."""
+        least = PROOF_BURSTS * burst + max(PROOF_MIN_UNITS, PROOF_MIN_SHARE * estimate * span)
+        if span < PROOF_MIN_S or admitted - estimate * span < least:
+            return None
+        return (admitted - burst) / span
+
+    def best_proof(self, admitted: Callable[[float, float], float | None], end: float, *, estimate: float,
+                   burst: float) -> float | None:
+        """The highest ceiling proven over the spans from the probe's start or one of its
+        proofs to ``end`` (a recent span follows a rising ceiling; a long one beats the burst)."""
+        proofs = [self.proof(admitted=admitted(t0, end) or 0.0, span=end - t0, estimate=estimate, burst=burst)
+                  for t0 in self.marks if end > t0]
+        return max((p for p in proofs if p is not None), default=None)
+
+    def expired(self, now: float) -> bool:
+        return self.started_at is not None and now - self._progress_at >= PROBE_MAX_WINDOWS * self.window_s
+
+    def proven(self, now: float) -> None:
+        self.gain = min(self.steady.probe_gain_max, self.gain * 2.0)
+        self._progress_at = now
+        self._proofs += 1
+        self.marks = (self.marks + [now])[-MAX_MARKS:]
+        self.refused = False
+
+    def ended(self) -> None:
+        """Refused, expired, or the estimate was measured or told: start small again."""
+        if self.started_at is not None and not self._proofs:
+            self.refused = True  # ended before it proved anything: as good as refused, for spacing
+        self.gain = self.steady.probe_gain
+        self.started_at = None
