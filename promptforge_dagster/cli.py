@@ -48,6 +48,7 @@ RUN_EPILOG = f"""examples:
   promptforge run prompts.jsonl --output out/ --model openai/gpt-4o-mini --dry-run
   promptforge run gs://bucket/in/prompts.jsonl --output gs://bucket/out/job1 --model openai/gpt-4o-mini
   promptforge run prompts.jsonl --output out/ --model hosted_vllm/llama --api-base http://localhost:8000/v1
+  promptforge run prompts.jsonl --output out/ --model openai/gpt-4o-mini --deployments deployments.yaml
   promptforge status out/
 
 environment:
@@ -94,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "(that provider's own key is used); repeatable; by default the job's provider only")
     prov.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
                       help="job-level default body parameter (JSON value), e.g. max_tokens=256; repeatable")
+    prov.add_argument("--deployments", metavar="FILE",
+                      help="several deployments (keys, base URLs, regions) for a model, in LiteLLM Router's "
+                           "model_list format (JSON or YAML, keys as os.environ/VARIABLE); each deployment is "
+                           "paced as its own lane and requests go to whichever has allowance")
     prov.add_argument("--transport", choices=("auto", "lean", "litellm"), default="auto",
                       help="how requests are sent: auto uses a lean HTTP client for openai/ models and any "
                            "OpenAI-compatible --api-base, LiteLLM for other providers")
@@ -236,6 +241,9 @@ def _run(args: argparse.Namespace) -> int:
 
     # What a user can get wrong is checked before anything slow is imported or sent.
     api_key, other_keys, policy = job_credentials(args.model, args.api_base, tuple(args.allow_model), os.environ)
+    groups = _load_deployments(args.deployments) if args.deployments else {}
+    if isinstance(groups, int):
+        return groups
     if args.dry_run:
         if "://" not in args.input and not os.path.isfile(args.input):
             print(f"promptforge: error: input {args.input} does not exist or is not a file", file=sys.stderr)
@@ -244,7 +252,9 @@ def _run(args: argparse.Namespace) -> int:
         from promptforge_dagster.dry_run import run_dry
 
         return run_dry(args, policy, storage_for(args.input))
-    if api_key is None and provider_of(args.model) in KEY_VARIABLES:
+    from promptforge_dagster.core.deployments import group_for
+
+    if api_key is None and provider_of(args.model) in KEY_VARIABLES and not group_for(groups, args.model):
         print(f"promptforge: error: no API key for {args.model}: set {key_variable(provider_of(args.model))}",
               file=sys.stderr)
         return 1
@@ -275,11 +285,12 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"promptforge: error: {exc}", file=sys.stderr)
         return 2
-    from promptforge_dagster.clients.transport import make_provider
+    from promptforge_dagster.clients.transport import make_provider, with_deployments
 
     try:
         provider = make_provider(args.transport, api_base=args.api_base, api_key=api_key, timeout_s=args.timeout,
                                  default_provider=provider_of(args.model), provider_keys=other_keys)
+        provider = with_deployments(provider, groups, transport=args.transport, timeout_s=args.timeout)
     except ValueError as exc:
         print(f"promptforge: error: {exc}", file=sys.stderr)
         return 2
@@ -288,6 +299,7 @@ def _run(args: argparse.Namespace) -> int:
         clear_output(output_storage, spec.output_uri)
     try:
         lanes = build_lanes(args, key_hash(api_key))
+        lanes.groups = groups
     except ValueError as exc:
         print(f"promptforge: error: {exc}", file=sys.stderr)
         return 2
@@ -314,10 +326,30 @@ def _run(args: argparse.Namespace) -> int:
         f"done: {s['prompts']} prompts, {s['succeeded']} succeeded, {s['failed']} failed, "
         f"{s['skipped_as_done']} skipped as already done; {s['achieved_rpm']} RPM\n"
         f"{_lanes_line(s['rate_lanes'])}"
-        f"results: {result.results_uri}\nsummary: {result.summary_uri}"
+        + "".join(f"deployment {d} of {name} dropped: {why}\n"
+                  for name, g in (s.get("deployments") or {}).items() for d, why in g["dropped"].items())
+        + f"results: {result.results_uri}\nsummary: {result.summary_uri}"
         + (f"\nrate plot: {s['rate_plot']}" if s.get("rate_plot") else "")
     )
     return 0
+
+
+def _load_deployments(path: str):
+    """The deployment groups of ``--deployments``, or an exit code after one line saying why
+    (1: a key variable it names is not set, as for any missing key; 2: the file is wrong)."""
+    from promptforge_dagster.core.deployments import DeploymentConfigError, load_model_list
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        print(f"promptforge: error: --deployments {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        return load_model_list(text, env=os.environ, source=path)
+    except DeploymentConfigError as exc:
+        print(f"promptforge: error: {exc}", file=sys.stderr)
+        return 1 if exc.missing_variable else 2
 
 
 def _say_resumed(resume) -> None:

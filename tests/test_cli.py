@@ -214,3 +214,51 @@ def test_rerun_failed_and_export_after_a_run(tmp_path, capsys, simulator_factory
     assert after["prompts"] == 20 and after["errors_by_code"] == {"retries_exhausted": 2}  # still failing upstream
     lines_out = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(l["custom_id"] for l in lines_out) == sorted(f"r{i}" for i in range(20))
+
+
+def test_deployments_file_spreads_one_model_over_several_and_drops_a_dead_one(tmp_path, simulator_factory):
+    slow = simulator_factory("--rpm", "1200", "--headers", "none", "--latency-ms", "5",
+                             "--request-log", str(tmp_path / "slow.log"))
+    fast = simulator_factory("--rpm", "3600", "--headers", "none", "--latency-ms", "5",
+                             "--request-log", str(tmp_path / "fast.log"))
+    dead = simulator_factory("--api-key", "sk-the-right-one", "--latency-ms", "5")
+    (tmp_path / "deployments.yaml").write_text(f"""
+model_list:
+  - model_name: gpt-4o-mini
+    litellm_params: {{model: openai/sim-a, api_base: "{slow.api_base}", api_key: os.environ/KEY_SLOW}}
+    model_info: {{id: slow}}
+  - model_name: gpt-4o-mini
+    litellm_params: {{model: openai/sim-b, api_base: "{fast.api_base}", api_key: os.environ/KEY_FAST}}
+    model_info: {{id: fast}}
+  - model_name: gpt-4o-mini
+    litellm_params: {{model: openai/sim-c, api_base: "{dead.api_base}", api_key: os.environ/KEY_DEAD}}
+    model_info: {{id: dead}}
+""")
+    batch_file(tmp_path / "in.jsonl", 1500)
+    keys = {"KEY_SLOW": "sk-slow-1", "KEY_FAST": "sk-fast-2", "KEY_DEAD": "sk-wrong-3"}
+    p = cli("run", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out"), "--model", "openai/gpt-4o-mini",
+            "--deployments", str(tmp_path / "deployments.yaml"), "--rate-window", "5", env={"OPENAI_API_KEY": "", **keys})
+    assert p.returncode == 0, p.stderr
+    out = [json.loads(l) for l in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert len(out) == 1500 and all(r["error"] is None for r in out)
+    slow_n = len((tmp_path / "slow.log").read_text().splitlines())
+    fast_n = len((tmp_path / "fast.log").read_text().splitlines())
+    assert slow_n > 100 and fast_n > 1.5 * slow_n, (slow_n, fast_n)  # both used, each at its own ceiling
+    assert "deployment dead of gpt-4o-mini dropped (HTTP 401" in p.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert list(summary["deployments"]["gpt-4o-mini"]["dropped"]) == ["dead"]
+    assert {lane.split("#")[0] for lane in summary["rate_lanes"]} == {
+        "openai/sim-a@slow", "openai/sim-b@fast", "openai/sim-c@dead"}
+    for key in keys.values():
+        assert key not in p.stderr + p.stdout + (tmp_path / "out" / "summary.json").read_text()
+
+
+def test_a_deployments_file_naming_an_unset_variable_is_one_line_and_exit_1(tmp_path):
+    (tmp_path / "d.yaml").write_text("model_list:\n  - model_name: m\n    litellm_params: "
+                                     "{model: openai/m, api_key: os.environ/PF_TEST_UNSET_KEY}\n")
+    batch_file(tmp_path / "in.jsonl", 3)
+    p = cli("run", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out"), "--model", "openai/m",
+            "--deployments", str(tmp_path / "d.yaml"))
+    assert p.returncode == 1 and p.stderr.strip().count("\n") == 0
+    assert "d.yaml: model_list[0]: api_key names PF_TEST_UNSET_KEY, which is not set" in p.stderr
+    assert not (tmp_path / "out").exists()

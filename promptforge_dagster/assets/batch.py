@@ -121,6 +121,11 @@ def batch_results(
         share_lanes=rate_limiter.share_lanes,
     )
     lanes = rate_limiter.lanes(llm.key_hash(), llm.default_provider(), llm.max_in_flight)
+    try:
+        lanes.groups = llm.groups()
+        provider = llm.provider()
+    except ValueError as exc:  # a deployments document that cannot be used, or a transport that does not fit
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     stats = JobStats()
     store = storage.storage()
     def said_resumed(r) -> None:
@@ -131,7 +136,7 @@ def batch_results(
     hooks = JobHooks(log=context.log.warning, on_resume=said_resumed)
     failure_metadata = {"input": record.input_uri, "output": record.output_uri}
     try:
-        result = runner.run(spec, input_storage=store, output_storage=store, provider=llm.provider(), lanes=lanes,
+        result = runner.run(spec, input_storage=store, output_storage=store, provider=provider, lanes=lanes,
                             registry=registry, owner=owner_id(context.run_id), stats=stats, hooks=hooks,
                             progress=runner.Progress(_LogStream(context.log), enabled=True, every_s=10.0))
     except (JobRejected, JobSuperseded) as exc:

@@ -77,8 +77,10 @@ class LiteLLMProvider:
         timeout_s: float = 120.0,
         default_provider: str = "openai",
         provider_keys: Mapping[str, str] | None = None,
+        api_version: str | None = None,
     ) -> None:
         self.api_base = api_base
+        self._extra = {"api_version": api_version} if api_version else {}  # Azure OpenAI's, for a deployment
         self._api_key = api_key
         self.timeout_s = timeout_s
         self.default_provider = default_provider
@@ -111,6 +113,7 @@ class LiteLLMProvider:
                 num_retries=0,
                 max_retries=0,
                 extra_headers={CUSTOM_ID_HEADER: request.custom_id},
+                **self._extra,
                 **body,
             ), self.timeout_s)
         except asyncio.CancelledError:

@@ -26,9 +26,11 @@ retry policy belong here. The clock, the sleep and the random source are injecte
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
-from typing import Any, Awaitable, Callable, Iterable
+from dataclasses import replace
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 from pyroaring import BitMap
 
@@ -37,6 +39,7 @@ from promptforge_dagster.core.job_registry import LeaseLost
 from promptforge_dagster.core.job.errors import (
     INVALID_REQUEST, MISSING_CREDENTIALS, PROVIDER_ERROR, RATE_LIMITED, RETRIES_EXHAUSTED,
 )
+from promptforge_dagster.core.deployments import Deployment, DeploymentGroup, group_for
 from promptforge_dagster.core.formats import BadLine, LineParser, PromptRequest
 from promptforge_dagster.core.in_flight import (
     IN_FLIGHT_BEFORE_LANES, IN_FLIGHT_WITHOUT_LEARNING, LIMIT_RECHECK_S, InFlightSlots,
@@ -87,6 +90,8 @@ class Pipeline:
         heartbeat_s: float = 10.0,
         on_success: Callable[[float, float | None], None] | None = None,
         on_tick: Callable[[float], None] | None = None,
+        groups: Mapping[str, DeploymentGroup] | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         self.job_id = job_id
         self._lines = lines
@@ -125,6 +130,8 @@ class Pipeline:
         self._on_success = on_success  # (latency seconds, cost): telemetry's one per-request hook
         self._on_tick = on_tick  # about four times per flush interval: samples for the rate plot
         self._line_bytes = self._lines_seen = 0  # the mean prompt size, for the byte budget in flight
+        self._groups = groups if groups is not None else self.lanes.groups  # model -> deployments, each a lane
+        self._log = log or (lambda _message: None)
 
     # -- public ---------------------------------------------------------------
     async def run(self) -> JobStats:
@@ -323,6 +330,43 @@ class Pipeline:
                     return
                 await self._sleep(min(wait, 1.0))
 
+    async def _open_lanes(self, group: DeploymentGroup) -> None:
+        """Each deployment's lane, made off the event loop (it may consult the shared registry)."""
+        for d in group.deployments:
+            lane = self.lanes.deployment_lane(d)
+            if self.lanes.get(lane) is None:
+                await self._offload(self.lanes.controller, lane)
+
+    async def _pace_group(self, group: DeploymentGroup, est_tokens: int) -> tuple[Deployment | None, Any]:
+        """Wait until one of the group's deployments has allowance; (None, None) once all are dropped."""
+        lock = self._pace_locks.get("group:" + group.name)
+        if lock is None:
+            lock = self._pace_locks["group:" + group.name] = asyncio.Lock()
+        async with lock:
+            while True:
+                asked: dict[str, RateController] = {}
+
+                def acquire(d: Deployment) -> float:
+                    c = asked[d.id] = self.lanes.controller(self.lanes.deployment_lane(d))
+                    return c.acquire(self._clock(), est_tokens)
+
+                deployment, wait = group.pick(acquire)
+                if deployment is not None:
+                    return deployment, asked[deployment.id]
+                if wait == math.inf:
+                    return None, None
+                await self._sleep(min(wait, 1.0))
+
+    def _drop(self, group: DeploymentGroup, deployment: Deployment, outcome: Any) -> None:
+        message = str(outcome.message or "")[:200]
+        if deployment.api_key:
+            message = message.replace(deployment.api_key, "***")
+        reason = f"HTTP {outcome.status_code}" + (f": {message}" if message else "")
+        if group.drop(deployment.id, reason):
+            self.stats.dropped_deployments[deployment.id] = reason
+            self._log(f"deployment {deployment.id} of {group.name} dropped ({reason}); "
+                      f"{len(group.alive())} of {len(group.deployments)} left")
+
     def _backoff(self, attempt: int) -> float:
         cap = min(self.config.backoff_cap_s, self.config.backoff_base_s * 2 ** (attempt - 1))
         return self._rng.uniform(cap / 2, cap)
@@ -333,10 +377,14 @@ class Pipeline:
         try:
             try:
                 est = estimate_tokens(req.body, cfg.default_max_tokens)
-                lane = self.lanes.lane(str(req.body.get("model", "")))
-                controller = self.lanes.get(lane)
-                if controller is None:  # a new lane may consult the shared registry: never on the event loop
-                    controller = await self._offload(self.lanes.controller, lane)
+                group = group_for(self._groups, str(req.body.get("model", "")))
+                if group is None:
+                    lane = self.lanes.lane(str(req.body.get("model", "")))
+                    controller = self.lanes.get(lane)
+                    if controller is None:  # a new lane may consult the shared registry: never on the event loop
+                        controller = await self._offload(self.lanes.controller, lane)
+                else:
+                    await self._open_lanes(group)
             except Exception as exc:  # noqa: BLE001 - a line that cannot be prepared is that line's error
                 self._count_error(INVALID_REQUEST)
                 await self._emit(Envelope(req.ordinal, error_record(
@@ -346,7 +394,15 @@ class Pipeline:
             while True:
                 while 0 < stats.in_flight >= self.in_flight_limit():  # retries too: a full server is not flooded
                     await self._sleep(LIMIT_RECHECK_S)
-                await self._pace(lane, controller, est)
+                deployment: Deployment | None = None
+                if group is None:
+                    await self._pace(lane, controller, est)
+                else:
+                    deployment, controller = await self._pace_group(group, est)
+                    if deployment is None:
+                        self.stop(f"every deployment of {group.name} was dropped ("
+                                  + "; ".join(f"{k}: {v}" for k, v in group.dropped.items()) + ")")
+                        return
                 if self._stop.is_set():
                     return
                 sent_at = self._clock()
@@ -354,7 +410,11 @@ class Pipeline:
                 in_flight = stats.in_flight
                 stats.in_flight += 1
                 try:
-                    outcome = await self._provider.complete(req)
+                    if deployment is None:
+                        outcome = await self._provider.complete(req)
+                    else:  # the deployment's own model name; its key and base URL are the provider's
+                        outcome = await self._provider.complete(
+                            replace(req, body={**req.body, "model": deployment.model}), deployment=deployment)
                 finally:
                     stats.in_flight -= 1
                 at = self._clock()
@@ -381,6 +441,9 @@ class Pipeline:
                     ))
                     return
                 if kind is OutcomeKind.FATAL:
+                    if group is not None and deployment is not None:
+                        self._drop(group, deployment, outcome)
+                        continue  # this prompt goes to another deployment (not an attempt)
                     self.stop(outcome.message or f"HTTP {outcome.status_code}")
                     return
                 code = None

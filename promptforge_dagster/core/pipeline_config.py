@@ -73,6 +73,7 @@ class JobStats:
     commit_errors: int = 0  # checkpoint commits that failed for a transient reason (the next one retries)
     last_commit_error: str | None = None
     errors_by_code: dict[str, int] = field(default_factory=dict)
+    dropped_deployments: dict[str, str] = field(default_factory=dict)  # deployment id -> why it was dropped
 
     @property
     def done(self) -> int:

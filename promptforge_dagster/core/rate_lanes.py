@@ -43,6 +43,7 @@ class RateLanes:
         self._controllers: dict[str, RateController] = {}
         self._names: dict[str, str] = {}
         self._lock = threading.Lock()
+        self.groups: dict[str, Any] = {}  # model name -> DeploymentGroup: each deployment its own lane
 
     @classmethod
     def adaptive(cls, config: Any, *, key_hash: str = "nokey", default_provider: str = "openai",
@@ -67,6 +68,16 @@ class RateLanes:
         if name is None:
             name = self._names[model] = f"{qualify_model(model, self.default_provider)}#{self.key_hash}"
         return name
+
+    def deployment_lane(self, deployment: Any) -> str:
+        """A deployment's own lane: its model, its id in the group, its key.
+
+        >>> from promptforge_dagster.core.deployments import Deployment
+        >>> lane = RateLanes(lambda lane: None).deployment_lane(Deployment("eu", "gpt-4o-mini", "azure/mini", api_key="k"))
+        >>> lane.split("#")[0], len(lane.split("#")[1])   # the key only as a hash
+        ('azure/mini@eu', 12)
+        """
+        return f"{qualify_model(deployment.model, self.default_provider)}@{deployment.id}#{deployment.key_hash}"
 
     def get(self, lane: str) -> RateController | None:
         """The lane's controller if it exists already (no registry look-up)."""

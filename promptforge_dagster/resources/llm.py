@@ -28,6 +28,9 @@ class LLMResource(dg.ConfigurableResource):
     transport: str = "auto"  # auto: the lean HTTP client for openai/ models, LiteLLM otherwise; or lean, litellm
     max_in_flight: Optional[int] = None  # an optional cap; by default the bound follows rate x latency
     allow_models: list[str] = []  # lines may name models of another provider matching these (e.g. "anthropic/*")
+    # several deployments for a model (LiteLLM Router's model_list, JSON or YAML; keys as os.environ/VARIABLE):
+    # a file path, or the document itself; each deployment is paced as its own lane
+    deployments: Optional[str] = None
     simulator_rpm: float = 3000.0
     simulator_latency_ms: float = 50.0
     _sim: Optional[subprocess.Popen] = PrivateAttr(default=None)
@@ -72,9 +75,31 @@ class LLMResource(dg.ConfigurableResource):
         from promptforge_dagster.clients.litellm_provider import provider_of
         from promptforge_dagster.clients.transport import make_provider
 
-        return make_provider(self.transport, api_base=self.effective_api_base, api_key=self.effective_api_key(),
-                             timeout_s=self.timeout_s, default_provider=provider_of(self.model),
-                             provider_keys=self._credentials()[1])
+        from promptforge_dagster.clients.transport import with_deployments
+
+        provider = make_provider(self.transport, api_base=self.effective_api_base, api_key=self.effective_api_key(),
+                                 timeout_s=self.timeout_s, default_provider=provider_of(self.model),
+                                 provider_keys=self._credentials()[1])
+        return with_deployments(provider, self.groups(), transport=self.transport, timeout_s=self.timeout_s)
+
+    def groups(self) -> dict:
+        """The deployment groups of ``deployments`` (empty without); raises
+        :class:`~promptforge_dagster.core.deployments.DeploymentConfigError` with one line."""
+        import os
+
+        from promptforge_dagster.core.deployments import DeploymentConfigError, load_model_list
+
+        if not self.deployments:
+            return {}
+        text, source = self.deployments, "the llm resource's deployments"
+        if "\n" not in text and not text.lstrip().startswith(("{", "[")):  # a path
+            source = text
+            try:
+                with open(text, encoding="utf-8") as f:
+                    text = f.read()
+            except OSError as exc:
+                raise DeploymentConfigError(f"llm resource deployments={source}: {exc.strerror or exc}") from None
+        return load_model_list(text, env=os.environ, source=source)
 
     def key_hash(self) -> str:
         from promptforge_dagster.clients.litellm_provider import key_hash

@@ -279,7 +279,7 @@ class JobAttempt:
             checkpoint_interval_s=spec.checkpoint_interval_s, after_checkpoint=self._after_commit,
             heartbeat=heartbeat,
             heartbeat_s=min(spec.heartbeat_s, 1.0),  # the heartbeat itself decides when a renewal is due
-            on_success=self.hooks.on_success, on_tick=self.history.sample)
+            on_success=self.hooks.on_success, on_tick=self.history.sample, log=self.hooks.log)
 
     def _commit(self, position: ReadPosition) -> None:
         self.committer.commit(self.wall_clock(), position, self.lanes.export_state(), counters_of(self.stats))
@@ -350,6 +350,9 @@ class JobAttempt:
             "achieved_rpm": round(completed * 60.0 / wall_s, 1) if wall_s > 0 else None,
             "rate_lanes": self.lanes.snapshot(),
         }
+        if self.lanes.groups:  # which deployment served each group, and which were dropped and why
+            doc["deployments"] = {name: {"deployments": [d.id for d in g.deployments], "dropped": dict(g.dropped)}
+                                  for name, g in self.lanes.groups.items()}
         if self.hooks.plot is not None:
             doc["rate_plot"] = layout.plot
         self._beat(force=True)
