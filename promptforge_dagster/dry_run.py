@@ -57,8 +57,10 @@ def check_lines(lines: Iterable[Any], parser: LineParser, duplicates, default_ma
             continue
         report.requests += 1
         body = item.body
-        est = estimate_tokens(body, default_max_tokens)
-        out = int(body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens)
+        est = estimate_tokens(body, default_max_tokens, item.endpoint)
+        out = 0 if item.endpoint == "embeddings" else int(
+            body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+            or default_max_tokens)
         report.tokens_in += max(0, est - out)
         report.tokens_out_max += out
         model = str(body.get("model"))

@@ -1,7 +1,9 @@
 """``promptforge export OUTPUT --to parquet|csv [--input-order]``: results as a table.
 
 One row per input line: ``custom_id``, ``status_code``, ``content`` (the first choice's
-message), ``finish_reason``, token counts, ``error_code`` and ``error_message``. Rows come
+message, or a response's output text), ``finish_reason``, ``embedding`` (an embeddings
+line's vectors, as JSON), token counts, ``error_code``, ``error_message`` and ``carried``
+(the line's own fields, as JSON). Rows come
 in completion order from ``results.jsonl``; with ``--input-order`` they are read from the
 job's parts (which carry each line's position; newest record per line, as the publish
 does) and sorted by input line. The table is built in memory by polars (columnar: about
@@ -28,23 +30,34 @@ def row_of(record: dict[str, Any]) -> dict[str, Any]:
     ...     "error": None})["content"]
     'hi'
     """
+    from promptforge_dagster.core.outcome import usage_tokens
+
     response = record.get("response") or {}
     body = response.get("body") or {}
     choices = body.get("choices") or [{}]
     first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     message = first.get("message") or {}
-    usage = body.get("usage") or {}
     error = record.get("error") or {}
     content = message.get("content")
+    if content is None and isinstance(body.get("output"), list):  # a responses answer: its output text
+        texts = [part.get("text") for item in body["output"] if isinstance(item, dict)
+                 for part in (item.get("content") or []) if isinstance(part, dict) and part.get("type") == "output_text"]
+        content = "".join(t for t in texts if isinstance(t, str)) or None
+    data = body.get("data")
+    vectors = [d.get("embedding") for d in data if isinstance(d, dict)] if isinstance(data, list) else None
+    tokens_in, tokens_out = usage_tokens(body.get("usage")) if response else (None, None)
+    carried = {k: v for k, v in record.items() if k not in ("id", "custom_id", "response", "error")}
     return {
         "custom_id": record.get("custom_id"),
         "status_code": response.get("status_code"),
         "content": content if isinstance(content, str) else (json.dumps(content) if content is not None else None),
         "finish_reason": first.get("finish_reason"),
-        "prompt_tokens": usage.get("prompt_tokens"),
-        "completion_tokens": usage.get("completion_tokens"),
+        "embedding": json.dumps(vectors) if vectors else None,
+        "prompt_tokens": tokens_in,
+        "completion_tokens": tokens_out,
         "error_code": error.get("code"),
         "error_message": error.get("message"),
+        "carried": json.dumps(carried) if carried else None,
     }
 
 

@@ -262,3 +262,46 @@ def test_a_deployments_file_naming_an_unset_variable_is_one_line_and_exit_1(tmp_
     assert p.returncode == 1 and p.stderr.strip().count("\n") == 0
     assert "d.yaml: model_list[0]: api_key names PF_TEST_UNSET_KEY, which is not set" in p.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("transport", ["auto", "litellm"])
+def test_embeddings_and_responses_lines_run_with_their_own_output_and_carried_fields(tmp_path, simulator, transport):
+    lines = [
+        {"custom_id": "c1", "method": "POST", "url": "/v1/chat/completions", "metadata": {"row": 1},
+         "body": {"model": "sim-model", "messages": [{"role": "user", "content": "hello"}]}},
+        {"custom_id": "e1", "method": "POST", "url": "/v1/embeddings", "metadata": {"row": 2}, "source": "wiki",
+         "body": {"model": "sim-embed", "input": ["first text", "second text"]}},
+        {"custom_id": "r1", "method": "POST", "url": "/v1/responses", "metadata": {"row": 3},
+         "body": {"model": "sim-model", "input": "say hi", "instructions": "be brief", "max_output_tokens": 64}},
+        {"custom_id": "e2", "method": "POST", "url": "/v1/embeddings", "metadata": {"row": 4},
+         "body": {"model": "sim-embed", "input": "x", "messages": []}},  # not an embeddings field: refused
+        {"id": "s1", "prompt": "simple", "metadata": {"row": 5}},
+    ]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+    p = cli("run", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out"), "--model", "openai/sim-model",
+            "--api-base", simulator.api_base, "--transport", transport, "--quiet")
+    assert p.returncode == 0, p.stderr
+    out = {r["custom_id"]: r for r in map(json.loads, (tmp_path / "out" / "results.jsonl").read_text().splitlines())}
+    assert [out[k]["metadata"]["row"] for k in ("c1", "e1", "r1", "e2", "s1")] == [1, 2, 3, 4, 5]
+    assert out["e1"]["source"] == "wiki" and "source" not in out["c1"]
+    emb = out["e1"]["response"]["body"]
+    assert out["e1"]["error"] is None and [d["index"] for d in emb["data"]] == [0, 1]
+    assert all(len(d["embedding"]) == 8 for d in emb["data"]) and emb["usage"]["prompt_tokens"] > 0
+    resp = out["r1"]["response"]["body"]
+    assert out["r1"]["error"] is None and resp["object"] == "response"
+    assert resp["output"][0]["content"][0]["text"].startswith("echo: say hi")
+    assert out["e2"]["error"]["code"] == "invalid_request"
+    assert '"messages" is not an embeddings request field' in out["e2"]["error"]["message"]
+    chat = out["c1"]["response"]["body"]["choices"][0]["message"]["content"]
+    assert "row" not in chat and out["s1"]["error"] is None  # carried fields are never sent
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["succeeded"] == 4 and summary["tokens_in"] > 0
+    if transport == "auto":  # the table has the answers of every endpoint and the carried fields
+        import polars as pl
+
+        e = cli("export", str(tmp_path / "out"), "--to", "parquet", "--input-order",
+                "--dest", str(tmp_path / "t.parquet"))
+        assert e.returncode == 0, e.stderr
+        rows = {r["custom_id"]: r for r in pl.read_parquet(tmp_path / "t.parquet").to_dicts()}
+        assert rows["r1"]["content"].startswith("echo: say hi") and len(json.loads(rows["e1"]["embedding"])) == 2
+        assert json.loads(rows["e1"]["carried"]) == {"metadata": {"row": 2}, "source": "wiki"}

@@ -41,9 +41,9 @@ import litellm  # noqa: E402 - after the pool settings above, which LiteLLM read
 
 from promptforge_dagster.core.job.errors import MISSING_CREDENTIALS
 from promptforge_dagster.core.formats import CUSTOM_ID_HEADER, PromptRequest, qualify_model
-from promptforge_dagster.core.outcome import Outcome, OutcomeKind, classify, public_message
+from promptforge_dagster.core.outcome import Outcome, OutcomeKind, classify, public_message, usage_tokens
 from promptforge_dagster.core.request_policy import (  # noqa: F401 - job_credentials re-exported for callers
-    CHAT_COMPLETIONS_FIELDS, job_credentials, key_variable, provider_of,
+    ENDPOINT_FIELDS, job_credentials, key_variable, provider_of,
 )
 
 log = logging.getLogger("promptforge.provider")
@@ -91,9 +91,8 @@ class LiteLLMProvider:
         return qualify_model(model, self.default_provider)
 
     async def complete(self, request: PromptRequest) -> Outcome:
-        body = {k: v for k, v in request.body.items() if k in CHAT_COMPLETIONS_FIELDS}
+        body = {k: v for k, v in request.body.items() if k in ENDPOINT_FIELDS[request.endpoint]}
         model = self._model(str(body.pop("model")))
-        messages = body.pop("messages")
         body.pop("stream", None)
         provider = provider_of(model)
         if provider == self.default_provider:
@@ -103,16 +102,17 @@ class LiteLLMProvider:
             if not api_key:
                 return Outcome(OutcomeKind.PERMANENT, 0, error_type=MISSING_CREDENTIALS,
                                message=f"no API key for provider {provider!r} (set {key_variable(provider)})")
+        call = {"chat": litellm.acompletion, "embeddings": litellm.aembedding,
+                "responses": litellm.aresponses}[request.endpoint]
+        retries = {"num_retries": 0, "max_retries": 0} if request.endpoint != "responses" else {}
         try:
-            resp = await asyncio.wait_for(litellm.acompletion(
+            resp = await asyncio.wait_for(call(
                 model=model,
-                messages=messages,
                 api_base=api_base,
                 api_key=api_key,
                 timeout=self.timeout_s,
-                num_retries=0,
-                max_retries=0,
                 extra_headers={CUSTOM_ID_HEADER: request.custom_id},
+                **retries,
                 **self._extra,
                 **body,
             ), self.timeout_s)
@@ -129,9 +129,7 @@ class LiteLLMProvider:
     def _success(self, model: str, resp: Any) -> Outcome:
         data = resp.model_dump() if hasattr(resp, "model_dump") else dict(resp)
         data.pop("_hidden_params", None)
-        usage = data.get("usage") or {}
-        tokens_in = int(usage.get("prompt_tokens") or 0)
-        tokens_out = int(usage.get("completion_tokens") or 0)
+        tokens_in, tokens_out = usage_tokens(data.get("usage"))
         hidden = getattr(resp, "_hidden_params", None) or {}
         headers = _lower(hidden.get("additional_headers") or {})
         request_id = headers.get("llm_provider-x-request-id") or data.get("id")

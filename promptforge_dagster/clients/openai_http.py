@@ -24,9 +24,9 @@ import aiohttp
 import msgspec
 
 from promptforge_dagster.core.formats import CUSTOM_ID_HEADER, PromptRequest, qualify_model
-from promptforge_dagster.core.outcome import Outcome, OutcomeKind, classify, public_message
+from promptforge_dagster.core.outcome import Outcome, OutcomeKind, classify, public_message, usage_tokens
 from promptforge_dagster.core.rate.config import Concurrency
-from promptforge_dagster.core.request_policy import CHAT_COMPLETIONS_FIELDS, provider_of
+from promptforge_dagster.core.request_policy import ENDPOINT_FIELDS, provider_of
 
 log = logging.getLogger("promptforge.provider")
 
@@ -50,6 +50,11 @@ def error_type_of(status: int) -> str:
     ('RateLimitError', 'APIError')
     """
     return ERROR_TYPES.get(status, "APIError")
+
+
+# Each endpoint's path under the base URL, and the list its answer must hold to be one.
+PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "responses": "/responses"}
+ANSWER_LISTS = {"chat": "choices", "embeddings": "data", "responses": "output"}
 
 
 class OpenAIHttpProvider:
@@ -91,7 +96,7 @@ class OpenAIHttpProvider:
                 return Outcome(OutcomeKind.PERMANENT, 0, error_type="unsupported_provider",
                                message=f"model {model!r} is not served by the lean transport")
             return await self._fallback.complete(request)
-        body = {k: v for k, v in request.body.items() if k in CHAT_COMPLETIONS_FIELDS}
+        body = {k: v for k, v in request.body.items() if k in ENDPOINT_FIELDS[request.endpoint]}
         body.pop("stream", None)
         qualified = qualify_model(model, self.default_provider)
         body["model"] = qualified.split("/", 1)[1]
@@ -100,8 +105,8 @@ class OpenAIHttpProvider:
             headers["Authorization"] = f"Bearer {self._api_key}"
         try:
             async with asyncio.timeout(self.timeout_s):  # the deadline for the whole request
-                async with self._client().post(f"{self.api_base}/chat/completions", data=_encoder.encode(body),
-                                               headers=headers) as resp:
+                async with self._client().post(f"{self.api_base}{PATHS[request.endpoint]}",
+                                               data=_encoder.encode(body), headers=headers) as resp:
                     raw = await resp.read()
                     status = resp.status
                     got = {k.lower(): v for k, v in resp.headers.items()}
@@ -116,15 +121,15 @@ class OpenAIHttpProvider:
             log.debug("request %s failed: %s", request.custom_id, self._scrub(repr(exc)))
             return Outcome(OutcomeKind.TRANSIENT, 500, error_type="InternalServerError", message="Connection error.")
         if status == 200:
-            return self._success(qualified, raw, got)
+            return self._success(qualified, raw, got, request.endpoint)
         return self._failure(status, raw, got)
 
-    def _success(self, model: str, raw: bytes, headers: dict[str, str]) -> Outcome:
+    def _success(self, model: str, raw: bytes, headers: dict[str, str], endpoint: str = "chat") -> Outcome:
         try:
             data = _decoder.decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError):
             data = None
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        if not isinstance(data, dict) or not isinstance(data.get(ANSWER_LISTS[endpoint]), list):
             # what LiteLLM makes of a 200 that is not a chat completion (llms/openai/openai.py):
             # a 500 InternalServerError naming what came back, retried
             text = raw.decode("utf-8", "replace")
@@ -132,9 +137,7 @@ class OpenAIHttpProvider:
                        "Check the reverse proxy or model server configuration.")
             return Outcome(OutcomeKind.TRANSIENT, 500, headers=headers, error_type="InternalServerError",
                            message=public_message(self._scrub(message)))
-        usage = data.get("usage") or {}
-        tokens_in = int(usage.get("prompt_tokens") or 0)
-        tokens_out = int(usage.get("completion_tokens") or 0)
+        tokens_in, tokens_out = usage_tokens(data.get("usage"))
         cost = self._cost(model, tokens_in, tokens_out) if self._cost is not None else None
         return Outcome(OutcomeKind.SUCCESS, 200, body=data, headers=headers, tokens_in=tokens_in,
                        tokens_out=tokens_out, cost=cost, request_id=headers.get("x-request-id") or data.get("id"))

@@ -25,11 +25,17 @@ from promptforge_dagster.core.job.errors import (
 from promptforge_dagster.core.request_policy import RequestPolicy, provider_of
 
 CHAT_COMPLETIONS_URL = "/v1/chat/completions"
+# The Batch API endpoints PromptForge runs: url -> endpoint (the request and answer shapes).
+ENDPOINTS = {CHAT_COMPLETIONS_URL: "chat", "/v1/embeddings": "embeddings", "/v1/responses": "responses"}
+# A Batch line's own keys; any other top-level field is the user's, carried to its result, never sent.
+BATCH_KEYS = frozenset({"custom_id", "method", "url", "body"})
+# The simple line's one carried field: everything else in a simple line is the request.
+SIMPLE_CARRIED = "metadata"
 # Sent with every request so a provider's (or the simulator's) request log can name the prompt.
 CUSTOM_ID_HEADER = "X-PromptForge-Custom-Id"
 # Batch API endpoints that exist but that PromptForge does not run (yet): named, so the
 # error says "unsupported" rather than "unknown".
-KNOWN_UNSUPPORTED_URLS = frozenset({"/v1/embeddings", "/v1/completions", "/v1/responses", "/v1/moderations"})
+KNOWN_UNSUPPORTED_URLS = frozenset({"/v1/completions", "/v1/moderations"})
 
 
 _decoder = msgspec.json.Decoder()
@@ -52,10 +58,12 @@ class JobDefaults:
 
 @dataclass(frozen=True, slots=True)
 class PromptRequest:
-    """One prompt to send: its position in the input and the chat-completions body.
+    """One prompt to send: its position in the input, the request body, which endpoint it
+    is for (``chat``, ``embeddings``, ``responses``) and the line's own fields to carry to
+    its result (never sent).
 
-    >>> PromptRequest(ordinal=3, line_no=4, offset=120, custom_id="q3", body={}).custom_id
-    'q3'
+    >>> PromptRequest(ordinal=3, line_no=4, offset=120, custom_id="q3", body={}).endpoint
+    'chat'
     """
 
     ordinal: int
@@ -63,6 +71,8 @@ class PromptRequest:
     offset: int
     custom_id: str
     body: dict[str, Any]
+    endpoint: str = "chat"
+    carry: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +91,7 @@ class BadLine:
     custom_id: str
     code: str
     message: str
+    carry: dict[str, Any] | None = None  # the line's own fields, when it was an object
 
 
 class NotJsonlError(ValueError):
@@ -218,49 +229,56 @@ class LineParser:
         return self._simple_line(obj, custom_id, ordinal, line_no, offset)
 
     def _batch_line(self, obj: dict, custom_id: str, ordinal: int, line_no: int, offset: int):
+        carry = {k: v for k, v in obj.items() if k not in BATCH_KEYS and k != "id"} or None
         url = obj.get("url")
-        if url != CHAT_COMPLETIONS_URL:
+        endpoint = ENDPOINTS.get(url) if isinstance(url, str) else None
+        if endpoint is None:
+            supported = ", ".join(ENDPOINTS)
             reason = (
-                f"url {url!r} is not supported (only {CHAT_COMPLETIONS_URL})"
+                f"url {url!r} is not supported (only {supported})"
                 if url in KNOWN_UNSUPPORTED_URLS
-                else f"unknown url {url!r} (expected {CHAT_COMPLETIONS_URL})"
+                else f"unknown url {url!r} (expected one of {supported})"
             )
-            return self._bad(ordinal, line_no, offset, custom_id, UNKNOWN_URL, reason)
+            return self._bad(ordinal, line_no, offset, custom_id, UNKNOWN_URL, reason, carry)
         method = obj.get("method", "POST")
         if not isinstance(method, str) or method.upper() != "POST":
             return self._bad(
-                ordinal, line_no, offset, custom_id, UNSUPPORTED_METHOD, f"method {method!r} is not POST"
+                ordinal, line_no, offset, custom_id, UNSUPPORTED_METHOD, f"method {method!r} is not POST", carry
             )
         body = obj.get("body")
         if not isinstance(body, dict):
-            return self._bad(ordinal, line_no, offset, custom_id, INVALID_REQUEST, '"body" must be a JSON object')
-        return self._request(body, custom_id, ordinal, line_no, offset)
+            return self._bad(ordinal, line_no, offset, custom_id, INVALID_REQUEST, '"body" must be a JSON object',
+                             carry)
+        return self._request(body, custom_id, ordinal, line_no, offset, endpoint, carry)
 
     def _simple_line(self, obj: dict, custom_id: str, ordinal: int, line_no: int, offset: int):
+        carry = {SIMPLE_CARRIED: obj[SIMPLE_CARRIED]} if SIMPLE_CARRIED in obj else None
+        body = {k: v for k, v in obj.items() if k not in ("id", "prompt", SIMPLE_CARRIED)}
         if "messages" in obj:
-            body = {k: v for k, v in obj.items() if k not in ("id", "prompt")}
+            pass
         elif isinstance(obj.get("prompt"), str):
-            body = {k: v for k, v in obj.items() if k not in ("id", "prompt")}
             body["messages"] = [{"role": "user", "content": obj["prompt"]}]
         else:
             return self._bad(
                 ordinal, line_no, offset, custom_id, INVALID_REQUEST,
-                'a simple line needs "prompt" (a string) or "messages" (a list)',
+                'a simple line needs "prompt" (a string) or "messages" (a list)', carry,
             )
-        return self._request(body, custom_id, ordinal, line_no, offset)
+        return self._request(body, custom_id, ordinal, line_no, offset, "chat", carry)
 
-    def _request(self, body: dict, custom_id: str, ordinal: int, line_no: int, offset: int):
-        merged = dict(self.defaults.params)
+    def _request(self, body: dict, custom_id: str, ordinal: int, line_no: int, offset: int, endpoint: str,
+                 carry: dict | None):
+        merged = dict(self.defaults.params) if endpoint == "chat" else {}  # job params are chat parameters
         merged.update(body)
         if merged.get("model") in (None, ""):
             merged["model"] = self.defaults.model
-        refusal = self.policy.check(merged)
+        refusal = self.policy.check(merged, endpoint)
         if refusal is not None:
-            return self._bad(ordinal, line_no, offset, custom_id, refusal.code, refusal.reason)
-        return PromptRequest(ordinal, line_no, offset, custom_id, merged)
+            return self._bad(ordinal, line_no, offset, custom_id, refusal.code, refusal.reason, carry)
+        return PromptRequest(ordinal, line_no, offset, custom_id, merged, endpoint, carry)
 
-    def _bad(self, ordinal: int, line_no: int, offset: int, custom_id: str | None, code: str, reason: str) -> BadLine:
+    def _bad(self, ordinal: int, line_no: int, offset: int, custom_id: str | None, code: str, reason: str,
+             carry: dict | None = None) -> BadLine:
         return BadLine(
             ordinal, line_no, offset, custom_id or line_fallback_id(line_no), code,
-            f"{self.source} line {line_no}: {reason}",
+            f"{self.source} line {line_no}: {reason}", carry,
         )

@@ -117,3 +117,26 @@ def public_message(text: str) -> str:
         previous, text = text, _CLIENT_PREFIX.sub("", text, count=1)
     text = _LOCAL_PATH.sub("<path>", text).strip()
     return text[:MAX_MESSAGE_CHARS] or "no message"
+
+
+def usage_tokens(usage: Any) -> tuple[int, int]:
+    """(input, output) tokens of an answer's ``usage``, whichever endpoint's shape it has:
+    chat (``prompt_tokens``/``completion_tokens``), embeddings (``prompt_tokens`` only),
+    responses (``input_tokens``/``output_tokens``).
+
+    >>> usage_tokens({"prompt_tokens": 5, "completion_tokens": 3}), usage_tokens({"input_tokens": 7, "output_tokens": 2})
+    ((5, 3), (7, 2))
+    >>> usage_tokens({"prompt_tokens": 4, "total_tokens": 4}), usage_tokens(None)
+    ((4, 0), (0, 0))
+    """
+    if not isinstance(usage, dict):
+        return 0, 0
+
+    def count(*names: str) -> int:
+        for name in names:
+            value = usage.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+        return 0
+
+    return count("prompt_tokens", "input_tokens"), count("completion_tokens", "output_tokens")

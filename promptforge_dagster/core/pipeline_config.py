@@ -84,11 +84,13 @@ class JobStats:
         return self.sent * 60.0 / elapsed if elapsed > 0 else 0.0
 
 
-def estimate_tokens(body: dict[str, Any], default_max_tokens: int) -> int:
+def estimate_tokens(body: dict[str, Any], default_max_tokens: int, endpoint: str = "chat") -> int:
     """A cheap upper-ish estimate of a request's tokens: characters / 4 plus max_tokens.
 
     >>> estimate_tokens({"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 50}, 256)
     151
+    >>> estimate_tokens({"input": ["x" * 40, "y" * 40]}, 256, "embeddings")   # no answer tokens
+    21
     """
     chars = 0
     for m in body.get("messages", ()):
@@ -99,7 +101,20 @@ def estimate_tokens(body: dict[str, Any], default_max_tokens: int) -> int:
             for part in content:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     chars += len(part["text"])
-    completion = body.get("max_completion_tokens") or body.get("max_tokens")
+    given = body.get("input")  # embeddings and responses lines
+    if isinstance(given, str):
+        chars += len(given)
+    elif isinstance(given, list):
+        for item in given:
+            if isinstance(item, str):
+                chars += len(item)
+            elif isinstance(item, list):  # token ids
+                chars += 4 * len(item)
+            elif isinstance(item, dict) and isinstance(item.get("content"), str):
+                chars += len(item["content"])
+    if endpoint == "embeddings":
+        return chars // 4 + 1  # an embedding answers no tokens
+    completion = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
     if not isinstance(completion, int) or isinstance(completion, bool) or completion < 0:
         completion = default_max_tokens
     return chars // 4 + 1 + completion

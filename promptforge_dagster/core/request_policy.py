@@ -44,6 +44,20 @@ CHAT_COMPLETIONS_FIELDS = frozenset({
     "web_search_options",
 })
 
+# The other endpoints of the Batch API PromptForge runs, and the fields each takes.
+EMBEDDINGS_FIELDS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
+RESPONSES_FIELDS = frozenset({
+    "model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools", "tool_choice",
+    "parallel_tool_calls", "text", "reasoning", "metadata", "user", "store", "include", "truncation",
+    "previous_response_id", "prompt", "prompt_cache_key", "safety_identifier", "service_tier", "top_logprobs",
+    "max_tool_calls",
+})
+# endpoint -> the fields its body may hold (anything else is refused, named)
+ENDPOINT_FIELDS = {"chat": CHAT_COMPLETIONS_FIELDS, "embeddings": EMBEDDINGS_FIELDS, "responses": RESPONSES_FIELDS}
+ENDPOINT_NAMES = {"chat": "a chat-completions", "embeddings": "an embeddings", "responses": "a responses"}
+MAX_DIMENSIONS = 65_536  # no embedding model has more
+MAX_INPUTS = 2_048  # OpenAI's cap on inputs per embeddings request
+
 # Fields a client library reads as transport, credentials, routing, callbacks or cost: named
 # so the error says why the line was refused (any field not allowed is refused all the same).
 CLIENT_SETTINGS = frozenset({
@@ -168,6 +182,13 @@ _VALUE_RULES = {
     "functions": lambda v: None if isinstance(v, list) and all(isinstance(f, dict) for f in v) else "a list of objects",
     "tool_choice": _of(str, dict, what="a string or an object"),
     "function_call": _of(str, dict, what="a string or an object"),
+    "dimensions": _int_in(1, MAX_DIMENSIONS),
+    "encoding_format": lambda v: None if v in ("float", "base64") else '"float" or "base64"',
+    "max_output_tokens": _int_in(1, MAX_COMPLETION_TOKENS),
+    "max_tool_calls": _int_in(1, MAX_N),
+    **{name: _of(str, what="a string") for name in ("instructions", "previous_response_id", "truncation")},
+    **{name: _of(dict, what="an object") for name in ("text", "reasoning", "metadata", "prompt")},
+    "include": lambda v: None if isinstance(v, list) and all(isinstance(i, str) for i in v) else "a list of strings",
 }
 
 
@@ -192,10 +213,11 @@ class RequestPolicy:
         self.allow_models = tuple(allow_models)
         self.keyed_providers = None if keyed_providers is None else frozenset(keyed_providers)
 
-    def check(self, body: Mapping[str, Any]) -> Refusal | None:
+    def check(self, body: Mapping[str, Any], endpoint: str = "chat") -> Refusal | None:
+        fields = ENDPOINT_FIELDS[endpoint]
         for name in body:
-            if name not in CHAT_COMPLETIONS_FIELDS:
-                return Refusal(INVALID_REQUEST, _field_reason(str(name)))
+            if name not in fields:
+                return Refusal(INVALID_REQUEST, _field_reason(str(name), endpoint))
         if nesting_depth(body) > MAX_NESTING:
             return Refusal(INVALID_REQUEST, f"the request nests deeper than {MAX_NESTING} levels")
         if body.get("stream"):
@@ -203,7 +225,23 @@ class RequestPolicy:
         for name, rule in _VALUE_RULES.items():
             if name in body and body[name] is not None and (need := rule(body[name])) is not None:
                 return Refusal(INVALID_REQUEST, f'"{name}" must be {need}')
-        return self._check_model(body.get("model")) or self._check_messages(body.get("messages"), body.get("model"))
+        inputs = {"chat": self._check_messages, "embeddings": _check_embedding_input,
+                  "responses": self._check_response_input}[endpoint]
+        return self._check_model(body.get("model")) or inputs(body.get("messages" if endpoint == "chat" else "input"),
+                                                              body.get("model"))
+
+    def _check_response_input(self, value: Any, model: Any) -> Refusal | None:
+        if isinstance(value, str) and value:
+            return None
+        if not isinstance(value, list) or not value or not all(isinstance(item, dict) for item in value):
+            return Refusal(INVALID_REQUEST, '"input" must be a non-empty string or a list of input items')
+        passthrough = provider_of(str(model), self.job_provider) in URL_PASSTHROUGH_PROVIDERS
+        for i, item in enumerate(value):
+            content = item.get("content")
+            if not passthrough and isinstance(content, list) and _remote_url(content):
+                return Refusal(INVALID_REQUEST, f'"input"[{i}] links a remote URL; '
+                                                "this provider takes content inline (data: URLs)")
+        return None
 
     def _check_model(self, model: Any) -> Refusal | None:
         if not isinstance(model, str) or not MODEL_NAME.fullmatch(model) or "//" in model or ".." in model:
@@ -234,6 +272,20 @@ class RequestPolicy:
         return None
 
 
+def _check_embedding_input(value: Any, _model: Any) -> Refusal | None:
+    """A string, a list of strings, a list of token ids, or a list of such lists."""
+    def tokens(v: Any) -> bool:
+        return isinstance(v, list) and bool(v) and all(_is_int(t) for t in v)
+
+    if isinstance(value, str) and value:
+        return None
+    if isinstance(value, list) and 0 < len(value) <= MAX_INPUTS and (
+            all(isinstance(v, str) and v for v in value) or tokens(value) or all(tokens(v) for v in value)):
+        return None
+    return Refusal(INVALID_REQUEST, f'"input" must be a non-empty string, or a list of at most {MAX_INPUTS} '
+                                    "strings or token-id lists")
+
+
 def _remote_url(parts: list) -> bool:
     for part in parts:
         if not isinstance(part, dict):
@@ -247,11 +299,11 @@ def _remote_url(parts: list) -> bool:
     return False
 
 
-def _field_reason(name: str) -> str:
+def _field_reason(name: str, endpoint: str = "chat") -> str:
     shown = name if len(name) <= 60 and name.isprintable() else repr(name[:60])
     if name in CLIENT_SETTINGS or name.startswith("litellm") or name.endswith("_cost_per_token"):
         return f'"{shown}" is a client setting (transport, credentials, routing or cost); input cannot set it'
-    return f'"{shown}" is not a chat-completions request field'
+    return f'"{shown}" is not {ENDPOINT_NAMES[endpoint]} request field'
 
 
 # The standard environment variable of each provider's key (LiteLLM's names).

@@ -37,34 +37,50 @@ def record_id(job_id: str, ordinal: int) -> str:
     return f"batch_req_{digest}"
 
 
-def success_record(job_id: str, ordinal: int, custom_id: str, outcome: Outcome) -> dict[str, Any]:
+def with_carry(record: dict[str, Any], carry: dict[str, Any] | None) -> dict[str, Any]:
+    """The record plus the line's own fields (after the Batch output's four; they never
+    replace one of those).
+
+    >>> with_carry({"id": "b", "custom_id": "c", "response": None, "error": None}, {"metadata": {"k": 1}, "id": "x"})
+    {'id': 'b', 'custom_id': 'c', 'response': None, 'error': None, 'metadata': {'k': 1}}
+    """
+    if carry:
+        record.update({k: v for k, v in carry.items() if k not in record})
+    return record
+
+
+def success_record(job_id: str, ordinal: int, custom_id: str, outcome: Outcome,
+                   carry: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record of a successful request."""
-    return {
+    return with_carry({
         "id": record_id(job_id, ordinal),
         "custom_id": custom_id,
         "response": {"status_code": outcome.status_code, "request_id": outcome.request_id, "body": outcome.body},
         "error": None,
-    }
+    }, carry)
 
 
-def failure_record(job_id: str, ordinal: int, custom_id: str, code: str, outcome: Outcome) -> dict[str, Any]:
+def failure_record(job_id: str, ordinal: int, custom_id: str, code: str, outcome: Outcome,
+                   carry: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record of a request that was answered (or attempted) and failed for good."""
     message = outcome.message or f"HTTP {outcome.status_code}"
     response = None
     if outcome.status_code:
         body = outcome.body or {"error": {"message": message, "type": outcome.error_type, "code": None}}
         response = {"status_code": outcome.status_code, "request_id": outcome.request_id, "body": body}
-    return {
+    return with_carry({
         "id": record_id(job_id, ordinal),
         "custom_id": custom_id,
         "response": response,
         "error": {"code": code, "message": message},
-    }
+    }, carry)
 
 
-def error_record(job_id: str, ordinal: int, custom_id: str, code: str, message: str) -> dict[str, Any]:
+def error_record(job_id: str, ordinal: int, custom_id: str, code: str, message: str,
+                 carry: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record of an input line that could not be sent."""
-    return {"id": record_id(job_id, ordinal), "custom_id": custom_id, "response": None, "error": {"code": code, "message": message}}
+    return with_carry({"id": record_id(job_id, ordinal), "custom_id": custom_id, "response": None,
+                       "error": {"code": code, "message": message}}, carry)
 
 
 @dataclass(slots=True)

@@ -10,11 +10,13 @@ completion), ``__pf_reset__`` (the connection is dropped without an answer).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import random
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -45,13 +47,58 @@ class SimulatorConfig:
 
 def _prompt_text(body: dict) -> str:
     parts = []
-    for m in body.get("messages") or []:
-        c = m.get("content") if isinstance(m, dict) else None
+    given = body.get("input")  # embeddings and responses
+    if isinstance(given, str):
+        parts.append(given)
+    for m in body.get("messages") or (given if isinstance(given, list) else []):
+        c = m.get("content") if isinstance(m, dict) else m
         if isinstance(c, str):
             parts.append(c)
         elif isinstance(c, list):
             parts.extend(p.get("text", "") for p in c if isinstance(p, dict))
     return "\n".join(parts)
+
+
+# What each endpoint's body must hold, as OpenAI words its absence.
+REQUIRED = {"chat": "messages", "embeddings": "input", "responses": "input"}
+EMBEDDING_DIMENSIONS = 8  # small vectors: the simulator's answers stay cheap
+
+
+def _answer(endpoint: str, body: dict, text: str, prompt_tokens: int, completion_tokens: int,
+            max_tokens: int) -> dict:
+    """The success body each endpoint returns, in OpenAI's shapes."""
+    model = str(body.get("model", "sim-model"))
+    if endpoint == "embeddings":
+        inputs = body["input"] if isinstance(body["input"], list) and body["input"] \
+            and not isinstance(body["input"][0], int) else [body["input"]]
+        return {"object": "list", "model": model,
+                "data": [{"object": "embedding", "index": i,
+                          "embedding": [round(((zlib.crc32(str(x).encode()) >> (2 * d)) % 1000) / 1000.0, 3)
+                                        for d in range(EMBEDDING_DIMENSIONS)]}
+                         for i, x in enumerate(inputs)],
+                "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
+    reply = f"echo: {text[:40]}"
+    if endpoint == "responses":
+        return {"id": f"resp_{uuid.uuid4().hex[:24]}", "object": "response", "created_at": int(time.time()),
+                "status": "completed" if completion_tokens < max_tokens else "incomplete", "model": model,
+                "output": [{"type": "message", "id": f"msg_{uuid.uuid4().hex[:16]}", "status": "completed",
+                            "role": "assistant",
+                            "content": [{"type": "output_text", "text": reply, "annotations": []}]}],
+                "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens}}
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": reply},
+            "finish_reason": "stop" if completion_tokens < max_tokens else "length",
+        }],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
 
 
 def _error(status: int, message: str, etype: str, code: str | None, headers: dict | None = None) -> web.Response:
@@ -74,6 +121,10 @@ class Simulator:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/chat/completions", self.chat)
+        for path, endpoint in (("embeddings", "embeddings"), ("responses", "responses")):
+            handler = functools.partial(self.chat, endpoint=endpoint)
+            app.router.add_post(f"/v1/{path}", handler)
+            app.router.add_post(f"/{path}", handler)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/stats", self.stats)
         app.on_cleanup.append(self._close)
@@ -95,7 +146,7 @@ class Simulator:
         if self._log:
             self._log.write(json.dumps({"t": round(time.time(), 4), "custom_id": custom_id, "status": status}) + "\n")
 
-    async def chat(self, request: web.Request) -> web.Response:
+    async def chat(self, request: web.Request, endpoint: str = "chat") -> web.Response:
         cfg = self.config
         self.counts["received"] += 1
         custom_id = request.headers.get(CUSTOM_ID_HEADER)
@@ -108,9 +159,9 @@ class Simulator:
             self._record(custom_id, 400)
             return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error", None)
         text = _prompt_text(body)
-        if not body.get("messages"):
+        if not isinstance(body, dict) or not body.get(REQUIRED[endpoint]):
             self._record(custom_id, 400)
-            return _error(400, "'messages' is a required property", "invalid_request_error", None)
+            return _error(400, f"'{REQUIRED[endpoint]}' is a required property", "invalid_request_error", None)
         if "__pf_400__" in text:
             self._record(custom_id, 400)
             return _error(400, "Invalid value for 'messages'.", "invalid_request_error", "invalid_value")
@@ -140,8 +191,11 @@ class Simulator:
             await asyncio.sleep(cfg.hang_s)
             return _error(504, "Gateway timeout", "server_error", None)
         prompt_tokens = len(text) // 4 + 1
-        max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or cfg.completion_tokens)
+        max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+                         or cfg.completion_tokens)
         completion_tokens = max(1, min(max_tokens, cfg.completion_tokens))
+        if endpoint == "embeddings":
+            max_tokens = completion_tokens = 0
         now = time.monotonic()
         admission = self.account.admit(now, prompt_tokens + max_tokens)  # charged at admission, as OpenAI does
         if not admission.ok:
@@ -167,19 +221,7 @@ class Simulator:
         self.counts["ok"] += 1
         self._record(custom_id, 200)
         return web.json_response(
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": str(body.get("model", "sim-model")),
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": f"echo: {text[:40]}"},
-                    "finish_reason": "stop" if completion_tokens < max_tokens else "length",
-                }],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens},
-            },
+            _answer(endpoint, body, text, prompt_tokens, completion_tokens, max_tokens),
             headers={**headers, "x-request-id": f"req_{uuid.uuid4().hex[:16]}"},
         )
 

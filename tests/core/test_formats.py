@@ -49,7 +49,9 @@ def test_simple_messages_line_keeps_its_own_parameters():
         (b'{"prompt": "no id"}', f.MISSING_ID, "custom_id"),
         (b'{"id": "", "prompt": "empty id"}', f.MISSING_ID, "custom_id"),
         (b'{"custom_id": "u", "method": "POST", "url": "/v2/whatever", "body": {}}', f.UNKNOWN_URL, "unknown url"),
-        (b'{"custom_id": "e", "method": "POST", "url": "/v1/embeddings", "body": {}}', f.UNKNOWN_URL, "not supported"),
+        (b'{"custom_id": "e", "method": "POST", "url": "/v1/moderations", "body": {}}', f.UNKNOWN_URL, "not supported"),
+        (b'{"custom_id": "e", "method": "POST", "url": "/v1/embeddings", "body": {"model": "m"}}',
+         f.INVALID_REQUEST, '"input" must be'),
         (b'{"custom_id": "g", "method": "GET", "url": "/v1/chat/completions", "body": {}}',
          f.UNSUPPORTED_METHOD, "not POST"),
         (b'{"custom_id": "b", "url": "/v1/chat/completions", "body": {"messages": []}}', f.INVALID_REQUEST, "messages"),
@@ -88,3 +90,31 @@ def test_duplicate_marked_by_the_scan_is_an_error_record_named_by_line():
     assert isinstance(bad, BadLine) and bad.code == f.DUPLICATE_ID
     assert bad.custom_id == "line-5"
     assert "'a'" in bad.message and "earlier line" in bad.message
+
+
+def test_a_batch_lines_own_fields_are_carried_and_never_in_the_body():
+    req = parse(b'{"custom_id": "a", "url": "/v1/chat/completions", "metadata": {"k": 1}, "tag": "x", '
+                b'"body": {"messages": [{"role": "user", "content": "hi"}]}}')
+    assert req.carry == {"metadata": {"k": 1}, "tag": "x"} and "metadata" not in req.body and "tag" not in req.body
+    simple = parse(b'{"id": "s", "prompt": "hi", "metadata": {"k": 2}}')
+    assert simple.carry == {"metadata": {"k": 2}} and "metadata" not in simple.body
+    bad = parse(b'{"custom_id": "b", "url": "/v1/nope", "metadata": {"k": 3}, "body": {}}')
+    assert isinstance(bad, BadLine) and bad.carry == {"metadata": {"k": 3}}
+
+
+def test_embeddings_and_responses_lines_are_checked_against_their_own_fields():
+    emb = parse(b'{"custom_id": "e", "url": "/v1/embeddings", "body": {"model": "m", "input": ["a", "b"], "dimensions": 8}}')
+    assert emb.endpoint == "embeddings" and emb.body["input"] == ["a", "b"]
+    resp = parse(b'{"custom_id": "r", "url": "/v1/responses", "body": {"model": "m", "input": "hi", "max_output_tokens": 9}}')
+    assert resp.endpoint == "responses"
+    for raw, words in [
+        (b'{"custom_id": "e", "url": "/v1/embeddings", "body": {"model": "m", "input": "a", "temperature": 1}}',
+         '"temperature" is not an embeddings request field'),
+        (b'{"custom_id": "e", "url": "/v1/embeddings", "body": {"model": "m", "input": "a", "api_base": "http://x"}}',
+         '"api_base" is a client setting'),
+        (b'{"custom_id": "r", "url": "/v1/responses", "body": {"model": "m", "input": []}}', '"input" must be'),
+        (b'{"custom_id": "r", "url": "/v1/responses", "body": {"model": "m", "input": "x", "max_output_tokens": -1}}',
+         '"max_output_tokens" must be'),
+    ]:
+        bad = parse(raw)
+        assert isinstance(bad, BadLine) and words in bad.message, (raw, bad)
