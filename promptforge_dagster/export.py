@@ -34,6 +34,13 @@ def row_of(record: dict[str, Any]) -> dict[str, Any]:
 
     response = record.get("response") or {}
     body = response.get("body") or {}
+    result = record.get("result")
+    if isinstance(result, dict) and isinstance(result.get("message"), dict):  # a Message Batches result
+        m = result["message"]
+        texts = [b.get("text") for b in m.get("content") or [] if isinstance(b, dict) and b.get("type") == "text"]
+        body = {"choices": [{"message": {"content": "".join(t for t in texts if isinstance(t, str))},
+                             "finish_reason": m.get("stop_reason")}], "usage": m.get("usage")}
+        response = {"status_code": 200, "body": body}
     choices = body.get("choices") or [{}]
     first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     message = first.get("message") or {}
@@ -46,7 +53,7 @@ def row_of(record: dict[str, Any]) -> dict[str, Any]:
     data = body.get("data")
     vectors = [d.get("embedding") for d in data if isinstance(d, dict)] if isinstance(data, list) else None
     tokens_in, tokens_out = usage_tokens(body.get("usage")) if response else (None, None)
-    carried = {k: v for k, v in record.items() if k not in ("id", "custom_id", "response", "error")}
+    carried = {k: v for k, v in record.items() if k not in ("id", "custom_id", "response", "error", "result")}
     return {
         "custom_id": record.get("custom_id"),
         "status_code": response.get("status_code"),

@@ -305,3 +305,30 @@ def test_embeddings_and_responses_lines_run_with_their_own_output_and_carried_fi
         rows = {r["custom_id"]: r for r in pl.read_parquet(tmp_path / "t.parquet").to_dicts()}
         assert rows["r1"]["content"].startswith("echo: say hi") and len(json.loads(rows["e1"]["embedding"])) == 2
         assert json.loads(rows["e1"]["carried"]) == {"metadata": {"row": 2}, "source": "wiki"}
+
+
+def test_anthropic_message_batches_lines_get_message_batches_results(tmp_path, simulator):
+    lines = [
+        {"custom_id": "a1", "params": {"model": "sim-model", "max_tokens": 64, "system": "be brief",
+                                       "messages": [{"role": "user", "content": "hello claude"}]}},
+        {"custom_id": "a2", "params": {"model": "sim-model", "messages": [{"role": "user", "content": "x"}]}},
+        {"custom_id": "a3", "params": {"model": "sim-model", "max_tokens": 8, "top_k": 3,
+                                       "messages": [{"role": "user", "content": "x"}]}},
+        {"custom_id": "a4", "params": {"model": "sim-model", "max_tokens": 8, "api_base": "http://evil",
+                                       "messages": [{"role": "user", "content": "x"}]}},
+    ]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+    p = cli("run", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out"), "--model", "openai/sim-model",
+            "--api-base", simulator.api_base, "--quiet")
+    assert p.returncode == 0, p.stderr
+    out = {r["custom_id"]: r for r in map(json.loads, (tmp_path / "out" / "results.jsonl").read_text().splitlines())}
+    ok = out["a1"]["result"]
+    assert ok["type"] == "succeeded" and ok["message"]["type"] == "message" and ok["message"]["role"] == "assistant"
+    assert ok["message"]["content"][0]["text"].startswith("echo: be brief") and ok["message"]["stop_reason"] == "end_turn"
+    assert ok["message"]["usage"]["input_tokens"] > 0 and "response" not in out["a1"]
+    for cid, words in (("a2", "max_tokens\" is required"), ("a3", "params.top_k"), ("a4", "params.api_base")):
+        err = out[cid]["result"]
+        assert err["type"] == "errored" and err["error"]["error"]["type"] == "invalid_request_error"
+        assert words in err["error"]["error"]["message"] and out[cid]["error"]["code"] == "invalid_request"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["succeeded"] == 1 and summary["errors_by_code"] == {"invalid_request": 3}

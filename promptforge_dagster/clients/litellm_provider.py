@@ -102,8 +102,8 @@ class LiteLLMProvider:
             if not api_key:
                 return Outcome(OutcomeKind.PERMANENT, 0, error_type=MISSING_CREDENTIALS,
                                message=f"no API key for provider {provider!r} (set {key_variable(provider)})")
-        call = {"chat": litellm.acompletion, "embeddings": litellm.aembedding,
-                "responses": litellm.aresponses}[request.endpoint]
+        call = {"chat": litellm.acompletion, "embeddings": litellm.aembedding, "responses": litellm.aresponses,
+                "anthropic": litellm.acompletion}[request.endpoint]
         retries = {"num_retries": 0, "max_retries": 0} if request.endpoint != "responses" else {}
         try:
             resp = await asyncio.wait_for(call(

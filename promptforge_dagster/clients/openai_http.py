@@ -53,8 +53,9 @@ def error_type_of(status: int) -> str:
 
 
 # Each endpoint's path under the base URL, and the list its answer must hold to be one.
-PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "responses": "/responses"}
-ANSWER_LISTS = {"chat": "choices", "embeddings": "data", "responses": "output"}
+PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "responses": "/responses",
+         "anthropic": "/chat/completions"}
+ANSWER_LISTS = {"chat": "choices", "embeddings": "data", "responses": "output", "anthropic": "choices"}
 
 
 class OpenAIHttpProvider:

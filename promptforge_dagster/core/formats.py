@@ -31,6 +31,11 @@ ENDPOINTS = {CHAT_COMPLETIONS_URL: "chat", "/v1/embeddings": "embeddings", "/v1/
 BATCH_KEYS = frozenset({"custom_id", "method", "url", "body"})
 # The simple line's one carried field: everything else in a simple line is the request.
 SIMPLE_CARRIED = "metadata"
+# Anthropic Message Batches lines ({"custom_id", "params"}): the params PromptForge sends, and
+# the chat-completions field each becomes (LiteLLM turns it back into Anthropic's request).
+ANTHROPIC_PARAMS = {"model": "model", "max_tokens": "max_tokens", "messages": "messages", "system": None,
+                    "stop_sequences": "stop", "temperature": "temperature", "top_p": "top_p"}
+ANTHROPIC_KEYS = frozenset({"custom_id", "params"})
 # Sent with every request so a provider's (or the simulator's) request log can name the prompt.
 CUSTOM_ID_HEADER = "X-PromptForge-Custom-Id"
 # Batch API endpoints that exist but that PromptForge does not run (yet): named, so the
@@ -92,6 +97,7 @@ class BadLine:
     code: str
     message: str
     carry: dict[str, Any] | None = None  # the line's own fields, when it was an object
+    endpoint: str = "chat"  # "anthropic" for a Message Batches line: its error record is in that format
 
 
 class NotJsonlError(ValueError):
@@ -224,6 +230,8 @@ class LineParser:
                 ordinal, line_no, offset, None, DUPLICATE_ID,
                 f"duplicate id {custom_id!r}: an earlier line has it (the first line with an id is the one sent)",
             )
+        if "params" in obj and "custom_id" in obj and "body" not in obj and "url" not in obj:
+            return self._anthropic_line(obj, custom_id, ordinal, line_no, offset)
         if "custom_id" in obj or "body" in obj or "url" in obj:
             return self._batch_line(obj, custom_id, ordinal, line_no, offset)
         return self._simple_line(obj, custom_id, ordinal, line_no, offset)
@@ -251,6 +259,34 @@ class LineParser:
                              carry)
         return self._request(body, custom_id, ordinal, line_no, offset, endpoint, carry)
 
+    def _anthropic_line(self, obj: dict, custom_id: str, ordinal: int, line_no: int, offset: int):
+        """A Message Batches line, sent as the chat request it is equivalent to; its result
+        is written in Message Batches' result format."""
+        carry = {k: v for k, v in obj.items() if k not in ANTHROPIC_KEYS} or None
+        params = obj.get("params")
+
+        def bad(reason: str) -> BadLine:
+            return self._bad(ordinal, line_no, offset, custom_id, INVALID_REQUEST, reason, carry, "anthropic")
+
+        if not isinstance(params, dict):
+            return bad('"params" must be a JSON object')
+        for name in params:
+            if name not in ANTHROPIC_PARAMS:
+                shown = str(name)[:60]
+                return bad(f'"params.{shown}" is not a Message Batches parameter PromptForge sends '
+                           f"(it sends {', '.join(ANTHROPIC_PARAMS)})")
+        if not isinstance(params.get("max_tokens"), int):
+            return bad('"params.max_tokens" is required (an integer), as Anthropic requires it')
+        body = {ANTHROPIC_PARAMS[k]: v for k, v in params.items() if ANTHROPIC_PARAMS[k]}
+        system = params.get("system")
+        if system is not None:
+            if isinstance(system, list):  # text blocks
+                system = "\n".join(b.get("text", "") for b in system if isinstance(b, dict))
+            if not isinstance(system, str):
+                return bad('"params.system" must be a string or a list of text blocks')
+            body["messages"] = [{"role": "system", "content": system}, *(body.get("messages") or [])]
+        return self._request(body, custom_id, ordinal, line_no, offset, "anthropic", carry)
+
     def _simple_line(self, obj: dict, custom_id: str, ordinal: int, line_no: int, offset: int):
         carry = {SIMPLE_CARRIED: obj[SIMPLE_CARRIED]} if SIMPLE_CARRIED in obj else None
         body = {k: v for k, v in obj.items() if k not in ("id", "prompt", SIMPLE_CARRIED)}
@@ -271,14 +307,14 @@ class LineParser:
         merged.update(body)
         if merged.get("model") in (None, ""):
             merged["model"] = self.defaults.model
-        refusal = self.policy.check(merged, endpoint)
+        refusal = self.policy.check(merged, "chat" if endpoint == "anthropic" else endpoint)
         if refusal is not None:
-            return self._bad(ordinal, line_no, offset, custom_id, refusal.code, refusal.reason, carry)
+            return self._bad(ordinal, line_no, offset, custom_id, refusal.code, refusal.reason, carry, endpoint)
         return PromptRequest(ordinal, line_no, offset, custom_id, merged, endpoint, carry)
 
     def _bad(self, ordinal: int, line_no: int, offset: int, custom_id: str | None, code: str, reason: str,
-             carry: dict | None = None) -> BadLine:
+             carry: dict | None = None, endpoint: str = "chat") -> BadLine:
         return BadLine(
             ordinal, line_no, offset, custom_id or line_fallback_id(line_no), code,
-            f"{self.source} line {line_no}: {reason}", carry,
+            f"{self.source} line {line_no}: {reason}", carry, endpoint,
         )

@@ -159,7 +159,7 @@ class Pipeline:
                     self.stats.input_errors += 1
                     self._count_error(item.code)
                     await self._emit(Envelope(item.ordinal, error_record(self.job_id, item.ordinal, item.custom_id, item.code, item.message,
-                                                                        item.carry)))
+                                                                        item.carry, item.endpoint)))
                     continue
                 await slots.acquire()
                 if self._stop.is_set():
@@ -390,7 +390,8 @@ class Pipeline:
                 self._count_error(INVALID_REQUEST)
                 await self._emit(Envelope(req.ordinal, error_record(
                     self.job_id, req.ordinal, req.custom_id, INVALID_REQUEST,
-                    f"line {req.line_no}: the request could not be prepared ({type(exc).__name__})", req.carry)))
+                    f"line {req.line_no}: the request could not be prepared ({type(exc).__name__})", req.carry,
+                    req.endpoint)))
                 return
             while True:
                 while 0 < stats.in_flight >= self.in_flight_limit():  # retries too: a full server is not flooded
@@ -437,7 +438,7 @@ class Pipeline:
                     if cap is not None and stats.cost_usd >= cap:
                         self.stop(f"--max-cost ${cap:g} reached (${stats.cost_usd:.4f} spent by this run)")
                     await self._emit(Envelope(
-                        req.ordinal, success_record(self.job_id, req.ordinal, req.custom_id, outcome, req.carry),
+                        req.ordinal, success_record(self.job_id, req.ordinal, req.custom_id, outcome, req.carry, req.endpoint),
                         outcome.tokens_in, outcome.tokens_out, outcome.cost, round((at - sent_at) * 1000, 1),
                     ))
                     return
@@ -462,7 +463,8 @@ class Pipeline:
                 if code is not None:
                     self._count_error(code)
                     await self._emit(Envelope(
-                        req.ordinal, failure_record(self.job_id, req.ordinal, req.custom_id, code, outcome, req.carry),
+                        req.ordinal, failure_record(self.job_id, req.ordinal, req.custom_id, code, outcome, req.carry,
+                                                  req.endpoint),
                         latency_ms=round((at - sent_at) * 1000, 1),
                     ))
                     return

@@ -53,8 +53,10 @@ RESPONSES_FIELDS = frozenset({
     "max_tool_calls",
 })
 # endpoint -> the fields its body may hold (anything else is refused, named)
-ENDPOINT_FIELDS = {"chat": CHAT_COMPLETIONS_FIELDS, "embeddings": EMBEDDINGS_FIELDS, "responses": RESPONSES_FIELDS}
-ENDPOINT_NAMES = {"chat": "a chat-completions", "embeddings": "an embeddings", "responses": "a responses"}
+ENDPOINT_FIELDS = {"chat": CHAT_COMPLETIONS_FIELDS, "embeddings": EMBEDDINGS_FIELDS, "responses": RESPONSES_FIELDS,
+                   "anthropic": CHAT_COMPLETIONS_FIELDS}  # a Message Batches line is sent as its chat request
+ENDPOINT_NAMES = {"chat": "a chat-completions", "embeddings": "an embeddings", "responses": "a responses",
+                  "anthropic": "a chat-completions"}
 MAX_DIMENSIONS = 65_536  # no embedding model has more
 MAX_INPUTS = 2_048  # OpenAI's cap on inputs per embeddings request
 

@@ -45,13 +45,59 @@ def with_carry(record: dict[str, Any], carry: dict[str, Any] | None) -> dict[str
     {'id': 'b', 'custom_id': 'c', 'response': None, 'error': None, 'metadata': {'k': 1}}
     """
     if carry:
-        record.update({k: v for k, v in carry.items() if k not in record})
+        record.update({k: v for k, v in carry.items() if k not in record and k not in ("result", "response")})
     return record
 
 
+# Anthropic's names for a chat answer's finish_reason, and its error types by HTTP status.
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
+ANTHROPIC_ERRORS = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
+
+
+def anthropic_message(body: Any) -> dict[str, Any]:
+    """A chat completion as the Anthropic Message a Message Batches result holds.
+
+    >>> m = anthropic_message({"id": "x", "model": "claude", "choices": [{"message": {"content": "hi"},
+    ...     "finish_reason": "length"}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+    >>> m["content"], m["stop_reason"], m["usage"]
+    ([{'type': 'text', 'text': 'hi'}], 'max_tokens', {'input_tokens': 3, 'output_tokens': 1})
+    """
+    body = body if isinstance(body, dict) else {}
+    choices = body.get("choices") or [{}]
+    first = choices[0] if isinstance(choices[0], dict) else {}
+    text = (first.get("message") or {}).get("content")
+    usage = body.get("usage") or {}
+    return {"id": body.get("id"), "type": "message", "role": "assistant", "model": body.get("model"),
+            "content": [{"type": "text", "text": text}] if isinstance(text, str) else [],
+            "stop_reason": STOP_REASONS.get(first.get("finish_reason"), first.get("finish_reason")),
+            "stop_sequence": None,
+            "usage": {"input_tokens": usage.get("prompt_tokens") or 0, "output_tokens": usage.get("completion_tokens") or 0}}
+
+
+def anthropic_record(job_id: str, ordinal: int, custom_id: str, *, message: dict[str, Any] | None = None,
+                     code: str | None = None, text: str = "", status: int | None = None) -> dict[str, Any]:
+    """A Message Batches result line (``custom_id`` + ``result``: succeeded or errored), plus
+    PromptForge's ``id`` and ``error`` ({code, message} or null) that status, rerun-failed
+    and the summary read for every format.
+
+    >>> anthropic_record("j", 0, "a", code="invalid_json", text="bad")["result"]["error"]["error"]["type"]
+    'invalid_request_error'
+    """
+    if message is not None:
+        result: dict[str, Any] = {"type": "succeeded", "message": message}
+    else:
+        kind = ANTHROPIC_ERRORS.get(status or 400, "api_error")
+        result = {"type": "errored", "error": {"type": "error", "error": {"type": kind, "message": text}}}
+    return {"id": record_id(job_id, ordinal), "custom_id": custom_id, "result": result,
+            "error": None if code is None else {"code": code, "message": text}}
+
+
 def success_record(job_id: str, ordinal: int, custom_id: str, outcome: Outcome,
-                   carry: dict[str, Any] | None = None) -> dict[str, Any]:
+                   carry: dict[str, Any] | None = None, endpoint: str = "chat") -> dict[str, Any]:
     """The record of a successful request."""
+    if endpoint == "anthropic":
+        return with_carry(anthropic_record(job_id, ordinal, custom_id, message=anthropic_message(outcome.body)), carry)
     return with_carry({
         "id": record_id(job_id, ordinal),
         "custom_id": custom_id,
@@ -61,9 +107,12 @@ def success_record(job_id: str, ordinal: int, custom_id: str, outcome: Outcome,
 
 
 def failure_record(job_id: str, ordinal: int, custom_id: str, code: str, outcome: Outcome,
-                   carry: dict[str, Any] | None = None) -> dict[str, Any]:
+                   carry: dict[str, Any] | None = None, endpoint: str = "chat") -> dict[str, Any]:
     """The record of a request that was answered (or attempted) and failed for good."""
     message = outcome.message or f"HTTP {outcome.status_code}"
+    if endpoint == "anthropic":
+        return with_carry(anthropic_record(job_id, ordinal, custom_id, code=code, text=message,
+                                           status=outcome.status_code or 500), carry)
     response = None
     if outcome.status_code:
         body = outcome.body or {"error": {"message": message, "type": outcome.error_type, "code": None}}
@@ -77,8 +126,10 @@ def failure_record(job_id: str, ordinal: int, custom_id: str, code: str, outcome
 
 
 def error_record(job_id: str, ordinal: int, custom_id: str, code: str, message: str,
-                 carry: dict[str, Any] | None = None) -> dict[str, Any]:
+                 carry: dict[str, Any] | None = None, endpoint: str = "chat") -> dict[str, Any]:
     """The record of an input line that could not be sent."""
+    if endpoint == "anthropic":
+        return with_carry(anthropic_record(job_id, ordinal, custom_id, code=code, text=message), carry)
     return with_carry({"id": record_id(job_id, ordinal), "custom_id": custom_id, "response": None,
                        "error": {"code": code, "message": message}}, carry)
 
