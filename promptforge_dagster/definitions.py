@@ -11,7 +11,7 @@ import os
 
 import dagster as dg
 
-from promptforge_dagster.assets.batch import batch_results, batch_summary, jobs_partitions
+from promptforge_dagster.assets.batch import UPLOADS, batch_results, batch_summary, jobs_partitions
 from promptforge_dagster.core.job_planning import (
     LARGE_JOB, POD_EPHEMERAL_STORAGE, POD_EPHEMERAL_STORAGE_LIMIT, SMALL_JOB,
 )
@@ -78,6 +78,23 @@ def large_run_config(d: Deployment, plan) -> dict | None:
     return {"execution": {"config": config}}
 
 
+def assets_for(d: Deployment) -> list:
+    """The assets, with kinds that say where this deployment runs them: local files and the
+    simulator locally; GCS and Kubernetes pods on GKE."""
+    where = {"local"} if d.is_local else {"gcs", "kubernetes"}
+
+    def placed(spec: dg.AssetSpec) -> dg.AssetSpec:
+        return spec.replace_attributes(kinds={*spec.kinds, *where})
+
+    uploads = UPLOADS.replace_attributes(kinds={"jsonl", "local"} if d.is_local else {"jsonl", "gcs"})
+    return [uploads, batch_results.map_asset_specs(placed), batch_summary.map_asset_specs(placed)]
+
+
+def with_code_references(assets: list) -> list:
+    """Each asset linked to the file and line that defines it (the UI's code references)."""
+    return dg.with_source_code_references(assets)
+
+
 def build_definitions(d: Deployment) -> dg.Definitions:
     small_exec, large_exec = executors_for(d)
     selection = dg.AssetSelection.assets(batch_results, batch_summary)
@@ -91,9 +108,9 @@ def build_definitions(d: Deployment) -> dg.Definitions:
                                  listing_interval_s=0.0 if d.is_local else 60.0,
                                  minimum_interval_seconds=2 if d.is_local else 15,
                                  run_config_for=lambda plan: large_run_config(d, plan) if plan.job_name == LARGE_JOB
-                                 else None)
+                                 else None, k8s=not d.is_local)
     return dg.Definitions(
-        assets=[batch_results, batch_summary],
+        assets=with_code_references(assets_for(d)),
         jobs=[small, large],
         sensors=[upload, build_run_watchdog(minimum_interval_seconds=3 if d.is_local else 30),
                  build_run_end_recorder(minimum_interval_seconds=3 if d.is_local else 30)],

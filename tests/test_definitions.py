@@ -39,6 +39,13 @@ def test_assets_checks_jobs_and_resources(env, tmp_path):
     assert large.executor_def.name == ("k8s" if env else "multiprocess")
     assert {s.name for s in repo.sensor_defs} == {"upload_sensor", "run_watchdog", "run_end_recorder"}
     assert [s.name for s in repo.schedule_defs] == ["rerun_failed_prompts"]
+    # what the UI shows: kinds of where this deployment runs, owners, code references, lineage, scoped checks
+    graph = defs.resolve_asset_graph()
+    node = graph.get(dg.AssetKey("batch_results"))
+    assert node.kinds >= ({"gcs", "kubernetes"} if env else {"local"}) and not (node.kinds & ({"local"} if env else {"gcs", "kubernetes"}))
+    assert node.owners == ["team:ml-platform"] and dg.AssetKey("uploads") in node.parent_keys
+    assert "dagster/code_references" in node.metadata
+    assert all(c.partitions_def is results.partitions_def for c in results.check_specs)
 
 
 def test_deployment_errors_name_what_is_missing():

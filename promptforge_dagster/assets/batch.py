@@ -67,6 +67,25 @@ def without_nulls(metadata: dict) -> dict:
     return {k: v for k, v in metadata.items() if v is not None}
 
 
+PLOT_INLINE_MAX_BYTES = 400 * 1024  # a rate plot is ~40-90 KB; above this it stays a path only
+
+
+def _plot_markdown(store, uri: str | None):
+    """The rate plot inline in the UI (markdown with the PNG as a data URL), if small enough."""
+    import base64
+
+    if not uri:
+        return None
+    try:
+        data = store.read_bytes(uri)
+    except Exception:  # noqa: BLE001 - the path is still shown
+        return None
+    if len(data) > PLOT_INLINE_MAX_BYTES:
+        return None
+    return dg.MetadataValue.md(f"![rate plot: allowed and achieved RPM, refusals]"
+                               f"(data:image/png;base64,{base64.b64encode(data).decode()})")
+
+
 class _LogStream:
     """Progress lines into the Dagster run log."""
 
@@ -82,16 +101,28 @@ class _LogStream:
         pass
 
 
+# The uploaded files, as the external asset upstream of every job: PromptForge never writes
+# them; the upload sensor reports each new one as an observation.
+UPLOADS = dg.AssetSpec("uploads", description="JSONL files dropped into the input bucket (or the local inputs "
+                       "folder); each new object generation becomes one job", kinds={"jsonl"},
+                       owners=["team:ml-platform"], group_name="promptforge")
+
+
 @dg.asset(
     partitions_def=jobs_partitions,
     check_specs=[
-        dg.AssetCheckSpec(CHECK_ONE_LINE_PER_INPUT, asset="batch_results",
+        # partition-scoped: each job's checks are its own, not whichever job ran last
+        dg.AssetCheckSpec(CHECK_ONE_LINE_PER_INPUT, asset="batch_results", partitions_def=jobs_partitions,
                           description="results.jsonl holds exactly one line per input line"),
-        dg.AssetCheckSpec(CHECK_UNIQUE_IDS, asset="batch_results", description="custom_id values are unique"),
-        dg.AssetCheckSpec(CHECK_FAILURE_RATE, asset="batch_results",
+        dg.AssetCheckSpec(CHECK_UNIQUE_IDS, asset="batch_results", partitions_def=jobs_partitions,
+                          description="custom_id values are unique"),
+        dg.AssetCheckSpec(CHECK_FAILURE_RATE, asset="batch_results", partitions_def=jobs_partitions,
                           description="the share of failed prompts is under the configured threshold (warning)"),
     ],
-    kinds={"python", "gcs"},
+    kinds={"python", "litellm"},  # and where it runs, per deployment (definitions.py)
+    owners=["team:ml-platform"],
+    tags={"promptforge/stage": "batch"},
+    deps=[UPLOADS],
     group_name="promptforge",
 )
 def batch_results(
@@ -181,6 +212,7 @@ def batch_results(
             "errors_by_code": dg.MetadataValue.json(s.get("errors_by_code") or {}),
             "epoch": s.get("epoch"),
             **({"rate_plot": dg.MetadataValue.path(s["rate_plot"])} if s.get("rate_plot") else {}),
+            **({"rate_plot_image": image} if (image := _plot_markdown(store, s.get("rate_plot"))) else {}),
         }),
         check_results=[
             dg.AssetCheckResult(check_name=CHECK_ONE_LINE_PER_INPUT, passed=checks.one_line_per_input,
@@ -196,7 +228,8 @@ def batch_results(
     )
 
 
-@dg.asset(partitions_def=jobs_partitions, deps=[batch_results], kinds={"polars"}, group_name="promptforge")
+@dg.asset(partitions_def=jobs_partitions, deps=[batch_results], kinds={"polars"}, owners=["team:ml-platform"],
+          tags={"promptforge/stage": "summary"}, group_name="promptforge")
 def batch_summary(context: dg.AssetExecutionContext, storage: StorageResource,
                   job_registry: JobRegistryResource) -> dg.MaterializeResult:
     """Reads the job's ``results.jsonl`` with polars, streamed in blocks (memory stays one

@@ -88,7 +88,25 @@ def rejection_reason(obj: UploadedObject) -> str | None:
     return None
 
 
-def estimate_prompts(size: int) -> int:
+SAMPLE_BYTES = 64 * 1024  # the head of an upload read to count its lines: one small range read per job
+
+
+def estimate_prompts(size: int, head: bytes | None = None) -> int:
+    r"""Prompts in an upload of ``size`` bytes: its lines counted when ``head`` (its first
+    bytes) is the whole file, else the lines of the head scaled to the size; without a
+    head (or gzip) from a typical line length.
+
+    >>> estimate_prompts(25, b'{"id": 1}\n{"id": 2}\n{"id":3}'), estimate_prompts(20_000, b'{"id": 1, "p": "x"}\n' * 10)
+    (3, 1000)
+    >>> estimate_prompts(3000)
+    10
+    """
+    if head and not head.startswith(b"\x1f\x8b"):  # gzip: the head says nothing about line lengths
+        lines = head.count(b"\n")
+        if len(head) >= size:
+            return max(1, lines + (0 if head.endswith(b"\n") else 1))
+        if lines:
+            return max(1, round(size * lines / len(head)))
     return max(1, size // BYTES_PER_PROMPT)
 
 
@@ -124,10 +142,12 @@ class RunPlan:
 
 
 def plan_run(obj: UploadedObject, *, small_job_prompts: int = 1000, max_retries: int = 3,
-             extra_tags: dict[str, str] | None = None) -> RunPlan:
-    """Small jobs share the run worker (no dedicated pod); large ones get their own."""
+             extra_tags: dict[str, str] | None = None, head: bytes | None = None, k8s: bool = True) -> RunPlan:
+    """Small jobs share the run worker (no dedicated pod); large ones get their own.
+    ``head``: the upload's first bytes, to count its lines; ``k8s``: runs go to Kubernetes
+    (a local deployment gets no pod-sizing tag)."""
     key = job_key(obj)
-    n = estimate_prompts(obj.size)
+    n = estimate_prompts(obj.size, head)
     small = n < small_job_prompts
     tags = {
         "dagster/max_retries": str(max_retries),
@@ -137,7 +157,7 @@ def plan_run(obj: UploadedObject, *, small_job_prompts: int = 1000, max_retries:
         "promptforge/estimated_prompts": str(n),
         **(extra_tags or {}),
     }
-    if small:
+    if small and k8s:
         # the run worker does the work: size its pod (K8sRunLauncher reads this tag)
         tags["dagster-k8s/config"] = json.dumps({"container_config": {"resources": pod_resources(n)}})
     return RunPlan(job_name=SMALL_JOB if small else LARGE_JOB, estimated_prompts=n, tags=tags,

@@ -13,7 +13,7 @@ import dagster as dg
 
 from promptforge_dagster.assets.batch import jobs_partitions
 from promptforge_dagster.core.job_planning import (
-    UploadedObject, advance_cursor, job_key, job_record_for, output_name, plan_cursor, plan_run,
+    SAMPLE_BYTES, UploadedObject, advance_cursor, job_key, job_record_for, output_name, plan_cursor, plan_run,
 )
 from promptforge_dagster.core.job_registry import JobRecord, page_key
 from promptforge_dagster.resources import JobRegistryResource, StorageResource
@@ -83,13 +83,22 @@ def new_since(objects: list[UploadedObject], doc: dict, creation_ordered: bool) 
     return [o for o in objects if o.generation > older], doc
 
 
+def _head(storage: StorageResource, record: JobRecord) -> bytes | None:
+    """The first bytes of a job's input (to count its lines), or None if they cannot be read."""
+    try:
+        generation = int(record.extra["generation"]) if record.extra.get("generation") else None
+        return storage.storage().read_range(record.input_uri, 0, SAMPLE_BYTES, generation)
+    except Exception:  # noqa: BLE001 - only an estimate: without it, the size says enough
+        return None
+
+
 def object_of(record: JobRecord) -> UploadedObject:
     e = record.extra
     return UploadedObject(e.get("bucket", ""), e.get("name", ""), int(e.get("generation", 0)), int(e.get("size", 0)))
 
 
 def build_upload_sensor(jobs: list, *, small_job_prompts: int, max_retries: int, listing_interval_s: float,
-                        minimum_interval_seconds: int = 5, run_config_for=None) -> dg.SensorDefinition:
+                        minimum_interval_seconds: int = 5, run_config_for=None, k8s: bool = True) -> dg.SensorDefinition:
     """``run_config_for(plan)`` gives a run's config (on GKE: the k8s_job_executor's, with
     the step pod sized for the job); None leaves the job's defaults."""
 
@@ -105,11 +114,16 @@ def build_upload_sensor(jobs: list, *, small_job_prompts: int, max_retries: int,
         registry = job_registry.registry()
         now = time.time()
         doc = plan_cursor(context.cursor)
+        observed = []  # each new upload, on the external "uploads" asset (the lineage of every job)
         if now - float(doc.get("listed_at", 0.0)) >= listing_interval_s:
             objects, doc = new_since(list_uploads(storage, now), doc, creation_ordered=storage.is_gcs)
             for rec in record_objects(registry, storage, objects, now):  # the fallback for missed events
                 if rec.status == "rejected":  # said once, not on every tick
                     context.log.warning(f"not starting a run for {rec.input_uri}: {rec.message}")
+                observed.append(dg.AssetObservation(asset_key="uploads", metadata={
+                    "uri": rec.input_uri, "generation": str(rec.extra.get("generation", "")),
+                    "size_bytes": int(rec.extra.get("size", 0)), "job": rec.job_id, "status": rec.status,
+                    **({"reason": rec.message} if rec.status == "rejected" and rec.message else {})}))
             doc["listed_at"] = now
         requests, new_keys = [], []
         requested = set(doc["requested"])
@@ -119,7 +133,8 @@ def build_upload_sensor(jobs: list, *, small_job_prompts: int, max_retries: int,
             for rec in page:
                 if rec.job_id in requested or len(requests) >= MAX_REQUESTS:
                     continue
-                plan = plan_run(object_of(rec), small_job_prompts=small_job_prompts, max_retries=max_retries)
+                plan = plan_run(object_of(rec), small_job_prompts=small_job_prompts, max_retries=max_retries,
+                                head=_head(storage, rec), k8s=k8s)
                 if not context.instance.has_dynamic_partition(jobs_partitions.name, rec.job_id):
                     new_keys.append(rec.job_id)
                 requests.append(dg.RunRequest(run_key=rec.job_id, partition_key=rec.job_id,
@@ -130,9 +145,10 @@ def build_upload_sensor(jobs: list, *, small_job_prompts: int, max_retries: int,
             before = page_key(page[-1])
         return dg.SensorResult(
             run_requests=requests,
+            asset_events=observed,
             dynamic_partitions_requests=[jobs_partitions.build_add_request(new_keys)] if new_keys else [],
             cursor=advance_cursor(doc, [r.run_key for r in requests]),
-            skip_reason=None if requests else dg.SkipReason("no new uploads"),  # not "0 runs requested"
+            skip_reason=None if requests or observed else dg.SkipReason("no new uploads"),  # not "0 runs requested"
         )
 
     return upload_sensor

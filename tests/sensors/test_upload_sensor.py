@@ -62,9 +62,9 @@ def test_one_run_per_object_generation_routed_by_size(tmp_path):
         small, large = by_name["inputs/small.jsonl"], by_name["inputs/large.jsonl"]
         assert small.job_name == SMALL_JOB and small.run_config == {}
         assert large.job_name == LARGE_JOB
-        k8s = json.loads(small.tags["dagster-k8s/config"])  # the run worker does a small job's work
-        assert k8s["container_config"]["resources"]["requests"]["cpu"] == "500m"
-        assert "dagster-k8s/config" not in large.tags
+        assert "dagster-k8s/config" not in small.tags and "dagster-k8s/config" not in large.tags  # local: no pods
+        assert small.tags["promptforge/estimated_prompts"] == "20"  # a whole small file: its lines counted
+        assert abs(int(large.tags["promptforge/estimated_prompts"]) - 5000) <= 50  # lines of its head, scaled
         assert small.tags["dagster/max_retries"] == str(d.max_retries)
         for r in first.run_requests:
             assert r.run_key == r.partition_key and r.run_key.rsplit("#", 1)[1].isdigit()
@@ -73,6 +73,10 @@ def test_one_run_per_object_generation_routed_by_size(tmp_path):
         registry = SQLiteRegistry(d.registry_uri[len("sqlite://"):])
         rejected = registry.list(status="rejected")
         assert len(rejected) == 1 and "not a JSONL file: inputs/notes.csv" in rejected[0].message
+        seen = {e.metadata["uri"].value.rsplit("/", 1)[1]: e for e in first.asset_events}  # on the "uploads" asset
+        assert set(seen) == {"small.jsonl", "large.jsonl", "notes.csv"}
+        assert all(e.asset_key == dg.AssetKey("uploads") for e in first.asset_events)
+        assert "not a JSONL file" in seen["notes.csv"].metadata["reason"].value
 
         again = tick(sensor, instance, resources, cursor=first.cursor)
         assert again.run_requests == []  # duplicate listing: nothing new
@@ -159,3 +163,13 @@ def test_a_local_file_still_being_written_is_one_job_once_it_stops_changing(tmp_
         done = tick(sensor, instance, resources, cursor=cursor)
         assert len(done.run_requests) == 1
         assert tick(sensor, instance, resources, cursor=done.cursor).run_requests == []
+
+
+def test_on_kubernetes_a_small_jobs_run_worker_is_sized_by_its_tag():
+    from promptforge_dagster.core.job_planning import UploadedObject, plan_run
+
+    plan = plan_run(UploadedObject("b", "in/x.jsonl", 1, 5800), head=b'{"id": 1, "prompt": "short"}\n' * 200)
+    assert plan.estimated_prompts == 200 and plan.job_name == SMALL_JOB
+    k8s = json.loads(plan.tags["dagster-k8s/config"])  # the run worker does a small job's work
+    assert k8s["container_config"]["resources"]["requests"]["cpu"] == "500m"
+    assert "dagster-k8s/config" not in plan_run(UploadedObject("b", "in/x.jsonl", 1, 6000), k8s=False).tags
