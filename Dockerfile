@@ -5,10 +5,10 @@ COPY --from=ghcr.io/astral-sh/uv:0.9.5 /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --no-group infra --no-install-project
 COPY promptforge_dagster ./promptforge_dagster
 COPY workspace.yaml ./
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --no-group infra
 
 FROM python:3.11-slim
 RUN groupadd --system --gid 10001 promptforge \

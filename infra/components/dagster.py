@@ -63,6 +63,9 @@ def helm_values(cfg: StackConfig, control_plane_email, runner_ksa: str) -> dict:
             "envSecrets": [{"name": cfg.provider_keys_secret}],
             "runK8sConfig": {"podSpecConfig": {"serviceAccountName": runner_ksa}},
         }}},
+        # step and run logs (stdout/stderr) in the output bucket, readable from the UI: dagster-gcp's manager
+        "computeLogManager": {"type": "GCSComputeLogManager", "config": {"gcsComputeLogManager": {
+            "bucket": cfg.output_bucket, "prefix": "dagster-compute-logs", "uploadInterval": 30}}},
         "dagsterDaemon": {
             "runMonitoring": {"enabled": True, "pollIntervalSeconds": 30, "startTimeoutSeconds": 300},
             "runRetries": {"enabled": True, "maxRetries": 3},

@@ -188,6 +188,8 @@ def test_run_pods_use_workload_identity_and_the_chart_is_configured(stack):
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is True
     assert values["postgresql"]["enabled"] is True
+    logs = values["computeLogManager"]  # dagster-gcp's, into the output bucket (the runner can write there)
+    assert logs["type"] == "GCSComputeLogManager" and logs["config"]["gcsComputeLogManager"]["bucket"] == CFG.output_bucket
     assert release["version"] == CFG.dagster_chart_version
     code = values["dagster-user-deployments"]["deployments"][0]
     env = {e["name"]: e["value"] for e in code["env"]}
@@ -216,3 +218,16 @@ def test_the_jobs_collection_has_an_index_for_each_paging_direction(stack):
     indexes = of("gcp:firestore/index:Index")
     orders = sorted(tuple(f["order"] for f in out["fields"]) for _name, out in indexes)
     assert orders == [("ASCENDING", "ASCENDING", "ASCENDING"), ("ASCENDING", "DESCENDING", "DESCENDING")]
+
+
+
+def test_infra_packages_stay_out_of_the_runtime_image():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    runtime = " ".join(project["project"]["dependencies"])
+    assert "pulumi" not in runtime and any(d.startswith("pulumi==") for d in project["dependency-groups"]["infra"])
+    assert "dagster-gcp" in runtime  # the run pods write compute logs with it
+    assert "--no-group infra" in (root / "Dockerfile").read_text()
