@@ -208,7 +208,9 @@ def batch_results(
             "achieved_rpm": s.get("achieved_rpm"),
             "learned_rpm_ceiling": max(learned_rpm) if learned_rpm else None,
             "learned_tpm_ceiling": max(learned_tpm) if learned_tpm else None,
-            "rate_limited_429": s.get("rate_limited_429"),
+            "rate_limited_429": s.get("rate_limited_429"),  # over every attempt of the job
+            "retries": s.get("retries"),
+            "attempts": s.get("attempts"),
             "errors_by_code": dg.MetadataValue.json(s.get("errors_by_code") or {}),
             "epoch": s.get("epoch"),
             **({"rate_plot": dg.MetadataValue.path(s["rate_plot"])} if s.get("rate_plot") else {}),

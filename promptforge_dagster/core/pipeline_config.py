@@ -74,6 +74,7 @@ class JobStats:
     last_commit_error: str | None = None
     errors_by_code: dict[str, int] = field(default_factory=dict)
     dropped_deployments: dict[str, str] = field(default_factory=dict)  # deployment id -> why it was dropped
+    earlier: dict[str, int] = field(default_factory=dict)  # sends, refusals, retries, attempts before this one
 
     @property
     def done(self) -> int:

@@ -348,3 +348,33 @@ def test_working_state_is_marked_finished_only_once_published(tmp_path):
     assert f"{out}/checkpoint.pfck" in marked and f"{out}/scan.json" in marked
     parts = [p for p in marked if p.endswith(".part.jsonl")]
     assert parts and all(p.startswith(f"{out}/parts/g") for p in parts)
+
+
+class RefusesOnceThenStops(Echo):
+    """r1 refused once (429), then answered; r150 a fatal answer (a revoked key): the job stops."""
+
+    def __init__(self):
+        super().__init__()
+        self.refused = False
+
+    async def complete(self, request):
+        self.calls.append(request.custom_id)
+        await asyncio.sleep(0.04)  # a few checkpoints (the flush loop ticks every 0.5 s) go by before r150
+        if request.custom_id == "r1" and not self.refused:
+            self.refused = True
+            return Outcome(OutcomeKind.RATE_LIMITED, 429, message="Too Many Requests")
+        if request.custom_id == "r150":
+            return Outcome(OutcomeKind.FATAL, 401, message="Incorrect API key provided")
+        return Outcome(OutcomeKind.SUCCESS, 200, body={"ok": True}, tokens_in=1, tokens_out=1)
+
+
+def test_the_summary_counts_refusals_retries_and_attempts_over_every_attempt(tmp_path):
+    src = write_input(tmp_path, 300)
+    first, registry = make(tmp_path, src, provider=RefusesOnceThenStops(), checkpoint_interval_s=0.02)
+    with pytest.raises(JobFailed):
+        asyncio.run(run_attempt(first))
+    second, _ = make(tmp_path, src, registry=registry)
+    result = asyncio.run(run_attempt(second))
+    s = result.summary
+    assert s["succeeded"] == 300 and s["attempts"] == 2
+    assert s["rate_limited_429"] == 1 and s["retries"] >= 1  # the first attempt's, though this one had none

@@ -41,7 +41,7 @@ from promptforge_dagster.core.job.errors import (
     RETRYABLE_ERROR_CODES, JobFailed, JobRejected, JobSuperseded,
 )
 from promptforge_dagster.core.job.heartbeat import EXPIRY_MARGIN_S, Heartbeat, LeaseUnrenewable
-from promptforge_dagster.core.job.endings import counters_of, outcome_of
+from promptforge_dagster.core.job.endings import EARLIER_COUNTERS, counters_of, outcome_of
 from promptforge_dagster.core.job.hooks import JobHooks
 from promptforge_dagster.core.job.spec import JobResult, JobSpec, default_job_id
 from promptforge_dagster.core.job.layout import OutputLayout
@@ -211,6 +211,8 @@ class JobAttempt:
                 return self.result
         if resume.checkpoint is not None:
             self.lanes.warm_start(resume.checkpoint.rate_state)
+            # what earlier attempts sent and were refused: the job's counters cover every attempt
+            self.stats.earlier = {k: int(resume.checkpoint.counters.get(k) or 0) for k in EARLIER_COUNTERS}
         self.index = self._load_or_scan()
         self.stats.total = self.index.prompt_lines
         if self.resume.position.ordinal > 0:
@@ -344,8 +346,9 @@ class JobAttempt:
             **summary_box[0].as_dict(),
             "skipped_as_done": self.stats.skipped,
             "input_errors": self.stats.input_errors,
-            "rate_limited_429": self.stats.rate_limited,
-            "retries": self.stats.retries,
+            "rate_limited_429": self.stats.rate_limited + self.stats.earlier.get("rate_limited", 0),
+            "retries": self.stats.retries + self.stats.earlier.get("retries", 0),
+            "attempts": self.stats.earlier.get("attempts", 0) + 1,  # that reached a checkpoint, this one included
             "wall_time_s": round(wall_s, 3),
             "achieved_rpm": round(completed * 60.0 / wall_s, 1) if wall_s > 0 else None,
             "rate_lanes": self.lanes.snapshot(),

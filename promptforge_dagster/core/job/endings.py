@@ -11,10 +11,23 @@ from promptforge_dagster.core.pipeline_config import JobStats
 MESSAGE_CHARS = 500
 
 
+# Counters summed over a job's attempts (each attempt starts from what its checkpoint says).
+EARLIER_COUNTERS = ("sent", "rate_limited", "retries", "attempts")
+
+
 def counters_of(stats: JobStats) -> dict[str, int]:
+    """The job's counters as a checkpoint and the registry keep them: this attempt's outcome
+    counts, and sends, refusals, retries and attempts over every attempt so far.
+
+    >>> s = JobStats(sent=10, rate_limited=2); s.earlier = {"sent": 5, "attempts": 1}
+    >>> c = counters_of(s); c["sent"], c["rate_limited"], c["attempts"]
+    (15, 2, 2)
+    """
+    e = stats.earlier
     return {"total": stats.total or 0, "succeeded": stats.succeeded, "failed": stats.failed,
-            "input_errors": stats.input_errors, "skipped": stats.skipped, "sent": stats.sent,
-            "rate_limited": stats.rate_limited}
+            "input_errors": stats.input_errors, "skipped": stats.skipped, "sent": stats.sent + e.get("sent", 0),
+            "rate_limited": stats.rate_limited + e.get("rate_limited", 0),
+            "retries": stats.retries + e.get("retries", 0), "attempts": e.get("attempts", 0) + 1}
 
 
 def outcome_of(error: BaseException | None, stats: JobStats) -> tuple[str, str | None]:
