@@ -106,19 +106,22 @@ class LiteLLMProvider:
                 "anthropic": litellm.acompletion}[request.endpoint]
         retries = {"num_retries": 0, "max_retries": 0} if request.endpoint != "responses" else {}
         try:
-            resp = await asyncio.wait_for(call(
-                model=model,
-                api_base=api_base,
-                api_key=api_key,
-                timeout=self.timeout_s,
-                extra_headers={CUSTOM_ID_HEADER: request.custom_id},
-                **retries,
-                **self._extra,
-                **body,
-            ), self.timeout_s)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            # that arrives as the awaited call finishes (a cancelled job would then run on)
+            async with asyncio.timeout(self.timeout_s):
+                resp = await call(
+                    model=model,
+                    api_base=api_base,
+                    api_key=api_key,
+                    timeout=self.timeout_s,
+                    extra_headers={CUSTOM_ID_HEADER: request.custom_id},
+                    **retries,
+                    **self._extra,
+                    **body,
+                )
         except asyncio.CancelledError:
             raise
-        except TimeoutError:  # the deadline for the whole request (asyncio.wait_for)
+        except TimeoutError:  # the deadline for the whole request (asyncio.timeout)
             return Outcome(OutcomeKind.TRANSIENT, 0, error_type="timeout",
                            message=f"no complete answer within {self.timeout_s:g} s (--timeout)")
         except Exception as exc:  # every provider failure becomes an Outcome

@@ -32,8 +32,9 @@ class InFlightSlots:
     async def acquire(self) -> None:
         while self.used >= self._limit():
             self._freed.clear()
-            try:
-                await asyncio.wait_for(self._freed.wait(), LIMIT_RECHECK_S)
+            try:  # asyncio.timeout: Python 3.11's wait_for can swallow the run's own cancellation
+                async with asyncio.timeout(LIMIT_RECHECK_S):
+                    await self._freed.wait()
             except TimeoutError:
                 pass
         self.used += 1

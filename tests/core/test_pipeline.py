@@ -240,3 +240,27 @@ def test_cancelling_a_run_cancels_it_and_it_does_not_run_on():
         return "ran on"
 
     assert aio.run(go()) == "cancelled"
+
+
+def test_a_sender_waiting_for_a_slot_never_swallows_its_cancellation():
+    """Python 3.11's asyncio.wait_for returns the awaited result, and drops the cancellation,
+    when both arrive in the same loop step; a cancelled job then ran on (seen in a benchmark:
+    a slot freed just as the run was cancelled)."""
+    from promptforge_dagster.core.in_flight import InFlightSlots
+
+    async def main():
+        slots = InFlightSlots(lambda: -100)  # a bound never met: the waiter keeps waiting
+        waiter = asyncio.create_task(slots.acquire())
+        await asyncio.sleep(0.01)
+        slots.release()  # a slot frees...
+        waiter.cancel()  # ...in the same step the run is cancelled
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), 1.0)
+        except asyncio.CancelledError:
+            return True
+        except TimeoutError:
+            waiter.cancel()
+            return False  # still waiting: the cancellation was swallowed
+        return False
+
+    assert asyncio.run(main())
