@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "(that provider's own key is used); repeatable; by default the job's provider only")
     prov.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
                       help="job-level default body parameter (JSON value), e.g. max_tokens=256; repeatable")
+    prov.add_argument("--api-version", metavar="VERSION",
+                      help="Azure OpenAI's api-version, e.g. 2024-10-21 (with an azure/DEPLOYMENT model and "
+                           "--api-base https://RESOURCE.openai.azure.com)")
     prov.add_argument("--deployments", metavar="FILE",
                       help="several deployments (keys, base URLs, regions) for a model, in LiteLLM Router's "
                            "model_list format (JSON or YAML, keys as os.environ/VARIABLE); each deployment is "
@@ -289,7 +292,8 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         provider = make_provider(args.transport, api_base=args.api_base, api_key=api_key, timeout_s=args.timeout,
-                                 default_provider=provider_of(args.model), provider_keys=other_keys)
+                                 default_provider=provider_of(args.model), provider_keys=other_keys,
+                                 api_version=args.api_version)
         provider = with_deployments(provider, groups, transport=args.transport, timeout_s=args.timeout)
     except ValueError as exc:
         print(f"promptforge: error: {exc}", file=sys.stderr)

@@ -332,3 +332,26 @@ def test_anthropic_message_batches_lines_get_message_batches_results(tmp_path, s
         assert words in err["error"]["error"]["message"] and out[cid]["error"]["code"] == "invalid_request"
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["succeeded"] == 1 and summary["errors_by_code"] == {"invalid_request": 3}
+
+
+@pytest.mark.parametrize("transport", ["auto", "litellm"])
+def test_azure_openai_deployments_are_reached_at_azures_address_with_its_header(tmp_path, simulator_factory, transport):
+    sim = simulator_factory("--api-key", "azure-key-123", "--latency-ms", "5",
+                            "--request-log", str(tmp_path / "requests.log"))
+    root = sim.api_base.removesuffix("/v1")  # Azure's base is the resource, not /v1
+    lines = [{"custom_id": "c1", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"messages": [{"role": "user", "content": "hi azure"}]}},
+             {"custom_id": "e1", "method": "POST", "url": "/v1/embeddings", "body": {"input": "vector me"}}]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+    p = cli("run", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out"), "--model", "azure/sim-deploy",
+            "--api-base", root, "--api-version", "2024-10-21", "--transport", transport, "--quiet",
+            env={"AZURE_API_KEY": "azure-key-123"})
+    assert p.returncode == 0, p.stderr
+    out = {r["custom_id"]: r for r in map(json.loads, (tmp_path / "out" / "results.jsonl").read_text().splitlines())}
+    assert out["c1"]["error"] is None and out["c1"]["response"]["body"]["choices"][0]["message"]["content"] == \
+        "echo: hi azure"
+    assert out["e1"]["error"] is None and out["e1"]["response"]["body"]["data"][0]["embedding"]
+    wrong = cli("run", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out2"), "--model", "azure/sim-deploy",
+                "--api-base", root, "--api-version", "2024-10-21", "--transport", transport, "--quiet",
+                env={"AZURE_API_KEY": "not-the-key"})
+    assert wrong.returncode == 1 and "not-the-key" not in wrong.stderr + wrong.stdout

@@ -12,6 +12,11 @@ requires identical outcomes and result lines. Cost still comes from LiteLLM's pr
 
 The wire protocol and the error shapes are OpenAI's: https://platform.openai.com/docs/api-reference/chat
 and openai-python's ``_exceptions.py`` (status -> error class), which LiteLLM mirrors.
+
+Azure OpenAI (``azure/<deployment>`` with an ``api_base`` and an ``api_version``) is the same
+protocol at another address and with another header, as openai-python's ``AzureOpenAI``
+sends it: POST ``{base}/openai/deployments/{deployment}/chat/completions?api-version=V``
+(and ``/embeddings``) with ``api-key: KEY``. Its responses API goes through LiteLLM.
 """
 
 from __future__ import annotations
@@ -63,8 +68,9 @@ class OpenAIHttpProvider:
     ``fallback`` (LiteLLM) serves every other provider."""
 
     def __init__(self, *, api_base: str | None = None, api_key: str | None = None, timeout_s: float = 120.0,
-                 default_provider: str = "openai", fallback: Any = None) -> None:
+                 default_provider: str = "openai", fallback: Any = None, api_version: str | None = None) -> None:
         self.api_base = (api_base or OPENAI_BASE).rstrip("/")
+        self.api_version = api_version  # Azure OpenAI's ``api-version``
         self._api_key = api_key
         self.timeout_s = timeout_s
         self.default_provider = default_provider
@@ -73,8 +79,19 @@ class OpenAIHttpProvider:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cost = getattr(fallback, "_cost", None)  # LiteLLM's price map, when LiteLLM is loaded
 
-    def serves(self, model: str) -> bool:
-        return self.default_provider == "openai" and provider_of(qualify_model(model, self.default_provider)) == "openai"
+    def serves(self, model: str, endpoint: str = "chat") -> bool:
+        provider = provider_of(qualify_model(model, self.default_provider))
+        if provider != self.default_provider:
+            return False
+        return provider == "openai" or (provider == "azure" and bool(self.api_version) and endpoint != "responses")
+
+    def _address(self, deployment: str, endpoint: str) -> tuple[str, dict[str, str]]:
+        """Where a request goes and how it authenticates (OpenAI's bearer, Azure's api-key)."""
+        if self.default_provider == "azure":
+            url = f"{self.api_base}/openai/deployments/{deployment}{PATHS[endpoint]}?api-version={self.api_version}"
+            return url, ({"api-key": self._api_key} if self._api_key else {})
+        return f"{self.api_base}{PATHS[endpoint]}", ({"Authorization": f"Bearer {self._api_key}"}
+                                                     if self._api_key else {})
 
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -92,7 +109,7 @@ class OpenAIHttpProvider:
 
     async def complete(self, request: PromptRequest) -> Outcome:
         model = str(request.body.get("model"))
-        if not self.serves(model):
+        if not self.serves(model, request.endpoint):
             if self._fallback is None:
                 return Outcome(OutcomeKind.PERMANENT, 0, error_type="unsupported_provider",
                                message=f"model {model!r} is not served by the lean transport")
@@ -101,13 +118,11 @@ class OpenAIHttpProvider:
         body.pop("stream", None)
         qualified = qualify_model(model, self.default_provider)
         body["model"] = qualified.split("/", 1)[1]
-        headers = {"Content-Type": "application/json", CUSTOM_ID_HEADER: request.custom_id}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
+        url, auth = self._address(body["model"], request.endpoint)
+        headers = {"Content-Type": "application/json", CUSTOM_ID_HEADER: request.custom_id, **auth}
         try:
             async with asyncio.timeout(self.timeout_s):  # the deadline for the whole request
-                async with self._client().post(f"{self.api_base}{PATHS[request.endpoint]}",
-                                               data=_encoder.encode(body), headers=headers) as resp:
+                async with self._client().post(url, data=_encoder.encode(body), headers=headers) as resp:
                     raw = await resp.read()
                     status = resp.status
                     got = {k.lower(): v for k, v in resp.headers.items()}

@@ -6,7 +6,7 @@ LiteLLM for every other provider (and on request).
 >>> choose("lean", "gemini")
 Traceback (most recent call last):
 ...
-ValueError: --transport lean speaks the OpenAI wire protocol: use it with openai/ models (this job's are gemini/); use auto or litellm
+ValueError: --transport lean speaks the OpenAI wire protocol: use it with openai/ or azure/ models (this job's are gemini/); use auto or litellm
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Mapping
 
 TRANSPORTS = ("auto", "lean", "litellm")
+LEAN_PROVIDERS = ("openai", "azure")  # the OpenAI wire protocol (Azure OpenAI: another address and header)
 
 
 def choose(transport: str, default_provider: str) -> str:
@@ -21,10 +22,10 @@ def choose(transport: str, default_provider: str) -> str:
         raise ValueError(f"--transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
     if transport == "litellm":
         return "litellm"
-    if default_provider == "openai":
+    if default_provider in LEAN_PROVIDERS:
         return "lean"
     if transport == "lean":
-        raise ValueError(f"--transport lean speaks the OpenAI wire protocol: use it with openai/ models "
+        raise ValueError(f"--transport lean speaks the OpenAI wire protocol: use it with openai/ or azure/ models "
                          f"(this job's are {default_provider}/); use auto or litellm")
     return "litellm"
 
@@ -43,7 +44,7 @@ def make_provider(transport: str, *, api_base: str | None, api_key: str | None, 
     from promptforge_dagster.clients.openai_http import OpenAIHttpProvider
 
     return OpenAIHttpProvider(api_base=api_base, api_key=api_key, timeout_s=timeout_s,
-                              default_provider=default_provider, fallback=litellm)
+                              default_provider=default_provider, fallback=litellm, api_version=api_version)
 
 
 class GroupedProvider:

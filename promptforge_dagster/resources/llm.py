@@ -24,6 +24,7 @@ class LLMResource(dg.ConfigurableResource):
     model: str = "openai/gpt-4o-mini"
     api_base: Optional[str] = None
     api_key: Optional[str] = None
+    api_version: Optional[str] = None  # Azure OpenAI's api-version (azure/DEPLOYMENT models)
     timeout_s: float = 120.0
     transport: str = "auto"  # auto: the lean HTTP client for openai/ models, LiteLLM otherwise; or lean, litellm
     max_in_flight: Optional[int] = None  # an optional cap; by default the bound follows rate x latency
@@ -79,7 +80,7 @@ class LLMResource(dg.ConfigurableResource):
 
         provider = make_provider(self.transport, api_base=self.effective_api_base, api_key=self.effective_api_key(),
                                  timeout_s=self.timeout_s, default_provider=provider_of(self.model),
-                                 provider_keys=self._credentials()[1])
+                                 provider_keys=self._credentials()[1], api_version=self.api_version)
         return with_deployments(provider, self.groups(), transport=self.transport, timeout_s=self.timeout_s)
 
     def groups(self) -> dict:

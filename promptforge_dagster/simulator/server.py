@@ -125,6 +125,10 @@ class Simulator:
             handler = functools.partial(self.chat, endpoint=endpoint)
             app.router.add_post(f"/v1/{path}", handler)
             app.router.add_post(f"/{path}", handler)
+        # Azure OpenAI's addresses: the deployment in the path, api-version in the query
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.chat)
+        app.router.add_post("/openai/deployments/{deployment}/embeddings",
+                            functools.partial(self.chat, endpoint="embeddings"))
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/stats", self.stats)
         app.on_cleanup.append(self._close)
@@ -150,7 +154,12 @@ class Simulator:
         cfg = self.config
         self.counts["received"] += 1
         custom_id = request.headers.get(CUSTOM_ID_HEADER)
-        if cfg.api_key and request.headers.get("Authorization") != f"Bearer {cfg.api_key}":
+        if "/openai/deployments/" in request.path and not request.query.get("api-version"):
+            self._record(custom_id, 404)
+            return _error(404, "Resource not found", "invalid_request_error", "404")  # Azure's answer
+        authorized = (request.headers.get("Authorization") == f"Bearer {cfg.api_key}"
+                      or request.headers.get("api-key") == cfg.api_key)  # OpenAI's header, or Azure's
+        if cfg.api_key and not authorized:
             self._record(custom_id, 401)
             return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
         try:
