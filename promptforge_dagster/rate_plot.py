@@ -54,3 +54,83 @@ def _render(history: RateHistory, title: str) -> bytes:
     fig.tight_layout()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+class PlotProcess:
+    """Draws the plot in a child process (``python -m promptforge_dagster.rate_plot``), so
+    matplotlib and its buffers (about 40 MB) never load into the job's process. One child
+    per job, started on first use; it exits when its stdin closes (the job ended or died).
+    Frames both ways: a 4-byte big-endian length, then the bytes (JSON points in, PNG out)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._proc = None
+        self._lock = threading.Lock()  # checkpoints draw from worker threads
+
+    def __call__(self, history: RateHistory, title: str = "PromptForge rate learning") -> bytes:
+        import json
+        import subprocess
+        import sys
+
+        points = [[p.t, p.allowed_rpm, p.achieved_rpm, p.refused, p.ceiling_rpm, p.ceiling_tpm]
+                  for p in history.points]
+        payload = json.dumps({"title": title, "points": points}).encode()
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = subprocess.Popen([sys.executable, "-m", "promptforge_dagster.rate_plot"],
+                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            _write_frame(self._proc.stdin, payload)
+            png = _read_frame(self._proc.stdout)
+        if not png:
+            raise RuntimeError("the plot process drew nothing")
+        return png
+
+    def close(self) -> None:
+        with self._lock:
+            if self._proc is not None:
+                self._proc.stdin.close()  # the child's cue to exit
+                try:
+                    self._proc.wait(timeout=10)
+                except Exception:  # noqa: BLE001 - never hold a job's end for a plot
+                    self._proc.kill()
+                self._proc = None
+
+
+def _write_frame(stream, data: bytes) -> None:
+    stream.write(len(data).to_bytes(4, "big") + data)
+    stream.flush()
+
+
+def _read_frame(stream) -> bytes:
+    head = stream.read(4)
+    if len(head) < 4:
+        return b""
+    return stream.read(int.from_bytes(head, "big"))
+
+
+def _serve() -> None:
+    """The child: draw each history it is sent until stdin closes."""
+    import json
+    import sys
+
+    from promptforge_dagster.core.rate_history import RatePoint
+
+    class _History:
+        def __init__(self, points):
+            self.points = [RatePoint(*p) for p in points]
+
+    while True:
+        frame = _read_frame(sys.stdin.buffer)
+        if not frame:
+            return
+        doc = json.loads(frame)
+        try:
+            png = render_png(_History(doc["points"]), doc.get("title") or "PromptForge rate learning")
+        except Exception:  # noqa: BLE001 - the parent logs "drew nothing" and the job goes on
+            png = b""
+        _write_frame(sys.stdout.buffer, png)
+
+
+if __name__ == "__main__":
+    _serve()

@@ -38,10 +38,11 @@ def run(spec: JobSpec, *, input_storage: Storage, output_storage: Storage, provi
 
     stats = stats or JobStats()
     hooks = hooks or JobHooks()
+    plotter = None
     if plot and hooks.plot is None:
-        from promptforge_dagster.rate_plot import render_png
+        from promptforge_dagster.rate_plot import PlotProcess
 
-        hooks.plot = render_png
+        hooks.plot = plotter = PlotProcess()  # matplotlib stays out of this process
     reporter = ProgressReporter(stats, lanes, stream=progress.stream, enabled=progress.enabled,
                                 log_every_s=progress.every_s)
 
@@ -58,6 +59,8 @@ def run(spec: JobSpec, *, input_storage: Storage, output_storage: Storage, provi
             close = getattr(provider, "close", None)  # the lean transport's connection pool
             if close is not None:
                 await close()
+            if plotter is not None:
+                plotter.close()
 
     with job_metrics(spec.job_id or spec.input_uri, stats, lanes) as metric_hooks:  # OTLP when configured
         return asyncio.run(go(metric_hooks))
