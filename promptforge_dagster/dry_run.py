@@ -118,12 +118,20 @@ def run_dry(args, policy, storage) -> int:
     def lines():
         return PromptReader(source, size, max_line_bytes=args.max_line_bytes)
 
+    import threading
+
+    def load_prices() -> None:  # LiteLLM takes seconds to import: beside the reading, not after it
+        import promptforge_dagster.clients.litellm_provider  # noqa: F401
+
+    loader = threading.Thread(target=load_prices, daemon=True)
+    loader.start()
     index = scan_input(lines, args.max_line_bytes)
     defaults = JobDefaults(args.model, dict(args.param))
     parser = LineParser(defaults, args.max_line_bytes, source=args.input, policy=policy)
     from promptforge_dagster.core.pipeline_config import PipelineConfig
 
     report = check_lines(lines(), parser, index.duplicates, PipelineConfig().default_max_tokens)
+    loader.join()
     from promptforge_dagster.clients.litellm_provider import LiteLLMProvider
 
     priced = LiteLLMProvider(default_provider=args.model.split("/", 1)[0])

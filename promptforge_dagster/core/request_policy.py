@@ -119,7 +119,7 @@ def nesting_depth(value: Any, limit: int = MAX_NESTING) -> int:
             if deepest > limit:
                 return deepest
             children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
     return deepest
 
 
@@ -224,8 +224,9 @@ class RequestPolicy:
             return Refusal(INVALID_REQUEST, f"the request nests deeper than {MAX_NESTING} levels")
         if body.get("stream"):
             return Refusal(INVALID_REQUEST, '"stream": true is not supported in batch')
-        for name, rule in _VALUE_RULES.items():
-            if name in body and body[name] is not None and (need := rule(body[name])) is not None:
+        for name, value in body.items():  # the body's few fields, not every rule
+            rule = _VALUE_RULES.get(name)
+            if rule is not None and value is not None and (need := rule(value)) is not None:
                 return Refusal(INVALID_REQUEST, f'"{name}" must be {need}')
         inputs = {"chat": self._check_messages, "embeddings": _check_embedding_input,
                   "responses": self._check_response_input}[endpoint]
