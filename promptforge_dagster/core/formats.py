@@ -22,7 +22,7 @@ from promptforge_dagster.core.job.errors import (
     DUPLICATE_ID, INVALID_JSON, INVALID_REQUEST, INVALID_UTF8, LINE_TOO_LONG, MISSING_ID, NOT_AN_OBJECT,
     UNKNOWN_URL, UNSUPPORTED_METHOD,
 )
-from promptforge_dagster.core.request_policy import RequestPolicy, provider_of
+from promptforge_dagster.core.request_policy import MAX_NESTING, RequestPolicy, provider_of
 
 CHAT_COMPLETIONS_URL = "/v1/chat/completions"
 # The Batch API endpoints PromptForge runs: url -> endpoint (the request and answer shapes).
@@ -184,6 +184,7 @@ class LineParser:
         self.max_line_bytes = max_line_bytes
         self.source = source
         self.policy = policy or RequestPolicy(provider_of(defaults.model))
+        self._shallow = False  # the line being parsed opens at most MAX_NESTING brackets
 
     def parse(
         self,
@@ -212,6 +213,8 @@ class LineParser:
                 f"line is {size} bytes, over the {self.max_line_bytes}-byte cap (--max-line-bytes)",
             )
         obj, code, reason = decode_line(raw)
+        # a line that opens few brackets cannot nest deeply: the policy skips its walk (bytes.count is C)
+        self._shallow = raw.count(b"{") + raw.count(b"[") <= MAX_NESTING
         if code is not None:
             return self._bad(ordinal, line_no, offset, None, code, reason or code)
         if not isinstance(obj, dict):
@@ -307,7 +310,8 @@ class LineParser:
         merged.update(body)
         if merged.get("model") in (None, ""):
             merged["model"] = self.defaults.model
-        refusal = self.policy.check(merged, "chat" if endpoint == "anthropic" else endpoint)
+        refusal = self.policy.check(merged, "chat" if endpoint == "anthropic" else endpoint,
+                                    shallow=self._shallow and not self.defaults.params)
         if refusal is not None:
             return self._bad(ordinal, line_no, offset, custom_id, refusal.code, refusal.reason, carry, endpoint)
         return PromptRequest(ordinal, line_no, offset, custom_id, merged, endpoint, carry)

@@ -215,12 +215,14 @@ class RequestPolicy:
         self.allow_models = tuple(allow_models)
         self.keyed_providers = None if keyed_providers is None else frozenset(keyed_providers)
 
-    def check(self, body: Mapping[str, Any], endpoint: str = "chat") -> Refusal | None:
+    def check(self, body: Mapping[str, Any], endpoint: str = "chat", *, shallow: bool = False) -> Refusal | None:
+        """``shallow``: the caller knows the body cannot nest deeper than MAX_NESTING (its line
+        opens no more brackets than that), so the walk is skipped."""
         fields = ENDPOINT_FIELDS[endpoint]
         for name in body:
             if name not in fields:
                 return Refusal(INVALID_REQUEST, _field_reason(str(name), endpoint))
-        if nesting_depth(body) > MAX_NESTING:
+        if not shallow and nesting_depth(body) > MAX_NESTING:
             return Refusal(INVALID_REQUEST, f"the request nests deeper than {MAX_NESTING} levels")
         if body.get("stream"):
             return Refusal(INVALID_REQUEST, '"stream": true is not supported in batch')

@@ -118,3 +118,12 @@ def test_embeddings_and_responses_lines_are_checked_against_their_own_fields():
     ]:
         bad = parse(raw)
         assert isinstance(bad, BadLine) and words in bad.message, (raw, bad)
+
+
+def test_deep_nesting_is_refused_and_brackets_inside_text_are_not_nesting():
+    deep = "[" * 70 + "]" * 70
+    bad = parse(('{"custom_id": "d", "url": "/v1/chat/completions", "body": {"messages": '
+                 '[{"role": "user", "content": "x"}], "tools": [{"x": ' + deep + '}]}}').encode())
+    assert isinstance(bad, BadLine) and "nests deeper than 64" in bad.message
+    text = parse(('{"id": "t", "prompt": "' + "[{" * 70 + '"}').encode())  # many brackets, all in a string
+    assert not isinstance(text, BadLine)
