@@ -141,6 +141,15 @@ class RunPlan:
     step_resources: dict[str, dict[str, str]] | None = None  # the dedicated step pod's, for large jobs
 
 
+def _tail(text: str, limit: int = 63) -> str:
+    """The end of ``text`` within ``limit`` characters: a file name's end says most.
+
+    >>> _tail("prompts.jsonl"), _tail("x" * 70 + ".jsonl")[-8:], len(_tail("x" * 70 + ".jsonl"))
+    ('prompts.jsonl', 'xx.jsonl', 63)
+    """
+    return text if len(text) <= limit else "…" + text[-(limit - 1):]
+
+
 def plan_run(obj: UploadedObject, *, small_job_prompts: int = 1000, max_retries: int = 3,
              extra_tags: dict[str, str] | None = None, head: bytes | None = None, k8s: bool = True) -> RunPlan:
     """Small jobs share the run worker (no dedicated pod); large ones get their own.
@@ -153,6 +162,8 @@ def plan_run(obj: UploadedObject, *, small_job_prompts: int = 1000, max_retries:
         "dagster/max_retries": str(max_retries),
         "dagster/retry_strategy": "ALL_STEPS",
         "promptforge/job": key if len(key) <= 63 else key[:40] + "…",
+        # the file's own name, readable in the runs list (partition keys are cut in the middle there)
+        "promptforge/file": _tail(obj.name.rsplit("/", 1)[-1]),
         "promptforge/size_class": "small" if small else "large",
         "promptforge/estimated_prompts": str(n),
         **(extra_tags or {}),

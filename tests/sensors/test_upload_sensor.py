@@ -63,6 +63,7 @@ def test_one_run_per_object_generation_routed_by_size(tmp_path):
         assert small.job_name == SMALL_JOB and small.run_config == {}
         assert large.job_name == LARGE_JOB
         assert "dagster-k8s/config" not in small.tags and "dagster-k8s/config" not in large.tags  # local: no pods
+        assert small.tags["promptforge/file"] == "small.jsonl"  # the file's name, whole, in the runs list
         assert small.tags["promptforge/estimated_prompts"] == "20"  # a whole small file: its lines counted
         assert abs(int(large.tags["promptforge/estimated_prompts"]) - 5000) <= 50  # lines of its head, scaled
         assert small.tags["dagster/max_retries"] == str(d.max_retries)
