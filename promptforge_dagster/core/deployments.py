@@ -94,6 +94,20 @@ class DeploymentGroup:
             shortest = min(shortest, wait)
         return None, shortest
 
+    def drop_failed(self, deployment: Deployment, status: int, message: str) -> str | None:
+        """Drop a deployment after a hard failure; the reason (its key scrubbed) if it was
+        still in the group, else None.
+
+        >>> g = DeploymentGroup("m", [Deployment("a", "m", "openai/m", api_key="sk-secret")])
+        >>> g.drop_failed(g.deployments[0], 401, "bad key sk-secret"), g.drop_failed(g.deployments[0], 401, "")
+        ('HTTP 401: bad key ***', None)
+        """
+        text = message[:200]
+        if deployment.api_key:
+            text = text.replace(deployment.api_key, "***")
+        reason = f"HTTP {status}" + (f": {text}" if text else "")
+        return reason if self.drop(deployment.id, reason) else None
+
     def drop(self, deployment_id: str, reason: str) -> bool:
         """Take a deployment out of the group; False if it was out already."""
         if deployment_id in self.dropped:

@@ -184,7 +184,6 @@ class LineParser:
         self.max_line_bytes = max_line_bytes
         self.source = source
         self.policy = policy or RequestPolicy(provider_of(defaults.model))
-        self._shallow = False  # the line being parsed opens at most MAX_NESTING brackets
 
     def parse(
         self,
@@ -214,7 +213,7 @@ class LineParser:
             )
         obj, code, reason = decode_line(raw)
         # a line that opens few brackets cannot nest deeply: the policy skips its walk (bytes.count is C)
-        self._shallow = raw.count(b"{") + raw.count(b"[") <= MAX_NESTING
+        shallow = raw.count(b"{") + raw.count(b"[") <= MAX_NESTING
         if code is not None:
             return self._bad(ordinal, line_no, offset, None, code, reason or code)
         if not isinstance(obj, dict):
@@ -234,12 +233,12 @@ class LineParser:
                 f"duplicate id {custom_id!r}: an earlier line has it (the first line with an id is the one sent)",
             )
         if "params" in obj and "custom_id" in obj and "body" not in obj and "url" not in obj:
-            return self._anthropic_line(obj, custom_id, ordinal, line_no, offset)
+            return self._anthropic_line(obj, custom_id, ordinal, line_no, offset, shallow)
         if "custom_id" in obj or "body" in obj or "url" in obj:
-            return self._batch_line(obj, custom_id, ordinal, line_no, offset)
-        return self._simple_line(obj, custom_id, ordinal, line_no, offset)
+            return self._batch_line(obj, custom_id, ordinal, line_no, offset, shallow)
+        return self._simple_line(obj, custom_id, ordinal, line_no, offset, shallow)
 
-    def _batch_line(self, obj: dict, custom_id: str, ordinal: int, line_no: int, offset: int):
+    def _batch_line(self, obj: dict, custom_id: str, ordinal: int, line_no: int, offset: int, shallow: bool):
         carry = {k: v for k, v in obj.items() if k not in BATCH_KEYS and k != "id"} or None
         url = obj.get("url")
         endpoint = ENDPOINTS.get(url) if isinstance(url, str) else None
@@ -260,9 +259,9 @@ class LineParser:
         if not isinstance(body, dict):
             return self._bad(ordinal, line_no, offset, custom_id, INVALID_REQUEST, '"body" must be a JSON object',
                              carry)
-        return self._request(body, custom_id, ordinal, line_no, offset, endpoint, carry)
+        return self._request(body, custom_id, ordinal, line_no, offset, endpoint, carry, shallow)
 
-    def _anthropic_line(self, obj: dict, custom_id: str, ordinal: int, line_no: int, offset: int):
+    def _anthropic_line(self, obj: dict, custom_id: str, ordinal: int, line_no: int, offset: int, shallow: bool):
         """A Message Batches line, sent as the chat request it is equivalent to; its result
         is written in Message Batches' result format."""
         carry = {k: v for k, v in obj.items() if k not in ANTHROPIC_KEYS} or None
@@ -288,30 +287,28 @@ class LineParser:
             if not isinstance(system, str):
                 return bad('"params.system" must be a string or a list of text blocks')
             body["messages"] = [{"role": "system", "content": system}, *(body.get("messages") or [])]
-        return self._request(body, custom_id, ordinal, line_no, offset, "anthropic", carry)
+        return self._request(body, custom_id, ordinal, line_no, offset, "anthropic", carry, shallow)
 
-    def _simple_line(self, obj: dict, custom_id: str, ordinal: int, line_no: int, offset: int):
+    def _simple_line(self, obj: dict, custom_id: str, ordinal: int, line_no: int, offset: int, shallow: bool):
         carry = {SIMPLE_CARRIED: obj[SIMPLE_CARRIED]} if SIMPLE_CARRIED in obj else None
         body = {k: v for k, v in obj.items() if k not in ("id", "prompt", SIMPLE_CARRIED)}
-        if "messages" in obj:
-            pass
-        elif isinstance(obj.get("prompt"), str):
+        if "messages" not in obj and isinstance(obj.get("prompt"), str):
             body["messages"] = [{"role": "user", "content": obj["prompt"]}]
-        else:
+        elif "messages" not in obj:
             return self._bad(
                 ordinal, line_no, offset, custom_id, INVALID_REQUEST,
                 'a simple line needs "prompt" (a string) or "messages" (a list)', carry,
             )
-        return self._request(body, custom_id, ordinal, line_no, offset, "chat", carry)
+        return self._request(body, custom_id, ordinal, line_no, offset, "chat", carry, shallow)
 
     def _request(self, body: dict, custom_id: str, ordinal: int, line_no: int, offset: int, endpoint: str,
-                 carry: dict | None):
+                 carry: dict | None, shallow: bool):
         merged = dict(self.defaults.params) if endpoint == "chat" else {}  # job params are chat parameters
         merged.update(body)
         if merged.get("model") in (None, ""):
             merged["model"] = self.defaults.model
         refusal = self.policy.check(merged, "chat" if endpoint == "anthropic" else endpoint,
-                                    shallow=self._shallow and not self.defaults.params)
+                                    shallow=shallow and not self.defaults.params)  # job params add nesting
         if refusal is not None:
             return self._bad(ordinal, line_no, offset, custom_id, refusal.code, refusal.reason, carry, endpoint)
         return PromptRequest(ordinal, line_no, offset, custom_id, merged, endpoint, carry)

@@ -359,11 +359,8 @@ class Pipeline:
                 await self._sleep(min(wait, 1.0))
 
     def _drop(self, group: DeploymentGroup, deployment: Deployment, outcome: Any) -> None:
-        message = str(outcome.message or "")[:200]
-        if deployment.api_key:
-            message = message.replace(deployment.api_key, "***")
-        reason = f"HTTP {outcome.status_code}" + (f": {message}" if message else "")
-        if group.drop(deployment.id, reason):
+        reason = group.drop_failed(deployment, outcome.status_code, str(outcome.message or ""))
+        if reason is not None:
             self.stats.dropped_deployments[deployment.id] = reason
             self._log(f"deployment {deployment.id} of {group.name} dropped ({reason}); "
                       f"{len(group.alive())} of {len(group.deployments)} left")
