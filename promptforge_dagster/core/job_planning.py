@@ -6,7 +6,7 @@ generation is one job, whatever number of events or sensor ticks report it.
 
 >>> obj = UploadedObject("my-bucket", "in/batch.jsonl", generation=17, size=50_000)
 >>> job_key(obj)
-'my-bucket/in/batch.jsonl#17'
+'batch.jsonl#17@my-bucket/in/'
 >>> plan = plan_run(obj, small_job_prompts=1000)
 >>> plan.job_name, plan.estimated_prompts
 ('promptforge_small_job', 166)
@@ -17,6 +17,7 @@ generation is one job, whatever number of events or sensor ticks report it.
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -41,31 +42,69 @@ class UploadedObject:
 
 
 def job_key(obj: UploadedObject) -> str:
-    """``bucket/object#generation``: the job id, the partition key and the run key."""
-    return f"{obj.bucket}/{obj.name}#{obj.generation}"
+    """``file#generation@bucket/folder/``: the job id, the partition key and the run key.
+
+    The file's own name leads and its place ends it, because Dagster's UI cuts long
+    partition keys in the middle: ``batch-2026-11.jsonl#17000…@my-bucket/inputs/`` still
+    says which file and where. One-to-one with (bucket, object, generation): the file
+    name holds no ``/``, a generation only digits, the bucket's ``@`` and ``/`` (a local
+    bucket is a folder's name) are escaped, and ``_key_part`` escapes without losing anything.
+
+    >>> job_key(UploadedObject("my-bucket", "inputs/team a/batch.jsonl", generation=17, size=1))
+    'batch.jsonl#17@my-bucket/inputs/team a/'
+    >>> job_key(UploadedObject("b", "top.jsonl", generation=5, size=1))
+    'top.jsonl#5@b/'
+    """
+    folder, _, file = obj.name.rpartition("/")
+    place = f"{_key_part(obj.bucket, also='@/')}/{_key_part(folder + '/' if folder else '')}"
+    return f"{_key_part(file)}#{obj.generation}@{place}"
+
+
+# A partition key must not hold what Dagster reserves ("..." selects a range of partitions
+# in its UI; control characters are refused) nor what a person cannot read in a key
+# (format, bidi and separator characters): those are %-escaped, as is "%" itself.
+_KEY_ESCAPED = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+
+
+def _key_part(text: str, also: str = "") -> str:
+    """``text`` for a key: ``%``, unreadable characters, every ``.`` that follows a ``.``
+    and the characters in ``also`` become ``%XX`` (UTF-8 bytes), so no key holds ``...``;
+    reversible by unquoting.
+
+    >>> _key_part("a...b%.jsonl"), _key_part("x\u202ey")
+    ('a.%2E%2Eb%25.jsonl', 'x%E2%80%AEy')
+    """
+    out = []
+    previous = ""
+    for c in text:
+        if c == "%" or c in also or unicodedata.category(c) in _KEY_ESCAPED or (c == "." and previous == "."):
+            out.extend(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+        else:
+            out.append(c)
+        previous = c
+    return "".join(out)
 
 
 _NAME_KEEP = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 
 
-def output_name(key: str) -> str:
+def output_name(obj: UploadedObject) -> str:
     """A folder name for a job's output: readable, and one-to-one with the object and
     generation (``/`` becomes ``__``; every other byte outside ``[A-Za-z0-9.-]``,
     ``_`` included, becomes ``_XX``), so two objects never share an output folder.
 
-    >>> output_name("b/in/batch 1.jsonl#17"), output_name("b/in/batch_1.jsonl#17")
+    >>> output_name(UploadedObject("b", "in/batch 1.jsonl", 17, 1)), output_name(UploadedObject("b", "in/batch_1.jsonl", 17, 1))
     ('in__batch_201.jsonl@17', 'in__batch_5F1.jsonl@17')
     """
-    path, _, generation = key.partition("/")[2].rpartition("#")
     out = []
-    for c in path:
+    for c in obj.name:
         if c == "/":
             out.append("__")
         elif c in _NAME_KEEP:
             out.append(c)
         else:
             out.extend(f"_{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
-    return f"{''.join(out)}@{generation}"
+    return f"{''.join(out)}@{obj.generation}"
 
 
 def prefixes_overlap(a: str, b: str) -> bool:

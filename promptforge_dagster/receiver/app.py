@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from promptforge_dagster.core.job_planning import job_key, job_record_for, output_name, prefixes_overlap
+from promptforge_dagster.core.job_planning import UploadedObject, job_key, job_record_for, output_name, prefixes_overlap
 from promptforge_dagster.core.job_registry import JobRegistry
 from promptforge_dagster.core.storage_event import BadEvent, decide, parse_event
 from promptforge_dagster.receiver.oidc import OidcVerifier, Unauthorized
@@ -37,9 +37,9 @@ class ReceiverConfig:
     def outputs_share_input_bucket(self) -> bool:
         return (self.output_root or f"gs://{self.bucket}").rstrip("/") == f"gs://{self.bucket}"
 
-    def output_uri(self, key: str) -> str:
+    def output_uri(self, obj: UploadedObject) -> str:
         root = (self.output_root or f"gs://{self.bucket}").rstrip("/")
-        return f"{root}/{self.output_prefix.strip('/')}/{output_name(key)}"
+        return f"{root}/{self.output_prefix.strip('/')}/{output_name(obj)}"
 
 
 def make_app(config: ReceiverConfig, registry: JobRegistry, verifier: OidcVerifier | None = None,
@@ -72,7 +72,7 @@ def make_app(config: ReceiverConfig, registry: JobRegistry, verifier: OidcVerifi
             return web.json_response({"ignored": decision.reason}, status=200)
         obj = event.object
         key = job_key(obj)
-        record = job_record_for(obj, input_uri=obj.uri, output_uri=config.output_uri(key), now=clock(),
+        record = job_record_for(obj, input_uri=obj.uri, output_uri=config.output_uri(obj), now=clock(),
                                 event_id=event.id)
         created = await asyncio.to_thread(registry.create, record)  # idempotent: the generation is in the key
         log.info("event %s: job %s %s (%s)", event.id, key, "recorded" if created else "already known",

@@ -37,7 +37,7 @@ def record_objects(registry, storage: StorageResource, objects: list[UploadedObj
         if key in existing:
             continue
         record = job_record_for(obj, input_uri=storage.object_uri(obj.name),
-                                output_uri=storage.output_uri(output_name(key)), now=now)
+                                output_uri=storage.output_uri(output_name(obj)), now=now)
         if registry.create(record):  # False: a receiver recorded it meanwhile
             created.append(record)
     return created

@@ -20,7 +20,7 @@ def make_job(tmp_path, lines):
     (root / "inputs").mkdir(parents=True)
     src = root / "inputs" / "job.jsonl"
     src.write_text("".join(json.dumps(l) + "\n" if isinstance(l, dict) else l + "\n" for l in lines))
-    key = f"local-bucket/inputs/job.jsonl#{os.stat(src).st_mtime_ns}"
+    key = f"job.jsonl#{os.stat(src).st_mtime_ns}@local-bucket/inputs/"
     registry_path = tmp_path / "registry.sqlite3"
     SQLiteRegistry(str(registry_path)).create(JobRecord(key, str(src), str(root / "outputs" / "job")))
     resources = {

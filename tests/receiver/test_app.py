@@ -54,8 +54,8 @@ def test_binary_and_structured_events_record_one_job_each_idempotently(registry)
     assert [r[0] for r in results] == [201, 200, 201]
     assert results[1][1]["created"] is False
     jobs = {r.job_id: r for r in registry.list()}
-    key = f"{BUCKET}/inputs/batch.jsonl#1700000000123"
-    assert set(jobs) == {key, f"{BUCKET}/inputs/other.jsonl#1700000000123"}
+    key = f"batch.jsonl#1700000000123@{BUCKET}/inputs/"
+    assert set(jobs) == {key, f"other.jsonl#1700000000123@{BUCKET}/inputs/"}
     rec = jobs[key]
     assert rec.status == "queued" and rec.input_uri == f"gs://{BUCKET}/inputs/batch.jsonl"
     assert rec.output_uri == f"gs://{BUCKET}/outputs/inputs__batch.jsonl@1700000000123"

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from promptforge_dagster.clients.sqlite_registry import SQLiteRegistry
-from promptforge_dagster.core.job_planning import output_name
+from promptforge_dagster.core.job_planning import UploadedObject, job_key, output_name
 from promptforge_dagster.receiver.app import ReceiverConfig, make_app
 from tests.receiver.test_app import BUCKET, binary, run
 
@@ -90,6 +90,22 @@ def test_the_deployment_refuses_overlapping_prefixes_too():
 def test_output_folders_never_collide():
     names = ["in/a b.jsonl", "in/a_b.jsonl", "in/a__b.jsonl", "in/a/b.jsonl", "in/a%20b.jsonl", "in/a_20b.jsonl",
              "in/\u00e9.jsonl", "in/_C3_A9.jsonl", "in/a.b.jsonl", "in/a-b.jsonl"]
-    folders = {output_name(f"bucket/{n}#5") for n in names}
+    folders = {output_name(UploadedObject("bucket", n, 5, 1)) for n in names}
     assert len(folders) == len(names)
     assert all("/" not in f and " " not in f for f in folders)
+
+
+def test_job_keys_lead_with_the_file_name_and_never_collide():
+    """Partition keys are cut in the middle by Dagster's UI: the file name comes first, its
+    place last; "..." (a range of partitions in Dagster's UI) and unreadable characters are
+    escaped; two objects, buckets or generations never share a key."""
+    objects = [UploadedObject(b, n, g, 1) for b in ("bkt", "bkt.x", "bkt@x", "12@x", "x")
+               for n in ("in/a.jsonl", "in/a.jsonl#5@bkt/in/x.jsonl", "a.jsonl", "in/sub/a.jsonl", "in/a%2E.jsonl",
+                         "in/a..jsonl", "in/a...jsonl", "in/a.%2E.jsonl", "in/a\u202e.jsonl", "in/a%E2%80%AE.jsonl",
+                         "in#5@bkt/a.jsonl", "in/a.jsonl#5", "in/a.jsonl#5@12", "a.jsonl#5@bkt")
+               for g in (5, 55)]
+    keys = {job_key(o) for o in objects}
+    assert len(keys) == len(objects)
+    assert not any("..." in k or "\u202e" in k for k in keys)
+    assert job_key(UploadedObject("my-bucket", "inputs/reviews 2026-11.jsonl", 1701234567890123, 1)) == \
+        "reviews 2026-11.jsonl#1701234567890123@my-bucket/inputs/"

@@ -59,7 +59,7 @@ def test_eventarc_event_to_job_to_run_request(firestore_env, gcs_env, gcs_bucket
     finally:
         stop(proc)
 
-    key = f"{gcs_bucket}/inputs/batch.jsonl#{blob.generation}"
+    key = f"batch.jsonl#{blob.generation}@{gcs_bucket}/inputs/"
     registry = FirestoreRegistry(firestore_client(project))
     rec = registry.get(key)
     assert rec.status == "queued" and rec.input_uri == f"gs://{gcs_bucket}/inputs/batch.jsonl"

@@ -57,9 +57,10 @@ def test_one_run_per_object_generation_routed_by_size(tmp_path):
     settled(os.path.join(inputs, "notes.csv"))
     with dg.DagsterInstance.ephemeral() as instance:
         first = tick(sensor, instance, resources)
-        by_name = {r.partition_key.split("/", 1)[1].split("#")[0]: r for r in first.run_requests}
-        assert set(by_name) == {"inputs/small.jsonl", "inputs/large.jsonl"}
-        small, large = by_name["inputs/small.jsonl"], by_name["inputs/large.jsonl"]
+        by_name = {r.partition_key.split("#")[0]: r for r in first.run_requests}  # the file's name leads the key
+        assert set(by_name) == {"small.jsonl", "large.jsonl"}
+        small, large = by_name["small.jsonl"], by_name["large.jsonl"]
+        assert small.partition_key.endswith("@bucket/inputs/")  # the place ends it
         assert small.job_name == SMALL_JOB and small.run_config == {}
         assert large.job_name == LARGE_JOB
         assert "dagster-k8s/config" not in small.tags and "dagster-k8s/config" not in large.tags  # local: no pods
@@ -68,7 +69,7 @@ def test_one_run_per_object_generation_routed_by_size(tmp_path):
         assert abs(int(large.tags["promptforge/estimated_prompts"]) - 5000) <= 50  # lines of its head, scaled
         assert small.tags["dagster/max_retries"] == str(d.max_retries)
         for r in first.run_requests:
-            assert r.run_key == r.partition_key and r.run_key.rsplit("#", 1)[1].isdigit()
+            assert r.run_key == r.partition_key and r.run_key.split("#", 1)[1].split("@")[0].isdigit()
             assert instance.has_dynamic_partition("promptforge_jobs", r.partition_key)
 
         registry = SQLiteRegistry(d.registry_uri[len("sqlite://"):])
@@ -94,7 +95,7 @@ def test_jobs_recorded_by_the_receiver_start_runs_too(tmp_path):
 
     d, sensor, resources, inputs = setup(tmp_path)
     registry = SQLiteRegistry(d.registry_uri[len("sqlite://"):])
-    key = "local-bucket/inputs/from-event.jsonl#42"
+    key = "from-event.jsonl#42@local-bucket/inputs/"
     registry.create(JobRecord(key, os.path.join(d.bucket_root, "inputs/from-event.jsonl"), "out", created_at=1.0,
                               extra={"bucket": "local-bucket", "name": "inputs/from-event.jsonl", "generation": 42,
                                      "size": 1000}))
