@@ -334,6 +334,7 @@ def _run(args: argparse.Namespace) -> int:
                   for name, g in (s.get("deployments") or {}).items() for d, why in g["dropped"].items())
         + f"results: {result.results_uri}\nsummary: {result.summary_uri}"
         + (f"\nrate plot: {s['rate_plot']}" if s.get("rate_plot") else "")
+        + (f"\n{s['rate_chart']}" if s.get("rate_chart") else "")
     )
     return 0
 

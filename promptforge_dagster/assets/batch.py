@@ -67,23 +67,24 @@ def without_nulls(metadata: dict) -> dict:
     return {k: v for k, v in metadata.items() if v is not None}
 
 
-PLOT_INLINE_MAX_BYTES = 400 * 1024  # a rate plot is ~40-90 KB; above this it stays a path only
+def plot_links(summary: dict) -> dict:
+    """The rate plot in the UI: as text in a code block (Dagster's markdown empties ``data:``
+    image URLs, so a PNG cannot be shown inline), the PNG's path, and for a plot in GCS a
+    link that opens it in the browser of anyone who may read the bucket.
 
-
-def _plot_markdown(store, uri: str | None):
-    """The rate plot inline in the UI (markdown with the PNG as a data URL), if small enough."""
-    import base64
-
-    if not uri:
-        return None
-    try:
-        data = store.read_bytes(uri)
-    except Exception:  # noqa: BLE001 - the path is still shown
-        return None
-    if len(data) > PLOT_INLINE_MAX_BYTES:
-        return None
-    return dg.MetadataValue.md(f"![rate plot: allowed and achieved RPM, refusals]"
-                               f"(data:image/png;base64,{base64.b64encode(data).decode()})")
+    >>> sorted(plot_links({"rate_chart": "x", "rate_plot": "gs://b/out/rate.png"}))
+    ['rate_chart', 'rate_plot', 'rate_plot_url']
+    >>> plot_links({"rate_plot": "gs://b/out/rate.png"})["rate_plot_url"].value
+    'https://storage.cloud.google.com/b/out/rate.png'
+    """
+    links = {}
+    if summary.get("rate_chart"):
+        links["rate_chart"] = dg.MetadataValue.md(f"```text\n{summary['rate_chart']}\n```")
+    if plot := summary.get("rate_plot"):
+        links["rate_plot"] = dg.MetadataValue.path(plot)
+        if plot.startswith("gs://"):
+            links["rate_plot_url"] = dg.MetadataValue.url("https://storage.cloud.google.com/" + plot[len("gs://"):])
+    return links
 
 
 class _LogStream:
@@ -213,8 +214,7 @@ def batch_results(
             "attempts": s.get("attempts"),
             "errors_by_code": dg.MetadataValue.json(s.get("errors_by_code") or {}),
             "epoch": s.get("epoch"),
-            **({"rate_plot": dg.MetadataValue.path(s["rate_plot"])} if s.get("rate_plot") else {}),
-            **({"rate_plot_image": image} if (image := _plot_markdown(store, s.get("rate_plot"))) else {}),
+            **plot_links(s),
         }),
         check_results=[
             dg.AssetCheckResult(check_name=CHECK_ONE_LINE_PER_INPUT, passed=checks.one_line_per_input,

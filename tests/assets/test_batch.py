@@ -62,6 +62,9 @@ def test_materialization_metadata_checks_and_resume(tmp_path, simulator):
         assert len(out_lines) == 61
         plot = root / "outputs" / "job" / "rate.png"
         assert md["rate_plot"] == str(plot) and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        # the plot as text the UI shows inline: a code block under Dagster's 1,000-character inline limit
+        chart = md["rate_chart"]
+        assert chart.startswith("```text\nachieved RPM ") and "429s" in chart and len(chart) < 1000
 
         sent_before = simulator.stats()["received"]
         again = materialize(key, resources, llm, instance)

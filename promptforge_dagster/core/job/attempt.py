@@ -47,6 +47,7 @@ from promptforge_dagster.core.job.spec import JobResult, JobSpec, default_job_id
 from promptforge_dagster.core.job.layout import OutputLayout
 from promptforge_dagster.core.job_registry import JobRegistry, LeaseHeld, LeaseLost
 from promptforge_dagster.core.pipeline import JobStats, Pipeline, Provider
+from promptforge_dagster.core.rate_chart import rate_chart
 from promptforge_dagster.core.rate_controller import RateController
 from promptforge_dagster.core.rate_history import RateHistory
 from promptforge_dagster.core.rate_lanes import RateLanes
@@ -358,6 +359,7 @@ class JobAttempt:
                                   for name, g in self.lanes.groups.items()}
         if self.hooks.plot is not None:
             doc["rate_plot"] = layout.plot
+        doc["rate_chart"] = rate_chart(self.history.points)  # this attempt's, as text any viewer shows
         self._beat(force=True)
         try:
             storage.write_bytes(layout.summary, msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\n",
