@@ -38,6 +38,10 @@ def run(spec: JobSpec, *, input_storage: Storage, output_storage: Storage, provi
 
     stats = stats or JobStats()
     hooks = hooks or JobHooks()
+    if hooks.release_memory is None:
+        from promptforge_dagster.procinfo import trim_heap
+
+        hooks.release_memory = trim_heap
     plotter = None
     if plot and hooks.plot is None:
         from promptforge_dagster.rate_plot import PlotProcess

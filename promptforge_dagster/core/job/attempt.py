@@ -215,6 +215,8 @@ class JobAttempt:
             # what earlier attempts sent and were refused: the job's counters cover every attempt
             self.stats.earlier = {k: int(resume.checkpoint.counters.get(k) or 0) for k in EARLIER_COUNTERS}
         self.index = self._load_or_scan()
+        if self.hooks.release_memory is not None:
+            self.hooks.release_memory()
         self.stats.total = self.index.prompt_lines
         if self.resume.position.ordinal > 0:
             self.stats.skipped = self.resume.done.rank(self.resume.position.ordinal - 1)

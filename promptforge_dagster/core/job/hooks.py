@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
@@ -29,8 +29,11 @@ class JobHooks:
     on_commit: Callable[[], None] | None = None  # after each checkpoint commit (metrics)
     on_success: Callable[[float, float | None], None] | None = None  # (latency s, cost) per success
     plot: Callable[["RateHistory"], bytes] | None = None  # renders rate.png; None: no plot
+    # gives freed heap back to the OS once the duplicate scan (its memory grows with the
+    # input's lines) is over, so the scan's peak never adds to the sending phase's
+    release_memory: Callable[[], None] | None = None
 
     def with_metrics(self, metric_hooks: dict[str, Any]) -> "JobHooks":
         """These hooks plus telemetry's (``on_success``, ``on_commit``)."""
-        return JobHooks(self.log, self.on_resume, self.on_pipeline, metric_hooks.get("on_commit", self.on_commit),
-                        metric_hooks.get("on_success", self.on_success), self.plot)
+        return replace(self, on_commit=metric_hooks.get("on_commit", self.on_commit),
+                       on_success=metric_hooks.get("on_success", self.on_success))
