@@ -111,7 +111,8 @@ def test_a_stated_limit_is_paced_under_and_never_probed_past():
     a.known_limit(6000.0, now=0.0)
     a.blocked()
     a.tick(100.0)
-    assert a.phase is Phase.STEADY and a.per_s == pytest.approx(97.0)
+    # a stated limit is exact: paced 1% under it (a measured one, 3% under: its own error)
+    assert a.phase is Phase.STEADY and a.per_s == pytest.approx(99.0)
 
 
 def test_a_refusal_sent_before_a_cut_does_not_cut_again():
@@ -120,6 +121,28 @@ def test_a_refusal_sent_before_a_cut_does_not_cut_again():
     rate = a.per_s
     a.refused(sent_at=0.9, now=1.01, units=1.0)  # in flight before the cut: says nothing new
     assert a.per_s == rate and a.phase is Phase.BACKOFF
+
+
+def test_after_a_cut_the_lane_waits_for_the_wave_then_sends_one_request_alone():
+    """A window counter that is dry refuses everything: after a cut, what was in flight comes
+    back first, then one request goes alone, so a dry account costs one refusal per cut,
+    not a wave at the new rate."""
+    a = Axis(RateConfig(window_s=5), start_per_s=100.0, now=0.0)
+    for i in range(50):
+        a.sent(i * 0.01, 1.0)
+    a.refused(sent_at=0.49, now=0.5, units=1.0)
+    assert a.phase is Phase.BACKOFF and a.pause_until > 0.5  # the wave sent before the cut comes back
+    resume = a.pause_until  # one request then, and no burst saved up through the pause
+    a.sent(resume, 1.0)
+    assert a.pacer.wait(resume, 1.0) > 0
+    assert a.pause_until > resume  # the first request alone: its refusal would be back by then
+    a.refused(sent_at=resume, now=resume + 0.02, units=1.0)
+    assert a.decreases == 2 and a.pause_until > resume + 0.02  # refused: cut again, look again
+    t = a.pause_until + 1.0 / a.per_s
+    a.sent(t, 1.0)  # the next one alone, and no refusal comes back: sending goes on at the rate
+    t = a.pause_until + 1.0 / a.per_s
+    a.sent(t, 1.0)
+    assert a.pause_until < t and a.pacer.wait(t + 1.0 / a.per_s, 1.0) == 0.0 and a.decreases == 2
 
 
 def test_the_controller_charges_a_silent_refusal_to_requests_and_a_named_one_to_tokens():

@@ -33,7 +33,7 @@ clients) is measured as any ceiling is. Time is always an argument.
 >>> a.phase.value, a.per_s
 ('discover', 1.0)
 >>> a.known_limit(600.0, now=0.0); a.phase.value, round(a.per_s * 60)
-('steady', 582)
+('steady', 594)
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ class Axis:
         self._settle = SETTLE_START_S
         self.decreases = 0
         self.pause_until = 0.0  # a dry spell: the controller sends nothing on this axis until then
+        self._look = False  # after a cut: the next request goes alone, then a pause to hear of it
         self._dry_pauses = 0
         self.windowed_until = 0.0  # the account counts over a window: hold at the floor until then
         self._new_step(now)
@@ -129,6 +130,9 @@ class Axis:
 
     def sent(self, now: float, units: float) -> None:
         self.pacer.take(now, units)
+        if self._look:  # the first request after a cut goes alone: wait to hear whether it was refused
+            self._look = False
+            self.pause_until = max(self.pause_until, now + self._settle)
         self.estimator.sent(now, units)
         self._step_sends += 1
         d = self.cfg.discovery
@@ -239,6 +243,12 @@ class Axis:
         if self.estimate is None:
             target = min(target, self.recent_admitted(now))
         self._set(max(floor, target), now)
+        # look before sending on: what was sent before the cut comes back refused meanwhile,
+        # and a window counter that is dry then costs one refusal per cut, not a wave at the
+        # new rate (a bucket keeps refilling through the pause: nothing is lost there)
+        if self.estimate is None:  # searching: the rate may be far above the ceiling
+            self.pause_until = max(self.pause_until, now + self._settle)
+            self._look = True  # then the first request alone: its refusal would be back within the settle time
         self.pacer.drain(now)  # resume one interval at a time, not with the pacer's saved-up burst
 
     def _step_back(self, now: float) -> None:
@@ -304,7 +314,11 @@ class Axis:
 
     # -- helpers ---------------------------------------------------------------
     def _target(self) -> float:
-        return self._clamp((self.estimate or self.per_s) * (1.0 - self.cfg.steady.margin))
+        """Just under the estimate: by the margin of a measurement, or by the smaller one of a
+        limit the provider stated (this lane's share of it is the whole of it)."""
+        at_stated = self.cap is not None and self.estimate is not None and self.estimate >= self.cap
+        margin = self.cfg.steady.stated_margin if at_stated else self.cfg.steady.margin
+        return self._clamp((self.estimate or self.per_s) * (1.0 - margin))
 
     def _clamp(self, per_s: float) -> float:
         ceiling = self.max_per_s if self.cap is None else min(self.max_per_s, self.cap)

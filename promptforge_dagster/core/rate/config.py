@@ -30,6 +30,7 @@ class Steady:
     """Running at a measured ceiling."""
 
     margin: float = 0.03  # pace this far under the estimate: the estimate's own error is about 1-2%
+    stated_margin: float = 0.01  # under a limit the provider stated: exact, so only the pacer's grain
     measure_min_requests: int = 12  # a measurement needs this many sends between two dry moments
     measure_min_s: float = 1.0  # ... over at least this span (the pacer's and the clock's grain)
     counted_refusals_weight: float = 0.0  # how much a refused request counts as used: 0 (free) to 1 (charged);
@@ -81,6 +82,8 @@ class RateConfig:
             raise ValueError("max_in_flight must be at least 1")
         if not 0 < self.steady.margin < 0.5 or not 0 < self.discovery.backoff < 1:
             raise ValueError("margin must be in (0, 0.5) and backoff in (0, 1)")
+        if not 0 < self.steady.stated_margin <= self.steady.margin:
+            raise ValueError("stated_margin must be in (0, margin]")
         if self.discovery.growth <= 1 or not 0 <= self.steady.counted_refusals_weight <= 1:
             raise ValueError("growth must exceed 1 and counted_refusals_weight be in [0, 1]")
         if not 0 < self.min_rpm < self.max_rpm:
