@@ -51,7 +51,14 @@ def rate_chart(points: Sequence, width: int = WIDTH) -> str:
     if not points:
         return "no rate samples yet"
     columns = _columns(points, width)
-    mean = lambda ps, f: sum(f(p) for p in ps) / len(ps) if ps else 0.0  # noqa: E731 - one use, read in place
+    # a sample covers the time since the one before it: a column's rate is weighted by that
+    # time, so a sample taken a moment after another (a forced one) cannot spike its column
+    covered = {id(p): p.t - (points[i - 1].t if i else 0.0) for i, p in enumerate(points)}
+
+    def mean(ps, rate) -> float:
+        span = sum(covered[id(p)] for p in ps)
+        return sum(rate(p) * covered[id(p)] for p in ps) / span if span > 0 else 0.0
+
     achieved = [mean(c, lambda p: p.achieved_rpm) for c in columns]
     allowed = [mean(c, lambda p: p.allowed_rpm) for c in columns]
     refused = [sum(p.refused for p in c) for c in columns]

@@ -35,3 +35,12 @@ def test_a_long_history_stays_under_the_inline_limit_and_names_its_span():
 
 def test_no_samples_says_so():
     assert rate_chart([]) == "no rate samples yet"
+
+
+def test_a_sample_taken_a_moment_after_another_does_not_spike_its_column():
+    """The job's last sample is forced, however short its interval: 5 successes in 20 ms
+    read as 15,000 RPM on their own, but they cover 20 ms of a 1-s column."""
+    pts = [point(float(t), allowed=600.0, achieved=590.0) for t in range(1, 49)] + [point(48.02, achieved=15_000.0)]
+    first = rate_chart(pts).splitlines()[0]
+    assert first.endswith("peak 873")  # (590 x 1 s + 15,000 x 0.02 s) / 1.02 s, not 15,000
+    assert rows(rate_chart(pts))["achieved"] == "▆" * 47 + "█"  # the rest still reads at 590 of 873
