@@ -60,10 +60,11 @@ def job_key(obj: UploadedObject) -> str:
     return f"{_key_part(file)}#{obj.generation}@{place}"
 
 
-# A partition key must not hold what Dagster reserves ("..." selects a range of partitions
-# in its UI; control characters are refused) nor what a person cannot read in a key
-# (format, bidi and separator characters): those are %-escaped, as is "%" itself.
-_KEY_ESCAPED = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+# Control (C0, C1), format (bidi overrides, zero-width), surrogate, private-use and line/paragraph
+# separator characters: none belongs in a name a person reads in a log, a key or a UI. A
+# partition key must not hold them nor what Dagster reserves ("..." selects a range of
+# partitions in its UI): those are %-escaped there, as is "%" itself.
+UNREADABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 
 
 def _key_part(text: str, also: str = "") -> str:
@@ -77,7 +78,7 @@ def _key_part(text: str, also: str = "") -> str:
     out = []
     previous = ""
     for c in text:
-        if c == "%" or c in also or unicodedata.category(c) in _KEY_ESCAPED or (c == "." and previous == "."):
+        if c == "%" or c in also or unicodedata.category(c) in UNREADABLE_CATEGORIES or (c == "." and previous == "."):
             out.extend(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
         else:
             out.append(c)

@@ -22,16 +22,13 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from promptforge_dagster.core.job_planning import UploadedObject
+from promptforge_dagster.core.job_planning import UNREADABLE_CATEGORIES, UploadedObject
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 SOURCE_PREFIX = "//storage.googleapis.com/projects/_/buckets/"
 MAX_NAME_BYTES = 1024  # GCS's own limit on object names
 MAX_INT64 = 2 ** 63 - 1  # GCS generations and sizes are int64, sent as decimal strings
 _DECIMAL = re.compile(r"[0-9]{1,19}")
-# Control (C0, C1), format (bidi overrides, zero-width), surrogate, private-use and line/paragraph
-# separator characters: none belongs in an object name a person reads in a log or a UI.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 
 
 def strict_int(value: Any, what: str, *, minimum: int) -> int:
@@ -69,7 +66,7 @@ def check_name(name: str) -> None:
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         raise BadEvent("object name is too long")
     for c in name:
-        if unicodedata.category(c) in _FORBIDDEN_CATEGORIES:
+        if unicodedata.category(c) in UNREADABLE_CATEGORIES:
             raise BadEvent(f"object name holds a control or bidi character (U+{ord(c):04X})")
 
 
