@@ -51,7 +51,7 @@ class Scenario:
 
 SCENARIOS = [
     # token buckets, refusals free (most providers: Anthropic documents a continuously refilled bucket)
-    Scenario("bucket-60", AccountLimits(rpm=60), 0.86, 0.05, goal=STEADY_GOAL),
+    Scenario("bucket-60", AccountLimits(rpm=60), 0.83, 0.05, goal=STEADY_GOAL),
     Scenario("bucket-600", AccountLimits(rpm=600), 0.95, 0.01),
     Scenario("bucket-1200", AccountLimits(rpm=1200), 0.95, 0.01),
     Scenario("bucket-6000-40ms", AccountLimits(rpm=6000), 0.95, 0.01, {"latency_s": 0.04}),
@@ -85,7 +85,7 @@ SCENARIOS = [
     Scenario("vllm-concurrency-32", AccountLimits(rpm=None, concurrency=32, queue=8), 0.90, 0.01,
              {"style": "vllm", "latency_s": 1.0}, measure="concurrency"),
     Scenario("shifting-900-300-1200", AccountLimits(rpm=900, schedule=parse_schedule("0:900,120:300,240:1200")),
-             0.70, 0.02, duration=360.0, phases=((0.0, 120.0, 900.0), (120.0, 240.0, 300.0), (240.0, 360.0, 1200.0)),
+             0.80, 0.02, duration=360.0, phases=((0.0, 120.0, 900.0), (120.0, 240.0, 300.0), (240.0, 360.0, 1200.0)),
              goal=SHIFT_GOAL),
 ]
 

@@ -9,7 +9,7 @@ from promptforge_dagster.core.outcome import OutcomeKind, classify
 from promptforge_dagster.core.rate.axis import TRANSITIONS, Axis, Event, Phase
 from promptforge_dagster.core.rate.burst import BurstLearner
 from promptforge_dagster.core.rate.concurrency import InFlightLimit
-from promptforge_dagster.core.rate.config import Concurrency, RateConfig
+from promptforge_dagster.core.rate.config import Concurrency, RateConfig, Steady
 from promptforge_dagster.core.rate.controller import AdaptiveController
 from promptforge_dagster.core.rate.estimator import CeilingEstimator
 from promptforge_dagster.core.rate.pacer import Pacer
@@ -217,9 +217,38 @@ def test_a_probe_proves_nothing_a_rested_burst_could_absorb_and_a_real_rise_is_p
 def test_the_pacer_repays_a_refused_slot_and_resumes_smoothly_after_a_cut():
     p = Pacer(per_s=10.0, now=0.0)
     p.take(0.0, 1.0)
+    p.drain(0.0)
     assert p.wait(0.0, 1.0) == pytest.approx(0.1)
     p.repay(0.0, 1.0)  # refused: the account may have charged it
     assert p.wait(0.0, 1.0) == pytest.approx(0.2)
     p.set_rate(1000.0, 1.0)  # a second later the bucket holds its burst...
     p.drain(1.0)  # ...which a cut throws away: one interval at a time again
     assert p.wait(1.0, 1.0) == pytest.approx(0.001)
+
+
+def test_the_pacer_catches_up_a_sleep_that_woke_late_but_saves_no_more():
+    p = Pacer(per_s=20.0, now=0.0)
+    sent, t = 0, 0.0
+    while t < 10.0:  # every wake-up 2 ms late, as an event loop's sleeps are
+        w = p.wait(t, 1.0)
+        if w > 0.0:
+            t += w + 0.002
+            continue
+        p.take(t, 1.0)
+        sent += 1
+    assert 199 <= sent <= 201  # 20/s for 10 s: the lateness is caught up, not lost (~190)
+    p.set_rate(100.0, 100.0)  # a long idle spell saves 30 ms of rate and 5 ms for lateness (3.5), no more
+    at_once = 0
+    while p.wait(200.0, 1.0) == 0.0:
+        p.take(200.0, 1.0)
+        at_once += 1
+    assert at_once == 3
+
+
+def test_a_probe_reaches_half_again_above_the_estimate_but_a_quarter_on_a_slow_lane():
+    p = Prober(Steady(), window_s=5.0)
+    assert p.reach(20.0) == pytest.approx(30.0)  # 1,200 RPM: +50%
+    assert p.reach(1.0) == pytest.approx(1.25)  # 60 RPM: its burst holds two requests, +25%
+    p.start(0.0)
+    p.proven(1.0)  # a proven probe reaches twice as far on either lane
+    assert (p.reach(20.0), p.reach(1.0)) == (pytest.approx(40.0), pytest.approx(1.5))

@@ -336,8 +336,12 @@ class Axis:
         self._blocked = False
 
     def _proven(self, now: float) -> bool:
+        full_at = self._step_full_at
+        if self.phase is Phase.DISCOVER:  # nothing refused yet: a step is full after step_max_s, sent or not
+            full_at = min(full_at, self._step_start + self.cfg.discovery.step_max_s)  # (a slow lane's next
+            # send may come a second later; its step's sends are as old either way)
         return (self._blocked and now - self._step_start >= self.cfg.discovery.step_min_s
-                and now - self._step_full_at >= self._settle)
+                and now - full_at >= self._settle)
 
     def release(self, now: float) -> None:
         """What this axis learned was another limit's doing: search again from its rate."""

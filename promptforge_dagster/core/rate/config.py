@@ -36,9 +36,11 @@ class Steady:
     counted_refusals_weight: float = 0.0  # how much a refused request counts as used: 0 (free) to 1 (charged);
     # 0 learns what was admitted, never more than the evidence supports (charged ones are repaid by the pacer)
     steady_cut: float = 0.85  # a refusal at a measured ceiling: step back this far, then measure again
-    probe_gain: float = 0.25  # the first probe above the estimate, +25% (a failed one costs ~1 refusal
-    # whatever its reach; a far one proves sooner past the burst); doubles per proven probe
-    probe_gain_max: float = 1.0  # ... up to +100% (a ceiling that doubled is found in ~3 probes)
+    probe_gain: float = 0.5  # the first probe above the estimate, +50%: a failed one costs ~1 refusal whatever
+    # its reach, and a far one proves sooner past the burst (a fourfold rise: 0.69 of it at +25%, 0.84 at +50%)
+    slow_probe_gain: float = 0.25  # ... +25% on a slow lane (below slow_rpm): its burst holds a few requests,
+    slow_rpm: float = 120.0  # and a far probe drains them before it sent enough to prove anything (60 RPM)
+    probe_gain_max: float = 1.0  # doubling per proven probe up to +100% (a doubled ceiling is found in ~2 probes)
     probe_every_windows: float = 2.0  # a probe at most every two windows at the estimate (and 200 sends)
     probe_again_windows: float = 0.5  # ... and half a window after a probe that was admitted: a risen
     # ceiling is climbed in seconds, not minutes
@@ -84,6 +86,8 @@ class RateConfig:
             raise ValueError("margin must be in (0, 0.5) and backoff in (0, 1)")
         if not 0 < self.steady.stated_margin <= self.steady.margin:
             raise ValueError("stated_margin must be in (0, margin]")
+        if not 0 < self.steady.slow_probe_gain <= self.steady.probe_gain <= self.steady.probe_gain_max:
+            raise ValueError("0 < slow_probe_gain <= probe_gain <= probe_gain_max")
         if self.discovery.growth <= 1 or not 0 <= self.steady.counted_refusals_weight <= 1:
             raise ValueError("growth must exceed 1 and counted_refusals_weight be in [0, 1]")
         if not 0 < self.min_rpm < self.max_rpm:

@@ -70,7 +70,11 @@ class Prober:
         self.marks = [now]
 
     def reach(self, estimate: float) -> float:
-        return estimate * (1.0 + self.gain)
+        """Where a probe from ``estimate`` (per second) paces: further on a fast lane."""
+        s, gain = self.steady, self.gain
+        if estimate * 60.0 < s.slow_rpm:  # the same doublings after each proof, from a smaller first reach
+            gain *= s.slow_probe_gain / s.probe_gain
+        return estimate * (1.0 + gain)
 
     def proof(self, *, admitted: float, span: float, estimate: float, burst: float) -> float | None:
         """The ceiling proven by ``admitted`` units over ``span`` seconds of probing, or None."""
