@@ -252,3 +252,60 @@ def test_a_probe_reaches_half_again_above_the_estimate_but_a_quarter_on_a_slow_l
     p.start(0.0)
     p.proven(1.0)  # a proven probe reaches twice as far on either lane
     assert (p.reach(20.0), p.reach(1.0)) == (pytest.approx(40.0), pytest.approx(1.5))
+
+
+def _drive_axis(a: Axis, account: SimulatedAccount, t1: float, on_refusal=None) -> None:
+    """Pace ``a`` against ``account`` until ``t1``; refusals come back 20 ms after sending."""
+    t = 0.0
+    while t < t1:
+        wait = max(a.pause_until - t, a.pacer.wait(t, 1.0))
+        if wait > 0.0:
+            a.blocked()
+            t += wait + 1e-6
+            a.tick(t)
+            continue
+        a.sent(t, 1.0)
+        if account.admit(t, 1).ok:
+            account.release()
+            a.admitted(t, t + 0.3, 1.0)
+        else:
+            before = (a.phase, a.estimate)
+            a.refused(sent_at=t, now=t + 0.02, units=1.0)
+            if on_refusal:
+                on_refusal(before, (a.phase, a.estimate))
+        a.tick(t)
+
+
+def test_a_rate_admitted_for_seconds_then_refused_is_stepped_back_not_halved():
+    def first_cut() -> Axis:
+        a = Axis(RateConfig(window_s=5), start_per_s=4.0, now=0.0)
+        for i in range(12):  # 4/s admitted for 3 s, then refused
+            a.sent(i / 4.0, 1.0)
+        a.refused(sent_at=3.0, now=3.02, units=1.0)
+        return a
+
+    a = first_cut()
+    rate = a.per_s
+    assert rate == pytest.approx(2.0)  # the first cut while searching halves
+    for i in range(10):  # admitted at that rate for 5 s
+        a.sent(4.0 + i / rate, 1.0)
+    a.refused(sent_at=9.0, now=9.02, units=1.0)
+    assert a.per_s == pytest.approx(rate * RateConfig().steady.steady_cut)
+    quick = first_cut()
+    quick.sent(4.0, 1.0)
+    quick.refused(sent_at=4.5, now=4.52, units=1.0)  # refused a second after the cut: still searching, halved
+    assert quick.per_s <= rate * RateConfig().discovery.backoff + 1e-9
+
+
+def test_a_refused_probe_never_lowers_the_estimate_on_a_60_rpm_account():
+    account = SimulatedAccount(AccountLimits(rpm=60), now=0.0)
+    a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
+    lowered = []
+
+    def check(before, after):
+        if before[0] is Phase.PROBE and before[1] and after[1] < before[1]:
+            lowered.append((before[1] * 60, after[1] * 60))
+
+    _drive_axis(a, account, 240.0, check)
+    assert not lowered, lowered
+    assert a.estimate is not None and 0.9 <= a.estimate <= 1.02  # 54-61 RPM learned on a 60 RPM account

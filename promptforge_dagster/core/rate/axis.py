@@ -55,6 +55,9 @@ DRY_PAUSE_S = 0.5  # refused at the floor: pause this long, doubling per refusal
 DRY_PAUSE_MAX_S = 8.0  # ... up to this: probes a minute-long dry spell about ten times
 DRY_READ_BACK_S = 0.05  # the send history's grain: sends this close before the first refusal were as dry
 APPROACH_GAIN = 0.1  # admitted at every rate refused since the last estimate: climb on gently (x per step)
+SUSTAINED_S = 4.0  # a rate admitted this long before a refusal is near the ceiling: an overshoot by half would
+# have drained a 2-s burst in 4 s; so the cut is a step back (steady_cut), not a halving (a 60 RPM lane
+# refused at 72 after 7 s was halved to 36 and measured its own rate there: 46)
 
 
 class Phase(str, enum.Enum):
@@ -166,6 +169,8 @@ class Axis:
 
     def refused(self, sent_at: float, now: float, units: float, retry_after_s: float | None = None) -> None:
         self._settle = max(self._settle, SETTLE_FACTOR * (now - sent_at))
+        # a refused probe says the ceiling is under its reach, not under the estimate it started from
+        kept = self.estimate if self.phase is Phase.PROBE and sent_at >= (self.prober.started_at or now) else None
         if self._dry_since is None:
             self._dry_since = sent_at
         self.pacer.repay(now, units)  # the account may have charged it: skip a slot to repay
@@ -183,7 +188,7 @@ class Axis:
         elif sent_at >= self._step_start:  # under the stated limit and refused soon after: others share it
             self._fire(Event.REFUSED, now)
         if estimate is not None:
-            self._measured(estimate, now)
+            self._measured(estimate, now, at_least=kept)
 
     def known_limit(self, per_minute: float, now: float) -> None:
         """The provider stated this limit (headers or message): the account's, so a cap this
@@ -242,6 +247,8 @@ class Axis:
         target = self.per_s * self.cfg.discovery.backoff
         if self.estimate is None:
             target = min(target, self.recent_admitted(now))
+            if len(self.refused_rates) > 1 and now - self._step_start >= SUSTAINED_S:
+                target = self.per_s * self.cfg.steady.steady_cut
         self._set(max(floor, target), now)
         # look before sending on: what was sent before the cut comes back refused meanwhile,
         # and a window counter that is dry then costs one refusal per cut, not a wave at the
@@ -304,8 +311,11 @@ class Axis:
         self.estimator.forget()
         self._set(self.prober.reach(self.estimate), now)
 
-    def _measured(self, estimate: Estimate, now: float) -> None:
-        self.estimate = min(estimate.per_s, self.cap) if self.cap is not None else estimate.per_s
+    def _measured(self, estimate: Estimate, now: float, at_least: float | None = None) -> None:
+        """A span between two dry moments measured the ceiling (``at_least``: what a refused
+        probe leaves standing; at a few requests a second one request more or less is 5%)."""
+        per_s = max(estimate.per_s, at_least or 0.0)
+        self.estimate = min(per_s, self.cap) if self.cap is not None else per_s
         self.refused_rates = []
         if self.burst.burst_s is None and self.first_dry_at is not None:
             self.burst.learn(self.estimator.net_between, per_s=estimate.per_s, dry_at=self.first_dry_at,
