@@ -51,7 +51,7 @@ class Scenario:
 
 SCENARIOS = [
     # token buckets, refusals free (most providers: Anthropic documents a continuously refilled bucket)
-    Scenario("bucket-60", AccountLimits(rpm=60), 0.83, 0.05, goal=STEADY_GOAL),
+    Scenario("bucket-60", AccountLimits(rpm=60), 0.88, 0.05, goal=STEADY_GOAL),
     Scenario("bucket-600", AccountLimits(rpm=600), 0.95, 0.01),
     Scenario("bucket-1200", AccountLimits(rpm=1200), 0.95, 0.01),
     Scenario("bucket-6000-40ms", AccountLimits(rpm=6000), 0.95, 0.01, {"latency_s": 0.04}),
