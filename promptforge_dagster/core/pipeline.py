@@ -320,12 +320,21 @@ class Pipeline:
         self.stats.failed += 1
         self.stats.errors_by_code[code] = self.stats.errors_by_code.get(code, 0) + 1
 
+    def _no_room(self) -> bool:
+        """The in-flight bound is reached. Read again right before a pacer slot is taken: the
+        bound can fall while a sender queues for the slot (a server says its queue is full),
+        and every sender past an earlier check would send into the full queue."""
+        return 0 < self.stats.in_flight >= self.in_flight_limit()
+
     async def _pace(self, lane: str, controller: RateController, est_tokens: int) -> None:
         lock = self._pace_locks.get(lane)
         if lock is None:
             lock = self._pace_locks[lane] = asyncio.Lock()
         async with lock:  # one waiter per lane polls its controller; the others queue in order
             while True:
+                if self._no_room():  # checked with the slot taken, not before queueing for it
+                    await self._sleep(LIMIT_RECHECK_S)
+                    continue
                 wait = controller.acquire(self._clock(), est_tokens)
                 if wait <= 0.0:
                     return
@@ -345,6 +354,9 @@ class Pipeline:
             lock = self._pace_locks["group:" + group.name] = asyncio.Lock()
         async with lock:
             while True:
+                if self._no_room():
+                    await self._sleep(LIMIT_RECHECK_S)
+                    continue
                 asked: dict[str, RateController] = {}
 
                 def acquire(d: Deployment) -> float:
@@ -391,7 +403,7 @@ class Pipeline:
                     req.endpoint)))
                 return
             while True:
-                while 0 < stats.in_flight >= self.in_flight_limit():  # retries too: a full server is not flooded
+                while self._no_room():  # retries too: a full server is not flooded
                     await self._sleep(LIMIT_RECHECK_S)
                 deployment: Deployment | None = None
                 if group is None:

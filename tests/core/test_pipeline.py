@@ -264,3 +264,35 @@ def test_a_sender_waiting_for_a_slot_never_swallows_its_cancellation():
         return False
 
     assert asyncio.run(main())
+
+
+def test_a_sender_that_waited_for_its_pace_slot_rechecks_an_in_flight_bound_that_fell_meanwhile():
+    """A server that says its queue is full lowers the in-flight bound at once: senders already
+    past the bound's check, waiting for the pacer, must not all send into the full queue."""
+
+    class QueueFull(FixedRateController):
+        def __init__(self):
+            super().__init__(rpm=600, now=0.0)  # 50 senders take 5 s to pass the pacer
+            self.bound = 50
+
+        def in_flight_limit(self, prompt_bytes=0.0):
+            return self.bound
+
+        def record(self, sample):
+            super().record(sample)
+            self.bound = 4  # the first answer says: 4 at most
+
+    class Watching(ScriptedProvider):
+        def __init__(self, controller):
+            super().__init__(latency=1.0)
+            self.controller, self.over = controller, []
+
+        async def complete(self, request):
+            if self.controller.bound == 4 and self.in_flight >= 4:
+                self.over.append(self.in_flight)
+            return await super().complete(request)
+
+    controller = QueueFull()
+    provider = Watching(controller)
+    stats, records, _, _ = run_pipeline(jsonl(300), provider, controller=controller)
+    assert len(records) == 300 and provider.over == []
