@@ -254,9 +254,10 @@ def test_a_probe_reaches_half_again_above_the_estimate_but_a_quarter_on_a_slow_l
     assert (p.reach(20.0), p.reach(1.0)) == (pytest.approx(40.0), pytest.approx(1.5))
 
 
-def _drive_axis(a: Axis, account: SimulatedAccount, t1: float, on_refusal=None) -> None:
-    """Pace ``a`` against ``account`` until ``t1``; refusals come back 20 ms after sending."""
-    t = 0.0
+def _drive_axis(a: Axis, account: SimulatedAccount, t1: float, on_refusal=None) -> list[float]:
+    """Pace ``a`` against ``account`` until ``t1``; refusals come back 20 ms after sending.
+    Returns the send times of the admitted requests."""
+    t, admitted = 0.0, []
     while t < t1:
         wait = max(a.pause_until - t, a.pacer.wait(t, 1.0))
         if wait > 0.0:
@@ -268,12 +269,14 @@ def _drive_axis(a: Axis, account: SimulatedAccount, t1: float, on_refusal=None) 
         if account.admit(t, 1).ok:
             account.release()
             a.admitted(t, t + 0.3, 1.0)
+            admitted.append(t)
         else:
             before = (a.phase, a.estimate)
             a.refused(sent_at=t, now=t + 0.02, units=1.0)
             if on_refusal:
                 on_refusal(before, (a.phase, a.estimate))
         a.tick(t)
+    return admitted
 
 
 def test_a_rate_admitted_for_seconds_then_refused_is_stepped_back_not_halved():
@@ -309,3 +312,13 @@ def test_a_refused_probe_never_lowers_the_estimate_on_a_60_rpm_account():
     _drive_axis(a, account, 240.0, check)
     assert not lowered, lowered
     assert a.estimate is not None and 0.9 <= a.estimate <= 1.02  # 54-61 RPM learned on a 60 RPM account
+
+
+@pytest.mark.parametrize("limiter", ["sliding", "fixed"])
+def test_a_lane_dry_under_a_minute_window_resumes_when_the_window_frees_not_a_pause_later(limiter):
+    account = SimulatedAccount(AccountLimits(rpm=600, limiter=limiter), now=0.0)
+    a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
+    admitted = _drive_axis(a, account, 130.0)
+    gaps = [(b - x, b) for x, b in zip(admitted, admitted[1:])]
+    gap, resumed = max(gaps)  # the dry spell: the minute's quota was spent at the start
+    assert gap > 20.0 and resumed <= admitted[0] + 60.0 + 1.0, (gap, resumed, admitted[0])

@@ -6,7 +6,9 @@ Phases and what moves between them, all in :data:`TRANSITIONS`:
   sends at it, none refused, and the pacer was what held them back).
 * ``BACKOFF``: refused while searching, or at the estimate: the rate was cut; it climbs
   back toward the refused rate while steps are proven, and is cut again when a request
-  sent *after* the cut is refused (a refusal of one sent before it says nothing new).
+  sent *after* the cut is refused (a refusal of one sent before it says nothing new); a
+  rate admitted for seconds before its refusal is near the ceiling, so it is stepped back
+  (``steady_cut``) rather than halved.
   The first cut goes no lower than the *floor*, what the account admitted over the last
   minute (a per-minute limit always admits that much again), and no higher than half the
   refused rate. Refused at the floor, the account is counting over a window (a bucket
@@ -16,7 +18,8 @@ Phases and what moves between them, all in :data:`TRANSITIONS`:
 * ``STEADY``: paced at the measured ceiling less a margin; the
   :class:`~promptforge_dagster.core.rate.prober.Prober` says when a probe is due.
 * ``PROBE``: above the estimate until refused or expired (back to steady: the estimator
-  measures from the refusal). Each time it has sent more beyond the estimate than the
+  measures from the refusal, but a refused probe never lowers the estimate it started
+  from). Each time it has sent more beyond the estimate than the
   account's burst could absorb (:mod:`~promptforge_dagster.core.rate.burst`), the estimate
   rises to what it proved and the probe reaches further.
 
@@ -187,8 +190,8 @@ class Axis:
             self._dry(now, retry_after_s)
         elif sent_at >= self._step_start:  # under the stated limit and refused soon after: others share it
             self._fire(Event.REFUSED, now)
-        if estimate is not None:
-            self._measured(estimate, now, at_least=kept)
+        if estimate is not None and now >= self.windowed_until:  # (within a minute of a dry window the
+            self._measured(estimate, now, at_least=kept)  # account admits the echo of our own first burst)
 
     def known_limit(self, per_minute: float, now: float) -> None:
         """The provider stated this limit (headers or message): the account's, so a cap this
@@ -265,10 +268,16 @@ class Axis:
 
     def _dry(self, now: float, retry_after_s: float | None) -> None:
         """Pause this axis until the account's window frees: as long as the provider said,
-        else doubling from DRY_PAUSE_S."""
+        else doubling from DRY_PAUSE_S, but no later than a minute after the oldest request
+        the account admitted in the last minute (a sliding minute frees it then, a fixed
+        minute has reset by then)."""
         self._dry_pauses += 1
         backoff = min(DRY_PAUSE_MAX_S, DRY_PAUSE_S * 2 ** (self._dry_pauses - 1))
-        self.pause_until = now + (min(MINUTE_S, retry_after_s) if retry_after_s else backoff)
+        until = now + (min(MINUTE_S, retry_after_s) if retry_after_s else backoff)
+        oldest = self.estimator.first_admitted(now - MINUTE_S, now) if not retry_after_s else None
+        if oldest is not None:
+            until = min(until, max(now, oldest + MINUTE_S) + DRY_READ_BACK_S)
+        self.pause_until = until
         self.estimator.forget()
         self._new_step(now)
 
@@ -347,9 +356,9 @@ class Axis:
 
     def _proven(self, now: float) -> bool:
         full_at = self._step_full_at
-        if self.phase is Phase.DISCOVER:  # nothing refused yet: a step is full after step_max_s, sent or not
-            full_at = min(full_at, self._step_start + self.cfg.discovery.step_max_s)  # (a slow lane's next
-            # send may come a second later; its step's sends are as old either way)
+        if self.phase is Phase.DISCOVER:  # nothing refused yet: a step is full after step_max_s, whether or
+            # not a slow lane sent again since (its next send may be a second away; its sends are as old)
+            full_at = min(full_at, self._step_start + self.cfg.discovery.step_max_s)
         return (self._blocked and now - self._step_start >= self.cfg.discovery.step_min_s
                 and now - full_at >= self._settle)
 

@@ -137,6 +137,26 @@ class CeilingEstimator:
         refused0 = values[2] if values[2] is not None else 0.0
         return max(0.0, (values[1] or 0.0) - sends0 - ((values[3] or 0.0) - refused0))
 
+    def first_admitted(self, t0: float, t1: float) -> float | None:
+        """The send time (to the history's grain) of the first request sent after ``t0`` and
+        admitted, before ``t1``; None if there was none.
+
+        >>> e = CeilingEstimator()
+        >>> e.sent(1.0, 1.0); e.refused(1.0, 1.0); e.sent(3.0, 1.0)
+        >>> round(e.first_admitted(0.0, 10.0), 1), e.first_admitted(3.5, 10.0)
+        (3.0, None)
+        """
+        if not (self.net_between(t0, t1) or 0.0) > 0.0:
+            return None
+        lo, hi = t0, t1  # admitted in (t0, hi], not in (t0, lo]
+        while hi - lo > BUCKET_S:
+            mid = (lo + hi) / 2.0
+            if (self.net_between(t0, mid) or 0.0) > 0.0:
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
     def sent_between(self, t0: float, t1: float) -> float:
         """Units sent in ``(t0, t1]`` (by send time), refused or not."""
         a, b = self._sends.before(t0), self._sends.before(t1)
