@@ -105,6 +105,15 @@ class LaneSync:
     def members(self, lane: str) -> int:
         return self._members.get(lane, 1)
 
+    def finish(self) -> None:
+        """The job ends: leave its latest learned state for the next job on the lane, and
+        leave. Best effort: sharing never changes a job's outcome."""
+        try:
+            self.sync()
+        except Exception:  # noqa: BLE001 - the next job learns afresh
+            pass
+        self.leave()
+
     def leave(self) -> None:
         for lane in self._members:  # the lanes this job joined
             try:

@@ -12,7 +12,7 @@ from typing import Any
 
 _HOME = {
     "JobAttempt": "attempt", "JobResult": "spec", "JobSpec": "spec", "Phase": "attempt",
-    "clear_output": "attempt", "default_job_id": "spec", "run_attempt": "attempt", "run_job": "attempt",
+    "clear_output": "publish", "default_job_id": "spec", "run_attempt": "attempt", "run_job": "attempt",
     "JobFailed": "errors", "JobRejected": "errors", "JobSuperseded": "errors",
     "JobHooks": "hooks", "OutputLayout": "layout",
 }

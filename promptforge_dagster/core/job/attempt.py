@@ -20,6 +20,9 @@ they go, the pipeline on its flush loop. The publish is fenced three times: the
 ``publishing`` checkpoint commit (compare-and-swap), a forced lease check right before
 ``results.jsonl`` is finalized, and a conditional write of ``summary.json`` that names
 the epoch and the generation of the ``results.jsonl`` it describes.
+
+Beside it: ``source.py`` (the input pinned at its generation), ``publish.py`` (what the
+publish writes and reads back) and ``endings.py`` (how an ending is recorded).
 """
 
 from __future__ import annotations
@@ -35,19 +38,16 @@ from pyroaring import BitMap
 
 from promptforge_dagster.core.commit import JobCommitter, ResumeInfo
 from promptforge_dagster.core.formats import LineParser, NotJsonlError
-from promptforge_dagster.core.gzip_source import GZIP_MAGIC, GzipSource, TruncatedGzip, is_gzip
 from promptforge_dagster.core.input_scan import SNIFF_BYTES, InputIndex, scan_input, sniff
-from promptforge_dagster.core.job.errors import (
-    RETRYABLE_ERROR_CODES, JobFailed, JobRejected, JobSuperseded,
-)
-from promptforge_dagster.core.job.heartbeat import EXPIRY_MARGIN_S, Heartbeat, LeaseUnrenewable
-from promptforge_dagster.core.job.endings import EARLIER_COUNTERS, counters_of, outcome_of
+from promptforge_dagster.core.job.errors import JobFailed, JobRejected, JobSuperseded
+from promptforge_dagster.core.job.heartbeat import Heartbeat, LeaseUnrenewable
+from promptforge_dagster.core.job.endings import EARLIER_COUNTERS, counters_of, outcome_of, record_outcome
 from promptforge_dagster.core.job.hooks import JobHooks
 from promptforge_dagster.core.job.spec import JobResult, JobSpec, default_job_id
-from promptforge_dagster.core.job.layout import OutputLayout
+from promptforge_dagster.core.job.source import InputSource
+from promptforge_dagster.core.job.publish import commit_retrying, published_earlier, summary_document
 from promptforge_dagster.core.job_registry import JobRegistry, LeaseHeld, LeaseLost
 from promptforge_dagster.core.pipeline import JobStats, Pipeline, Provider
-from promptforge_dagster.core.rate_chart import rate_chart
 from promptforge_dagster.core.rate_controller import RateController
 from promptforge_dagster.core.rate_history import RateHistory
 from promptforge_dagster.core.rate_lanes import RateLanes
@@ -58,10 +58,6 @@ from promptforge_dagster.core.storage import PreconditionFailed, Storage
 
 # The scan beats the heartbeat every this many lines (a beat renews only when due).
 SCAN_BEAT_LINES = 4096
-# A publish commit that failed for a transient reason is tried again after this long,
-# doubling up to the cap, while the lease has time left.
-PUBLISH_COMMIT_FIRST_DELAY_S = 0.5
-PUBLISH_COMMIT_MAX_DELAY_S = 8.0
 
 
 class Phase(enum.Enum):
@@ -111,8 +107,7 @@ class JobAttempt:
         self.history = RateHistory(self.stats, self.lanes.snapshot, start=clock())
         self.pipeline: Pipeline | None = None
         self.result: JobResult | None = None
-        self._size: int | None = None
-        self._compressed = False
+        self.source: InputSource | None = None  # the input pinned at its generation, set by open()
 
     def _enter(self, phase: Phase) -> None:
         if NEXT.get(self.phase) is not phase:
@@ -128,14 +123,15 @@ class JobAttempt:
         info = self.input_storage.stat(spec.input_uri)
         if info is None:
             raise JobRejected(f"input {spec.input_uri} does not exist")
-        self.generation, self._size = info.generation, info.size
+        self.generation = info.generation
         if spec.input_generation is not None and info.generation != spec.input_generation:
             raise JobRejected(
                 f"input {spec.input_uri} was replaced: this job is for generation {spec.input_generation}, "
                 f"the object is now generation {info.generation} (the new upload is a job of its own)")
         try:
-            self._compressed = info.size >= len(GZIP_MAGIC) and is_gzip(self._read_range(0, len(GZIP_MAGIC)))
-            read, size = self._source()
+            self.source = InputSource(self.input_storage, spec.input_uri, info.generation, info.size,
+                                      chunk_bytes=spec.chunk_bytes, max_line_bytes=spec.max_line_bytes)
+            read, size = self.source.plain()
             sniff(read(0, SNIFF_BYTES if size is None else min(SNIFF_BYTES, size)), spec.input_uri)
         except NotJsonlError as exc:
             raise JobRejected(str(exc)) from exc
@@ -164,32 +160,9 @@ class JobAttempt:
     def _beat(self, *, force: bool = False) -> Any:
         return self.heartbeat.beat(force=force) if self.heartbeat is not None else None
 
-    def _read_range(self, start: int, length: int) -> bytes:
-        try:
-            return self.input_storage.read_range(self.spec.input_uri, start, length, self.generation)
-        except PreconditionFailed as exc:
-            raise JobFailed(
-                f"input {self.spec.input_uri} was replaced while the job ran (it started on generation "
-                f"{self.generation}); a re-upload is a new job") from exc
-
-    def _source(self) -> tuple[Callable[[int, int], bytes], int | None]:
-        """The input's bytes (decompressed, for gzip: a stream of unknown length)."""
-        if not self._compressed:
-            return self._read_range, self._size
-        gz = GzipSource(self._read_range, self._size)
-
-        def read_plain(start: int, length: int) -> bytes:
-            try:
-                return gz.read_range(start, length)
-            except TruncatedGzip as exc:
-                raise JobFailed(f"input {self.spec.input_uri}: {exc}") from exc
-
-        return read_plain, None
-
     def lines(self, position: ReadPosition = ReadPosition()) -> PromptReader:
-        source, size = self._source()
-        return PromptReader(source, size, start=position, chunk_bytes=self.spec.chunk_bytes,
-                            max_line_bytes=self.spec.max_line_bytes)
+        assert self.source is not None, "open() pins the input first"
+        return self.source.lines(position)
 
     # -- prepare --------------------------------------------------------------------
     def prepare(self) -> JobResult | None:
@@ -271,10 +244,6 @@ class JobAttempt:
 
     def _make_pipeline(self, start: ReadPosition, done: BitMap) -> Pipeline:
         spec = self.spec
-
-        def heartbeat() -> Any:
-            return self._beat()
-
         return Pipeline(
             job_id=self.job_id, lines=self.lines,
             parser=LineParser(spec.defaults, spec.max_line_bytes, source=spec.input_uri, policy=spec.policy),
@@ -282,7 +251,7 @@ class JobAttempt:
             config=spec.pipeline, start=start, done=done, duplicates=self.index.duplicates, stats=self.stats,
             clock=self.clock, wall_clock=self.wall_clock, checkpoint=self._commit,
             checkpoint_interval_s=spec.checkpoint_interval_s, after_checkpoint=self._after_commit,
-            heartbeat=heartbeat,
+            heartbeat=self._beat,
             heartbeat_s=min(spec.heartbeat_s, 1.0),  # the heartbeat itself decides when a renewal is due
             on_success=self.hooks.on_success, on_tick=self.history.sample, log=self.hooks.log)
 
@@ -336,32 +305,12 @@ class JobAttempt:
             raise LeaseLost(f"job {self.job_id}: another attempt published {layout.results} first") from exc
         self.history.sample(self.clock(), force=True)  # the last interval, whatever its length
         self._write_plot()
-        wall_s = self.clock() - self.started
-        completed = self.stats.done - self.stats.input_errors  # requests the provider answered for good
-        doc = {
-            "input": self.spec.input_uri,
-            "input_generation": self.generation,
-            "job_id": self.job_id,
-            "epoch": committer.lease.epoch if committer.lease else None,
-            "output": layout.results,
-            "results_generation": results_generation,
-            "model": self.spec.defaults.model,
-            **summary_box[0].as_dict(),
-            "skipped_as_done": self.stats.skipped,
-            "input_errors": self.stats.input_errors,
-            "rate_limited_429": self.stats.rate_limited + self.stats.earlier.get("rate_limited", 0),
-            "retries": self.stats.retries + self.stats.earlier.get("retries", 0),
-            "attempts": self.stats.earlier.get("attempts", 0) + 1,  # that reached a checkpoint, this one included
-            "wall_time_s": round(wall_s, 3),
-            "achieved_rpm": round(completed * 60.0 / wall_s, 1) if wall_s > 0 else None,
-            "rate_lanes": self.lanes.snapshot(),
-        }
-        if self.lanes.groups:  # which deployment served each group, and which were dropped and why
-            doc["deployments"] = {name: {"deployments": [d.id for d in g.deployments], "dropped": dict(g.dropped)}
-                                  for name, g in self.lanes.groups.items()}
-        if self.hooks.plot is not None:
-            doc["rate_plot"] = layout.plot
-        doc["rate_chart"] = rate_chart(self.history.points)  # this attempt's, as text any viewer shows
+        doc = summary_document(
+            spec=self.spec, generation=self.generation, job_id=self.job_id,
+            epoch=committer.lease.epoch if committer.lease else None, layout=layout,
+            results_generation=results_generation, assembled=summary_box[0].as_dict(), stats=self.stats,
+            wall_s=self.clock() - self.started, lanes=self.lanes, plot=self.hooks.plot is not None,
+            points=self.history.points)
         self._beat(force=True)
         try:
             storage.write_bytes(layout.summary, msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\n",
@@ -383,42 +332,19 @@ class JobAttempt:
         return self.result
 
     def _commit_retrying(self, position: ReadPosition, status: str) -> None:
-        """A publish commit, tried again after transient failures while the lease has time
-        left (the heartbeat's budget); :class:`LeaseLost` at once."""
-        delay = PUBLISH_COMMIT_FIRST_DELAY_S
-        while True:
-            try:
-                self.committer.commit(self.wall_clock(), position, self.lanes.export_state(),
-                                      counters_of(self.stats), status=status)
-                return
-            except LeaseLost:
-                raise
-            except Exception:
-                hb = self.heartbeat
-                spent = self.wall_clock() - hb.last_renewed if hb is not None else float("inf")
-                if hb is None or spent + delay >= hb.lease_ttl_s - EXPIRY_MARGIN_S:
-                    raise
-                self.sleep(delay)
-                delay = min(delay * 2, PUBLISH_COMMIT_MAX_DELAY_S)
+        def commit() -> None:
+            self.committer.commit(self.wall_clock(), position, self.lanes.export_state(), counters_of(self.stats),
+                                  status=status)
+
+        commit_retrying(commit, self.heartbeat, wall_clock=self.wall_clock, sleep=self.sleep)
 
     def _already_published(self) -> JobResult | None:
-        """An earlier attempt's publish of this input version, if both files are there and
-        belong together (the summary names this generation and the results' generation)."""
-        storage, layout = self.output_storage, self.layout
-        results = storage.stat(layout.results)
-        if results is None or storage.stat(layout.summary) is None:
+        summary = published_earlier(self.output_storage, self.layout, self.generation)
+        if summary is None:
             return None
-        try:
-            summary = msgspec.json.decode(storage.read_bytes(layout.summary))
-        except msgspec.DecodeError:
-            return None
-        if (summary.get("input_generation") != self.generation
-                or summary.get("results_generation") not in (None, results.generation)):
-            return None
-        summary = {**summary, "skipped_as_done": summary.get("prompts") or 0, "already_published": True}
         self.stats.total = summary.get("prompts")
         self.stats.skipped = summary.get("prompts") or 0
-        return JobResult(layout.results, layout.summary, summary, self.stats)
+        return JobResult(self.layout.results, self.layout.summary, summary, self.stats)
 
     # -- close ------------------------------------------------------------------------
     def close(self, error: BaseException | None) -> None:
@@ -427,49 +353,14 @@ class JobAttempt:
         try:
             self._record(status, message)
         finally:
-            self._leave_lane()
+            if self.lane_sync is not None:
+                self.lane_sync.finish()
             self.phase = Phase.CLOSED
 
     def _record(self, status: str, message: str | None) -> None:
-        if not status:
-            return
-        now = self.wall_clock()
-        if self.committer is not None and self.committer.lost is not None:
-            return  # a newer attempt owns the record
-        lease = self.committer.lease if self.committer is not None else None
-        if lease is None:
-            if status != "succeeded" and self.job_id:
-                self.registry.settle(self.job_id, now, status, message)  # never took the lease
-            return
-        counters = counters_of(self.stats)
         summary = self.result.summary if self.result is not None and status == "succeeded" else None
-        if summary is not None:  # the whole job's figures, not just this attempt's
-            errors = summary.get("errors_by_code") or {}
-            counters.update(total=summary.get("prompts") or 0, succeeded=summary.get("succeeded") or 0,
-                            failed=summary.get("failed") or 0,
-                            retryable_failed=sum(errors.get(c, 0) for c in RETRYABLE_ERROR_CODES))
-        try:
-            self.registry.finish(lease, now, status, counters, message)
-        except LeaseLost:
-            pass  # a newer attempt owns the record now; its outcome is the one that counts
-        except Exception as exc:  # noqa: BLE001 - the outcome stands; the registry catches up
-            # A failed run is settled by the run-end sensor; a published job whose record
-            # still says running is relaunched once its lease expires, finds its results
-            # already published and records success.
-            self.hooks.log(f"could not record the job's outcome ({status}): {type(exc).__name__}: {exc}")
-
-    def _leave_lane(self) -> None:
-        if self.lane_sync is None:
-            return
-        try:
-            self.lane_sync.sync()  # the latest learned state, for the next job on the lane
-        except Exception:  # noqa: BLE001 - sharing is best effort; the job's outcome stands
-            pass
-        try:
-            self.lane_sync.leave()
-        except Exception:  # noqa: BLE001
-            pass
-
+        record_outcome(self.registry, self.committer, self.job_id, status, message, self.stats, summary,
+                       now=self.wall_clock(), log=self.hooks.log)
 
 async def run_attempt(attempt: JobAttempt) -> JobResult:
     """Drive one attempt through its phases; record its outcome however it ends. Raises
@@ -506,15 +397,4 @@ async def run_job(spec: JobSpec, *, input_storage: Storage, output_storage: Stor
     return await run_attempt(attempt)
 
 
-def clear_output(storage: Storage, output_uri: str) -> None:
-    """Discard earlier progress (``--restart``): parts of every input version, checkpoint,
-    scan, results, summary and plot."""
-    layout = OutputLayout(output_uri)
-    for path in storage.list(layout.parts()):
-        storage.delete(path)
-    for path in layout.single_objects():
-        storage.delete(path)
-
-
-__all__ = ["JobAttempt", "JobResult", "JobSpec", "Phase", "clear_output", "default_job_id", "run_attempt",
-           "run_job"]
+__all__ = ["JobAttempt", "JobResult", "JobSpec", "Phase", "default_job_id", "run_attempt", "run_job"]

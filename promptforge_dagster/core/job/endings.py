@@ -1,10 +1,14 @@
 """How an attempt ended, as the registry records it: the status, the one-line message,
-and the counters reported with it."""
+and the counters reported with it (:func:`record_outcome` writes them)."""
 
 from __future__ import annotations
 
-from promptforge_dagster.core.job.errors import JobFailed, JobRejected  # noqa: F401 - JobRejected: the doctest
-from promptforge_dagster.core.job_registry import LeaseLost
+from typing import Any, Callable
+
+from promptforge_dagster.core.job.errors import (  # noqa: F401 - JobRejected: the doctest
+    RETRYABLE_ERROR_CODES, JobFailed, JobRejected,
+)
+from promptforge_dagster.core.job_registry import JobRegistry, LeaseLost
 from promptforge_dagster.core.pipeline_config import JobStats
 
 # Messages recorded in the registry are cut to this length (one line in a UI table).
@@ -53,3 +57,35 @@ def outcome_of(error: BaseException | None, stats: JobStats) -> tuple[str, str |
         return "failed", f"{type(error).__name__}: {error}"[:MESSAGE_CHARS]
     done = stats.succeeded + stats.failed + stats.skipped
     return "cancelled", f"cancelled ({done} of {stats.total or '?'} prompts done and kept)"
+
+
+def record_outcome(registry: JobRegistry, committer: Any, job_id: str, status: str, message: str | None,
+                   stats: JobStats, summary: dict[str, Any] | None, *, now: float,
+                   log: Callable[[str], None]) -> None:
+    """Record how the job ended, under the attempt's lease (``committer``: its
+    :class:`~promptforge_dagster.core.commit.JobCommitter`, or None before it took one).
+    ``summary``: the published summary, whose figures are the whole job's, not this attempt's."""
+    if not status:
+        return
+    if committer is not None and committer.lost is not None:
+        return  # a newer attempt owns the record
+    lease = committer.lease if committer is not None else None
+    if lease is None:
+        if status != "succeeded" and job_id:
+            registry.settle(job_id, now, status, message)  # never took the lease
+        return
+    counters = counters_of(stats)
+    if summary is not None:
+        errors = summary.get("errors_by_code") or {}
+        counters.update(total=summary.get("prompts") or 0, succeeded=summary.get("succeeded") or 0,
+                        failed=summary.get("failed") or 0,
+                        retryable_failed=sum(errors.get(c, 0) for c in RETRYABLE_ERROR_CODES))
+    try:
+        registry.finish(lease, now, status, counters, message)
+    except LeaseLost:
+        pass  # a newer attempt owns the record now; its outcome is the one that counts
+    except Exception as exc:  # noqa: BLE001 - the outcome stands; the registry catches up
+        # A failed run is settled by the run-end sensor; a published job whose record
+        # still says running is relaunched once its lease expires, finds its results
+        # already published and records success.
+        log(f"could not record the job's outcome ({status}): {type(exc).__name__}: {exc}")
