@@ -270,11 +270,13 @@ class Axis:
         """Pause this axis until the account's window frees: as long as the provider said,
         else doubling from DRY_PAUSE_S, but no later than a minute after the oldest request
         the account admitted in the last minute (a sliding minute frees it then, a fixed
-        minute has reset by then)."""
+        minute has reset by then). Not in the minute after a dry spell: a sliding minute then
+        frees as our first sends age out, a few at a time, and each one would cost a refusal."""
         self._dry_pauses += 1
         backoff = min(DRY_PAUSE_MAX_S, DRY_PAUSE_S * 2 ** (self._dry_pauses - 1))
         until = now + (min(MINUTE_S, retry_after_s) if retry_after_s else backoff)
-        oldest = self.estimator.first_admitted(now - MINUTE_S, now) if not retry_after_s else None
+        windowed = now < self.windowed_until  # the echo of a spent window: it frees as our own sends age out
+        oldest = self.estimator.first_admitted(now - MINUTE_S, now) if not (retry_after_s or windowed) else None
         if oldest is not None:
             until = min(until, max(now, oldest + MINUTE_S) + DRY_READ_BACK_S)
         self.pause_until = until
