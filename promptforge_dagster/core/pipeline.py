@@ -402,9 +402,7 @@ class Pipeline:
                     f"line {req.line_no}: the request could not be prepared ({type(exc).__name__})", req.carry,
                     req.endpoint)))
                 return
-            while True:
-                while self._no_room():  # retries too: a full server is not flooded
-                    await self._sleep(LIMIT_RECHECK_S)
+            while True:  # (retries too wait for room in flight, in the pacer: a full server is not flooded)
                 deployment: Deployment | None = None
                 if group is None:
                     await self._pace(lane, controller, est)
