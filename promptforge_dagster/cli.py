@@ -170,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--style", choices=["openai", "azure", "anthropic", "gemini", "vertex", "vllm", "bare"],
                      default="openai", help="how refusals (and rate headers) are worded, as that provider does")
     sim.add_argument("--limiter", choices=["bucket", "sliding", "fixed"], default="bucket",
-                     help="how the account counts: token bucket, sliding 60-s window, or fixed per-minute window")
+                     help="how the account counts: token bucket, sliding window, or fixed window")
+    sim.add_argument("--window-s", type=float, default=60.0,
+                     help="the span a sliding or fixed window counts over (Azure OpenAI: 1 or 10 s)")
     sim.add_argument("--refusals-count", action="store_true",
                      help="refused requests count against the limit too (OpenAI documents this)")
     sim.add_argument("--concurrency", type=int, default=0,
@@ -399,8 +401,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
     limits = AccountLimits(rpm=args.rpm or None, tpm=args.tpm or None, burst_s=args.burst_s,
                            schedule=parse_schedule(args.schedule), limiter=args.limiter,
-                           refusals_count=args.refusals_count, concurrency=args.concurrency or None,
-                           queue=args.queue)
+                           window_s=args.window_s, refusals_count=args.refusals_count,
+                           concurrency=args.concurrency or None, queue=args.queue)
     config = SimulatorConfig(
         limits=limits, headers=args.headers, style=args.style, latency_ms=args.latency_ms,
         latency_per_token_ms=args.latency_per_token_ms, latency_sigma=args.latency_sigma,

@@ -23,9 +23,9 @@ class AccountLimits:
     ``schedule`` changes the limits over time: ``[(t_seconds, rpm, tpm), ...]`` sorted by
     time, each entry applying from ``t`` on (``None`` keeps that limit as it was).
 
-    The provider matrix: ``limiter`` is how the account counts ("bucket", "sliding" 60-s
-    window, "fixed" per-minute window); ``refusals_count`` charges refused requests too
-    (OpenAI: "unsuccessful requests contribute to your per-minute limit");
+    The provider matrix: ``limiter`` is how the account counts ("bucket", "sliding"
+    window, "fixed" window, each over ``window_s`` seconds, a minute unless set);
+    ``refusals_count`` charges refused requests too (OpenAI: "unsuccessful requests contribute to your per-minute limit");
     ``concurrency`` is a self-hosted server's batch size (vLLM, TGI) and ``queue`` how
     many more may wait before it answers "queue full".
     """
@@ -35,6 +35,7 @@ class AccountLimits:
     burst_s: float = 2.0
     schedule: tuple[tuple[float, float | None, float | None], ...] = ()
     limiter: str = "bucket"
+    window_s: float = 60.0  # the span a window counter counts over (Azure: 1 or 10 s)
     refusals_count: bool = False
     concurrency: int | None = None
     queue: int = 0
@@ -112,7 +113,8 @@ class SimulatedAccount:
         if per_minute is None:
             return None
         if limiter is None:
-            return make_limiter(self.limits.limiter, per_minute, self.limits.burst_s, now - self.started)
+            return make_limiter(self.limits.limiter, per_minute, self.limits.burst_s, now - self.started,
+                                self.limits.window_s)
         limiter.set_limit(per_minute, self.limits.burst_s, now - self.started)
         return limiter
 

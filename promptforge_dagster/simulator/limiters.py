@@ -6,7 +6,8 @@
 * :class:`SlidingWindowLimiter`: at most ``limit`` units in any ``window_s`` (60 s)
   span (a counter over a sliding window, as API gateways commonly keep).
 * :class:`FixedWindowLimiter`: at most ``limit`` units per calendar window, reset at
-  each window's start (Gemini's per-minute quotas, gateway counters).
+  each window's start (Gemini's per-minute quotas, gateway counters; Azure OpenAI's RPM
+  counted over 1- or 10-s intervals).
 
 Each can also count what it refuses (``charge`` of a refused request): OpenAI documents
 that "unsuccessful requests contribute to your per-minute limit", so a client that floods
@@ -129,12 +130,14 @@ class FixedWindowLimiter:
         return max(0.0, self.limit - self._used)
 
 
-def make_limiter(kind: str, per_minute: float, burst_s: float, now: float):
-    """A limiter of ``kind`` ("bucket", "sliding" or "fixed") for a per-minute limit."""
+def make_limiter(kind: str, per_minute: float, burst_s: float, now: float, window_s: float = 60.0):
+    """A limiter of ``kind`` ("bucket", "sliding" or "fixed") for a per-minute limit; a
+    window counter allows ``per_minute x window_s / 60`` per ``window_s`` (Azure OpenAI
+    evaluates its RPM over 1- or 10-s intervals: 600 RPM refuses an 11th request in a second)."""
     if kind == "bucket":
         return BucketLimiter(per_minute, burst_s, now)
     if kind == "sliding":
-        return SlidingWindowLimiter(per_minute)
+        return SlidingWindowLimiter(per_minute, window_s)
     if kind == "fixed":
-        return FixedWindowLimiter(per_minute)
+        return FixedWindowLimiter(per_minute, window_s)
     raise ValueError(f"unknown limiter {kind!r} (bucket, sliding or fixed)")

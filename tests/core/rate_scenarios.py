@@ -70,6 +70,11 @@ SCENARIOS = [
     Scenario("anthropic-600-headers", AccountLimits(rpm=600), 0.95, 0.01, {"style": "anthropic", "headers": True}),
     Scenario("gemini-600-fixed", AccountLimits(rpm=600, limiter="fixed"), 0.95, 0.03, {"style": "gemini"},
              goal=STEADY_GOAL),
+    # Azure OpenAI evaluates RPM over 1- or 10-s intervals (PROVIDERS.md): a window counter, not a minute
+    Scenario("azure-600-10s-window", AccountLimits(rpm=600, limiter="fixed", window_s=10.0), 0.93, 0.02,
+             {"style": "azure", "headers": True}, goal=STEADY_GOAL),
+    Scenario("azure-600-1s-window", AccountLimits(rpm=600, limiter="fixed", window_s=1.0), 0.75, 0.01,
+             {"style": "azure", "headers": True}, goal=STEADY_GOAL),
     Scenario("vertex-600", AccountLimits(rpm=600), 0.95, 0.01, {"style": "vertex"}),
     Scenario("bare-600", AccountLimits(rpm=600), 0.95, 0.01, {"style": "bare"}),
     # TPM charged at admission on prompt + max_tokens, mixed prompt sizes

@@ -15,6 +15,7 @@ from promptforge_dagster.core.rate.estimator import CeilingEstimator
 from promptforge_dagster.core.rate.pacer import Pacer
 from promptforge_dagster.core.rate.prober import Prober
 from promptforge_dagster.core.rate.signals import parse_signal
+from promptforge_dagster.core.rate.window import WindowLearner
 from promptforge_dagster.core.rate_controller import RateSample
 from promptforge_dagster.simulator.account import AccountLimits, Admission, SimulatedAccount
 from promptforge_dagster.simulator.styles import STYLES, message_of, refusal
@@ -322,3 +323,27 @@ def test_a_lane_dry_under_a_minute_window_resumes_when_the_window_frees_not_a_pa
     gaps = [(b - x, b) for x, b in zip(admitted, admitted[1:])]
     gap, resumed = max(gaps)  # the dry spell: the minute's quota was spent at the start
     assert gap > 20.0 and resumed <= admitted[0] + 60.0 + 1.0, (gap, resumed, admitted[0])
+
+
+def test_the_window_learner_reads_a_windows_span_and_quota_from_the_dry_spell_that_ended():
+    w = WindowLearner()
+    assert w.resumed(sent_at=5.0, admitted=lambda t0, t1: 10.0) is None  # no dry spell seen: nothing read
+    w.went_dry(first_admitted=0.0, dry_at=5.0)
+    assert w.resumed(sent_at=10.0, admitted=lambda t0, t1: 100.0) == pytest.approx(10.0)
+    w.went_dry(first_admitted=10.0, dry_at=14.0)  # later spells read the span already known, or more
+    w.resumed(sent_at=30.0, admitted=lambda t0, t1: 100.0)
+    assert (w.span_s, w.known) == (10.0, True)
+
+
+@pytest.mark.parametrize("limiter", ["fixed", "sliding"])
+def test_a_lane_on_a_ten_second_window_learns_its_ceiling_and_waits_out_a_spent_window_without_cutting(limiter):
+    # Azure OpenAI counts RPM over 10-s intervals: learning a minute's floor there paced at a sixth of it
+    account = SimulatedAccount(AccountLimits(rpm=600, limiter=limiter, window_s=10.0), now=0.0)
+    a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
+    cuts = []
+    admitted = _drive_axis(a, account, 90.0, on_refusal=lambda b, after: cuts.append(after) if
+                           after[0] is Phase.BACKOFF and b[0] is not Phase.DISCOVER and b[1] else None)
+    assert a.window.known and 9.0 <= a.window.span_s <= 12.0, a.window.span_s
+    assert 540.0 <= a.estimate * 60.0 <= 630.0, a.estimate * 60.0
+    assert len([t for t in admitted if t >= 30.0]) >= 0.9 * 600.0  # the last minute, at 600 RPM
+    assert not cuts, cuts  # refused at the estimate (a probe's spent window): paused, never cut

@@ -13,8 +13,9 @@ Phases and what moves between them, all in :data:`TRANSITIONS`:
   minute (a per-minute limit always admits that much again), and no higher than half the
   refused rate. Refused at the floor, the account is counting over a window (a bucket
   refills continuously, so it cannot stay dry below what it admits): the lane pauses,
-  doubling, until the window frees, and then holds at the floor for a minute before
-  climbing, so it does not chase the echo of its own first burst.
+  doubling, until the window frees. When it does, the window's span and quota are the
+  ceiling (:mod:`~promptforge_dagster.core.rate.window`; Azure counts over 10 s), and a
+  refusal at that estimate later is a spent window again: a pause, not a cut.
 * ``STEADY``: paced at the measured ceiling less a margin; the
   :class:`~promptforge_dagster.core.rate.prober.Prober` says when a probe is due.
 * ``PROBE``: above the estimate until refused or expired (back to steady: the estimator
@@ -49,11 +50,11 @@ from promptforge_dagster.core.rate.burst import BurstLearner
 from promptforge_dagster.core.rate.estimator import CeilingEstimator, Estimate
 from promptforge_dagster.core.rate.pacer import Pacer
 from promptforge_dagster.core.rate.prober import Prober
+from promptforge_dagster.core.rate.window import MINUTE_S, WindowLearner
 
 SETTLE_START_S = 0.25  # how long a refusal may take to come back, before one has been seen
 SETTLE_FACTOR = 2.0  # a step is proven once its sends are older than twice the slowest refusal
 SPENT_WINDOW_RETRY_S = 1.0  # refused under a stated limit with a retry this long: the window is spent, wait it out
-MINUTE_S = 60.0  # the span per-minute limits are counted over: what was admitted in it is always safe again
 DRY_PAUSE_S = 0.5  # refused at the floor: pause this long, doubling per refusal (a window must pass)
 DRY_PAUSE_MAX_S = 8.0  # ... up to this: probes a minute-long dry spell about ten times
 DRY_READ_BACK_S = 0.05  # the send history's grain: sends this close before the first refusal were as dry
@@ -127,6 +128,7 @@ class Axis:
         self._look = False  # after a cut: the next request goes alone, then a pause to hear of it
         self._dry_pauses = 0
         self.windowed_until = 0.0  # the account counts over a window: hold at the floor until then
+        self.window, self._retry_after = WindowLearner(), None  # the span counted over; the provider's retry
         self._new_step(now)
 
     # -- what the controller tells it -----------------------------------------
@@ -150,12 +152,17 @@ class Axis:
         """An answer came back admitted: a dry spell is over."""
         if self._dry_pauses:
             self._dry_pauses = 0
-            self.windowed_until = now + MINUTE_S
+            per_s = self.window.resumed(sent_at, self.estimator.net_between)
+            self.windowed_until = now + self.window.span_s
+            if per_s is not None and (self.estimate is None or per_s < self.estimate):  # a window's quota
+                span = self.window.span_s  # over its span: the ceiling (a lower one than estimated, or the first)
+                self._measured(Estimate(per_s, span, per_s * span, 0.0), now)
 
     def floor(self, now: float) -> float:
-        """Admitted per second over the last minute (sends less refusals, by send time, old
-        enough for their refusals to be back), over a whole minute however young the lane."""
-        return (self.estimator.net_between(now - MINUTE_S, now - self._settle) or 0.0) / MINUTE_S
+        """Admitted per second over the last window (sends less refusals, by send time, old
+        enough for their refusals to be back), over a whole window however young the lane."""
+        span = self.window.span_s
+        return (self.estimator.net_between(now - span, now - self._settle) or 0.0) / span
 
     def recent_admitted(self, now: float) -> float:
         """Admitted per second just now: what a dry account is giving while it refuses. Once
@@ -176,6 +183,7 @@ class Axis:
         kept = self.estimate if self.phase is Phase.PROBE and sent_at >= (self.prober.started_at or now) else None
         if self._dry_since is None:
             self._dry_since = sent_at
+        self._retry_after = retry_after_s
         self.pacer.repay(now, units)  # the account may have charged it: skip a slot to repay
         estimate = self.estimator.refused(sent_at, units)
         if self.first_dry_at is None and self.phase is Phase.DISCOVER:
@@ -188,6 +196,8 @@ class Axis:
         spent = self.known and retry_after_s is not None and retry_after_s >= SPENT_WINDOW_RETRY_S
         if sent_at >= self._step_start and spent:  # under the stated limit, told to wait: the window is spent
             self._dry(now, retry_after_s)
+        elif sent_at >= self._step_start and self.phase is Phase.STEADY and self.window.known:
+            self._dry(now, retry_after_s)  # a window counter at the estimate: the window is spent, wait it out
         elif sent_at >= self._step_start:  # under the stated limit and refused soon after: others share it
             self._fire(Event.REFUSED, now)
         if estimate is not None and now >= self.windowed_until:  # (within a minute of a dry window the
@@ -242,7 +252,7 @@ class Axis:
         self.refused_rates.append(self.per_s)
         floor = self.floor(now) if self.estimate is None else 0.0
         if self.per_s <= floor * 1.001:  # dry below what it admits per minute: a window, not a bucket
-            self._dry(now, None)
+            self._dry(now, self._retry_after)
             return
         self.decreases += 1
         # half the refused rate, or what the account admits while dry if that is less (a far
@@ -268,17 +278,19 @@ class Axis:
 
     def _dry(self, now: float, retry_after_s: float | None) -> None:
         """Pause this axis until the account's window frees: as long as the provider said,
-        else doubling from DRY_PAUSE_S, but no later than a minute after the oldest request
-        the account admitted in the last minute (a sliding minute frees it then, a fixed
-        minute has reset by then). Not in the minute after a dry spell: a sliding minute then
-        frees as our first sends age out, a few at a time, and each one would cost a refusal."""
+        else doubling from DRY_PAUSE_S, but no later than a window (a minute until one is
+        learned) after the oldest request it admitted in the last one (a sliding window frees
+        it then, a fixed one has reset). Not in the window after a dry spell: a sliding one
+        then frees as our first sends age out, a few at a time, each costing a refusal."""
         self._dry_pauses += 1
         backoff = min(DRY_PAUSE_MAX_S, DRY_PAUSE_S * 2 ** (self._dry_pauses - 1))
         until = now + (min(MINUTE_S, retry_after_s) if retry_after_s else backoff)
         windowed = now < self.windowed_until  # the echo of a spent window: it frees as our own sends age out
-        oldest = self.estimator.first_admitted(now - MINUTE_S, now) if not (retry_after_s or windowed) else None
-        if oldest is not None:
-            until = min(until, max(now, oldest + MINUTE_S) + DRY_READ_BACK_S)
+        oldest = self.estimator.first_admitted(now - self.window.span_s, now) if not windowed else None
+        if self._dry_pauses == 1:
+            self.window.went_dry(oldest, self._dry_since if self._dry_since is not None else now)
+        if oldest is not None and not retry_after_s:
+            until = min(until, max(now, oldest + self.window.span_s) + DRY_READ_BACK_S)
         self.pause_until = until
         self.estimator.forget()
         self._new_step(now)
