@@ -326,13 +326,21 @@ def test_a_lane_dry_under_a_minute_window_resumes_when_the_window_frees_not_a_pa
 
 
 def test_the_window_learner_reads_a_windows_span_and_quota_from_the_dry_spell_that_ended():
+    sends = [0.5 * i for i in range(80)]  # one every half second; refused at 5 s, 6 s and 22 s
+
+    def first_admitted(t0, t1):
+        return next((t for t in sends if t0 < t <= t1 and t not in (5.0, 6.0, 22.0)), None)
+
     w = WindowLearner()
     assert w.resumed(sent_at=5.0, admitted=lambda t0, t1: 10.0) is None  # no dry spell seen: nothing read
-    w.went_dry(first_admitted=0.0, dry_at=5.0)
-    assert w.resumed(sent_at=10.0, admitted=lambda t0, t1: 100.0) == pytest.approx(10.0)
-    w.went_dry(first_admitted=10.0, dry_at=14.0)  # later spells read the span already known, or more
+    w.refused(5.0, first_of_episode=True)
+    w.refused(6.0, first_of_episode=False)
+    w.went_dry(first_admitted, now=6.1, dry_at=5.0)
+    assert w.resumed(sent_at=10.0, admitted=lambda t0, t1: 100.0) == pytest.approx(10.0)  # 100 over 0-10 s
+    w.refused(22.0, first_of_episode=True)  # the next fill is read from after the last episode (6 s)
+    w.went_dry(first_admitted, now=22.1, dry_at=22.0)
     w.resumed(sent_at=30.0, admitted=lambda t0, t1: 100.0)
-    assert (w.span_s, w.known) == (10.0, True)
+    assert (w.span_s, w.known) == (10.0, True)  # 30 - 6.5 is longer: a later spell never lengthens it
 
 
 @pytest.mark.parametrize("limiter", ["fixed", "sliding"])

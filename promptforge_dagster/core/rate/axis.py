@@ -181,6 +181,7 @@ class Axis:
         self._settle = max(self._settle, SETTLE_FACTOR * (now - sent_at))
         # a refused probe says the ceiling is under its reach, not under the estimate it started from
         kept = self.estimate if self.phase is Phase.PROBE and sent_at >= (self.prober.started_at or now) else None
+        self.window.refused(sent_at, first_of_episode=self._dry_since is None)
         if self._dry_since is None:
             self._dry_since = sent_at
         self._retry_after = retry_after_s
@@ -287,8 +288,9 @@ class Axis:
         until = now + (min(MINUTE_S, retry_after_s) if retry_after_s else backoff)
         windowed = now < self.windowed_until  # the echo of a spent window: it frees as our own sends age out
         oldest = self.estimator.first_admitted(now - self.window.span_s, now) if not windowed else None
-        if self._dry_pauses == 1:
-            self.window.went_dry(oldest, self._dry_since if self._dry_since is not None else now)
+        if self._dry_pauses == 1 and not windowed:  # (the echo of a spent window is no new fill)
+            self.window.went_dry(self.estimator.first_admitted, now=now,
+                                 dry_at=self._dry_since if self._dry_since is not None else now)
         if oldest is not None and not retry_after_s:
             until = min(until, max(now, oldest + self.window.span_s) + DRY_READ_BACK_S)
         self.pause_until = until

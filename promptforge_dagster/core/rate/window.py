@@ -7,12 +7,14 @@ is about as long as from the first request it admitted to the first one it admit
 and the ceiling is what it admitted before it went dry, over that span. Until one is read
 the window is a minute, the longest span per-minute limits are counted over.
 
-Only a shorter span is taken: a lane that sends without pause finds the oldest request of a
-window one window back, so a later dry spell reads at least the span already known, plus
-however long the pause lasted (it says nothing new).
+The fill is read from the first request admitted after the previous episode of refusals (a
+window that reset since then counts afresh), within the span known so far. Only a shorter
+span is taken: a lane that sends without pause finds the oldest request of a window one
+window back, so a later dry spell reads at least the span already known.
 
 >>> w = WindowLearner()
->>> w.went_dry(first_admitted=0.0, dry_at=5.0)
+>>> w.refused(5.0, first_of_episode=True)
+>>> w.went_dry(lambda t0, t1: max(t0, 0.0), now=5.1, dry_at=5.0)   # admitted from 0 s until dry at 5 s
 >>> w.resumed(sent_at=10.0, admitted=lambda t0, t1: 100.0)   # 100 admitted, free again after 10 s
 10.0
 >>> w.span_s, w.known
@@ -21,6 +23,7 @@ however long the pause lasted (it says nothing new).
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 MINUTE_S = 60.0  # the span per-minute limits are counted over: what was admitted in it is always safe again
@@ -33,12 +36,21 @@ class WindowLearner:
         self.span_s = MINUTE_S
         self.known = False  # a dry spell ended as a window's does: the account counts over ``span_s``
         self._fill: tuple[float, float] | None = None
+        self._last_refused: float | None = None
+        self._episode_after: float | None = None  # the last refusal before this episode of refusals
 
-    def went_dry(self, first_admitted: float | None, dry_at: float) -> None:
-        """A dry spell began: the window's quota went to what was admitted from
-        ``first_admitted`` (the oldest request admitted within a window) to ``dry_at``."""
-        if first_admitted is not None:
-            self._fill = (first_admitted, dry_at)
+    def refused(self, sent_at: float, *, first_of_episode: bool) -> None:
+        if first_of_episode:
+            self._episode_after = self._last_refused
+        self._last_refused = sent_at
+
+    def went_dry(self, first_admitted: Callable[[float, float], float | None], *, now: float, dry_at: float) -> None:
+        """A dry spell began (its first refusal was sent at ``dry_at``): the window's quota went
+        to what was admitted since the first request ``first_admitted(t0, t1)`` finds after
+        the previous episode, within the span known so far."""
+        start = max(now - self.span_s, self._episode_after if self._episode_after is not None else -math.inf)
+        oldest = first_admitted(start, now)
+        self._fill = (oldest, dry_at) if oldest is not None and oldest < dry_at else None
 
     def resumed(self, sent_at: float, admitted: Callable[[float, float], float | None]) -> float | None:
         """A request sent at ``sent_at`` was admitted after the dry spell: the window freed.
