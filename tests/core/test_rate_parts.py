@@ -355,3 +355,25 @@ def test_a_lane_on_a_ten_second_window_learns_its_ceiling_and_waits_out_a_spent_
     assert 540.0 <= a.estimate * 60.0 <= 630.0, a.estimate * 60.0
     assert len([t for t in admitted if t >= 30.0]) >= 0.9 * 600.0  # the last minute, at 600 RPM
     assert not cuts, cuts  # refused at the estimate (a probe's spent window): paused, never cut
+
+
+def test_a_probe_refused_within_a_second_makes_the_next_one_reach_half_as_far():
+    p = Prober(Steady(), window_s=5.0)
+    reaches = []
+    for start, refused_after in ((0.0, 0.5), (30.0, 0.3), (60.0, 0.3), (90.0, 0.4), (120.0, 5.0)):
+        p.start(start)
+        reaches.append(round(p.reach(10.0), 2))
+        p.ended(refused_at=start + refused_after)
+    reaches.append(round(p.reach(10.0), 2))
+    # +50%, then +25%, +12.5% (the least), +12.5%; refused after 5 s (a bucket's burst ran out): +50% again
+    assert reaches == [15.0, 12.5, 11.25, 11.25, 11.25, 15.0]
+
+
+def test_a_lane_on_a_one_second_window_climbs_past_a_low_estimate_with_nearer_probes():
+    # Azure OpenAI also counts over 1-s intervals: a probe 50% above is refused within the second,
+    # always, so an estimate read 20% low at the cold start stayed there
+    account = SimulatedAccount(AccountLimits(rpm=600, limiter="fixed", window_s=1.0), now=0.0)
+    a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
+    admitted = _drive_axis(a, account, 180.0)
+    assert len([t for t in admitted if t >= 120.0]) >= 0.85 * 600.0  # the third minute
+    assert account.refused <= 0.01 * len(admitted)

@@ -91,7 +91,7 @@ TRANSITIONS: dict[tuple[Phase, Event], tuple[Phase, str]] = {
     (Phase.STEADY, Event.REFUSED): (Phase.BACKOFF, "step_back"),
     (Phase.STEADY, Event.PROBE_DUE): (Phase.PROBE, "probe"),
     (Phase.PROBE, Event.PROVEN): (Phase.PROBE, "raise"),
-    (Phase.PROBE, Event.REFUSED): (Phase.STEADY, "hold"),
+    (Phase.PROBE, Event.REFUSED): (Phase.STEADY, "fall_back"),
     (Phase.PROBE, Event.EXPIRED): (Phase.STEADY, "hold"),
     **{(p, Event.MEASURED): (Phase.STEADY, "hold") for p in Phase},
     **{(p, Event.KNOWN): (Phase.STEADY, "hold") for p in Phase},
@@ -152,11 +152,10 @@ class Axis:
         """An answer came back admitted: a dry spell is over."""
         if self._dry_pauses:
             self._dry_pauses = 0
-            per_s = self.window.resumed(sent_at, self.estimator.net_between)
-            self.windowed_until = now + self.window.span_s
-            if per_s is not None and (self.estimate is None or per_s < self.estimate):  # a window's quota
-                span = self.window.span_s  # over its span: the ceiling (a lower one than estimated, or the first)
-                self._measured(Estimate(per_s, span, per_s * span, 0.0), now)
+            per_s, span = self.window.resumed(sent_at, self.estimator.net_between), self.window.span_s
+            self.windowed_until = now + span
+            if per_s is not None and (self.estimate is None or per_s < self.estimate):  # the window's quota
+                self._measured(Estimate(per_s, span, per_s * span, 0.0), now)  # over its span: the ceiling
 
     def floor(self, now: float) -> float:
         """Admitted per second over the last window (sends less refusals, by send time, old
@@ -194,11 +193,10 @@ class Axis:
             # admitted beyond the estimate until the probe ran dry: the burst was at least that
             excess = (self.estimator.net_between(start, sent_at) or 0.0) - self.estimate * (sent_at - start)
             self.burst.observe(excess, per_s=self.estimate)
-        spent = self.known and retry_after_s is not None and retry_after_s >= SPENT_WINDOW_RETRY_S
-        if sent_at >= self._step_start and spent:  # under the stated limit, told to wait: the window is spent
+        spent = ((self.known and retry_after_s is not None and retry_after_s >= SPENT_WINDOW_RETRY_S)
+                 or (self.phase is Phase.STEADY and self.window.known))  # told to wait, or a window at the estimate
+        if sent_at >= self._step_start and spent:  # the window is spent: wait it out
             self._dry(now, retry_after_s)
-        elif sent_at >= self._step_start and self.phase is Phase.STEADY and self.window.known:
-            self._dry(now, retry_after_s)  # a window counter at the estimate: the window is spent, wait it out
         elif sent_at >= self._step_start:  # under the stated limit and refused soon after: others share it
             self._fire(Event.REFUSED, now)
         if estimate is not None and now >= self.windowed_until:  # (within a minute of a dry window the
@@ -264,9 +262,8 @@ class Axis:
             if len(self.refused_rates) > 1 and now - self._step_start >= SUSTAINED_S:
                 target = self.per_s * self.cfg.steady.steady_cut
         self._set(max(floor, target), now)
-        # look before sending on: what was sent before the cut comes back refused meanwhile,
-        # and a window counter that is dry then costs one refusal per cut, not a wave at the
-        # new rate (a bucket keeps refilling through the pause: nothing is lost there)
+        # look before sending on: what was sent before the cut comes back refused meanwhile, and a dry
+        # window costs one refusal per cut, not a wave at the new rate (a bucket refills meanwhile)
         if self.estimate is None:  # searching: the rate may be far above the ceiling
             self.pause_until = max(self.pause_until, now + self._settle)
             self._look = True  # then the first request alone: its refusal would be back within the settle time
@@ -289,8 +286,7 @@ class Axis:
         windowed = now < self.windowed_until  # the echo of a spent window: it frees as our own sends age out
         oldest = self.estimator.first_admitted(now - self.window.span_s, now) if not windowed else None
         if self._dry_pauses == 1 and not windowed:  # (the echo of a spent window is no new fill)
-            self.window.went_dry(self.estimator.first_admitted, now=now,
-                                 dry_at=self._dry_since if self._dry_since is not None else now)
+            self.window.went_dry(self.estimator.first_admitted, now=now, dry_at=self._dry_since or now)
         if oldest is not None and not retry_after_s:
             until = min(until, max(now, oldest + self.window.span_s) + DRY_READ_BACK_S)
         self.pause_until = until
@@ -315,6 +311,10 @@ class Axis:
             self.refused_rates = []
             self._set(self.per_s * (1.0 + APPROACH_GAIN), now)
 
+    def _fall_back(self, now: float) -> None:  # a probe was refused: under the estimate again
+        self.prober.ended(refused_at=self.window.last_refused)
+        self._hold(now)
+
     def _hold(self, now: float) -> None:
         self.prober.ended()
         if self.estimate is not None:
@@ -331,8 +331,7 @@ class Axis:
         further (the proof is over the whole probe, so it tightens as the probe goes on)."""
         self.estimate = min(max(self.estimate or 0.0, self._proof or 0.0), self.cap or math.inf)
         self.prober.proven(now)
-        # the ceiling rose above what was sent since the last refusal: that span measured our
-        # own rate (the account overflowed its refill), not the ceiling; measure afresh
+        # the ceiling rose above what was sent since the last refusal: that span measured our own rate
         self.estimator.forget()
         self._set(self.prober.reach(self.estimate), now)
 
@@ -356,8 +355,7 @@ class Axis:
         return self._clamp((self.estimate or self.per_s) * (1.0 - margin))
 
     def _clamp(self, per_s: float) -> float:
-        ceiling = self.max_per_s if self.cap is None else min(self.max_per_s, self.cap)
-        return min(ceiling, max(self.min_per_s, per_s))
+        return min(self.max_per_s, self.cap if self.cap is not None else math.inf, max(self.min_per_s, per_s))
 
     def _set(self, per_s: float, now: float) -> None:
         self.per_s = self._clamp(per_s)

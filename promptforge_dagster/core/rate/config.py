@@ -40,6 +40,8 @@ class Steady:
     # its reach, and a far one proves sooner past the burst (a fourfold rise: 0.69 of it at +25%, 0.84 at +50%)
     slow_probe_gain: float = 0.25  # ... +25% on a slow lane (below slow_rpm): its burst holds a few requests,
     slow_rpm: float = 120.0  # and a far probe drains them before it sent enough to prove anything (60 RPM)
+    probe_gain_min: float = 0.125  # a probe refused within a second halves the next one's gain, down to
+    # this: over twice the 5% a proof needs beyond the burst, so a near probe still proves
     probe_gain_max: float = 1.0  # doubling per proven probe up to +100% (a doubled ceiling is found in ~2 probes)
     probe_every_windows: float = 2.0  # a probe at most every two windows at the estimate (and 200 sends)
     probe_again_windows: float = 0.5  # ... and half a window after a probe that was admitted: a risen
@@ -86,8 +88,9 @@ class RateConfig:
             raise ValueError("margin must be in (0, 0.5) and backoff in (0, 1)")
         if not 0 < self.steady.stated_margin <= self.steady.margin:
             raise ValueError("stated_margin must be in (0, margin]")
-        if not 0 < self.steady.slow_probe_gain <= self.steady.probe_gain <= self.steady.probe_gain_max:
-            raise ValueError("0 < slow_probe_gain <= probe_gain <= probe_gain_max")
+        s = self.steady
+        if not 0 < s.probe_gain_min <= s.slow_probe_gain <= s.probe_gain <= s.probe_gain_max:
+            raise ValueError("0 < probe_gain_min <= slow_probe_gain <= probe_gain <= probe_gain_max")
         if self.discovery.growth <= 1 or not 0 <= self.steady.counted_refusals_weight <= 1:
             raise ValueError("growth must exceed 1 and counted_refusals_weight be in [0, 1]")
         if not 0 < self.min_rpm < self.max_rpm:

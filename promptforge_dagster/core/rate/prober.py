@@ -11,7 +11,9 @@ nothing new and is not refused for a few windows (demand or the client held it b
 
 Probes are spaced by time (``probe_every_windows``); once one was refused, also by sends
 (:data:`PROBE_MIN_SENDS`), so failed probes' refusals stay under 1% of what is sent at any
-rate. After a proven probe the next comes soon (a risen ceiling is climbed in seconds).
+rate. After a proven probe the next comes soon (a risen ceiling is climbed in seconds). A
+probe refused within a second, sooner than any proof could span, says the account's slack is
+under a second (a 1-s window counter, a tiny bucket): the next one reaches half as far.
 
 >>> from promptforge_dagster.core.rate.config import Steady
 >>> p = Prober(Steady(), window_s=5.0)
@@ -101,9 +103,16 @@ class Prober:
         self.marks = (self.marks + [now])[-MAX_MARKS:]
         self.refused = False
 
-    def ended(self) -> None:
-        """Refused, expired, or the estimate was measured or told: start small again."""
+    def ended(self, refused_at: float | None = None) -> None:
+        """Refused (a request sent at ``refused_at``), expired, or the estimate was measured or
+        told: the next probe reaches as far as a first one, or half as far as this one if it
+        was refused within a second."""
         if self.started_at is not None and not self._proofs:
             self.refused = True  # ended before it proved anything: as good as refused, for spacing
-        self.gain = self.steady.probe_gain
+        if refused_at is not None and self.started_at is not None and refused_at - self.started_at < PROOF_MIN_S:
+            # refused sooner than any proof could span: the account's slack is under a second (a 1-s
+            # window counter refuses +50% at once and admits +25%), so a far probe never proves: nearer
+            self.gain = max(self.steady.probe_gain_min, self.gain / 2.0)
+        elif self.started_at is not None:
+            self.gain = self.steady.probe_gain
         self.started_at = None

@@ -36,13 +36,13 @@ class WindowLearner:
         self.span_s = MINUTE_S
         self.known = False  # a dry spell ended as a window's does: the account counts over ``span_s``
         self._fill: tuple[float, float] | None = None
-        self._last_refused: float | None = None
+        self.last_refused: float | None = None  # the latest refusal's send time
         self._episode_after: float | None = None  # the last refusal before this episode of refusals
 
     def refused(self, sent_at: float, *, first_of_episode: bool) -> None:
         if first_of_episode:
-            self._episode_after = self._last_refused
-        self._last_refused = sent_at
+            self._episode_after = self.last_refused
+        self.last_refused = sent_at
 
     def went_dry(self, first_admitted: Callable[[float, float], float | None], *, now: float, dry_at: float) -> None:
         """A dry spell began (its first refusal was sent at ``dry_at``): the window's quota went
