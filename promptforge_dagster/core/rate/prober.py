@@ -109,7 +109,7 @@ class Prober:
         was refused within a second."""
         if self.started_at is not None and not self._proofs:
             self.refused = True  # ended before it proved anything: as good as refused, for spacing
-        if refused_at is not None and self.started_at is not None and refused_at - self.started_at < PROOF_MIN_S:
+        if refused_at is not None and self.started_at is not None and refused_at - self._progress_at < PROOF_MIN_S:
             # refused sooner than any proof could span: the account's slack is under a second (a 1-s
             # window counter refuses +50% at once and admits +25%), so a far probe never proves: nearer
             self.gain = max(self.steady.probe_gain_min, self.gain / 2.0)
