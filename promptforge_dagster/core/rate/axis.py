@@ -217,7 +217,8 @@ class Axis:
         if self.phase is Phase.STEADY:
             if self.cap is not None and self.estimate is not None and self.estimate >= self.cap:
                 return  # at the stated limit: nothing to probe for
-            if self._blocked and self.prober.due(now, self._step_start, self.per_s):
+            # (not within a window of a dry one: it frees as our first sends age out, a probe proves nothing)
+            if self._blocked and now >= self.windowed_until and self.prober.due(now, self._step_start, self.per_s):
                 self._fire(Event.PROBE_DUE, now)
             return
         if self.phase is Phase.PROBE:
@@ -331,7 +332,6 @@ class Axis:
         further (the proof is over the whole probe, so it tightens as the probe goes on)."""
         self.estimate = min(max(self.estimate or 0.0, self._proof or 0.0), self.cap or math.inf)
         self.prober.proven(now)
-        # the ceiling rose above what was sent since the last refusal: that span measured our own rate
         self.estimator.forget()
         self._set(self.prober.reach(self.estimate), now)
 
