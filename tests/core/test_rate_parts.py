@@ -369,11 +369,13 @@ def test_a_probe_refused_within_a_second_makes_the_next_one_reach_half_as_far():
     assert reaches == [15.0, 12.5, 11.25, 11.25, 11.25, 15.0]
 
 
-def test_a_lane_on_a_one_second_window_climbs_past_a_low_estimate_with_nearer_probes():
-    # Azure OpenAI also counts over 1-s intervals: a probe 50% above is refused within the second,
-    # always, so an estimate read 20% low at the cold start stayed there
+def test_a_lane_on_a_one_second_window_finds_its_ceiling_and_climbs_past_a_low_estimate():
+    # Azure OpenAI also counts over 1-s intervals (and OpenAI may enforce 600 RPM as 10 per second).
+    # Measured while the climb back swung between half the refused rate and just under it, the
+    # estimate came out 20% low (a window loses what it did not admit; a bucket banks it), and a
+    # probe 50% above is refused within the second, always, so it stayed there
     account = SimulatedAccount(AccountLimits(rpm=600, limiter="fixed", window_s=1.0), now=0.0)
     a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
     admitted = _drive_axis(a, account, 180.0)
-    assert len([t for t in admitted if t >= 120.0]) >= 0.85 * 600.0  # the third minute
+    assert len([t for t in admitted if t >= 120.0]) >= 0.9 * 600.0  # the third minute
     assert account.refused <= 0.01 * len(admitted)

@@ -1,6 +1,6 @@
 """One limit of one lane (requests per minute, or tokens per minute) as a state machine.
 
-Phases and what moves between them, all in :data:`TRANSITIONS`:
+Phases and what moves between them, all in :data:`~promptforge_dagster.core.rate.phases.TRANSITIONS`:
 
 * ``DISCOVER``: no ceiling known; the rate doubles each time a step is *proven* (enough
   sends at it, none refused, and the pacer was what held them back).
@@ -24,9 +24,11 @@ Phases and what moves between them, all in :data:`TRANSITIONS`:
   account's burst could absorb (:mod:`~promptforge_dagster.core.rate.burst`), the estimate
   rises to what it proved and the probe reaches further.
 
-Climbing back after cuts aims at the lowest rate refused above the current one: refusals
-that followed a flood (an account still dry, or in debt when refusals are charged) are
-passed in a few steps once the rates under them are admitted.
+Climbing back after cuts aims just under the lowest rate refused above the current one,
+halfway each proven step, and a refused step returns to the rate it climbed from: the rates
+measured at are then near the ceiling (a window counter loses what it does not admit).
+Refusals that followed a flood (an account still dry, or in debt when refusals are charged)
+are passed in a few steps once the rates under them are admitted.
 
 ``MEASURED`` (the estimator closed a span between two dry moments) leads to ``STEADY`` from
 any phase; ``KNOWN`` (headers or the message stated the limit) does too: a stated limit is
@@ -42,13 +44,13 @@ clients) is measured as any ceiling is. Time is always an argument.
 
 from __future__ import annotations
 
-import enum
 import math
 
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.burst import BurstLearner
 from promptforge_dagster.core.rate.estimator import CeilingEstimator, Estimate
 from promptforge_dagster.core.rate.pacer import Pacer
+from promptforge_dagster.core.rate.phases import TRANSITIONS, Event, Phase
 from promptforge_dagster.core.rate.prober import Prober
 from promptforge_dagster.core.rate.window import MINUTE_S, WindowLearner
 
@@ -62,40 +64,6 @@ APPROACH_GAIN = 0.1  # admitted at every rate refused since the last estimate: c
 SUSTAINED_S = 4.0  # a rate admitted this long before a refusal is near the ceiling: an overshoot by half would
 # have drained a 2-s burst in 4 s; so the cut is a step back (steady_cut), not a halving (a 60 RPM lane
 # refused at 72 after 7 s was halved to 36 and measured its own rate there: 46)
-
-
-class Phase(str, enum.Enum):
-    DISCOVER = "discover"
-    BACKOFF = "backoff"
-    STEADY = "steady"
-    PROBE = "probe"
-
-
-class Event(str, enum.Enum):
-    PROVEN = "proven"  # a step's sends are admitted, and the pacer was what held them back
-    RECOVERED = "recovered"  # proven, back at the target under a known estimate
-    REFUSED = "refused"  # a request sent at the current rate was refused
-    MEASURED = "measured"  # a span between two dry moments gave an estimate
-    PROBE_DUE = "probe_due"  # the prober says a probe is due, and the pacer binds
-    EXPIRED = "expired"  # a probe neither proven nor refused for several windows
-    KNOWN = "known"  # the provider stated the limit
-
-
-# (phase, event) -> (next phase, action). Any pair not listed leaves the phase as it is.
-TRANSITIONS: dict[tuple[Phase, Event], tuple[Phase, str]] = {
-    (Phase.DISCOVER, Event.PROVEN): (Phase.DISCOVER, "grow"),
-    (Phase.DISCOVER, Event.REFUSED): (Phase.BACKOFF, "cut"),
-    (Phase.BACKOFF, Event.REFUSED): (Phase.BACKOFF, "cut"),
-    (Phase.BACKOFF, Event.PROVEN): (Phase.BACKOFF, "approach"),
-    (Phase.BACKOFF, Event.RECOVERED): (Phase.STEADY, "hold"),
-    (Phase.STEADY, Event.REFUSED): (Phase.BACKOFF, "step_back"),
-    (Phase.STEADY, Event.PROBE_DUE): (Phase.PROBE, "probe"),
-    (Phase.PROBE, Event.PROVEN): (Phase.PROBE, "raise"),
-    (Phase.PROBE, Event.REFUSED): (Phase.STEADY, "fall_back"),
-    (Phase.PROBE, Event.EXPIRED): (Phase.STEADY, "hold"),
-    **{(p, Event.MEASURED): (Phase.STEADY, "hold") for p in Phase},
-    **{(p, Event.KNOWN): (Phase.STEADY, "hold") for p in Phase},
-}
 
 
 class Axis:
@@ -129,6 +97,7 @@ class Axis:
         self._dry_pauses = 0
         self.windowed_until = 0.0  # the account counts over a window: hold at the floor until then
         self.window, self._retry_after = WindowLearner(), None  # the span counted over; the provider's retry
+        self._climbed_from = math.inf  # the admitted rate the latest step of a climb back started from
         self._new_step(now)
 
     # -- what the controller tells it -----------------------------------------
@@ -262,6 +231,8 @@ class Axis:
             target = min(target, self.recent_admitted(now))
             if len(self.refused_rates) > 1 and now - self._step_start >= SUSTAINED_S:
                 target = self.per_s * self.cfg.steady.steady_cut
+            if len(self.refused_rates) > 1 and self._climbed_from < self.per_s:  # a step of the climb back
+                target = max(target, self._climbed_from)  # was refused: back to where it was admitted
         self._set(max(floor, target), now)
         # look before sending on: what was sent before the cut comes back refused meanwhile, and a dry
         # window costs one refusal per cut, not a wave at the new rate (a bucket refills meanwhile)
@@ -295,9 +266,8 @@ class Axis:
         self._new_step(now)
 
     def _approach(self, now: float) -> None:
-        """Climb back: doubling, but no further than just under the estimate, else the
-        lowest rate refused above this one (and, on an account that counts over a window,
-        than the floor for a minute)."""
+        """Climb back: halfway to just under the estimate, else the lowest rate refused above
+        this one, at most doubling (and, within a window of a dry one, to the floor)."""
         if now < self.windowed_until:
             self._set(max(self.per_s, self.floor(now) * (1.0 - self.cfg.steady.margin)), now)
             return
@@ -306,8 +276,10 @@ class Axis:
             above = [self._target()]
         else:
             above = [r * under for r in self.refused_rates if r * under > self.per_s * 1.001]
-        if above and self.per_s < min(above) * 0.999:
-            self._set(min(min(above), self.per_s * self.cfg.discovery.growth), now)
+        if above and self.per_s < min(above) * 0.999:  # halfway there (at least +10%), at most doubling
+            self._climbed_from = self.per_s
+            halfway = max((self.per_s + min(above)) / 2.0, self.per_s * (1.0 + APPROACH_GAIN))
+            self._set(min(min(above), self.per_s * self.cfg.discovery.growth, halfway), now)
         else:  # admitted at every refused rate: a flood's echo, or the ceiling rose
             self.refused_rates = []
             self._set(self.per_s * (1.0 + APPROACH_GAIN), now)
