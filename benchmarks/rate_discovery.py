@@ -143,7 +143,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--window", type=float, default=5.0)
     ap.add_argument("--phase", type=float, default=120.0)
-    ap.add_argument("--scenarios", default="bucket,charged,sliding,fixed,openai,azure,azure-10s,anthropic,tpm,vllm,"
+    ap.add_argument("--scenarios", default="bucket,charged,sliding,fixed,openai,azure,azure-10s,azure-1s,anthropic,tpm,vllm,"
                                            "latency-0.2s,latency-2s,latency-6s,latency-20s")
     ap.add_argument("--fixed-on", default="bucket,latency-6s", help="scenarios also run with fixed buckets")
     args = ap.parse_args()
@@ -165,6 +165,9 @@ def main() -> None:
             # Azure evaluates RPM over 1- or 10-s intervals: 200 per 10 s here
             "azure-10s": (["--rpm", "1200", "--style", "azure", "--limiter", "fixed", "--window-s", "10"], 20.0,
                           uniform, 1200.0, None),
+            # ... and 1-s intervals (OpenAI too may enforce its limits per second: "quantized")
+            "azure-1s": (["--rpm", "1200", "--style", "azure", "--limiter", "fixed", "--window-s", "1"], 20.0,
+                         uniform, 1200.0, None),
             "anthropic": (["--rpm", "1200", "--style", "anthropic"], 20.0, uniform, 1200.0, None),
             "tpm": (["--rpm", "0", "--tpm", "120000", "--headers", "none", "--style", "openai"], 2000.0, mixed,
                     None, 120000.0),
