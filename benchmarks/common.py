@@ -10,7 +10,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from promptforge_dagster.cli import start_simulator  # noqa: E402
+from promptforge_dagster.simulator.launch import start_simulator  # noqa: E402
 
 __all__ = ["ROOT", "start_simulator", "write_batch", "run_measured", "child_env", "alternate_children"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Sequence
@@ -22,8 +21,7 @@ from promptforge_dagster.core.pipeline import PipelineConfig
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate_controller import FixedRateController
 from promptforge_dagster.core.rate_lanes import RateLanes
-
-SIMULATOR_KEY = "sk-promptforge-simulator"
+from promptforge_dagster.simulator.launch import add_simulate_arguments, simulate
 
 
 def _param(text: str) -> tuple[str, object]:
@@ -160,37 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     sim = sub.add_parser("simulate", help="serve an OpenAI-compatible provider simulator on 127.0.0.1")
-    sim.add_argument("--port", type=int, default=8099, help="0 picks a free port")
-    sim.add_argument("--rpm", type=float, default=600.0, help="requests-per-minute limit (0: unlimited)")
-    sim.add_argument("--tpm", type=float, default=0.0, help="tokens-per-minute limit (0: unlimited)")
-    sim.add_argument("--burst-s", type=float, default=2.0, help="seconds of sustained rate a burst may use")
-    sim.add_argument("--schedule", default="", help='limits over time, e.g. "0:900,60:300,120:1200" or "0:600/40000"')
-    sim.add_argument("--headers", choices=["full", "none", "retry-after"], default="full",
-                     help="rate-limit headers sent: all, none, or retry-after on 429 only")
-    sim.add_argument("--style", choices=["openai", "azure", "anthropic", "gemini", "vertex", "vllm", "bare"],
-                     default="openai", help="how refusals (and rate headers) are worded, as that provider does")
-    sim.add_argument("--limiter", choices=["bucket", "sliding", "fixed"], default="bucket",
-                     help="how the account counts: token bucket, sliding window, or fixed window")
-    sim.add_argument("--window-s", type=float, default=60.0,
-                     help="the span a sliding or fixed window counts over (Azure OpenAI: 1 or 10 s)")
-    sim.add_argument("--refusals-count", action="store_true",
-                     help="refused requests count against the limit too (OpenAI documents this)")
-    sim.add_argument("--concurrency", type=int, default=0,
-                     help="a self-hosted server's batch size: more in flight queue, answered slower (0: none)")
-    sim.add_argument("--queue", type=int, default=0, help="requests that may wait beyond --concurrency before refusal")
-    sim.add_argument("--latency-per-token-ms", type=float, default=0.0,
-                     help="extra latency per completion token (long answers take longer)")
-    sim.add_argument("--latency-ms", type=float, default=50.0, help="median latency (0: answer at once)")
-    sim.add_argument("--latency-sigma", type=float, default=0.3)
-    sim.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 503")
-    sim.add_argument("--hang-rate", type=float, default=0.0, help="share of requests that hang")
-    sim.add_argument("--hang-s", type=float, default=300.0)
-    sim.add_argument("--completion-tokens", type=int, default=16)
-    sim.add_argument("--api-key", help="require this bearer key (to test authentication failures)")
-    sim.add_argument("--request-log", help="append one JSON line per request received")
-    sim.add_argument("--seed", type=int)
-    sim.add_argument("--exit-with-parent", type=int, metavar="PID",
-                     help="exit when process PID (the run that started the simulator) is gone")
+    add_simulate_arguments(sim)
 
     demo = sub.add_parser("demo", help="simulator + sample file + run, no setup, no cloud, no key")
     demo.add_argument("--dir", default="promptforge-demo", help="where the sample input and the output go")
@@ -202,9 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "simulate":
-        return _simulate(args)
+        return simulate(args)
     if args.command == "demo":
-        return _demo(args)
+        from promptforge_dagster.demo import demo
+        return demo(args, run=lambda argv: _run(build_parser().parse_args(argv)))
     if args.command == "status":
         from promptforge_dagster.job_commands import status
 
@@ -393,77 +362,6 @@ def build_lanes(args: argparse.Namespace, key_hash: str) -> RateLanes:
         return RateLanes.adaptive(config, key_hash=key_hash, default_provider=provider_of(args.model),
                                   clock=time.monotonic)
     return RateLanes(factory, key_hash=key_hash, default_provider=provider_of(args.model))
-
-
-def _simulate(args: argparse.Namespace) -> int:
-    from promptforge_dagster.simulator.account import AccountLimits, parse_schedule
-    from promptforge_dagster.simulator.server import SimulatorConfig, run_forever
-
-    limits = AccountLimits(rpm=args.rpm or None, tpm=args.tpm or None, burst_s=args.burst_s,
-                           schedule=parse_schedule(args.schedule), limiter=args.limiter,
-                           window_s=args.window_s, refusals_count=args.refusals_count,
-                           concurrency=args.concurrency or None, queue=args.queue)
-    config = SimulatorConfig(
-        limits=limits, headers=args.headers, style=args.style, latency_ms=args.latency_ms,
-        latency_per_token_ms=args.latency_per_token_ms, latency_sigma=args.latency_sigma,
-        error_rate=args.error_rate, hang_rate=args.hang_rate, hang_s=args.hang_s,
-        completion_tokens=args.completion_tokens, api_key=args.api_key, request_log=args.request_log, seed=args.seed,
-    )
-    run_forever(config, port=args.port, parent_pid=args.exit_with_parent)
-    return 0
-
-
-def start_simulator(*flags: str) -> tuple[subprocess.Popen, str]:
-    """Start the simulator in its own process (it must not share our CPU-bound event
-    loop); returns the process and its ``/v1`` base URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "promptforge_dagster.simulator", "--port", "0", "--exit-with-parent",
-         str(os.getpid()), *flags],
-        stdout=subprocess.PIPE, text=True,
-    )
-    line = proc.stdout.readline() if proc.stdout else ""
-    if not line.startswith("listening on "):
-        proc.kill()
-        raise RuntimeError(f"simulator did not start: {line!r}")
-    return proc, line.split("listening on ", 1)[1].strip() + "/v1"
-
-
-def write_demo_input(path: str, prompts: int) -> None:
-    """A sample Batch API file with a few deliberately bad lines, to show error records."""
-    topics = ["tides", "volcanoes", "honeybees", "compilers", "glaciers", "jazz", "bridges", "comets"]
-    with open(path, "w", encoding="utf-8") as f:
-        for i in range(prompts):
-            if i == 10:
-                f.write('{"custom_id": "broken", "method": "POST", "url": \n')  # invalid JSON
-            elif i == 20:
-                f.write(json.dumps({"custom_id": "req-0", "method": "POST", "url": "/v1/chat/completions",
-                                    "body": {"messages": [{"role": "user", "content": "duplicate"}]}}) + "\n")
-            f.write(json.dumps({
-                "custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
-                "body": {"model": "sim-model", "max_tokens": 32,
-                         "messages": [{"role": "user", "content": f"Explain {topics[i % len(topics)]} in one line (#{i})."}]},
-            }) + "\n")
-
-
-def _demo(args: argparse.Namespace) -> int:
-    os.makedirs(args.dir, exist_ok=True)
-    input_path = os.path.join(args.dir, "input.jsonl")
-    output = os.path.join(args.dir, "output")
-    write_demo_input(input_path, args.prompts)
-    print(f"demo: wrote {args.prompts} prompts (plus 2 bad lines) to {input_path}")
-    proc, base = start_simulator("--rpm", "4800", "--latency-ms", "40", "--headers", "none")
-    print(f"demo: provider simulator at {base}: a 4800 RPM account that sends no rate-limit headers;")
-    print("demo: PromptForge is not told the limit and learns it (3-second windows for the demo)")
-    try:
-        os.environ.pop("OPENAI_API_KEY", None)
-        os.environ["OPENAI_API_KEY"] = SIMULATOR_KEY
-        return _run(build_parser().parse_args(
-            ["run", input_path, "--output", output, "--model", "openai/sim-model", "--api-base", base, "--restart",
-             "--rate-window", "3"]
-        ))
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ class LLMResource(dg.ConfigurableResource):
         # LiteLLM takes seconds to import: start now, beside Dagster's own step start-up
         threading.Thread(target=_import_litellm, daemon=True).start()
         if self.api_base == SIMULATOR:
-            from promptforge_dagster.cli import start_simulator
+            from promptforge_dagster.simulator.launch import start_simulator
 
             self._sim, self._sim_base = start_simulator(
                 "--rpm", str(self.simulator_rpm), "--headers", "none", "--latency-ms", str(self.simulator_latency_ms))
