@@ -233,6 +233,7 @@ class Axis:
                 target = self.per_s * self.cfg.steady.steady_cut
             if len(self.refused_rates) > 1 and self._climbed_from < self.per_s:  # a step of the climb back
                 target = max(target, self._climbed_from)  # was refused: back to where it was admitted
+        self._climbed_from = math.inf  # (a cut ends the climb: the next one starts from the rate cut to)
         self._set(max(floor, target), now)
         # look before sending on: what was sent before the cut comes back refused meanwhile, and a dry
         # window costs one refusal per cut, not a wave at the new rate (a bucket refills meanwhile)
