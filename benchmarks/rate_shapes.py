@@ -1,0 +1,61 @@
+"""Account shapes outside the goals' matrix, on the fake clock: is the engine right only where
+it was tuned? Each is a real provider's documented behaviour or a plausible variant of one
+(../shared/PROVIDERS.md): per-second quantization (OpenAI "60,000 RPM may be enforced as
+1,000 requests/second"; Azure OpenAI's 1- and 10-s intervals), buckets holding far less or
+far more than the simulator's 2-s default, a sliding window shorter than a minute.
+
+Prints the mean and the worst of 8 seeds per shape over 2 minutes from a cold start, against
+the steady goal (>= 0.95 of the ceiling, <= 1% refused).
+
+    uv run python benchmarks/rate_shapes.py [NAME-FILTER ...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from common import ROOT  # noqa: F401 - puts the project on sys.path
+
+from promptforge_dagster.simulator.account import AccountLimits
+from tests.core.rate_scenarios import STEADY_GOAL, Scenario, controller, judge, run_matrix
+
+SHAPES = [
+    Scenario("openai-600-per-second-headers", AccountLimits(rpm=600, limiter="fixed", window_s=1.0), 0.0, 1.0,
+             {"style": "openai", "headers": True}),
+    Scenario("openai-3000-per-second-message-only", AccountLimits(rpm=3000, limiter="fixed", window_s=1.0), 0.0, 1.0,
+             {"style": "openai"}),
+    Scenario("anthropic-600-per-second-headers", AccountLimits(rpm=600, limiter="fixed", window_s=1.0), 0.0, 1.0,
+             {"style": "anthropic", "headers": True}),
+    Scenario("azure-600-1s-window", AccountLimits(rpm=600, limiter="fixed", window_s=1.0), 0.0, 1.0,
+             {"style": "azure", "headers": True}),
+    Scenario("bare-1200-1s-window", AccountLimits(rpm=1200, limiter="fixed", window_s=1.0), 0.0, 1.0,
+             {"style": "bare"}),
+    Scenario("bare-600-1s-window-charged", AccountLimits(rpm=600, limiter="fixed", window_s=1.0, refusals_count=True),
+             0.0, 1.0, {"style": "bare"}),
+    Scenario("azure-600-10s-window", AccountLimits(rpm=600, limiter="fixed", window_s=10.0), 0.0, 1.0,
+             {"style": "azure", "headers": True}),
+    Scenario("bare-6000-10s-window", AccountLimits(rpm=6000, limiter="fixed", window_s=10.0), 0.0, 1.0,
+             {"style": "azure"}),
+    Scenario("bare-1200-sliding-10s", AccountLimits(rpm=1200, limiter="sliding", window_s=10.0), 0.0, 1.0,
+             {"style": "azure"}),
+    Scenario("gemini-1200-sliding-10s", AccountLimits(rpm=1200, limiter="sliding", window_s=10.0), 0.0, 1.0,
+             {"style": "gemini"}),
+    Scenario("bare-1200-bucket-0.2s-burst", AccountLimits(rpm=1200, burst_s=0.2), 0.0, 1.0, {"style": "bare"}),
+    Scenario("bare-1200-bucket-10s-burst", AccountLimits(rpm=1200, burst_s=10.0), 0.0, 1.0, {"style": "bare"}),
+]
+
+
+def main(names: list[str]) -> None:
+    for s in SHAPES:
+        if names and not any(n in s.name for n in names):
+            continue
+        rows = [judge(s, run_matrix(controller(), s.limits, s.duration, seed=seed, **s.kw), 0.0, s.duration,
+                      s.ceiling()) for seed in range(8)]
+        goodput, refused = [r[0] for r in rows], [r[1] for r in rows]
+        met = min(goodput) >= STEADY_GOAL[0] and max(refused) <= STEADY_GOAL[1]
+        print(f"{'met ' if met else 'MISS'} {s.name:38} goodput mean {sum(goodput) / 8:.3f} worst {min(goodput):.3f}, "
+              f"refused mean {sum(refused) / 8:.2%} worst {max(refused):.2%}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
