@@ -319,10 +319,14 @@ def test_a_refused_probe_never_lowers_the_estimate_on_a_60_rpm_account():
 def test_a_lane_dry_under_a_minute_window_resumes_when_the_window_frees_not_a_pause_later(limiter):
     account = SimulatedAccount(AccountLimits(rpm=600, limiter=limiter), now=0.0)
     a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
-    admitted = _drive_axis(a, account, 130.0)
+    refusals = []
+    admitted = _drive_axis(a, account, 130.0, on_refusal=lambda before, after: refusals.append(a.window.last_refused))
     gaps = [(b - x, b) for x, b in zip(admitted, admitted[1:])]
     gap, resumed = max(gaps)  # the dry spell: the minute's quota was spent at the start
     assert gap > 20.0 and resumed <= admitted[0] + 60.0 + 1.0, (gap, resumed, admitted[0])
+    # the spell is probed with pauses doubling to 16 s, a refusal each: 7 of them (8 s: 9)
+    spell = [t for t in refusals if resumed - gap + 2.0 < t < resumed]
+    assert len(spell) <= 7, spell
 
 
 def test_the_window_learner_reads_a_windows_span_and_quota_from_the_dry_spell_that_ended():

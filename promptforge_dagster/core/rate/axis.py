@@ -58,7 +58,8 @@ SETTLE_START_S = 0.25  # how long a refusal may take to come back, before one ha
 SETTLE_FACTOR = 2.0  # a step is proven once its sends are older than twice the slowest refusal
 SPENT_WINDOW_RETRY_S = 1.0  # refused under a stated limit with a retry this long: the window is spent, wait it out
 DRY_PAUSE_S = 0.5  # refused at the floor: pause this long, doubling per refusal (a window must pass)
-DRY_PAUSE_MAX_S = 8.0  # ... up to this: probes a minute-long dry spell about ten times
+DRY_PAUSE_MAX_S = 16.0  # ... up to this: a minute-long dry spell is probed ~7 times, each a refusal (and never
+# past a minute after the oldest request it admitted, when a per-minute window has freed)
 DRY_READ_BACK_S = 0.05  # the send history's grain: sends this close before the first refusal were as dry
 APPROACH_GAIN = 0.1  # admitted at every rate refused since the last estimate: climb on gently (x per step)
 SUSTAINED_S = 4.0  # a rate admitted this long before a refusal is near the ceiling: an overshoot by half would
