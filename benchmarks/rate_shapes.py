@@ -2,7 +2,8 @@
 it was tuned? Each is a real provider's documented behaviour or a plausible variant of one
 (../shared/PROVIDERS.md): per-second quantization (OpenAI "60,000 RPM may be enforced as
 1,000 requests/second"; Azure OpenAI's 1- and 10-s intervals), buckets holding far less or
-far more than the simulator's 2-s default, a sliding window shorter than a minute.
+far more than the simulator's 2-s default (up to a whole minute), a sliding window shorter
+than a minute.
 
 Prints the mean and the worst of 8 seeds per shape over 2 minutes from a cold start, against
 the steady goal (>= 0.95 of the ceiling, <= 1% refused).
@@ -18,6 +19,8 @@ from common import ROOT  # noqa: F401 - puts the project on sys.path
 
 from promptforge_dagster.simulator.account import AccountLimits
 from tests.core.rate_scenarios import STEADY_GOAL, Scenario, controller, judge, run_matrix
+
+LITELLM_CPU_S = 0.0035  # the client's own cost per request (the brief's measurement of LiteLLM)
 
 SHAPES = [
     Scenario("openai-600-per-second-headers", AccountLimits(rpm=600, limiter="fixed", window_s=1.0), 0.0, 1.0,
@@ -42,6 +45,16 @@ SHAPES = [
              {"style": "gemini"}),
     Scenario("bare-1200-bucket-0.2s-burst", AccountLimits(rpm=1200, burst_s=0.2), 0.0, 1.0, {"style": "bare"}),
     Scenario("bare-1200-bucket-10s-burst", AccountLimits(rpm=1200, burst_s=10.0), 0.0, 1.0, {"style": "bare"}),
+    # a bucket holding a whole minute (Anthropic: "continuously replenished up to your maximum limit")
+    # without its headers (a gateway in between): the cold start spends it at once, then floods. The
+    # flood is the rate reached times a refusal's round trip, and the fake client has no speed limit...
+    Scenario("bare-300-bucket-60s-burst", AccountLimits(rpm=300, burst_s=60.0), 0.0, 1.0, {"style": "bare"}),
+    Scenario("bare-1200-bucket-60s-burst", AccountLimits(rpm=1200, burst_s=60.0), 0.0, 1.0, {"style": "bare"}),
+    # ... a real one does: LiteLLM costs about 3.5 ms of CPU per call (~285 sends/s at most)
+    Scenario("bare-1200-bucket-60s-burst-3.5ms-client", AccountLimits(rpm=1200, burst_s=60.0), 0.0, 1.0,
+             {"style": "bare", "client_s_per_request": LITELLM_CPU_S}),
+    Scenario("bare-1200-sliding-minute-3.5ms-client", AccountLimits(rpm=1200, limiter="sliding"), 0.0, 1.0,
+             {"style": "bare", "client_s_per_request": LITELLM_CPU_S}),
 ]
 
 
