@@ -2,8 +2,9 @@
 
 asyncio throughout, with bounded in-flight requests and a bounded result buffer, so a
 10M-prompt job holds no more in memory than a 100-prompt one. Pacing belongs to a
-:class:`~promptforge_dagster.core.rate_controller.RateController`; retries and the
-retry policy belong here. The clock, the sleep and the random source are injected.
+:class:`~promptforge_dagster.core.rate_controller.RateController` (waiting for its slots, to
+:mod:`~promptforge_dagster.core.pacing`); retries belong here (their policy, to
+:mod:`~promptforge_dagster.core.retry`). The clock, the sleep and the random source are injected.
 
 >>> import asyncio
 >>> from promptforge_dagster.core.formats import JobDefaults, LineParser
@@ -26,7 +27,6 @@ retry policy belong here. The clock, the sleep and the random source are injecte
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 from dataclasses import replace
@@ -36,23 +36,21 @@ from pyroaring import BitMap
 
 from promptforge_dagster.core.commit import low_water
 from promptforge_dagster.core.job_registry import LeaseLost
-from promptforge_dagster.core.job.errors import (
-    INVALID_REQUEST, MISSING_CREDENTIALS, PROVIDER_ERROR, RATE_LIMITED, RETRIES_EXHAUSTED,
-)
+from promptforge_dagster.core.job.errors import INVALID_REQUEST
 from promptforge_dagster.core.deployments import Deployment, DeploymentGroup, group_for
 from promptforge_dagster.core.formats import BadLine, LineParser, PromptRequest
-from promptforge_dagster.core.in_flight import (
-    IN_FLIGHT_BEFORE_LANES, IN_FLIGHT_WITHOUT_LEARNING, LIMIT_RECHECK_S, InFlightSlots,
-)
+from promptforge_dagster.core.in_flight import IN_FLIGHT_BEFORE_LANES, IN_FLIGHT_WITHOUT_LEARNING, InFlightSlots
 from promptforge_dagster.core.outcome import OutcomeKind
+from promptforge_dagster.core.pacing import LanePacing
 from promptforge_dagster.core.pipeline_config import (  # noqa: F401 - Provider and JobStats are part of this API
     JobStats, PipelineConfig, Provider, estimate_tokens,
 )
 from promptforge_dagster.core.rate_controller import RateController, RateSample
 from promptforge_dagster.core.rate_lanes import RateLanes
 from promptforge_dagster.core.rate.signals import parse_signal
-from promptforge_dagster.core.reader import RawLine, ReadPosition
+from promptforge_dagster.core.reader import RawLine, ReadPosition, read_in_batches
 from promptforge_dagster.core.results import Envelope, error_record, failure_record, success_record
+from promptforge_dagster.core.retry import Retries
 
 
 class Pipeline:
@@ -113,7 +111,6 @@ class Pipeline:
         self._oldest: float | None = None
         self._flush_lock = asyncio.Lock()
         self._flushing: asyncio.Future | None = None  # the flush senders share (_flush_shared)
-        self._pace_locks: dict[str, asyncio.Lock] = {}
         self._stop = asyncio.Event()
         # Lines handed out but not yet in a written part, by ordinal: the earliest is
         # where a resumed attempt must start reading.
@@ -132,6 +129,7 @@ class Pipeline:
         self._line_bytes = self._lines_seen = 0  # the mean prompt size, for the byte budget in flight
         self._groups = groups if groups is not None else self.lanes.groups  # model -> deployments, each a lane
         self._log = log or (lambda _message: None)
+        self._pacing = LanePacing(self.lanes, clock=clock, sleep=sleep, offload=offload, no_room=self._no_room)
 
     # -- public ---------------------------------------------------------------
     async def run(self) -> JobStats:
@@ -141,7 +139,7 @@ class Pipeline:
         tasks: set[asyncio.Task] = set()
         flusher = asyncio.create_task(self._flush_loop())
         try:
-            async for line in self._read():
+            async for line in read_in_batches(self._lines(self._start), cfg.read_batch, self._offload):
                 if self._stop.is_set():
                     break
                 self._cursor = ReadPosition(line.offset, line.ordinal, line.line_no)
@@ -264,25 +262,6 @@ class Pipeline:
             self._pending.pop(env.ordinal, None)
 
     # -- internals ------------------------------------------------------------
-    async def _read(self):
-        it = iter(self._lines(self._start))
-        batch_size = self.config.read_batch
-
-        def next_batch() -> list[RawLine]:
-            out = []
-            for line in it:
-                out.append(line)
-                if len(out) >= batch_size:
-                    break
-            return out
-
-        while True:
-            batch = await self._offload(next_batch)
-            if not batch:
-                return
-            for line in batch:
-                yield line
-
     async def _flush_loop(self) -> None:
         interval = self.config.flush_interval_s
         while True:
@@ -326,50 +305,6 @@ class Pipeline:
         and every sender past an earlier check would send into the full queue."""
         return 0 < self.stats.in_flight >= self.in_flight_limit()
 
-    async def _pace(self, lane: str, controller: RateController, est_tokens: int) -> None:
-        lock = self._pace_locks.get(lane)
-        if lock is None:
-            lock = self._pace_locks[lane] = asyncio.Lock()
-        async with lock:  # one waiter per lane polls its controller; the others queue in order
-            while True:
-                if self._no_room():  # checked with the slot taken, not before queueing for it
-                    await self._sleep(LIMIT_RECHECK_S)
-                    continue
-                wait = controller.acquire(self._clock(), est_tokens)
-                if wait <= 0.0:
-                    return
-                await self._sleep(min(wait, 1.0))
-
-    async def _open_lanes(self, group: DeploymentGroup) -> None:
-        """Each deployment's lane, made off the event loop (it may consult the shared registry)."""
-        for d in group.deployments:
-            lane = self.lanes.deployment_lane(d)
-            if self.lanes.get(lane) is None:
-                await self._offload(self.lanes.controller, lane)
-
-    async def _pace_group(self, group: DeploymentGroup, est_tokens: int) -> tuple[Deployment | None, Any]:
-        """Wait until one of the group's deployments has allowance; (None, None) once all are dropped."""
-        lock = self._pace_locks.get("group:" + group.name)
-        if lock is None:
-            lock = self._pace_locks["group:" + group.name] = asyncio.Lock()
-        async with lock:
-            while True:
-                if self._no_room():
-                    await self._sleep(LIMIT_RECHECK_S)
-                    continue
-                asked: dict[str, RateController] = {}
-
-                def acquire(d: Deployment) -> float:
-                    c = asked[d.id] = self.lanes.controller(self.lanes.deployment_lane(d))
-                    return c.acquire(self._clock(), est_tokens)
-
-                deployment, wait = group.pick(acquire)
-                if deployment is not None:
-                    return deployment, asked[deployment.id]
-                if wait == math.inf:
-                    return None, None
-                await self._sleep(min(wait, 1.0))
-
     def _drop(self, group: DeploymentGroup, deployment: Deployment, outcome: Any) -> None:
         reason = group.drop_failed(deployment, outcome.status_code, str(outcome.message or ""))
         if reason is not None:
@@ -377,13 +312,9 @@ class Pipeline:
             self._log(f"deployment {deployment.id} of {group.name} dropped ({reason}); "
                       f"{len(group.alive())} of {len(group.deployments)} left")
 
-    def _backoff(self, attempt: int) -> float:
-        cap = min(self.config.backoff_cap_s, self.config.backoff_base_s * 2 ** (attempt - 1))
-        return self._rng.uniform(cap / 2, cap)
-
     async def _run_one(self, req: PromptRequest, slots: InFlightSlots) -> None:
         cfg, stats = self.config, self.stats
-        attempts = rate_limited = 0
+        retries = Retries(cfg)
         try:
             try:
                 est = estimate_tokens(req.body, cfg.default_max_tokens, req.endpoint)
@@ -394,7 +325,7 @@ class Pipeline:
                     if controller is None:  # a new lane may consult the shared registry: never on the event loop
                         controller = await self._offload(self.lanes.controller, lane)
                 else:
-                    await self._open_lanes(group)
+                    await self._pacing.open_lanes(group)
             except Exception as exc:  # noqa: BLE001 - a line that cannot be prepared is that line's error
                 self._count_error(INVALID_REQUEST)
                 await self._emit(Envelope(req.ordinal, error_record(
@@ -405,9 +336,9 @@ class Pipeline:
             while True:  # (retries too wait for room in flight, in the pacer: a full server is not flooded)
                 deployment: Deployment | None = None
                 if group is None:
-                    await self._pace(lane, controller, est)
+                    await self._pacing.pace(lane, controller, est)
                 else:
-                    deployment, controller = await self._pace_group(group, est)
+                    deployment, controller = await self._pacing.pace_group(group, est)
                     if deployment is None:
                         self.stop(f"every deployment of {group.name} was dropped ("
                                   + "; ".join(f"{k}: {v}" for k, v in group.dropped.items()) + ")")
@@ -455,18 +386,9 @@ class Pipeline:
                         continue  # this prompt goes to another deployment (not an attempt)
                     self.stop(outcome.message or f"HTTP {outcome.status_code}")
                     return
-                code = None
-                if kind is OutcomeKind.PERMANENT:
-                    code = MISSING_CREDENTIALS if outcome.error_type == MISSING_CREDENTIALS else PROVIDER_ERROR
-                elif kind is OutcomeKind.RATE_LIMITED:
+                if kind is OutcomeKind.RATE_LIMITED:
                     stats.rate_limited += 1
-                    rate_limited += 1
-                    if rate_limited >= cfg.max_rate_limited:
-                        code = RATE_LIMITED
-                else:
-                    attempts += 1
-                    if attempts >= cfg.max_attempts:
-                        code = RETRIES_EXHAUSTED
+                code = retries.failed(kind, outcome.error_type)
                 if code is not None:
                     self._count_error(code)
                     await self._emit(Envelope(
@@ -475,11 +397,7 @@ class Pipeline:
                         latency_ms=round((at - sent_at) * 1000, 1),
                     ))
                     return
-                stats.retries += 1
-                if kind is OutcomeKind.RATE_LIMITED:
-                    # The controller paces everyone down; this prompt also waits out its own refusal.
-                    await self._sleep(signals.retry_after_s or self._backoff(min(rate_limited, 4)))
-                else:
-                    await self._sleep(max(self._backoff(attempts), signals.retry_after_s or 0.0))
+                stats.retries += 1  # (a refused prompt also waits out its own refusal: the lane paces everyone down)
+                await self._sleep(retries.delay(kind, signals.retry_after_s, self._rng))
         finally:
             slots.release()

@@ -15,7 +15,7 @@ lines), physical line number and byte offset; a resumed job starts at a saved
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
 BOM = b"\xef\xbb\xbf"
 DEFAULT_CHUNK_BYTES = 1024 * 1024
@@ -134,3 +134,34 @@ def _emit(line: bytes, ordinal: int, line_no: int, offset: int, length: int, cap
     if len(line) > cap:
         line = line[:cap]
     return RawLine(ordinal, line_no, offset, line, length)
+
+
+async def read_in_batches(lines: Iterable[RawLine], batch_size: int,
+                          offload: Callable[..., Awaitable[Any]]) -> AsyncIterator[RawLine]:
+    """Yield ``lines``, reading ``batch_size`` at a time through ``offload`` (off the event
+    loop: a read may block on storage), so the loop never waits on a slow read.
+
+    >>> import asyncio
+    >>> async def offload(f, *a):
+    ...     return f(*a)
+    >>> async def all_of(lines):
+    ...     return [x async for x in read_in_batches(lines, 2, offload)]
+    >>> asyncio.run(all_of(iter("abcde")))
+    ['a', 'b', 'c', 'd', 'e']
+    """
+    it = iter(lines)
+
+    def next_batch() -> list[RawLine]:
+        out = []
+        for line in it:
+            out.append(line)
+            if len(out) >= batch_size:
+                break
+        return out
+
+    while True:
+        batch = await offload(next_batch)
+        if not batch:
+            return
+        for line in batch:
+            yield line
