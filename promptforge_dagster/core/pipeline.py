@@ -39,7 +39,7 @@ from promptforge_dagster.core.job_registry import LeaseLost
 from promptforge_dagster.core.job.errors import INVALID_REQUEST
 from promptforge_dagster.core.deployments import Deployment, DeploymentGroup, group_for
 from promptforge_dagster.core.formats import BadLine, LineParser, PromptRequest
-from promptforge_dagster.core.in_flight import IN_FLIGHT_BEFORE_LANES, IN_FLIGHT_WITHOUT_LEARNING, InFlightSlots
+from promptforge_dagster.core.in_flight import InFlightSlots, in_flight_bound
 from promptforge_dagster.core.outcome import OutcomeKind
 from promptforge_dagster.core.pacing import LanePacing
 from promptforge_dagster.core.pipeline_config import (  # noqa: F401 - Provider and JobStats are part of this API
@@ -185,14 +185,9 @@ class Pipeline:
         return self.stats
 
     def in_flight_limit(self) -> int:
-        """The bound on requests in flight now: the sum of each lane's (``in_flight_limit``),
-        within the user's ``max_in_flight`` cap."""
+        """The bound on requests in flight now (:func:`~promptforge_dagster.core.in_flight.in_flight_bound`)."""
         mean_bytes = self._line_bytes / self._lines_seen if self._lines_seen else 0.0
-        learned = [c.in_flight_limit(mean_bytes) for _lane, c in self.lanes.items() if hasattr(c, "in_flight_limit")]
-        bound = sum(learned) if learned else (IN_FLIGHT_WITHOUT_LEARNING if self.lanes.items()
-                                             else IN_FLIGHT_BEFORE_LANES)
-        cap = self.config.max_in_flight
-        return max(1, min(bound, cap) if cap else bound)
+        return in_flight_bound((c for _lane, c in self.lanes.items()), mean_bytes, self.config.max_in_flight)
 
     def resume_position(self) -> ReadPosition:
         """Every line before this position is in a written part (or was done before)."""
