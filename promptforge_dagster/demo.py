@@ -40,7 +40,6 @@ def demo(args: argparse.Namespace, run: Callable[[list[str]], int]) -> int:
     print(f"demo: provider simulator at {base}: a 4800 RPM account that sends no rate-limit headers;")
     print("demo: PromptForge is not told the limit and learns it (3-second windows for the demo)")
     try:
-        os.environ.pop("OPENAI_API_KEY", None)
         os.environ["OPENAI_API_KEY"] = SIMULATOR_KEY
         return run(["run", input_path, "--output", output, "--model", "openai/sim-model", "--api-base", base,
                     "--restart", "--rate-window", "3"])

@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 
+from promptforge_dagster.simulator.styles import STYLES
+
 SIMULATOR_KEY = "sk-promptforge-simulator"  # the demo's key: the simulator's, never a real provider's
 
 
@@ -24,8 +26,8 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule", default="", help='limits over time, e.g. "0:900,60:300,120:1200" or "0:600/40000"')
     parser.add_argument("--headers", choices=["full", "none", "retry-after"], default="full",
                         help="rate-limit headers sent: all, none, or retry-after on 429 only")
-    parser.add_argument("--style", choices=["openai", "azure", "anthropic", "gemini", "vertex", "vllm", "bare"],
-                        default="openai", help="how refusals (and rate headers) are worded, as that provider does")
+    parser.add_argument("--style", choices=STYLES, default="openai",
+                        help="how refusals (and rate headers) are worded, as that provider does")
     parser.add_argument("--limiter", choices=["bucket", "sliding", "fixed"], default="bucket",
                         help="how the account counts: token bucket, sliding window, or fixed window")
     parser.add_argument("--window-s", type=float, default=60.0,
