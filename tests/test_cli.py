@@ -82,14 +82,24 @@ def test_gcs_input_and_output(tmp_path, simulator, gcs_env, gcs_bucket, fake_gcs
     assert summary["input"] == f"gs://{gcs_bucket}/jobs/in.jsonl" and summary["input_generation"] > 0
 
 
-def test_demo_runs_with_no_setup(tmp_path):
+def test_demo_runs_with_no_setup_and_learns_its_accounts_ceiling_with_one_burst_of_429s_at_most(tmp_path):
+    # issue 13, point 8: the learned ceiling within 10% of the demo's 4,800 RPM account, at most
+    # one burst of 429s in its plot (the default 2,000 prompts, as a user runs it)
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    p = subprocess.run([*PROMPTFORGE, "demo", "--dir", str(tmp_path / "demo"), "--prompts", "200"],
+    p = subprocess.run([*PROMPTFORGE, "demo", "--dir", str(tmp_path / "demo")],
                        capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert p.returncode == 0, p.stderr
     out = (tmp_path / "demo" / "output" / "results.jsonl").read_text().splitlines()
-    assert len(out) == 202
+    assert len(out) == 2002
     assert "results: " in p.stdout
+    summary = json.loads((tmp_path / "demo" / "output" / "summary.json").read_text())
+    (lane,) = summary["rate_lanes"].values()
+    assert 0.9 * 4800 <= lane["learned_rpm_ceiling"] <= 1.1 * 4800, lane
+    refusals = next(line for line in summary["rate_chart"].splitlines() if line.startswith("429s"))
+    columns = refusals[len("429s"):].rsplit("total", 1)[0]
+    bursts = [run for run in columns.split(" ") if run]  # runs of columns that hold 429s
+    assert len(bursts) <= 1, summary["rate_chart"]
+    assert lane["rate_limited"] <= 0.01 * lane["sent"], lane
 
 
 def test_adaptive_pacing_learns_a_limit_it_was_never_told(tmp_path, simulator_factory):
