@@ -64,14 +64,15 @@ class LanePacing:
             lock = self._locks[key] = asyncio.Lock()
         return lock
 
-    async def pace(self, lane: str, controller: RateController, est_tokens: int) -> None:
-        """Return once ``controller`` allows a send of ``est_tokens`` on ``lane``."""
+    async def pace(self, lane: str, controller: RateController, est_tokens: int, max_tokens: int = 0) -> None:
+        """Return once ``controller`` allows a send of ``est_tokens`` (``max_tokens`` of them the
+        answer's budget) on ``lane``."""
         async with self._lock(lane):  # one waiter per lane polls its controller; the others queue in order
             while True:
                 if self._no_room():  # checked with the slot taken, not before queueing for it
                     await self._sleep(LIMIT_RECHECK_S)
                     continue
-                wait = controller.acquire(self._clock(), est_tokens)
+                wait = controller.acquire(self._clock(), est_tokens, max_tokens)
                 if wait <= 0.0:
                     return
                 await self._sleep(min(wait, MAX_POLL_S))
@@ -83,7 +84,8 @@ class LanePacing:
             if self.lanes.get(lane) is None:
                 await self._offload(self.lanes.controller, lane)
 
-    async def pace_group(self, group: DeploymentGroup, est_tokens: int) -> tuple[Deployment | None, Any]:
+    async def pace_group(self, group: DeploymentGroup, est_tokens: int,
+                         max_tokens: int = 0) -> tuple[Deployment | None, Any]:
         """Wait until one of the group's deployments has allowance: (deployment, its controller);
         (None, None) once all are dropped."""
         async with self._lock("group:" + group.name):
@@ -95,7 +97,7 @@ class LanePacing:
 
                 def acquire(d: Deployment) -> float:
                     c = asked[d.id] = self.lanes.controller(self.lanes.deployment_lane(d))
-                    return c.acquire(self._clock(), est_tokens)
+                    return c.acquire(self._clock(), est_tokens, max_tokens)
 
                 deployment, wait = group.pick(acquire)
                 if deployment is not None:

@@ -43,7 +43,7 @@ from promptforge_dagster.core.in_flight import InFlightSlots, in_flight_bound
 from promptforge_dagster.core.outcome import OutcomeKind
 from promptforge_dagster.core.pacing import LanePacing
 from promptforge_dagster.core.pipeline_config import (  # noqa: F401 - Provider and JobStats are part of this API
-    JobStats, PipelineConfig, Provider, estimate_tokens,
+    JobStats, PipelineConfig, Provider, answer_budget, estimate_tokens,
 )
 from promptforge_dagster.core.rate_controller import RateController, RateSample
 from promptforge_dagster.core.rate_lanes import RateLanes
@@ -313,6 +313,7 @@ class Pipeline:
         try:
             try:
                 est = estimate_tokens(req.body, cfg.default_max_tokens, req.endpoint)
+                budget = answer_budget(req.body, cfg.default_max_tokens, req.endpoint)
                 group = group_for(self._groups, str(req.body.get("model", "")))
                 if group is None:
                     lane = self.lanes.lane(str(req.body.get("model", "")))
@@ -331,9 +332,9 @@ class Pipeline:
             while True:  # (retries too wait for room in flight, in the pacer: a full server is not flooded)
                 deployment: Deployment | None = None
                 if group is None:
-                    await self._pacing.pace(lane, controller, est)
+                    await self._pacing.pace(lane, controller, est, budget)
                 else:
-                    deployment, controller = await self._pacing.pace_group(group, est)
+                    deployment, controller = await self._pacing.pace_group(group, est, budget)
                     if deployment is None:
                         self.stop(f"every deployment of {group.name} was dropped ("
                                   + "; ".join(f"{k}: {v}" for k, v in group.dropped.items()) + ")")
@@ -357,7 +358,8 @@ class Pipeline:
                 signals = signal.headers
                 controller.record(RateSample(
                     sent_at, at, outcome.kind, outcome.tokens or est, est, signals,
-                    signal=signal, in_flight=in_flight,
+                    signal=signal, in_flight=in_flight, max_tokens=budget,
+                    usage=(outcome.tokens_in, outcome.tokens_out) if outcome.tokens_in or outcome.tokens_out else None,
                 ))
                 kind = outcome.kind
                 if kind is OutcomeKind.SUCCESS:

@@ -113,9 +113,18 @@ def estimate_tokens(body: dict[str, Any], default_max_tokens: int, endpoint: str
                 chars += 4 * len(item)
             elif isinstance(item, dict) and isinstance(item.get("content"), str):
                 chars += len(item["content"])
+    return chars // 4 + 1 + answer_budget(body, default_max_tokens, endpoint)
+
+
+def answer_budget(body: dict[str, Any], default_max_tokens: int, endpoint: str = "chat") -> int:
+    """The answer's share of :func:`estimate_tokens`: the tokens the line lets the answer use.
+
+    >>> answer_budget({"max_tokens": 50}, 256), answer_budget({}, 256), answer_budget({"input": "x"}, 256, "embeddings")
+    (50, 256, 0)
+    """
     if endpoint == "embeddings":
-        return chars // 4 + 1  # an embedding answers no tokens
+        return 0  # an embedding answers no tokens
     completion = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
     if not isinstance(completion, int) or isinstance(completion, bool) or completion < 0:
         completion = default_max_tokens
-    return chars // 4 + 1 + completion
+    return completion

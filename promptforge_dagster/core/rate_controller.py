@@ -41,6 +41,8 @@ class RateSample:
     signals: RateSignals = RateSignals()
     signal: RateSignal | None = None  # everything the answer said about limits (core/rate/signals.py)
     in_flight: int = 0  # requests of the lane in flight when this one was sent
+    max_tokens: int = 0  # the answer's budget, part of ``est_tokens`` (the rest is the prompt's estimate)
+    usage: tuple[int, int] | None = None  # (prompt, answer) tokens as the provider counted them, when it said
 
     @property
     def latency(self) -> float:
@@ -50,9 +52,9 @@ class RateSample:
 class RateController(Protocol):
     """Decides when requests may go; learns from every outcome."""
 
-    def acquire(self, now: float, est_tokens: int) -> float:
-        """0.0 if a request of ``est_tokens`` may go now (it is counted as sent), else the
-        seconds to wait before asking again."""
+    def acquire(self, now: float, est_tokens: int, max_tokens: int = 0) -> float:
+        """0.0 if a request of ``est_tokens`` (of which ``max_tokens`` are the answer's budget)
+        may go now (it is counted as sent), else the seconds to wait before asking again."""
 
     def record(self, sample: RateSample) -> None:
         """Learn from one finished request."""
@@ -83,7 +85,7 @@ class FixedRateController:
         self.sent = 0
         self.in_flight = InFlightLimit(Concurrency())  # Little's law on the fixed rate and observed latency
 
-    def acquire(self, now: float, est_tokens: int) -> float:
+    def acquire(self, now: float, est_tokens: int, max_tokens: int = 0) -> float:
         if now < self._paused_until:
             return self._paused_until - now
         waits = [0.0]

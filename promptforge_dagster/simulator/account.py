@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 
 from promptforge_dagster.simulator.limiters import make_limiter
 
+# What a TPM limit counts, as each provider documents it:
+# "admission": prompt + max_tokens, estimated when the request is received (OpenAI, Azure OpenAI);
+# "input": prompt tokens only (Anthropic's ITPM; Gemini's TPM, metric ``input_token_count``);
+# "output": max_tokens when admitted, the unused part returned when the answer is done
+# (Anthropic's OTPM: "estimated based on max_tokens ... and adjusted at the end of the request").
+TOKEN_BASES = ("admission", "input", "output")
+
 
 @dataclass(frozen=True)
 class AccountLimits:
@@ -27,7 +34,8 @@ class AccountLimits:
     window, "fixed" window, each over ``window_s`` seconds, a minute unless set);
     ``refusals_count`` charges refused requests too (OpenAI: "unsuccessful requests contribute to your per-minute limit");
     ``concurrency`` is a self-hosted server's batch size (vLLM, TGI) and ``queue`` how
-    many more may wait before it answers "queue full".
+    many more may wait before it answers "queue full"; ``tokens_basis`` is what the TPM
+    limit counts (:data:`TOKEN_BASES`).
     """
 
     rpm: float | None = 600.0
@@ -39,6 +47,25 @@ class AccountLimits:
     refusals_count: bool = False
     concurrency: int | None = None
     queue: int = 0
+    tokens_basis: str = "admission"
+
+    def __post_init__(self) -> None:
+        if self.tokens_basis not in TOKEN_BASES:
+            raise ValueError(f"unknown tokens_basis {self.tokens_basis!r} (one of {', '.join(TOKEN_BASES)})")
+
+    def token_charge(self, prompt_tokens: int, max_tokens: int) -> int:
+        """What the TPM limit counts when a request is admitted.
+
+        >>> [AccountLimits(tokens_basis=b).token_charge(100, 50) for b in TOKEN_BASES]
+        [150, 100, 50]
+        """
+        return {"admission": prompt_tokens + max_tokens, "input": prompt_tokens, "output": max_tokens}[
+            self.tokens_basis]
+
+    def token_refund(self, max_tokens: int, completion_tokens: int) -> int:
+        """What the TPM limit gives back when an admitted answer is done: the ``max_tokens``
+        it did not use, where output tokens are counted (Anthropic adjusts its estimate)."""
+        return max(0, max_tokens - completion_tokens) if self.tokens_basis == "output" else 0
 
     def at(self, t: float) -> tuple[float | None, float | None]:
         rpm, tpm = self.rpm, self.tpm
@@ -85,8 +112,8 @@ class SimulatedAccount:
     """Admits or refuses requests like a provider account (see :class:`AccountLimits`).
 
     ``admit`` counts the request against the limits (``tokens``: what the provider charges
-    at admission, prompt plus ``max_tokens`` for OpenAI); with a concurrency limit the
-    caller ``release``-s each admitted request when its answer is done.
+    at admission, :meth:`AccountLimits.token_charge`); the caller ``release``-s each
+    admitted request when its answer is done.
     """
 
     def __init__(self, limits: AccountLimits, now: float) -> None:
@@ -151,10 +178,13 @@ class SimulatedAccount:
         if self._tok:
             self._tok.charge(t, float(tokens))
 
-    def release(self) -> None:
-        """An admitted request's answer is done (frees a concurrency slot)."""
+    def release(self, now: float | None = None, unused_tokens: int = 0) -> None:
+        """An admitted request's answer is done: frees a concurrency slot, and gives back
+        ``unused_tokens`` (:meth:`AccountLimits.token_refund`) to the TPM limit."""
         if self.limits.concurrency is not None:
             self.in_system = max(0, self.in_system - 1)
+        if unused_tokens and self._tok is not None and now is not None:
+            self._tok.refund(now - self.started, float(unused_tokens))
 
     def load(self) -> float:
         """How busy a concurrency-limited server is: requests in it per batch slot (0 without)."""

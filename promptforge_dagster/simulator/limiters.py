@@ -11,7 +11,8 @@
 
 Each can also count what it refuses (``charge`` of a refused request): OpenAI documents
 that "unsuccessful requests contribute to your per-minute limit", so a client that floods
-digs a debt. All take time as an argument.
+digs a debt. ``refund`` gives back part of a charge (a provider that charged an estimate
+and counts the real use when the answer is done). All take time as an argument.
 
 >>> b = BucketLimiter(per_minute=60, burst_s=1.0, now=0.0)
 >>> b.wait(0.0, 1), b.charge(0.0, 1), b.wait(0.0, 1)
@@ -59,6 +60,10 @@ class BucketLimiter:
         self._refill(now)
         return max(0.0, self.level)
 
+    def refund(self, now: float, units: float) -> None:
+        self._refill(now)
+        self.level = min(self.capacity, self.level + units)
+
 
 class SlidingWindowLimiter:
     """At most ``limit`` units within any ``window_s`` seconds."""
@@ -97,6 +102,11 @@ class SlidingWindowLimiter:
         self._expire(now)
         return max(0.0, self.limit - self._used)
 
+    def refund(self, now: float, units: float) -> None:
+        self._expire(now)
+        self._events.append((now, -units))
+        self._used -= units
+
 
 class FixedWindowLimiter:
     """At most ``limit`` units per window; the count resets at each window's start."""
@@ -128,6 +138,10 @@ class FixedWindowLimiter:
     def remaining(self, now: float) -> float:
         self._roll(now)
         return max(0.0, self.limit - self._used)
+
+    def refund(self, now: float, units: float) -> None:
+        self._roll(now)
+        self._used = max(0.0, self._used - units)
 
 
 def make_limiter(kind: str, per_minute: float, burst_s: float, now: float, window_s: float = 60.0):

@@ -206,18 +206,21 @@ class Simulator:
         if endpoint == "embeddings":
             max_tokens = completion_tokens = 0
         now = time.monotonic()
-        admission = self.account.admit(now, prompt_tokens + max_tokens)  # charged at admission, as OpenAI does
+        limits = cfg.limits
+        admission = self.account.admit(now, limits.token_charge(prompt_tokens, max_tokens))
         if not admission.ok:
             self.counts["rate_limited"] += 1
             status, doc, headers = refusal(cfg.style, admission, model=str(body.get("model", "sim-model")),
-                                           now_epoch=time.time(), headers=cfg.headers != "none")
+                                           now_epoch=time.time(), headers=cfg.headers != "none",
+                                           tokens_basis=limits.tokens_basis)
             if cfg.headers == "retry-after":
                 headers = {k: v for k, v in headers.items() if k.startswith("retry-after")}
             self._record(custom_id, status)
             if doc is None:  # a bare refusal: status only
                 return web.Response(status=status, headers=headers)
             return web.json_response(doc, status=status, headers=headers)
-        headers = success_headers(cfg.style, admission.headers, time.time()) if cfg.headers == "full" else {}
+        headers = (success_headers(cfg.style, admission.headers, time.time(), limits.tokens_basis)
+                   if cfg.headers == "full" else {})
         try:
             delay = 0.0
             if cfg.latency_ms > 0:
@@ -226,7 +229,7 @@ class Simulator:
             if delay > 0:
                 await asyncio.sleep(delay * max(1.0, self.account.load()))  # a busy server answers slower
         finally:
-            self.account.release()
+            self.account.release(time.monotonic(), limits.token_refund(max_tokens, completion_tokens))
         self.counts["ok"] += 1
         self._record(custom_id, 200)
         return web.json_response(

@@ -28,10 +28,12 @@ def _ms(seconds: float) -> str:
 
 
 def refusal(style: str, adm: Any, *, model: str = "sim-model", now_epoch: float = 0.0,
-            headers: bool = True) -> tuple[int, dict | None, dict[str, str]]:
+            headers: bool = True, tokens_basis: str = "admission") -> tuple[int, dict | None, dict[str, str]]:
     """``(status, JSON body or None, headers)`` of a refused request in ``style``.
 
-    ``headers`` False leaves out every rate-limit header (``retry-after`` included)."""
+    ``headers`` False leaves out every rate-limit header (``retry-after`` included);
+    ``tokens_basis`` is what the account's TPM limit counts (``account.TOKEN_BASES``), which
+    Anthropic names in its message and headers."""
     kind = adm.limit or "requests"
     limit = int(adm.limit_value) if adm.limit_value else None
     used = int(adm.used) if adm.used is not None else limit
@@ -63,14 +65,14 @@ def refusal(style: str, adm: Any, *, model: str = "sim-model", now_epoch: float 
             az["retry-after"] = str(seconds)
         return 429, {"error": {"code": "429", "message": message}}, az
     if style == "anthropic":
-        unit = "requests" if kind == "requests" else "input tokens"
+        unit = "requests" if kind == "requests" else _ANTHROPIC_TOKENS[tokens_basis].replace("-", " ")
         message = (f"This request would exceed the rate limit for your organization (sim-org) of {limit:,} {unit} "
                    "per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see "
                    "the response headers for current usage. Please reduce the prompt length or the maximum "
                    "tokens requested, or try again later.")
         ah: dict[str, str] = {}
         if headers:
-            ah = anthropic_headers(adm.headers, now_epoch)
+            ah = anthropic_headers(adm.headers, now_epoch, tokens_basis)
             ah["retry-after"] = str(max(1, int(math.ceil(retry))))
         return 429, {"type": "error", "error": {"type": "rate_limit_error", "message": message}}, ah
     if style == "gemini":
@@ -89,20 +91,36 @@ def refusal(style: str, adm: Any, *, model: str = "sim-model", now_epoch: float 
     raise ValueError(f"unknown provider style {style!r} (one of {', '.join(STYLES)})")
 
 
-def anthropic_headers(openai_style: dict[str, str], now_epoch: float) -> dict[str, str]:
-    """The account's state as Anthropic reports it: ``anthropic-ratelimit-*`` with RFC 3339 resets."""
+# Anthropic's names for a token limit by what it counts: input tokens (ITPM), output tokens (OTPM);
+# ``anthropic-ratelimit-tokens-*`` carries "the most restrictive limit currently in effect".
+_ANTHROPIC_TOKENS = {"input": "input-tokens", "output": "output-tokens", "admission": "tokens"}
+
+
+def anthropic_headers(openai_style: dict[str, str], now_epoch: float, tokens_basis: str = "input") -> dict[str, str]:
+    """The account's state as Anthropic reports it: ``anthropic-ratelimit-*`` with RFC 3339
+    resets; a token limit under its own name (input or output tokens) and as ``tokens``, the
+    most restrictive one.
+
+    >>> sorted(anthropic_headers({"x-ratelimit-limit-tokens": "8000"}, 0.0, "output"))[:2]
+    ['anthropic-ratelimit-output-tokens-limit', 'anthropic-ratelimit-output-tokens-remaining']
+    """
     out: dict[str, str] = {}
-    for kind, prefix in (("requests", "anthropic-ratelimit-requests"), ("tokens", "anthropic-ratelimit-input-tokens")):
-        if f"x-ratelimit-limit-{kind}" in openai_style:
+    token_names = {_ANTHROPIC_TOKENS[tokens_basis], "tokens"}
+    for kind, names in (("requests", {"requests"}), ("tokens", token_names)):
+        if f"x-ratelimit-limit-{kind}" not in openai_style:
+            continue
+        reset = _seconds(openai_style.get(f"x-ratelimit-reset-{kind}", "0s"))
+        when = (datetime.fromtimestamp(now_epoch, timezone.utc) + timedelta(seconds=reset)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for name in sorted(names):
+            prefix = f"anthropic-ratelimit-{name}"
             out[f"{prefix}-limit"] = openai_style[f"x-ratelimit-limit-{kind}"]
             out[f"{prefix}-remaining"] = openai_style.get(f"x-ratelimit-remaining-{kind}", "0")
-            reset = _seconds(openai_style.get(f"x-ratelimit-reset-{kind}", "0s"))
-            when = datetime.fromtimestamp(now_epoch, timezone.utc) + timedelta(seconds=reset)
-            out[f"{prefix}-reset"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+            out[f"{prefix}-reset"] = when
     return out
 
 
-def success_headers(style: str, openai_style: dict[str, str], now_epoch: float) -> dict[str, str]:
+def success_headers(style: str, openai_style: dict[str, str], now_epoch: float,
+                    tokens_basis: str = "admission") -> dict[str, str]:
     """Rate headers on a successful answer: OpenAI's and Azure's ``x-ratelimit-*``,
     Anthropic's ``anthropic-ratelimit-*``; Gemini, Vertex, vLLM and bare send none."""
     if style in ("openai",):
@@ -110,7 +128,7 @@ def success_headers(style: str, openai_style: dict[str, str], now_epoch: float) 
     if style == "azure":
         return {k: v for k, v in openai_style.items() if k.startswith("x-ratelimit-remaining")}
     if style == "anthropic":
-        return anthropic_headers(openai_style, now_epoch)
+        return anthropic_headers(openai_style, now_epoch, tokens_basis)
     return {}
 
 

@@ -4,8 +4,9 @@ Each behaviour is a switch and they combine: how the account counts (``limiter``
 bucket, sliding 60-s window, fixed minute), whether refused requests are charged
 (``refusals_count``), a concurrency limit with a queue (a self-hosted vLLM/TGI server,
 ``concurrency``/``queue`` in :class:`AccountLimits`), how refusals are worded (``style``:
-openai, azure, anthropic, gemini, vertex, vllm, bare; ``headers`` on or off), TPM charged at
-admission on the prompt plus ``max_tokens``, and latency that grows with the answer's
+openai, azure, anthropic, gemini, vertex, vllm, bare; ``headers`` on or off), what TPM counts
+(``tokens_basis``: prompt plus ``max_tokens`` at admission, the prompt only, or the answer's
+tokens reserved as ``max_tokens``), and latency that grows with the answer's
 length (``latency_s + s_per_token x completion tokens``) and with a server's load. The
 client can be made slow (``client_s_per_request``: CPU per send). Refusals and answers go
 through the same parsing as production (``classify``, ``parse_signal``). Nothing sleeps.
@@ -83,8 +84,15 @@ def run_matrix(
     client_s_per_request: float = 0.0,
     max_in_flight: int | None = None,
     wake_late_s: float = WAKE_LATE_S,
+    prompt_estimate: float = 1.0,
 ) -> Trace:
-    """Run ``duration`` fake seconds; ``demand(t)`` says whether the client has work at t."""
+    """Run ``duration`` fake seconds; ``demand(t)`` says whether the client has work at t.
+    ``prompt_estimate``: the client's estimate of a prompt's tokens over the provider's count
+    (characters / 4 reads CJK text or code low, padded prose high)."""
+
+    def estimate(req: Request) -> int:  # what the client believes a request costs: its prompt estimate + max_tokens
+        return max(1, round(req.prompt_tokens * prompt_estimate)) + req.max_tokens
+
     rng = random.Random(seed)
     late = random.Random(seed + 1_000)  # its own stream: the requests and answers stay those of the seed
     account = SimulatedAccount(limits, now=0.0)
@@ -114,18 +122,23 @@ def run_matrix(
             sent_at, adm, req, flying = payload
             epoch = EPOCH + now
             if adm.ok:
-                account.release()
+                account.release(now, limits.token_refund(req.max_tokens, req.completion_tokens))
                 trace._add(trace.ok, now)
-                trace._add(trace.ok_tokens, now, req.prompt_tokens + req.completion_tokens)
-                status, message, hdrs = 200, "", success_headers(style, adm.headers, epoch) if headers else {}
+                used = (limits.token_charge(req.prompt_tokens, req.max_tokens)  # what the TPM limit counted
+                        - limits.token_refund(req.max_tokens, req.completion_tokens))
+                trace._add(trace.ok_tokens, now, used)
+                status, message = 200, ""
+                hdrs = success_headers(style, adm.headers, epoch, limits.tokens_basis) if headers else {}
             else:
                 trace._add(trace.refused, now)
-                status, body, hdrs = refusal(style, adm, now_epoch=epoch, headers=headers)
+                status, body, hdrs = refusal(style, adm, now_epoch=epoch, headers=headers,
+                                             tokens_basis=limits.tokens_basis)
                 message = message_of(body)
             outcome = classify(status, message) if status != 200 else OutcomeKind.SUCCESS
             signal = parse_signal(status, message, hdrs, epoch)
-            controller.record(RateSample(sent_at, now, outcome, req.charged, req.charged,
-                                         signal.headers, signal=signal, in_flight=flying))
+            controller.record(RateSample(sent_at, now, outcome, estimate(req), estimate(req),
+                                         signal.headers, signal=signal, in_flight=flying, max_tokens=req.max_tokens,
+                                         usage=(req.prompt_tokens, req.completion_tokens) if adm.ok else None))
         elif kind == "wake" and now < wake_at - 1e-12:
             continue
         while demand(now) and in_flight < limit():
@@ -134,12 +147,12 @@ def run_matrix(
                 push(wake_at, "wake")
                 break
             req = request(rng)
-            wait = controller.acquire(now, req.charged)
+            wait = controller.acquire(now, estimate(req), req.max_tokens)
             if wait > 0:
                 wake_at = now + max(wait, 1e-6) + late.uniform(0.0, wake_late_s)
                 push(wake_at, "wake")
                 break
-            adm = account.admit(now, req.charged)
+            adm = account.admit(now, limits.token_charge(req.prompt_tokens, req.max_tokens))
             in_flight += 1
             trace.max_in_flight = max(trace.max_in_flight, in_flight)
             client_free_at = now + client_s_per_request

@@ -26,6 +26,11 @@ def long_answers(rng: random.Random) -> Request:
     return Request(prompt_tokens=200, max_tokens=1000, completion_tokens=rng.randint(200, 800))
 
 
+def budgeted_answers(rng: random.Random) -> Request:
+    """A generous ``max_tokens`` over answers that use a fraction of it (as batch jobs set it)."""
+    return Request(prompt_tokens=rng.randint(100, 600), max_tokens=1024, completion_tokens=rng.randint(50, 400))
+
+
 STEADY_GOAL = (0.95, 0.01)  # issue 13: steady >= 0.95 of the ceiling with <= 1% refused
 SHIFT_GOAL = (0.90, 0.02)  # shifting ceilings, per phase; TPM-bound; 6-s answers (goodput only)
 
@@ -82,6 +87,22 @@ SCENARIOS = [
              {"style": "openai", "request": mixed_sizes}, measure="tokens"),
     Scenario("tpm-120k-bare-mixed", AccountLimits(rpm=None, tpm=120_000), 0.90, 0.02,
              {"request": mixed_sizes}, measure="tokens"),
+    # token limits that count other than prompt + max_tokens, by their own names (Anthropic's ITPM and
+    # OTPM, a bucket holding a minute; Gemini's TPM on input tokens, a fixed minute)
+    Scenario("anthropic-itpm-60k-headers", AccountLimits(rpm=None, tpm=60_000, tokens_basis="input", burst_s=60.0),
+             0.90, 0.02, {"style": "anthropic", "headers": True, "request": budgeted_answers, "s_per_token": 0.005},
+             measure="tokens"),
+    # ... whose prompts count 1/0.6 of the client's estimate (characters / 4 reads CJK text or code low)
+    Scenario("anthropic-itpm-60k-prompts-estimated-low",
+             AccountLimits(rpm=None, tpm=60_000, tokens_basis="input", burst_s=60.0), 0.90, 0.02,
+             {"style": "anthropic", "headers": True, "request": budgeted_answers, "s_per_token": 0.005,
+              "prompt_estimate": 0.6}, measure="tokens"),
+    Scenario("anthropic-otpm-16k-headers", AccountLimits(rpm=None, tpm=16_000, tokens_basis="output", burst_s=60.0),
+             0.90, 0.02, {"style": "anthropic", "headers": True, "request": budgeted_answers, "s_per_token": 0.005},
+             measure="tokens"),
+    Scenario("gemini-tpm-input-120k-fixed", AccountLimits(rpm=None, tpm=120_000, tokens_basis="input", limiter="fixed"),
+             0.90, 0.03, {"style": "gemini", "request": budgeted_answers, "s_per_token": 0.005}, measure="tokens",
+             goal=SHIFT_GOAL),
     # long answers: Little's law, not a fixed in-flight bound
     Scenario("answers-6s-3000", AccountLimits(rpm=3000), 0.90, 0.01, {"latency_s": 6.0}),
     Scenario("answers-grow-with-tokens-1200", AccountLimits(rpm=1200), 0.88, 0.012,

@@ -186,7 +186,7 @@ def test_each_lane_has_its_own_controller_and_learns_which_limit_was_hit():
         def __init__(self):
             self.samples: list[RateSample] = []
 
-        def acquire(self, now, est_tokens):
+        def acquire(self, now, est_tokens, max_tokens=0):
             return 0.0
 
         def record(self, sample):

@@ -60,12 +60,12 @@ class ThreeJobs:
         self._turn = 0
         self._sender = {}
 
-    def acquire(self, now, est_tokens):
+    def acquire(self, now, est_tokens, max_tokens=0):
         waits = []
         for _ in range(3):
             job = self.jobs[self._turn % 3]
             self._turn += 1
-            wait = job.acquire(now, est_tokens)
+            wait = job.acquire(now, est_tokens, max_tokens)
             if wait == 0.0:
                 self._sender[now] = job
                 return 0.0

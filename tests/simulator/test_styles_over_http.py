@@ -41,3 +41,21 @@ def test_a_full_server_queue_is_a_concurrency_signal(simulator_factory):
     full = [o for o in outcomes if o.kind is not OutcomeKind.SUCCESS]
     assert full and parse_signal(full[0].status_code, full[0].message, full[0].headers).limit == "concurrency"
     assert sum(o.kind is OutcomeKind.SUCCESS for o in outcomes) == 1
+
+
+def test_anthropics_output_token_limit_reaches_the_engine_as_output_tokens(simulator_factory):
+    sim = simulator_factory("--rpm", "0", "--tpm", "100", "--tokens-basis", "output", "--burst-s", "60",
+                            "--latency-ms", "300", "--latency-sigma", "0", "--style", "anthropic")
+    provider = LiteLLMProvider(api_base=sim.api_base, api_key="sk-test")
+    budgeted = [PromptRequest(i, i + 1, 0, f"c{i}", {"model": "sim-model", "max_tokens": 60,
+                                                      "messages": [{"role": "user", "content": "x"}]}) for i in range(4)]
+
+    async def send():
+        return await asyncio.gather(*(provider.complete(r) for r in budgeted))
+
+    outcomes = asyncio.run(send())
+    refused = [o for o in outcomes if o.kind is OutcomeKind.RATE_LIMITED]
+    admitted = [o for o in outcomes if o.kind is OutcomeKind.SUCCESS]
+    assert len(admitted) == 1 and len(refused) == 3  # 100 output tokens hold one answer reserved as 60
+    signal = parse_signal(refused[0].status_code, refused[0].message, refused[0].headers)
+    assert (signal.limit, signal.token_basis, signal.limit_value) == ("tokens", "output", 100.0)

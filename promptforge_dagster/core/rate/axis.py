@@ -67,11 +67,20 @@ SUSTAINED_S = 4.0  # a rate admitted this long before a refusal is near the ceil
 # refused at 72 after 7 s was halved to 36 and measured its own rate there: 46)
 
 
+def new_estimator(config: RateConfig) -> CeilingEstimator:
+    """The send history and ceiling estimator of one axis, as ``config`` sets it."""
+    s = config.steady
+    return CeilingEstimator(min_sends=s.measure_min_requests, min_span_s=s.measure_min_s,
+                            refusal_weight=s.counted_refusals_weight)
+
+
 class Axis:
     """Rate, estimate and phase of one limit; a :class:`Pacer` holds sends to the rate."""
 
     def __init__(self, config: RateConfig, start_per_s: float, now: float, *, min_per_s: float | None = None,
-                 max_per_s: float | None = None) -> None:
+                 max_per_s: float | None = None, history: CeilingEstimator | None = None) -> None:
+        """``history``: what was sent before this axis paced (a tokens axis opened by a refusal
+        measures its floor from the sends before it, not from nothing)."""
         self.cfg = config
         self.min_per_s = min_per_s if min_per_s is not None else config.min_rpm / 60.0
         self.max_per_s = max_per_s if max_per_s is not None else config.max_rpm / 60.0
@@ -88,9 +97,7 @@ class Axis:
         self._proof: float | None = None
         self._dry_since: float | None = None  # the first refusal of this episode of refusals
         self.pacer = Pacer(self.per_s, now)
-        s = config.steady
-        self.estimator = CeilingEstimator(min_sends=s.measure_min_requests, min_span_s=s.measure_min_s,
-                                          refusal_weight=s.counted_refusals_weight)
+        self.estimator = history or new_estimator(config)
         self._settle = SETTLE_START_S
         self.decreases = 0
         self.pause_until = 0.0  # a dry spell: the controller sends nothing on this axis until then

@@ -1,8 +1,9 @@
 """The adaptive rate controller of one lane: the parts of ``core/rate/`` composed.
 
 * an :class:`~promptforge_dagster.core.rate.axis.Axis` for requests per minute, and one for
-  tokens per minute once anything says tokens are limited (a refusal that names them, a
-  header, a hint): each paces, measures and probes its own limit;
+  tokens per minute once anything says tokens are limited (a refusal that names them,
+  OpenAI's header, a hint): each paces, measures and probes its own limit, the tokens axis
+  in what its limit counts (:mod:`~promptforge_dagster.core.rate.token_units`);
 * a refusal is attributed by evidence only (:mod:`~promptforge_dagster.core.rate.signals`):
   the limit the message or headers name; a refusal that names none counts against requests
   (pacing requests paces their tokens too), until the refused requests are clearly larger
@@ -33,14 +34,15 @@ from promptforge_dagster.core.outcome import OutcomeKind
 from promptforge_dagster.core.rate.axis import Axis, Phase
 from promptforge_dagster.core.rate.concurrency import InFlightLimit
 from promptforge_dagster.core.rate.config import RateConfig
-from promptforge_dagster.core.rate.signals import CONCURRENCY, REQUESTS, TOKENS, RateSignal
+from promptforge_dagster.core.rate.signals import ADMISSION, CONCURRENCY, REQUESTS, TOKENS, RateSignal
+from promptforge_dagster.core.rate.token_units import TokenUnits, stated_token_limits
 from promptforge_dagster.core.rate_controller import RateSample
 
 OVERLOAD_PAUSE_S = 0.5  # first pause after an overload answer; doubles per consecutive one
 OVERLOAD_PAUSE_MAX_S = 30.0  # ... up to this: capacity problems pass in seconds to minutes
 METER_S = 5.0  # the span over which the achieved send rate is read (client-bound check)
 PACER_IDLE_S = 1.0  # sending, yet the pacer held nothing back for this long: something else is the limit
-TOKEN_START_S = 10.0  # a tokens axis opened by a refusal starts at the token rate sent over this span
+TOKEN_START_S = 10.0  # a tokens axis opened by a refusal starts at (half) the token rate sent over this span
 SIZE_EVIDENCE_REFUSALS = 8  # silent refusals seen before their sizes are read as evidence
 SIZE_EVIDENCE_RATIO = 1.25  # refused requests this much larger than admitted ones: tokens are what is limited
 SIZE_EWMA = 0.05  # weight of one request in the running mean sizes (about the last 20-40 requests)
@@ -62,11 +64,12 @@ class AdaptiveController:
     def __init__(self, config: RateConfig | None = None, now: float = 0.0) -> None:
         self.cfg = cfg = config or RateConfig()
         self.requests = Axis(cfg, (cfg.rpm_hint or cfg.discovery.initial_rpm) / 60.0, now)
+        self._born = now
+        self.units = TokenUnits(cfg)  # what the tokens axis counts, and what was sent before it opened
         self.tokens: Axis | None = self._token_axis(cfg.tpm_hint / 60.0, now) if cfg.tpm_hint else None
         self.in_flight = InFlightLimit(cfg.concurrency, cfg.max_in_flight)
         self._paused_until = 0.0
         self._overloads = 0
-        self._token_sends: deque[tuple[float, float]] = deque()  # (time, tokens) over TOKEN_START_S
         self._meter: deque[float] = deque()  # send times over METER_S
         self._last_blocked = now
         self._size_ok: float | None = None  # running mean tokens of admitted requests
@@ -77,9 +80,9 @@ class AdaptiveController:
         self.sent = self.rate_limited = self.overloaded = 0
 
     # -- pacing ----------------------------------------------------------------
-    def acquire(self, now: float, est_tokens: int) -> float:
+    def acquire(self, now: float, est_tokens: int, max_tokens: int = 0) -> float:
         self._now = max(self._now, now)
-        axes = [(self.requests, 1.0)] + ([(self.tokens, float(est_tokens))] if self.tokens else [])
+        axes = [(self.requests, 1.0)] + ([(self.tokens, self.units.of(est_tokens, max_tokens))] if self.tokens else [])
         paused_until = max([self._paused_until] + [axis.pause_until for axis, _ in axes])
         if now < paused_until:
             return paused_until - now
@@ -97,7 +100,7 @@ class AdaptiveController:
         for axis, units in axes:
             axis.sent(now, units)
         self.sent += 1
-        self._note_send(now, float(est_tokens))
+        self._note_send(now, est_tokens, max_tokens)
         return 0.0
 
     def in_flight_limit(self, prompt_bytes: float = 0.0) -> int:
@@ -114,8 +117,9 @@ class AdaptiveController:
             self.in_flight.observe_latency(sample.latency)
             self.requests.admitted(sample.sent_at, sample.at, 1.0)
             self._size_ok = _mean(self._size_ok, sample.est_tokens)
+            self.units.answered(sample.usage, sample.est_tokens - sample.max_tokens)
             if self.tokens is not None:
-                self.tokens.admitted(sample.sent_at, sample.at, float(max(1, sample.est_tokens)))
+                self.tokens.admitted(sample.sent_at, sample.at, self.units.of(sample.est_tokens, sample.max_tokens))
         elif sample.kind is OutcomeKind.RATE_LIMITED:
             self.rate_limited += 1
             self._on_refused(sample, signal)
@@ -133,9 +137,11 @@ class AdaptiveController:
         if limit == CONCURRENCY:
             self.in_flight.refused_at(sample.in_flight)
         elif limit == TOKENS:
-            if self.tokens is None:
+            if self.tokens is None:  # counted as the refusal says its limit counts (else as OpenAI does)
+                self.units.basis = signal.token_basis or ADMISSION
                 self.tokens = self._token_axis(self._token_rate(sample.at) or 1.0, sample.at)
-            self.tokens.refused(sample.sent_at, sample.at, float(max(1, sample.est_tokens)), signal.retry_after_s)
+            units = self.units.of(sample.est_tokens, sample.max_tokens)
+            self.tokens.refused(sample.sent_at, sample.at, units, signal.retry_after_s)
         else:
             self.requests.refused(sample.sent_at, sample.at, 1.0, signal.retry_after_s)
         if signal.retry_after_s:
@@ -152,39 +158,46 @@ class AdaptiveController:
         return self.silent_limit
 
     def _learn_stated_limits(self, signal: RateSignal, now: float) -> None:
+        """A stated limit is taken in its own basis: a tokens axis opens on OpenAI's header or
+        on a refusal's message (Anthropic states its ITPM and OTPM on every answer, binding or
+        not), and is capped by what is stated in the basis it counts."""
         h = signal.headers
         rpm = h.limit_requests or (signal.limit_value if signal.limit == REQUESTS else None)
-        tpm = h.limit_tokens or (signal.limit_value if signal.limit == TOKENS else None)
         if rpm:
             self.requests.known_limit(float(rpm), now)
-        if tpm:
-            if self.tokens is None:
-                self.tokens = self._token_axis(tpm / 60.0, now)
-            self.tokens.known_limit(float(tpm), now)
+        tpm = stated_token_limits(signal)
+        if self.tokens is None:
+            opened_by = signal.token_basis if signal.limit == TOKENS and signal.limit_value else None
+            basis = opened_by or (ADMISSION if h.limit_tokens else None)
+            if basis is not None:
+                self.units.basis = basis
+                self.tokens = self._token_axis(tpm[basis] / 60.0, now)
+        if self.tokens is not None and self.units.basis in tpm:
+            self.tokens.known_limit(tpm[self.units.basis], now)
         for remaining, reset in ((h.remaining_requests, h.reset_requests_s), (h.remaining_tokens, h.reset_tokens_s)):
             if remaining == 0 and reset:  # the provider says the window is spent until reset
                 self._pause(now, reset, cap=self.cfg.window_s)
 
     # -- helpers ---------------------------------------------------------------
     def _token_axis(self, start_per_s: float, now: float) -> Axis:
-        return Axis(self.cfg, start_per_s, now, min_per_s=1.0, max_per_s=self.cfg.max_rpm * 1000 / 60.0)
+        """A tokens axis in the units' basis, opened on what the lane sent so far in it (its
+        floor is what the account admitted)."""
+        return Axis(self.cfg, start_per_s, now, min_per_s=1.0, max_per_s=self.cfg.max_rpm * 1000 / 60.0,
+                    history=self.units.history(self.units.basis))
 
     def _pause(self, now: float, seconds: float, *, cap: float) -> None:
         self._paused_until = max(self._paused_until, now + min(seconds, cap))
 
-    def _note_send(self, now: float, tokens: float) -> None:
+    def _note_send(self, now: float, est_tokens: int, max_tokens: int) -> None:
         self._meter.append(now)
         while self._meter and self._meter[0] < now - METER_S:
             self._meter.popleft()
-        self._token_sends.append((now, tokens))
-        while self._token_sends and self._token_sends[0][0] < now - TOKEN_START_S:
-            self._token_sends.popleft()
+        if self.tokens is None:
+            self.units.sent(now, est_tokens, max_tokens)
 
     def _token_rate(self, now: float) -> float | None:
-        if len(self._token_sends) < 2:
-            return None
-        span = max(1e-3, now - self._token_sends[0][0])
-        return sum(t for _, t in self._token_sends) / span * self.cfg.discovery.backoff
+        rate = self.units.rate(self.units.basis, now, min(TOKEN_START_S, now - self._born))
+        return rate * self.cfg.discovery.backoff if rate else None
 
     def achieved_rpm(self, now: float) -> float:
         """Requests sent per minute over the last few seconds."""
@@ -220,6 +233,7 @@ class AdaptiveController:
             "learned_tpm_ceiling": round(t.estimate * 60.0, 1) if t and t.estimate else None,
             "rpm_limit_source": ("stated" if r.known else "measured") if r.estimate else None,
             "tpm_limit_source": ("stated" if t.known else "measured") if t and t.estimate else None,
+            "tpm_counts": self.units.basis if t else None,  # admission (prompt + max_tokens), input or output
             "in_flight_limit": self.in_flight_limit(),
             "latency_s": _round(self.in_flight.latency()),
             "concurrency_ceiling": round(self.in_flight.ceiling, 1) if self.in_flight.ceiling else None,
@@ -239,7 +253,8 @@ class AdaptiveController:
                 "stated_rpm": r.cap * 60.0 if r.cap else None,  # the account's: never scaled to a share
                 "ceiling_tpm": t.estimate * 60.0 if t and t.estimate else None,
                 "stated_tpm": t.cap * 60.0 if t and t.cap else None,
-                "tpm_learned": bool(t and t.estimate), "concurrency": self.in_flight.ceiling,
+                "tpm_learned": bool(t and t.estimate), "tpm_counts": self.units.basis if t else None,
+                "concurrency": self.in_flight.ceiling,
                 "burst_s": r.burst.burst_s}
 
     @classmethod
@@ -255,6 +270,7 @@ class AdaptiveController:
         elif state.get("rate"):
             c.requests.restore(None, per_s("stated_rpm"), now, per_s=float(state["rate"]))
         if state.get("ceiling_tpm"):
+            c.units.basis = state.get("tpm_counts") or ADMISSION
             c.tokens = c._token_axis(per_s("ceiling_tpm"), now)
             c.tokens.restore(per_s("ceiling_tpm"), per_s("stated_tpm"), now)
         if state.get("concurrency"):

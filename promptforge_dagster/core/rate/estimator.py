@@ -87,7 +87,8 @@ class SendHistory:
 
 class CeilingEstimator:
     """Feed it every send and every refusal (by send time); a refusal that closes a long
-    enough span since the last dry moment returns an :class:`Estimate`."""
+    enough span since the last dry moment returns an :class:`Estimate`. ``min_sends`` and
+    the pause allowed between sends count requests, whatever the units measured (tokens)."""
 
     def __init__(self, *, min_sends: int = 12, min_span_s: float = 1.0, refusal_weight: float = 0.5) -> None:
         self.min_sends = min_sends
@@ -98,10 +99,12 @@ class CeilingEstimator:
         self._dry_at: float | None = None
         self._last_send: float | None = None
         self._gap = 0.0  # the longest pause in sending since the last dry moment
+        self._requests = SendHistory()  # requests sent, whatever their units (a token axis counts tokens)
         self.last: Estimate | None = None
 
     def sent(self, at: float, units: float) -> None:
         self._sends.add(at, units)
+        self._requests.add(at, 1.0)
         if self._last_send is not None:
             self._gap = max(self._gap, at - self._last_send)
         self._last_send = at
@@ -118,10 +121,11 @@ class CeilingEstimator:
             self._dry_at = sent_at
             return None
         sends, refused = end - start, (refused_end or 0.0) - refused_start
-        if span < self.min_span_s or sends < self.min_sends:
+        requests = (self._requests.before(sent_at) or 0.0) - (self._requests.before(self._dry_at) or 0.0)
+        if span < self.min_span_s or requests < self.min_sends:
             return None  # still the same dry spell: keep measuring from its start
         self._dry_at, gap, self._gap = sent_at, self._gap, 0.0
-        if refused > MAX_REFUSED_SHARE * sends or gap > max(MAX_GAP_S, 4.0 * span / sends):
+        if refused > MAX_REFUSED_SHARE * sends or gap > max(MAX_GAP_S, 4.0 * span / requests):
             return None  # a flood, a dry window, or a pause: the account did not spend its refill on us
         used = sends - refused * (1.0 - self.refusal_weight)
         self.last = Estimate(max(0.0, used) / span, span, sends, refused)

@@ -30,9 +30,11 @@ class RateSignals:
     limit_requests: int | None = None
     remaining_requests: int | None = None
     reset_requests_s: float | None = None
-    limit_tokens: int | None = None
-    remaining_tokens: int | None = None
+    limit_tokens: int | None = None  # prompt + max_tokens at admission (OpenAI's x-ratelimit-limit-tokens)
+    remaining_tokens: int | None = None  # of the most restrictive token limit
     reset_tokens_s: float | None = None
+    limit_input_tokens: int | None = None  # Anthropic's ITPM
+    limit_output_tokens: int | None = None  # Anthropic's OTPM
 
     @property
     def empty(self) -> bool:
@@ -81,8 +83,9 @@ def parse_rate_headers(headers: Mapping[str, str], now_epoch: float | None = Non
 
     ``now_epoch`` (wall-clock seconds) turns Anthropic's reset timestamps into durations.
 
-    >>> parse_rate_headers({"anthropic-ratelimit-tokens-limit": "40000", "retry-after": "3"})
-    RateSignals(retry_after_s=3.0, limit_requests=None, remaining_requests=None, reset_requests_s=None, limit_tokens=40000, remaining_tokens=None, reset_tokens_s=None)
+    >>> parse_rate_headers({"anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-tokens-limit": "8000",
+    ...                     "anthropic-ratelimit-tokens-remaining": "0", "retry-after": "3"})
+    RateSignals(retry_after_s=3.0, limit_requests=50, remaining_requests=None, reset_requests_s=None, limit_tokens=None, remaining_tokens=0, reset_tokens_s=None, limit_input_tokens=None, limit_output_tokens=None)
     """
     h: dict[str, str] = {}
     for k, v in headers.items():
@@ -109,16 +112,20 @@ def parse_rate_headers(headers: Mapping[str, str], now_epoch: float | None = Non
         raw = h.get(f"anthropic-ratelimit-{kind}-reset")
         return _seconds_until(raw, now_epoch) if raw is not None else None
 
-    tokens_limit = pick("tokens", "limit") or h.get("anthropic-ratelimit-input-tokens-limit")
-    tokens_remaining = pick("tokens", "remaining") or h.get("anthropic-ratelimit-input-tokens-remaining")
+    # Token limits by what they count: OpenAI's ``x-ratelimit-limit-tokens`` the prompt plus
+    # max_tokens at admission; Anthropic's input tokens (ITPM) and output tokens (OTPM), and its
+    # ``tokens-*`` "the most restrictive" of the two (of no one basis: its limit is not read, its
+    # remaining and reset still say when the account is spent).
     return RateSignals(
         retry_after_s=retry_after,
         limit_requests=_int(pick("requests", "limit")),
         remaining_requests=_int(pick("requests", "remaining")),
         reset_requests_s=reset("requests"),
-        limit_tokens=_int(tokens_limit),
-        remaining_tokens=_int(tokens_remaining),
+        limit_tokens=_int(h.get("x-ratelimit-limit-tokens")),
+        remaining_tokens=_int(pick("tokens", "remaining")),
         reset_tokens_s=reset("tokens"),
+        limit_input_tokens=_int(h.get("anthropic-ratelimit-input-tokens-limit")),
+        limit_output_tokens=_int(h.get("anthropic-ratelimit-output-tokens-limit")),
     )
 
 

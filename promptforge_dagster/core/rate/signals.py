@@ -10,7 +10,8 @@ guessed: a field the provider did not state stays None. Sources, one per provide
   current ... pricing tier. Please retry after 6 seconds.`` (``token rate limit`` for TPM);
   ``retry-after`` header.
 * Anthropic (docs, "Rate limits"): ``rate_limit_error``, ``... of 50 requests per minute``
-  or ``input tokens per minute``; ``anthropic-ratelimit-*`` and ``retry-after`` headers.
+  or ``input tokens per minute`` (ITPM) or ``output tokens per minute`` (OTPM, estimated from
+  ``max_tokens`` and adjusted to the answer); ``anthropic-ratelimit-*`` and ``retry-after`` headers.
 * Gemini / Vertex AI: ``RESOURCE_EXHAUSTED``; Gemini's message may name ``Quota exceeded for
   metric: ..._requests, limit: 15`` and ``Please retry in 39.6s``; Vertex says neither.
 * Self-hosted (vLLM behind a gateway, TGI): ``Model is overloaded``, ``queue is full``,
@@ -33,6 +34,11 @@ from typing import Mapping
 from promptforge_dagster.core.rate.headers import RateSignals, parse_duration, parse_rate_headers
 
 REQUESTS, TOKENS, CONCURRENCY = "requests", "tokens", "concurrency"
+# What a token limit counts (its basis), as each provider documents it:
+ADMISSION = "admission"  # the prompt plus max_tokens, estimated when the request arrives (OpenAI, Azure OpenAI)
+INPUT = "input"  # the prompt's tokens (Anthropic's ITPM; Gemini's input_token_count)
+OUTPUT = "output"  # the answer's tokens, reserved as max_tokens and settled to the answer (Anthropic's OTPM)
+TOKEN_BASES = (ADMISSION, INPUT, OUTPUT)
 
 _OPENAI = re.compile(r"on (requests|tokens)(?:_usage_based)? per min(?:ute)?(?: \((?:RPM|TPM)\))?:\s*Limit ([\d,]+)",
                      re.I)
@@ -54,8 +60,8 @@ _CONCURRENCY = re.compile(r"model is overloaded|queue is full|queue full|too man
 @dataclass(frozen=True, slots=True)
 class RateSignal:
     """One answer's rate information: ``limit`` it names (requests, tokens, concurrency or
-    None), that limit's per-minute value when stated, the retry delay when stated, and the
-    parsed headers.
+    None), that limit's per-minute value when stated (a token limit's in its ``token_basis``),
+    the retry delay when stated, and the parsed headers.
 
     >>> RateSignal().says_nothing
     True
@@ -65,6 +71,7 @@ class RateSignal:
     limit_value: float | None = None
     retry_after_s: float | None = None
     headers: RateSignals = field(default_factory=RateSignals)
+    token_basis: str | None = None  # what the token limit named counts (``TOKEN_BASES``), when the message says
 
     @property
     def says_nothing(self) -> bool:
@@ -75,31 +82,39 @@ def _number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
-def parse_message(message: str) -> tuple[str | None, float | None, float | None]:
-    """``(limit, per-minute value, retry seconds)`` from a refusal's message text.
+def parse_message(message: str) -> tuple[str | None, float | None, float | None, str | None]:
+    """``(limit, per-minute value, retry seconds, token basis)`` from a refusal's message text.
+    A token limit's value is kept only with its basis: a count of unknown kind is no cap.
 
     >>> parse_message("Requests to the ChatCompletions_Create Operation under Azure OpenAI API version "
     ...               "2024-10-21 have exceeded call rate limit of your current OpenAI S0 pricing tier. "
     ...               "Please retry after 6 seconds.")
-    ('requests', None, 6.0)
+    ('requests', None, 6.0, None)
     >>> parse_message("This request would exceed the rate limit for your organization (abc) of 40,000 "
     ...               "input tokens per minute.")
-    ('tokens', 40000.0, None)
+    ('tokens', 40000.0, None, 'input')
     >>> parse_message("Quota exceeded for metric: generativelanguage.googleapis.com/"
     ...               "generate_content_free_tier_requests, limit: 15, model: gemini-2.0-flash. Please retry in 39.6s.")
-    ('requests', 15.0, 39.6)
+    ('requests', 15.0, 39.6, None)
     >>> parse_message("Model is overloaded")
-    ('concurrency', None, None)
+    ('concurrency', None, None, None)
     """
-    limit = value = retry = None
+    limit = value = retry = basis = None
     if m := _OPENAI.search(message):
         limit, value = m.group(1).lower(), _number(m.group(2))
+        basis = ADMISSION if limit == TOKENS else None
     elif m := _ANTHROPIC.search(message):
-        value, limit = _number(m.group(1)), REQUESTS if m.group(2).lower() == "requests" else TOKENS
+        kind = m.group(2).lower()
+        limit = REQUESTS if kind == "requests" else TOKENS
+        basis = INPUT if kind.startswith("input") else OUTPUT if kind.startswith("output") else None
+        value = _number(m.group(1)) if limit == REQUESTS or basis else None
     elif m := _GEMINI_METRIC.search(message):
-        limit, value = REQUESTS if m.group(1).lower() == "requests" else TOKENS, _number(m.group(2))
+        limit = REQUESTS if m.group(1).lower() == "requests" else TOKENS
+        basis = INPUT if limit == TOKENS and "input_token" in m.group(0).lower() else None
+        value = _number(m.group(2)) if limit == REQUESTS or basis else None
     elif m := _AZURE.search(message):
         limit = REQUESTS if m.group(1).lower() == "call" else TOKENS
+        basis = ADMISSION if limit == TOKENS else None  # Azure estimates from the prompt and max tokens
     elif _CONCURRENCY.search(message):
         limit = CONCURRENCY
     elif bool(_SAYS_TOKENS.search(message)) != bool(_SAYS_REQUESTS.search(message)):  # names one limit, no value
@@ -110,7 +125,7 @@ def parse_message(message: str) -> tuple[str | None, float | None, float | None]
         retry = float(m.group(1)) / (1000.0 if m.group(2).lower().startswith("m") else 1.0)
     elif m := _GEMINI_DELAY.search(message):
         retry = float(m.group(1))
-    return limit, value, retry
+    return limit, value, retry, basis
 
 
 def parse_signal(status: int | None, message: str | None, headers: Mapping[str, str],
@@ -126,9 +141,9 @@ def parse_signal(status: int | None, message: str | None, headers: Mapping[str, 
     True
     """
     parsed = parse_rate_headers(headers, now_epoch) if headers else RateSignals()
-    limit = value = retry = None
+    limit = value = retry = basis = None
     if status is not None and status >= 400 and message:
-        limit, value, retry = parse_message(message)
+        limit, value, retry, basis = parse_message(message)
     if retry is None:
         retry = parsed.retry_after_s
-    return RateSignal(limit, value, retry, parsed)
+    return RateSignal(limit, value, retry, parsed, basis)
