@@ -15,12 +15,17 @@ Each scenario is one phase from a cold start (the client is never told the limit
   azure         1,200 RPM worded as Azure OpenAI ("retry after N seconds", remaining-* headers)
   anthropic     1,200 RPM with Anthropic's headers and rate_limit_error
   tpm           120,000 TPM charged on prompt + max_tokens, mixed prompt sizes, OpenAI's words
+  itpm          Anthropic's input tokens per minute: 60,000 on prompts only (mixed sizes, max_tokens
+                1,024, 200-token answers), a bucket holding a minute, Anthropic's headers and words
+  otpm          Anthropic's output tokens per minute: 16,000, reserved as max_tokens (1,024) and
+                settled to the 200-token answer
   vllm          a self-hosted server: concurrency 32, queue 8, ~1 s answers growing with load
   latency-Xs    3,000 RPM bucket, bare 429, answers taking X s (0.2, 2, 6, 20); goodput counts
                 answers, so X s of the phase have none whatever the pacing (a fixed bucket told
                 the exact limit shows that bound: latency-6s and latency-20s run beside them)
 
-For each it prints goodput (completed answers as a share of the ceiling; tokens for `tpm`;
+For each it prints goodput (completed answers as a share of the ceiling; the tokens the limit
+counts for `tpm`, `itpm` and `otpm`;
 for `vllm` of what 32 slots serve) and the refused share, over the whole phase (discovery
 included) and over its second half, read from the simulator's request log.
 """
@@ -49,12 +54,12 @@ from promptforge_dagster.core.pipeline import PipelineConfig
 from promptforge_dagster.core.rate_controller import FixedRateController
 
 
-def write_input(path: str, n: int, mixed: bool, seed: int = 7) -> None:
+def write_input(path: str, n: int, mixed: bool, seed: int = 7, max_tokens: int = 32) -> None:
     rng = random.Random(seed)
     with open(path, "w") as f:
         for i in range(n):
             words = rng.randint(20, 400) if mixed else 30
-            f.write(json.dumps({"id": f"p{i}", "prompt": ("word " * words) + str(i), "max_tokens": 32}) + "\n")
+            f.write(json.dumps({"id": f"p{i}", "prompt": ("word " * words) + str(i), "max_tokens": max_tokens}) + "\n")
 
 
 class DemandGate(LocalStorage):
@@ -147,7 +152,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--window", type=float, default=5.0)
     ap.add_argument("--phase", type=float, default=120.0)
-    ap.add_argument("--scenarios", default="bucket,charged,sliding,burst-60s,fixed,openai,azure,azure-10s,azure-1s,anthropic,tpm,vllm,"
+    ap.add_argument("--scenarios", default="bucket,charged,sliding,burst-60s,fixed,openai,azure,azure-10s,azure-1s,anthropic,tpm,"
+                                           "itpm,otpm,vllm,"
                                            "latency-0.2s,latency-2s,latency-6s,latency-20s")
     ap.add_argument("--fixed-on", default="bucket,latency-6s,latency-20s", help="scenarios also run with fixed buckets")
     args = ap.parse_args()
@@ -158,6 +164,10 @@ def main() -> None:
         mixed = os.path.join(tmp, "mixed.jsonl")
         write_input(uniform, 200_000, mixed=False)
         write_input(mixed, 200_000, mixed=True)
+        budgeted = os.path.join(tmp, "budgeted.jsonl")
+        write_input(budgeted, 100_000, mixed=True, max_tokens=1024)
+        anthropic_tokens = ["--rpm", "0", "--style", "anthropic", "--burst-s", "60", "--completion-tokens", "200",
+                            "--latency-per-token-ms", "5"]
         scenarios = {  # name: (simulator flags, ceiling per s, input, true rpm, true tpm)
             "bucket": (["--rpm", "1200", *bare], 20.0, uniform, 1200.0, None),
             "charged": (["--rpm", "1200", "--refusals-count", *bare], 20.0, uniform, 1200.0, None),
@@ -176,6 +186,9 @@ def main() -> None:
             "anthropic": (["--rpm", "1200", "--style", "anthropic"], 20.0, uniform, 1200.0, None),
             "tpm": (["--rpm", "0", "--tpm", "120000", "--headers", "none", "--style", "openai"], 2000.0, mixed,
                     None, 120000.0),
+            "itpm": ([*anthropic_tokens, "--tpm", "60000", "--tokens-basis", "input"], 1000.0, budgeted, None, 60000.0),
+            "otpm": ([*anthropic_tokens, "--tpm", "16000", "--tokens-basis", "output"], 16000 / 60.0, budgeted, None,
+                     16000.0),
             "vllm": (["--rpm", "0", "--concurrency", "32", "--queue", "8", "--style", "vllm", "--latency-ms", "1000",
                       "--latency-sigma", "0.1"], 32.0, uniform, None, None),
         }
@@ -199,8 +212,8 @@ def main() -> None:
                     def factory(share=share):
                         return FixedRateController(true_rpm * share if true_rpm else None, now=time.monotonic(),
                                                    tpm=true_tpm * share if true_tpm else None)
-                if name == "tpm":
-                    res = run_tpm(flags, [(P, ceiling, "tok")], factory, path)
+                if name in TOKEN_COUNTS:
+                    res = run_tpm(flags, [(P, ceiling, "tok")], factory, path, TOKEN_COUNTS[name])
                 else:
                     res = run_scenario(name, flags, [(P, ceiling, "req")], factory, path, window=args.window)
                 figures = "  ".join(f"{label}: goodput {g:.3f} refused {r:.2%}"
@@ -208,13 +221,20 @@ def main() -> None:
                 print(f"  {cname:>9}: {figures}", flush=True)
 
 
-def run_tpm(flags, phases, factory, path):
-    """TPM goodput: the simulator charges prompt chars/4 + max_tokens per request."""
+TOKEN_COUNTS = {  # what each token limit counts of a line, as the simulator counts it (prompt chars / 4 + 1)
+    "tpm": lambda d: len(d["prompt"]) // 4 + 1 + d["max_tokens"],  # prompt + max_tokens at admission
+    "itpm": lambda d: len(d["prompt"]) // 4 + 1,  # the prompt only
+    "otpm": lambda d: min(d["max_tokens"], 200),  # the answer (--completion-tokens 200)
+}
+
+
+def run_tpm(flags, phases, factory, path, count):
+    """TPM goodput: what the account's token limit counted of the answered requests."""
     sizes = {}
     with open(path) as f:
         for line in f:
             d = json.loads(line)
-            sizes[d["id"]] = len(d["prompt"]) // 4 + 1 + d["max_tokens"]
+            sizes[d["id"]] = count(d)
     with tempfile.TemporaryDirectory() as tmp:
         log_path = os.path.join(tmp, "requests.jsonl")
         sim, base = start_simulator(*flags, "--request-log", log_path, "--latency-ms", "150", "--seed", "3")

@@ -36,6 +36,11 @@ _QUOTA = re.compile(r"insufficient[_ ]quota|exceeded your current quota|billing|
 # for metric: ..., limit: 15 ... Please retry in 39.6s"): a refusal that says when to retry passes with time.
 _PASSES = re.compile(r"retry in|retry after|try again in|quota exceeded for metric|per minute|rate limit", re.I)
 _OVERLOAD = re.compile(r"overload", re.I)
+# Refusals that do not pass within a job: a daily limit spent (OpenAI: "on requests per day (RPD)";
+# Gemini's quota violations name ``GenerateRequestsPerDayPerProjectPerModel``), or a limit of zero
+# (Gemini: "limit: 0", a model outside the account's tier). The job stops; a rerun resumes.
+_DAILY = re.compile(r"per[ _]?day\b|PerDay|\((?:RPD|TPD)\)", re.I)
+_ZERO_LIMIT = re.compile(r"\blimit:? 0\b(?![.,]\d)", re.I)
 
 
 @dataclass(slots=True)
@@ -79,7 +84,9 @@ def classify(status_code: int | None, message: str = "", error_type: str | None 
     if 200 <= status_code < 300:
         return OutcomeKind.SUCCESS
     if status_code == 429:
-        return OutcomeKind.FATAL if _QUOTA.search(text) and not _PASSES.search(text) else OutcomeKind.RATE_LIMITED
+        if _DAILY.search(text) or _ZERO_LIMIT.search(text) or (_QUOTA.search(text) and not _PASSES.search(text)):
+            return OutcomeKind.FATAL
+        return OutcomeKind.RATE_LIMITED
     if status_code in (401, 403):
         return OutcomeKind.FATAL
     if status_code == 402 or _QUOTA.search(text):
@@ -89,6 +96,22 @@ def classify(status_code: int | None, message: str = "", error_type: str | None 
     if status_code in (408, 409, 425) or status_code >= 500:
         return OutcomeKind.TRANSIENT
     return OutcomeKind.PERMANENT
+
+
+def stop_reason(outcome: Outcome) -> str:
+    """The line a job stopped by ``outcome`` (a fatal answer) reports: the provider's words,
+    with what they mean when the limit is a daily or a zero one.
+
+    >>> stop_reason(Outcome(OutcomeKind.FATAL, 429, message="Rate limit reached for gpt-4o-mini on requests "
+    ...                     "per day (RPD): Limit 200, Used 200, Requested 1. Please try again in 7m12s."))[:49]
+    "the provider's daily limit is spent: Rate limit r"
+    """
+    text = outcome.message or f"HTTP {outcome.status_code}"
+    if outcome.status_code == 429 and _DAILY.search(text):
+        return f"the provider's daily limit is spent: {text}"
+    if outcome.status_code == 429 and _ZERO_LIMIT.search(text):
+        return f"the account's limit for this model is 0: {text}"
+    return text
 
 
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\)|\n\s+File \"")

@@ -40,7 +40,7 @@ from promptforge_dagster.core.job.errors import INVALID_REQUEST
 from promptforge_dagster.core.deployments import Deployment, DeploymentGroup, group_for
 from promptforge_dagster.core.formats import BadLine, LineParser, PromptRequest
 from promptforge_dagster.core.in_flight import InFlightSlots, in_flight_bound
-from promptforge_dagster.core.outcome import OutcomeKind
+from promptforge_dagster.core.outcome import OutcomeKind, stop_reason
 from promptforge_dagster.core.pacing import LanePacing
 from promptforge_dagster.core.pipeline_config import (  # noqa: F401 - Provider and JobStats are part of this API
     JobStats, PipelineConfig, Provider, answer_budget, estimate_tokens,
@@ -381,7 +381,7 @@ class Pipeline:
                     if group is not None and deployment is not None:
                         self._drop(group, deployment, outcome)
                         continue  # this prompt goes to another deployment (not an attempt)
-                    self.stop(outcome.message or f"HTTP {outcome.status_code}")
+                    self.stop(stop_reason(outcome))
                     return
                 if kind is OutcomeKind.RATE_LIMITED:
                     stats.rate_limited += 1

@@ -190,6 +190,11 @@ class Simulator:
             self._record(custom_id, 429)
             return _error(429, "You exceeded your current quota, please check your plan and billing details.",
                           "insufficient_quota", "insufficient_quota")
+        if "__pf_daily__" in text:  # OpenAI's words for a spent daily limit (free tiers: 200 requests a day)
+            self._record(custom_id, 429)
+            return _error(429, "Rate limit reached for gpt-4o-mini in organization org-sim on requests per day "
+                          "(RPD): Limit 200, Used 200, Requested 1. Please try again in 7m12s.", "requests",
+                          "rate_limit_exceeded")
         if "__pf_500__" in text or (cfg.error_rate and self.rng.random() < cfg.error_rate):
             self.counts["errors"] += 1
             self._record(custom_id, 503)

@@ -76,6 +76,7 @@ CASES = {
     "bad_request": ("__pf_400__", K.PERMANENT),
     "forbidden": ("__pf_403__", K.FATAL),
     "quota": ("__pf_quota__", K.FATAL),
+    "daily_limit": ("__pf_daily__", K.FATAL),  # spent for the day: the job stops, a rerun resumes
     "malformed_200": ("__pf_malformed__", None),
     "connection_dropped": ("__pf_reset__", K.TRANSIENT),
 }

@@ -15,6 +15,17 @@ K = OutcomeKind
         (429, "Rate limit reached for requests", K.RATE_LIMITED),
         (429, "You exceeded your current quota, please check your plan and billing details.", K.FATAL),
         (429, "insufficient_quota", K.FATAL),
+        (429, "Rate limit reached for gpt-4o-mini in organization org-1 on requests per day (RPD): Limit 200, "
+              "Used 200, Requested 1. Please try again in 7m12s.", K.FATAL),  # the day's limit, not a minute's
+        (429, "You exceeded your current quota, please check your plan and billing details.\n* Quota exceeded for "
+              "metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 250, model: "
+              "gemini-2.5-flash\nPlease retry in 22.9s. {'quotaId': 'GenerateRequestsPerDayPerProjectPerModel-FreeTier'}",
+         K.FATAL),
+        (429, "* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, "
+              "limit: 0, model: gemini-2.5-pro\nPlease retry in 20.0s.", K.FATAL),  # not in the account's tier
+        (429, "* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, "
+              "limit: 15, model: gemini-2.0-flash\nPlease retry in 39.6s. {'quotaId': "
+              "'GenerateRequestsPerMinutePerProjectPerModel-FreeTier'}", K.RATE_LIMITED),
         (401, "Incorrect API key", K.FATAL),
         (403, "forbidden", K.FATAL),
         (400, "Invalid value for 'messages'", K.PERMANENT),

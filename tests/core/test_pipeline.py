@@ -121,6 +121,19 @@ def test_fatal_outcome_stops_sending_and_keeps_what_is_done():
     assert sum(provider.calls.values()) < 40  # stopped soon after, not the whole file
 
 
+def test_a_spent_daily_limit_stops_the_job_saying_so_and_keeps_what_is_done():
+    from promptforge_dagster.core.outcome import classify
+
+    words = ("Rate limit reached for gpt-4o-mini in organization org-1 on requests per day (RPD): Limit 200, "
+             "Used 200, Requested 1. Please try again in 7m12s.")
+    daily = Outcome(classify(429, words), 429, message=words)
+    provider = ScriptedProvider({"p20": [daily]}, latency=0.01)
+    stats, records, _, _ = run_pipeline(jsonl(200), provider, PipelineConfig(max_in_flight=4))
+    assert stats.fatal == f"the provider's daily limit is spent: {words}"
+    done = {e.record["custom_id"] for e in records}
+    assert "p20" not in done and {f"p{i}" for i in range(20)} <= done  # no error record: a rerun sends it
+
+
 def test_an_internal_error_stops_the_job_with_its_cause_and_keeps_what_is_done():
     class BrokenController(FixedRateController):
         def record(self, sample):

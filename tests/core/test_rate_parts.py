@@ -383,3 +383,11 @@ def test_a_lane_on_a_one_second_window_finds_its_ceiling_and_climbs_past_a_low_e
     admitted = _drive_axis(a, account, 180.0)
     assert len([t for t in admitted if t >= 120.0]) >= 0.9 * 600.0  # the third minute
     assert account.refused <= 0.01 * len(admitted)
+
+
+def test_a_spent_daily_limit_teaches_the_lane_no_per_minute_limit():
+    words = ("* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, "
+             "limit: 250, model: gemini-2.5-flash\nPlease retry in 22.9s. GenerateRequestsPerDayPerProjectPerModel")
+    c = AdaptiveController(RateConfig(window_s=5), now=0.0)
+    c.record(RateSample(0.0, 0.1, OutcomeKind.FATAL, 10, 10, signal=parse_signal(429, words, {})))
+    assert c.requests.cap is None and c.export_state()["stated_rpm"] is None  # 250 a day is no 250 a minute

@@ -135,3 +135,4 @@ def test_a_tokens_axis_opened_by_a_flood_of_refusals_starts_from_what_the_accoun
             c.record(RateSample(at, at + 0.02, OutcomeKind.RATE_LIMITED, 2000, 2000, signal=bare))
     admitted_per_s = 50 * 2000 / 60.0  # what the account admitted over the last minute, per second
     assert c.tokens.per_s >= 0.9 * admitted_per_s  # was: cut to 1 token a second, a request every half hour
+

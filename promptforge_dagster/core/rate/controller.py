@@ -110,6 +110,8 @@ class AdaptiveController:
     # -- learning --------------------------------------------------------------
     def record(self, sample: RateSample) -> None:
         self._now = max(self._now, sample.at)
+        if sample.kind is OutcomeKind.FATAL:  # a bad key, no quota, a day's limit spent: nothing about the pace
+            return
         signal = sample.signal or RateSignal()
         self._learn_stated_limits(signal, sample.at)
         if sample.kind is OutcomeKind.SUCCESS:
