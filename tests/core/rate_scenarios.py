@@ -103,6 +103,10 @@ SCENARIOS = [
     Scenario("gemini-tpm-input-120k-fixed", AccountLimits(rpm=None, tpm=120_000, tokens_basis="input", limiter="fixed"),
              0.90, 0.03, {"style": "gemini", "request": budgeted_answers, "s_per_token": 0.005}, measure="tokens",
              goal=SHIFT_GOAL),
+    # Azure OpenAI's TPM, if counted over 10-s intervals as its RPM is (its words and remaining-* headers)
+    Scenario("azure-tpm-120k-10s-window", AccountLimits(rpm=None, tpm=120_000, limiter="fixed", window_s=10.0),
+             0.70, 0.03, {"style": "azure", "headers": True, "request": mixed_sizes}, measure="tokens",
+             goal=SHIFT_GOAL),
     # long answers: Little's law, not a fixed in-flight bound
     Scenario("answers-6s-3000", AccountLimits(rpm=3000), 0.90, 0.01, {"latency_s": 6.0}),
     Scenario("answers-grow-with-tokens-1200", AccountLimits(rpm=1200), 0.88, 0.012,
