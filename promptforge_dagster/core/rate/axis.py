@@ -130,8 +130,7 @@ class Axis:
         if self._dry_pauses:
             self._dry_pauses = 0
             per_s, span = self.window.resumed(sent_at, self.estimator.net_between), self.window.span_s
-            if per_s is not None or self.window.known:  # (a window never read is no echo to wait out)
-                self.windowed_until = now + span
+            self.windowed_until = now + span
             if per_s is not None and (self.estimate is None or per_s < self.estimate):  # the window's quota
                 self._measured(Estimate(per_s, span, per_s * span, 0.0), now)  # over its span: the ceiling
 
