@@ -48,7 +48,7 @@ import math
 
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.burst import BurstLearner
-from promptforge_dagster.core.rate.estimator import CeilingEstimator, Estimate
+from promptforge_dagster.core.rate.estimator import HORIZON_S, CeilingEstimator, Estimate
 from promptforge_dagster.core.rate.pacer import Pacer
 from promptforge_dagster.core.rate.phases import TRANSITIONS, Event, Phase
 from promptforge_dagster.core.rate.prober import Prober
@@ -67,11 +67,11 @@ SUSTAINED_S = 4.0  # a rate admitted this long before a refusal is near the ceil
 # refused at 72 after 7 s was halved to 36 and measured its own rate there: 46)
 
 
-def new_estimator(config: RateConfig) -> CeilingEstimator:
+def new_estimator(config: RateConfig, horizon_s: float = HORIZON_S) -> CeilingEstimator:
     """The send history and ceiling estimator of one axis, as ``config`` sets it."""
     s = config.steady
     return CeilingEstimator(min_sends=s.measure_min_requests, min_span_s=s.measure_min_s,
-                            refusal_weight=s.counted_refusals_weight)
+                            refusal_weight=s.counted_refusals_weight, horizon_s=horizon_s)
 
 
 class Axis:

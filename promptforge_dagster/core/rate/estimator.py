@@ -57,32 +57,57 @@ class Estimate:
 
 
 class SendHistory:
-    """Cumulative units sent, by send time, at ``BUCKET_S`` resolution over ``HORIZON_S``."""
+    """Cumulative units and requests sent, by send time, at ``BUCKET_S`` resolution over
+    ``horizon_s`` seconds.
 
-    def __init__(self) -> None:
-        self._marks: deque[tuple[float, float]] = deque()  # (bucket start, cumulative before it)
+    >>> h = SendHistory()
+    >>> h.add(0.0, 300.0); h.add(1.0, 500.0); h.add(2.0, 100.0)
+    >>> h.before(1.5), h.requests_before(1.5)
+    (800.0, 2)
+    """
+
+    def __init__(self, horizon_s: float = HORIZON_S) -> None:
+        self.horizon_s = horizon_s
+        self._marks: deque[tuple[float, float, int]] = deque()  # (bucket start, units before it, requests before it)
         self.total = 0.0
+        self.requests = 0
 
     def add(self, at: float, units: float) -> None:
         start = math.floor(at / BUCKET_S) * BUCKET_S
         if not self._marks or self._marks[-1][0] < start:
-            self._marks.append((start, self.total))
-            while self._marks and self._marks[0][0] < start - HORIZON_S:
+            self._marks.append((start, self.total, self.requests))
+            while self._marks and self._marks[0][0] < start - self.horizon_s:
                 self._marks.popleft()
         self.total += units
+        self.requests += 1
 
-    def before(self, at: float) -> float | None:
-        """Units sent before ``at`` (to the bucket); None when ``at`` is older than the history."""
+    def _after(self, at: float) -> int | None:
+        """The index of the first bucket starting after ``at``; None when ``at`` is older
+        than the history."""
         if not self._marks or at < self._marks[0][0]:
             return None
         lo, hi = 0, len(self._marks)
-        while lo < hi:  # the first bucket starting after ``at``
+        while lo < hi:
             mid = (lo + hi) // 2
             if self._marks[mid][0] <= at:
                 lo = mid + 1
             else:
                 hi = mid
-        return self._marks[lo][1] if lo < len(self._marks) else self.total
+        return lo
+
+    def before(self, at: float) -> float | None:
+        """Units sent before ``at`` (to the bucket); None when ``at`` is older than the history."""
+        i = self._after(at)
+        if i is None:
+            return None
+        return self._marks[i][1] if i < len(self._marks) else self.total
+
+    def requests_before(self, at: float) -> int | None:
+        """Requests sent before ``at`` (to the bucket), whatever their units."""
+        i = self._after(at)
+        if i is None:
+            return None
+        return self._marks[i][2] if i < len(self._marks) else self.requests
 
 
 class CeilingEstimator:
@@ -90,21 +115,20 @@ class CeilingEstimator:
     enough span since the last dry moment returns an :class:`Estimate`. ``min_sends`` and
     the pause allowed between sends count requests, whatever the units measured (tokens)."""
 
-    def __init__(self, *, min_sends: int = 12, min_span_s: float = 1.0, refusal_weight: float = 0.5) -> None:
+    def __init__(self, *, min_sends: int = 12, min_span_s: float = 1.0, refusal_weight: float = 0.5,
+                 horizon_s: float = HORIZON_S) -> None:
         self.min_sends = min_sends
         self.min_span_s = min_span_s
         self.refusal_weight = refusal_weight
-        self._sends = SendHistory()
-        self._refused = SendHistory()
+        self._sends = SendHistory(horizon_s)
+        self._refused = SendHistory(horizon_s)
         self._dry_at: float | None = None
         self._last_send: float | None = None
         self._gap = 0.0  # the longest pause in sending since the last dry moment
-        self._requests = SendHistory()  # requests sent, whatever their units (a token axis counts tokens)
         self.last: Estimate | None = None
 
     def sent(self, at: float, units: float) -> None:
         self._sends.add(at, units)
-        self._requests.add(at, 1.0)
         if self._last_send is not None:
             self._gap = max(self._gap, at - self._last_send)
         self._last_send = at
@@ -121,7 +145,7 @@ class CeilingEstimator:
             self._dry_at = sent_at
             return None
         sends, refused = end - start, (refused_end or 0.0) - refused_start
-        requests = (self._requests.before(sent_at) or 0.0) - (self._requests.before(self._dry_at) or 0.0)
+        requests = (self._sends.requests_before(sent_at) or 0) - (self._sends.requests_before(self._dry_at) or 0)
         if span < self.min_span_s or requests < self.min_sends:
             return None  # still the same dry spell: keep measuring from its start
         self._dry_at, gap, self._gap = sent_at, self._gap, 0.0
@@ -165,6 +189,10 @@ class CeilingEstimator:
         """Units sent in ``(t0, t1]`` (by send time), refused or not."""
         a, b = self._sends.before(t0), self._sends.before(t1)
         return max(0.0, (b or 0.0) - (a or 0.0))
+
+    def keep(self, horizon_s: float) -> None:
+        """Keep ``horizon_s`` seconds of history from now on (older marks go as sends come)."""
+        self._sends.horizon_s = self._refused.horizon_s = horizon_s
 
     def forget(self) -> None:
         """Start over (the lane paused: the old dry moment cannot speak for the span)."""

@@ -26,10 +26,12 @@ from typing import Mapping
 
 from promptforge_dagster.core.rate.axis import new_estimator
 from promptforge_dagster.core.rate.config import RateConfig
-from promptforge_dagster.core.rate.estimator import CeilingEstimator
+from promptforge_dagster.core.rate.estimator import HORIZON_S, CeilingEstimator
 from promptforge_dagster.core.rate.signals import ADMISSION, INPUT, OUTPUT, TOKEN_BASES, TOKENS, RateSignal
 
 ANSWER_EWMA = 0.05  # weight of one answer in the running mean of answer tokens (about the last 20-40)
+UNOPENED_HORIZON_S = 120.0  # history kept per count before a tokens axis opens: its floor reads a minute
+# (a whole horizon's, 600 s, in three counts was ~8 MB a lane at 100 sends/s, for most lanes never used)
 
 
 class TokenUnits:
@@ -37,7 +39,7 @@ class TokenUnits:
 
     def __init__(self, config: RateConfig) -> None:
         self.basis = ADMISSION
-        self._histories = {b: new_estimator(config) for b in TOKEN_BASES}
+        self._histories = {b: new_estimator(config, UNOPENED_HORIZON_S) for b in TOKEN_BASES}
         self._answer_mean: float | None = None  # answer tokens, as the provider counted them
         self._prompt_scale = 1.0  # the provider's count of a prompt over our estimate of it
 
@@ -69,7 +71,11 @@ class TokenUnits:
             history.sent(now, self.of(est_tokens, max_tokens, basis))
 
     def history(self, basis: str) -> CeilingEstimator:
-        return self._histories[basis]
+        """What was sent in ``basis``, for the tokens axis that opens on it (kept as long as any
+        axis keeps its history from then on)."""
+        history = self._histories[basis]
+        history.keep(HORIZON_S)
+        return history
 
     def rate(self, basis: str, now: float, span: float) -> float | None:
         """Units of ``basis`` sent per second over the last ``span`` seconds."""
