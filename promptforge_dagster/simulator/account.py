@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from promptforge_dagster.core.rate.signals import TOKEN_BASES
 from promptforge_dagster.simulator.limiters import make_limiter
 
-# What a TPM limit counts, as each provider documents it:
+# What a TPM limit counts (TOKEN_BASES), as each provider documents it:
 # "admission": prompt + max_tokens, estimated when the request is received (OpenAI, Azure OpenAI);
 # "input": prompt tokens only (Anthropic's ITPM; Gemini's TPM, metric ``input_token_count``);
 # "output": max_tokens when admitted, the unused part returned when the answer is done
 # (Anthropic's OTPM: "estimated based on max_tokens ... and adjusted at the end of the request").
-TOKEN_BASES = ("admission", "input", "output")
 
 
 @dataclass(frozen=True)
