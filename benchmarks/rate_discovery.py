@@ -45,7 +45,6 @@ from common import start_simulator
 from promptforge_dagster.clients.litellm_provider import LiteLLMProvider
 from promptforge_dagster.clients.local_storage import LocalStorage
 from promptforge_dagster.core.rate.config import RateConfig
-from promptforge_dagster.core.rate.controller import AdaptiveController
 from promptforge_dagster.core.rate_lanes import RateLanes
 from promptforge_dagster.core.formats import JobDefaults
 from promptforge_dagster.clients.sqlite_registry import SQLiteRegistry
