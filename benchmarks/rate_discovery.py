@@ -152,9 +152,9 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=5.0)
     ap.add_argument("--phase", type=float, default=120.0)
     ap.add_argument("--scenarios", default="bucket,charged,sliding,burst-60s,fixed,openai,azure,azure-10s,azure-1s,anthropic,tpm,"
-                                           "itpm,otpm,vllm,"
+                                           "itpm,otpm,vllm,pool-3pct,"
                                            "latency-0.2s,latency-2s,latency-6s,latency-20s")
-    ap.add_argument("--fixed-on", default="bucket,latency-6s,latency-20s", help="scenarios also run with fixed buckets")
+    ap.add_argument("--fixed-on", default="bucket,pool-3pct,latency-6s,latency-20s", help="scenarios also run with fixed buckets")
     args = ap.parse_args()
     P = args.phase
     bare = ["--headers", "none", "--style", "bare"]
@@ -188,6 +188,9 @@ def main() -> None:
             "itpm": ([*anthropic_tokens, "--tpm", "60000", "--tokens-basis", "input"], 1000.0, budgeted, None, 60000.0),
             "otpm": ([*anthropic_tokens, "--tpm", "16000", "--tokens-basis", "output"], 16000 / 60.0, budgeted, None,
                      16000.0),
+            # a busy shared pool refuses 3% whatever the rate (Vertex AI's dynamic shared quota), on a 1,200 RPM bucket
+            "pool-3pct": (["--rpm", "1200", "--pool-refusals", "0.03", "--style", "vertex", "--seed", "1"], 20.0,
+                          uniform, 1200.0, None),
             "vllm": (["--rpm", "0", "--concurrency", "32", "--queue", "8", "--style", "vllm", "--latency-ms", "1000",
                       "--latency-sigma", "0.1"], 32.0, uniform, None, None),
         }

@@ -10,6 +10,7 @@ provider.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 from promptforge_dagster.core.rate.signals import TOKEN_BASES
@@ -35,7 +36,9 @@ class AccountLimits:
     ``refusals_count`` charges refused requests too (OpenAI: "unsuccessful requests contribute to your per-minute limit");
     ``concurrency`` is a self-hosted server's batch size (vLLM, TGI) and ``queue`` how
     many more may wait before it answers "queue full"; ``tokens_basis`` is what the TPM
-    limit counts (:data:`TOKEN_BASES`).
+    limit counts (:data:`TOKEN_BASES`); ``pool_refusals`` is the share of requests a shared pool
+    refuses whatever the account's use (Vertex AI's dynamic shared quota when the region is
+    busy: "Resource exhausted, please try again later"; they count against no limit).
     """
 
     rpm: float | None = 600.0
@@ -48,10 +51,13 @@ class AccountLimits:
     concurrency: int | None = None
     queue: int = 0
     tokens_basis: str = "admission"
+    pool_refusals: float = 0.0
 
     def __post_init__(self) -> None:
         if self.tokens_basis not in TOKEN_BASES:
             raise ValueError(f"unknown tokens_basis {self.tokens_basis!r} (one of {', '.join(TOKEN_BASES)})")
+        if not 0.0 <= self.pool_refusals < 1.0:
+            raise ValueError(f"pool_refusals must be in [0, 1), not {self.pool_refusals}")
 
     def token_charge(self, prompt_tokens: int, max_tokens: int) -> int:
         """What the TPM limit counts when a request is admitted.
@@ -95,7 +101,7 @@ class Admission:
     """Whether a request was admitted, which limit refused it, and the rate headers."""
 
     ok: bool
-    limit: str | None = None  # "requests", "tokens" or "concurrency" when refused
+    limit: str | None = None  # "requests", "tokens", "concurrency" or "pool" (a shared pool's) when refused
     retry_after_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     limit_value: float | None = None  # the per-minute limit (or concurrency) that refused it
@@ -116,8 +122,9 @@ class SimulatedAccount:
     admitted request when its answer is done.
     """
 
-    def __init__(self, limits: AccountLimits, now: float) -> None:
+    def __init__(self, limits: AccountLimits, now: float, seed: int = 0) -> None:
         self.limits = limits
+        self._pool = random.Random(seed)  # which requests a busy shared pool refuses
         self.started = now
         self._rpm: float | None = None
         self._tpm: float | None = None
@@ -153,6 +160,9 @@ class SimulatedAccount:
         self._apply(now)
         t = now - self.started
         conc = self.limits.concurrency
+        if self.limits.pool_refusals and self._pool.random() < self.limits.pool_refusals:
+            self.refused += 1  # the shared pool is busy: refused before the account's limits are counted
+            return Admission(False, "pool")
         if conc is not None and self.in_system >= conc + self.limits.queue:
             self.refused += 1
             return Admission(False, "concurrency", 0.0, {}, float(conc), float(self.in_system))

@@ -40,6 +40,9 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokens-basis", choices=TOKEN_BASES, default="admission",
                         help="what --tpm counts: prompt + max_tokens at admission (OpenAI, Azure), the prompt only "
                              "(Anthropic ITPM, Gemini), or max_tokens less what the answer did not use (Anthropic OTPM)")
+    parser.add_argument("--pool-refusals", type=float, default=0.0,
+                        help="share of requests a busy shared pool refuses whatever the account's use "
+                             "(Vertex AI's dynamic shared quota: 429 'Resource exhausted, please try again later')")
     parser.add_argument("--queue", type=int, default=0, help="requests that may wait beyond --concurrency before refusal")
     parser.add_argument("--latency-per-token-ms", type=float, default=0.0,
                         help="extra latency per completion token (long answers take longer)")
@@ -64,7 +67,8 @@ def simulate(args: argparse.Namespace) -> int:
     limits = AccountLimits(rpm=args.rpm or None, tpm=args.tpm or None, burst_s=args.burst_s,
                            schedule=parse_schedule(args.schedule), limiter=args.limiter,
                            window_s=args.window_s, refusals_count=args.refusals_count,
-                           concurrency=args.concurrency or None, queue=args.queue, tokens_basis=args.tokens_basis)
+                           concurrency=args.concurrency or None, queue=args.queue, tokens_basis=args.tokens_basis,
+                           pool_refusals=args.pool_refusals)
     config = SimulatorConfig(
         limits=limits, headers=args.headers, style=args.style, latency_ms=args.latency_ms,
         latency_per_token_ms=args.latency_per_token_ms, latency_sigma=args.latency_sigma,

@@ -113,7 +113,7 @@ class Simulator:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.rng = random.Random(config.seed)
-        self.account = SimulatedAccount(config.limits, now=time.monotonic())
+        self.account = SimulatedAccount(config.limits, now=time.monotonic(), seed=config.seed or 0)
         self.counts = {"received": 0, "ok": 0, "rate_limited": 0, "errors": 0, "hung": 0}
         self._log = open(config.request_log, "a", buffering=1) if config.request_log else None
 

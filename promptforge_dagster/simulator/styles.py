@@ -23,6 +23,9 @@ from typing import Any
 STYLES = ("openai", "azure", "anthropic", "gemini", "vertex", "vllm", "bare")
 
 
+POOL_MESSAGE = "Resource exhausted, please try again later."
+
+
 def _ms(seconds: float) -> str:
     return f"{max(1, int(seconds * 1000))}ms" if seconds < 1 else f"{seconds:.3f}s"
 
@@ -39,6 +42,8 @@ def refusal(style: str, adm: Any, *, model: str = "sim-model", now_epoch: float 
     used = int(adm.used) if adm.used is not None else limit
     retry = max(0.001, adm.retry_after_s)
     h = dict(adm.headers) if headers else {}
+    if kind == "pool":  # a busy shared pool, in Vertex AI's words (its docs, "Error code 429"): whatever the style
+        return 429, {"error": {"code": 429, "message": POOL_MESSAGE, "status": "RESOURCE_EXHAUSTED"}}, {}
     if kind == "concurrency":
         if style == "vllm":
             return 503, {"error": {"message": "Service Unavailable: the server's queue is full", "type": "server_error",

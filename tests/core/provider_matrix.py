@@ -6,7 +6,8 @@ bucket, sliding 60-s window, fixed minute), whether refused requests are charged
 ``concurrency``/``queue`` in :class:`AccountLimits`), how refusals are worded (``style``:
 openai, azure, anthropic, gemini, vertex, vllm, bare; ``headers`` on or off), what TPM counts
 (``tokens_basis``: prompt plus ``max_tokens`` at admission, the prompt only, or the answer's
-tokens reserved as ``max_tokens``), and latency that grows with the answer's
+tokens reserved as ``max_tokens``), refusals of a busy shared pool whatever the rate
+(``pool_refusals``), and latency that grows with the answer's
 length (``latency_s + s_per_token x completion tokens``) and with a server's load. The
 client can be made slow (``client_s_per_request``: CPU per send). Refusals and answers go
 through the same parsing as production (``classify``, ``parse_signal``). Nothing sleeps.
@@ -95,7 +96,7 @@ def run_matrix(
 
     rng = random.Random(seed)
     late = random.Random(seed + 1_000)  # its own stream: the requests and answers stay those of the seed
-    account = SimulatedAccount(limits, now=0.0)
+    account = SimulatedAccount(limits, now=0.0, seed=seed)
     trace = Trace()
     events: list = []
     seq = 0

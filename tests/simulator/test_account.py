@@ -34,3 +34,11 @@ def test_schedule_changes_the_ceiling_over_time():
     phase2 = admitted_over(acct, 60, 40, start=60.0)
     phase3 = admitted_over(acct, 60, 40, start=120.0)
     assert 880 <= phase1 <= 920 and 290 <= phase2 <= 320 and 1180 <= phase3 <= 1230
+
+
+def test_a_busy_shared_pool_refuses_its_share_and_charges_no_limit():
+    acct = SimulatedAccount(AccountLimits(rpm=600, burst_s=2.0, pool_refusals=0.2), now=0.0, seed=1)
+    answers = [acct.admit(i / 5.0, 1) for i in range(1000)]  # 5/s: half the limit
+    pool = [a for a in answers if not a.ok]
+    assert all(a.limit == "pool" for a in pool)  # the limit never binds at half of it
+    assert 150 <= len(pool) <= 250

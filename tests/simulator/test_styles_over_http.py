@@ -59,3 +59,13 @@ def test_anthropics_output_token_limit_reaches_the_engine_as_output_tokens(simul
     assert len(admitted) == 1 and len(refused) == 3  # 100 output tokens hold one answer reserved as 60
     signal = parse_signal(refused[0].status_code, refused[0].message, refused[0].headers)
     assert (signal.limit, signal.token_basis, signal.limit_value) == ("tokens", "output", 100.0)
+
+
+def test_a_busy_shared_pool_refuses_in_vertexs_words_naming_no_limit(simulator_factory):
+    sim = simulator_factory("--rpm", "0", "--pool-refusals", "0.5", "--latency-ms", "0", "--style", "openai",
+                            "--seed", "3")
+    outcomes = asyncio.run(burst(LiteLLMProvider(api_base=sim.api_base, api_key="sk-test"), 40))
+    refused = [o for o in outcomes if o.kind is OutcomeKind.RATE_LIMITED]
+    assert 8 <= len(refused) <= 32  # about half, whatever the (absent) rate limit
+    assert all("Resource exhausted" in o.message for o in refused)
+    assert parse_signal(refused[0].status_code, refused[0].message, refused[0].headers).limit is None

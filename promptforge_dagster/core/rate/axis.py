@@ -62,6 +62,8 @@ DRY_PAUSE_MAX_S = 16.0  # ... up to this: a minute-long dry spell is probed ~7 t
 # past a minute after the oldest request it admitted, when a per-minute window has freed)
 DRY_READ_BACK_S = 0.05  # the send history's grain: sends this close before the first refusal were as dry
 APPROACH_GAIN = 0.1  # admitted at every rate refused since the last estimate: climb on gently (x per step)
+OUTGROWN = 2.0  # climbing back with nothing measured, admitted at twice the highest rate refused: search on by
+# doubling (a busy shared pool's refusal early in a cold start held a lane to +10% steps for a minute)
 SUSTAINED_S = 4.0  # a rate admitted this long before a refusal is near the ceiling: an overshoot by half would
 # have drained a 2-s burst in 4 s; so the cut is a step back (steady_cut), not a halving (a 60 RPM lane
 # refused at 72 after 7 s was halved to 36 and measured its own rate there: 46)
@@ -106,6 +108,7 @@ class Axis:
         self.windowed_until = 0.0  # the account counts over a window: hold at the floor until then
         self.window, self._retry_after = WindowLearner(), None  # the span counted over; the provider's retry
         self._climbed_from = math.inf  # the admitted rate the latest step of a climb back started from
+        self._passed: float | None = None  # the highest rate refused that a climb back has since passed
         self._new_step(now)
 
     # -- what the controller tells it -----------------------------------------
@@ -210,7 +213,9 @@ class Axis:
         if self._proven(now):
             recovered = (self.phase is Phase.BACKOFF and self.estimate is not None
                          and self.per_s >= self._target() * 0.999)
-            self._fire(Event.RECOVERED if recovered else Event.PROVEN, now)
+            outgrown = (self.phase is Phase.BACKOFF and self.estimate is None and self._passed is not None
+                        and self.per_s >= OUTGROWN * self._passed)
+            self._fire(Event.RECOVERED if recovered else Event.OUTGROWN if outgrown else Event.PROVEN, now)
 
     # -- the machine -----------------------------------------------------------
     def _fire(self, event: Event, now: float) -> None:
@@ -242,6 +247,7 @@ class Axis:
             if len(self.refused_rates) > 1 and self._climbed_from < self.per_s:  # a step of the climb back
                 target = max(target, self._climbed_from)  # was refused: back to where it was admitted
         self._climbed_from = math.inf  # (a cut ends the climb: the next one starts from the rate cut to)
+        self._passed = None
         self._set(max(floor, target), now)
         # look before sending on: what was sent before the cut comes back refused meanwhile, and a dry
         # window costs one refusal per cut, not a wave at the new rate (a bucket refills meanwhile)
@@ -290,6 +296,7 @@ class Axis:
             halfway = max((self.per_s + min(above)) / 2.0, self.per_s * (1.0 + APPROACH_GAIN))
             self._set(min(min(above), self.per_s * self.cfg.discovery.growth, halfway), now)
         else:  # admitted at every refused rate: a flood's echo, or the ceiling rose
+            self._passed = max(self.refused_rates + [self._passed or 0.0]) or None
             self.refused_rates = []
             self._set(self.per_s * (1.0 + APPROACH_GAIN), now)
 
@@ -360,6 +367,8 @@ class Axis:
     def release(self, now: float) -> None:
         """What this axis learned was another limit's doing: search again from its rate."""
         self.estimate, self.refused_rates, self.phase = None, [], Phase.DISCOVER
+        self.pause_until = self.windowed_until = 0.0
+        self._dry_pauses = 0
         self.estimator.forget()
         self._new_step(now)
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from promptforge_dagster.core.outcome import OutcomeKind
 from promptforge_dagster.core.rate.axis import Axis, Phase
+from promptforge_dagster.core.rate.background import Background
 from promptforge_dagster.core.rate.concurrency import InFlightLimit
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.signals import ADMISSION, CONCURRENCY, REQUESTS, TOKENS, RateSignal
@@ -68,6 +69,7 @@ class AdaptiveController:
         self.units = TokenUnits(cfg)  # what the tokens axis counts, and what was sent before it opened
         self.tokens: Axis | None = self._token_axis(cfg.tpm_hint / 60.0, now) if cfg.tpm_hint else None
         self.in_flight = InFlightLimit(cfg.concurrency, cfg.max_in_flight)
+        self.background = Background()  # refusals that do not follow the rate (a shared pool's)
         self._paused_until = 0.0
         self._overloads = 0
         self._meter: deque[float] = deque()  # send times over METER_S
@@ -100,6 +102,7 @@ class AdaptiveController:
         for axis, units in axes:
             axis.sent(now, units)
         self.sent += 1
+        self.background.sent(now, min(axis.per_s / units for axis, units in axes), self._under_ceiling())
         self._note_send(now, est_tokens, max_tokens)
         return 0.0
 
@@ -118,6 +121,7 @@ class AdaptiveController:
             self._overloads = 0
             self.in_flight.observe_latency(sample.latency)
             self.requests.admitted(sample.sent_at, sample.at, 1.0)
+            self.background.answered(sample.sent_at, False, sample.at)
             self._size_ok = _mean(self._size_ok, sample.est_tokens)
             self.units.answered(sample.usage, sample.est_tokens - sample.max_tokens)
             if self.tokens is not None:
@@ -135,6 +139,8 @@ class AdaptiveController:
                 self._pause(sample.at, max(pause, signal.retry_after_s or 0.0), cap=OVERLOAD_PAUSE_MAX_S)
 
     def _on_refused(self, sample: RateSample, signal: RateSignal) -> None:
+        if signal.limit is None and not self._a_limits(sample):
+            return
         limit = signal.limit or self._silent_limit(sample)
         if limit == CONCURRENCY:
             self.in_flight.refused_at(sample.in_flight)
@@ -148,6 +154,26 @@ class AdaptiveController:
             self.requests.refused(sample.sent_at, sample.at, 1.0, signal.retry_after_s)
         if signal.retry_after_s:
             self._pause(sample.at, signal.retry_after_s, cap=RETRY_PAUSE_MAX_S)
+
+    def _a_limits(self, sample: RateSample) -> bool:
+        """Whether a refusal that names no limit is a limit's; the background's (a shared
+        pool's, whatever the rate) are counted as not admitted and teach nothing."""
+        found = self.background.found
+        if self.background.answered(sample.sent_at, True, sample.at):
+            return True
+        if not found:  # what the axes learned was the background's
+            for axis in (self.requests, self.tokens):
+                if axis is not None:
+                    axis.release(sample.at)
+        for axis, units in ((self.requests, 1.0), (self.tokens, None)):
+            if axis is not None:
+                axis.estimator.lost(sample.sent_at, units if units else self.units.of(sample.est_tokens,
+                                                                                   sample.max_tokens))
+        return False
+
+    def _under_ceiling(self) -> bool:
+        """Paced under a measured ceiling (where a limit refuses nothing), on every axis."""
+        return all(axis.phase is Phase.STEADY for axis in (self.requests, self.tokens) if axis is not None)
 
     def _silent_limit(self, sample: RateSample) -> str:
         """Which limit a refusal that names none hit: requests, unless the sizes say tokens."""

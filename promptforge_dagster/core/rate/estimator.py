@@ -155,6 +155,11 @@ class CeilingEstimator:
         self.last = Estimate(max(0.0, used) / span, span, sends, refused)
         return self.last
 
+    def lost(self, sent_at: float, units: float) -> None:
+        """A request refused while the account was not dry (a shared pool's refusal): not
+        admitted, but no dry moment either."""
+        self._refused.add(sent_at, units)
+
     def net_between(self, t0: float, t1: float) -> float | None:
         """Units sent in ``(t0, t1]`` less those refused (by send time): what was admitted."""
         values = (self._sends.before(t0), self._sends.before(t1), self._refused.before(t0),

@@ -31,6 +31,7 @@ class Event(str, enum.Enum):
     PROBE_DUE = "probe_due"  # the prober says a probe is due, and the pacer binds
     EXPIRED = "expired"  # a probe neither proven nor refused for several windows
     KNOWN = "known"  # the provider stated the limit
+    OUTGROWN = "outgrown"  # climbing back, admitted at twice every rate refused: those refusals were no ceiling
 
 
 TRANSITIONS: dict[tuple[Phase, Event], tuple[Phase, str]] = {
@@ -39,6 +40,7 @@ TRANSITIONS: dict[tuple[Phase, Event], tuple[Phase, str]] = {
     (Phase.BACKOFF, Event.REFUSED): (Phase.BACKOFF, "cut"),
     (Phase.BACKOFF, Event.PROVEN): (Phase.BACKOFF, "approach"),
     (Phase.BACKOFF, Event.RECOVERED): (Phase.STEADY, "hold"),
+    (Phase.BACKOFF, Event.OUTGROWN): (Phase.DISCOVER, "grow"),
     (Phase.STEADY, Event.REFUSED): (Phase.BACKOFF, "step_back"),
     (Phase.STEADY, Event.PROBE_DUE): (Phase.PROBE, "probe"),
     (Phase.PROBE, Event.PROVEN): (Phase.PROBE, "raise"),
