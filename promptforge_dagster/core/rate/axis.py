@@ -109,6 +109,7 @@ class Axis:
         self.window, self._retry_after = WindowLearner(), None  # the span counted over; the provider's retry
         self._climbed_from = math.inf  # the admitted rate the latest step of a climb back started from
         self._passed: float | None = None  # the highest rate refused that a climb back has since passed
+        self._gain = APPROACH_GAIN  # ... and the gain of its next step past them, doubling per step proven
         self._new_step(now)
 
     # -- what the controller tells it -----------------------------------------
@@ -154,6 +155,8 @@ class Axis:
                 admitted = self.estimator.net_between(self._dry_since - DRY_READ_BACK_S, end) or 0.0
                 return self.per_s * admitted / sent
         start = end - min(10.0, max(1.0, 10.0 / self.per_s))
+        first = self.estimator.first_sent
+        start = max(start, min(end - 1e-3, first if first is not None else start))  # not before the first send
         return (self.estimator.net_between(start, end) or 0.0) / max(end - start, 1e-9)
 
     def refused(self, sent_at: float, now: float, units: float, retry_after_s: float | None = None) -> None:
@@ -247,7 +250,7 @@ class Axis:
             if len(self.refused_rates) > 1 and self._climbed_from < self.per_s:  # a step of the climb back
                 target = max(target, self._climbed_from)  # was refused: back to where it was admitted
         self._climbed_from = math.inf  # (a cut ends the climb: the next one starts from the rate cut to)
-        self._passed = None
+        self._passed, self._gain = None, APPROACH_GAIN
         self._set(max(floor, target), now)
         # look before sending on: what was sent before the cut comes back refused meanwhile, and a dry
         # window costs one refusal per cut, not a wave at the new rate (a bucket refills meanwhile)
@@ -298,7 +301,8 @@ class Axis:
         else:  # admitted at every refused rate: a flood's echo, or the ceiling rose
             self._passed = max(self.refused_rates + [self._passed or 0.0]) or None
             self.refused_rates = []
-            self._set(self.per_s * (1.0 + APPROACH_GAIN), now)
+            self._set(self.per_s * (1.0 + self._gain), now)
+            self._gain = min(2.0 * self._gain, self.cfg.discovery.growth - 1.0)
 
     def _fall_back(self, now: float) -> None:  # a probe was refused: under the estimate again
         self.prober.ended(refused_at=self.window.last_refused)

@@ -23,8 +23,8 @@ from the answers sent while paced under a measured ceiling, where a limit refuse
 ...     for i in range(rate):
 ...         b.sent(second + i / rate, rate, under_ceiling=rate == 5)
 ...         _ = b.answered(second + i / rate, refused=(second * rate + i) % 25 == 0, now=second + i / rate)
->>> b.found, round(b.share, 2)                     # found once the rate of 5/s refused as large a share
-(True, 0.04)
+>>> b.found, round(b.share, 2)   # found once the rate of 5/s refused as large a share (read as (k-1)/(n-1))
+(True, 0.03)
 >>> b.answered(59.0, refused=True, now=60.0)       # one more at the background's share: not a limit's
 False
 >>> [b.answered(60.0, refused=True, now=60.0) for _ in range(6)][-1]  # a run of them is a limit's
@@ -47,6 +47,8 @@ FLOOD_SHARE = 0.25  # a rate refused more than this was a flood or a dry window:
 BACKGROUND_MAX = 0.1  # a background larger than this is not looked for: a bucket's own share reads alike
 MIN_REFUSALS = 3  # refusals on each side before their shares are compared
 MIN_ANSWERS = 20  # answers on each side: a share read from fewer is noise
+MIN_PACED = 60  # ... and under a ceiling: a limit counted in other units (output tokens, behind a gateway that
+# says nothing) refuses a few there too (a bare OTPM limit was taken for a background at 20: 3 refusals in 77)
 PRIOR_ANSWERS = 100  # the share read when found weighs as much as this many answers paced under a ceiling
 FIRST_WINDOW = 8  # the shortest run of recent answers judged: a limit refuses a third of a probe's sends
 KEPT_RUN = 8  # answers of a run that showed a limit kept in the next: with 4, or a fresh run, a lane climbing
@@ -144,7 +146,7 @@ class Background:
         gap = math.ceil(math.log(RATE_GAP) / math.log(BAND))
         found = None
         for (band, _), _ in kept:
-            low = _share([c for (b, under), c in kept if b <= band and under])
+            low = _share([c for (b, under), c in kept if b <= band and under], MIN_PACED)
             high = _share([c for (b, _), c in kept if b >= band + gap])
             if low is None or high is None:
                 continue
@@ -153,9 +155,9 @@ class Background:
         return found
 
 
-def _share(counts: list[list[int]]) -> float | None:
+def _share(counts: list[list[int]], min_answers: int = MIN_ANSWERS) -> float | None:
     answered, refused = sum(c[0] for c in counts), sum(c[1] for c in counts)
-    if refused < MIN_REFUSALS or answered < MIN_ANSWERS:
+    if refused < MIN_REFUSALS or answered < min_answers:
         return None
     return (refused - 1) / (answered - 1)
 

@@ -124,11 +124,14 @@ class CeilingEstimator:
         self._refused = SendHistory(horizon_s)
         self._dry_at: float | None = None
         self._last_send: float | None = None
+        self.first_sent: float | None = None  # when the history began
         self._gap = 0.0  # the longest pause in sending since the last dry moment
         self.last: Estimate | None = None
 
     def sent(self, at: float, units: float) -> None:
         self._sends.add(at, units)
+        if self.first_sent is None:
+            self.first_sent = at
         if self._last_send is not None:
             self._gap = max(self._gap, at - self._last_send)
         self._last_send = at
