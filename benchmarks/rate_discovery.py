@@ -189,7 +189,7 @@ def main() -> None:
             "otpm": ([*anthropic_tokens, "--tpm", "16000", "--tokens-basis", "output"], 16000 / 60.0, budgeted, None,
                      16000.0),
             # a busy shared pool refuses 3% whatever the rate (Vertex AI's dynamic shared quota), on a 1,200 RPM bucket
-            "pool-3pct": (["--rpm", "1200", "--pool-refusals", "0.03", "--style", "vertex", "--seed", "1"], 20.0,
+            "pool-3pct": (["--rpm", "1200", "--pool-refusals", "0.03", "--style", "vertex"], 20.0,
                           uniform, 1200.0, None),
             "vllm": (["--rpm", "0", "--concurrency", "32", "--queue", "8", "--style", "vllm", "--latency-ms", "1000",
                       "--latency-sigma", "0.1"], 32.0, uniform, None, None),
@@ -207,7 +207,8 @@ def main() -> None:
                     cfg = RateConfig(window_s=args.window)
 
                     def factory(cfg=cfg):
-                        return RateLanes.adaptive(cfg, key_hash="bench", clock=time.monotonic)
+                        LANES.append(RateLanes.adaptive(cfg, key_hash="bench", clock=time.monotonic))
+                        return LANES[-1]
                 else:
                     share = int(cname[5:]) / 100.0
 
@@ -220,8 +221,13 @@ def main() -> None:
                     res = run_scenario(name, flags, [(P, ceiling, "req")], factory, path, window=args.window)
                 figures = "  ".join(f"{label}: goodput {g:.3f} refused {r:.2%}"
                                     for label, (g, r) in zip(["whole phase", "second half"], res))
-                print(f"  {cname:>9}: {figures}", flush=True)
+                pool = [c.snapshot().get("background_refused_share") for lanes in LANES for _, c in lanes.items()]
+                told = f"  (a busy pool's share found: {max(p for p in pool if p):.2%})" if any(pool) else ""
+                LANES.clear()
+                print(f"  {cname:>9}: {figures}{told}", flush=True)
 
+
+LANES: list = []  # the adaptive runs' lanes, to tell whether they took refusals for a busy pool's
 
 TOKEN_COUNTS = {  # what each token limit counts of a line, as the simulator counts it (prompt chars / 4 + 1)
     "tpm": lambda d: len(d["prompt"]) // 4 + 1 + d["max_tokens"],  # prompt + max_tokens at admission

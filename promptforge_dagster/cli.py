@@ -342,10 +342,12 @@ def _lanes_line(lanes: dict) -> str:
         learned = snap.get("learned_rpm_ceiling")
         source = " (stated by the provider)" if snap.get("rpm_limit_source") == "stated" else ""
         bound = snap.get("client_bound_rpm")
+        pool = snap.get("background_refused_share")
         parts.append(f"{lane}: {snap.get('controller')} {snap.get('phase', '')}, allowed {snap.get('allowed_rpm')} RPM"
                      + (f", learned ceiling {learned} RPM{source}" if learned else "")
                      + (f", client-bound at {bound:.0f} RPM" if bound else "")
-                     + f", {snap.get('rate_limited', 0)} refused")
+                     + f", {snap.get('rate_limited', 0)} refused"
+                     + (f" (about {pool:.1%} of requests by a busy shared pool: retried, not a limit)" if pool else ""))
     return "rate: " + "; ".join(parts) + "\n" if parts else ""
 
 

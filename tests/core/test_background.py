@@ -111,3 +111,15 @@ def test_a_lone_refusal_early_in_a_cold_start_is_outgrown(monkeypatch):
 
 
 
+
+
+def test_the_summary_says_what_share_a_busy_pool_refused():
+    from promptforge_dagster.cli import _lanes_line
+
+    s = scenario("vertex-1200-pool-1pct")
+    c = controller()
+    pm.run_matrix(c, s.limits, s.duration, seed=0, **s.kw)
+    share = c.snapshot()["background_refused_share"]
+    assert share is not None and 0.002 <= share <= 0.03
+    assert "by a busy shared pool: retried, not a limit" in _lanes_line({"openai/m": c.snapshot()})
+    assert controller().snapshot()["background_refused_share"] is None

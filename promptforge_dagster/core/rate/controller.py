@@ -266,6 +266,8 @@ class AdaptiveController:
             "latency_s": _round(self.in_flight.latency()),
             "concurrency_ceiling": round(self.in_flight.ceiling, 1) if self.in_flight.ceiling else None,
             "rate_limited": self.rate_limited,
+            # refusals of a busy shared pool, retried and learned nothing from (a share of those answered)
+            "background_refused_share": round(self.background.share, 4) if self.background.found else None,
             "overloaded": self.overloaded,
             "decreases": self.decreases,
             "sent": self.sent,
