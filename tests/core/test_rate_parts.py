@@ -124,6 +124,14 @@ def test_a_refusal_sent_before_a_cut_does_not_cut_again():
     assert a.per_s == rate and a.phase is Phase.BACKOFF
 
 
+def test_a_young_lane_refused_is_cut_to_what_it_admitted_over_its_life_not_over_seconds_it_did_not_live():
+    a = Axis(RateConfig(window_s=5), start_per_s=2.0, now=0.0)
+    for t in (0.0, 0.5, 1.0):
+        a.sent(t, 1.0)
+    a.refused(sent_at=1.0, now=1.02, units=1.0)
+    assert a.per_s >= 0.75  # half its 2/s: it admitted as much over its second; not 2 in the 5 s a 2/s pace reads
+
+
 def test_after_a_cut_the_lane_waits_for_the_wave_then_sends_one_request_alone():
     """A window counter that is dry refuses everything: after a cut, what was in flight comes
     back first, then one request goes alone, so a dry account costs one refusal per cut,
