@@ -100,6 +100,9 @@ class JobTelemetry:
                                       unit="{request}/min",
                                       description="requests per minute the client managed when it, not the provider, "
                                                   "was the limit (absent otherwise)")
+        meter.create_observable_gauge("promptforge.rate.background_refused_share", [per_lane("background_refused_share")],
+                                      description="share of requests a busy shared pool refuses whatever the rate "
+                                                  "(retried, not learned from; absent until one is found)")
         meter.create_observable_gauge("promptforge.rate.in_flight_limit", [per_lane("in_flight_limit")],
                                       unit="{request}", description="the lane's bound on requests in flight")
         meter.create_observable_gauge("promptforge.requests.in_flight", [job_value(lambda: stats.in_flight)])

@@ -187,6 +187,7 @@ def batch_results(
     lanes_state = s.get("rate_lanes") or {}
     learned_rpm = [v.get("learned_rpm_ceiling") for v in lanes_state.values() if v.get("learned_rpm_ceiling")]
     learned_tpm = [v.get("learned_tpm_ceiling") for v in lanes_state.values() if v.get("learned_tpm_ceiling")]
+    pool = [v.get("background_refused_share") for v in lanes_state.values() if v.get("background_refused_share")]
     failed_share = (s["failed"] / s["prompts"]) if s.get("prompts") else 0.0
     errors = s.get("errors_by_code") or {}
     info = store.stat(result.results_uri)
@@ -210,6 +211,7 @@ def batch_results(
             "learned_rpm_ceiling": max(learned_rpm) if learned_rpm else None,
             "learned_tpm_ceiling": max(learned_tpm) if learned_tpm else None,
             "rate_limited_429": s.get("rate_limited_429"),  # over every attempt of the job
+            "busy_pool_refused_share": max(pool) if pool else None,  # 429s of a shared pool, not of a limit
             "retries": s.get("retries"),
             "attempts": s.get("attempts"),
             "errors_by_code": dg.MetadataValue.json(s.get("errors_by_code") or {}),

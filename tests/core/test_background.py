@@ -123,3 +123,24 @@ def test_the_summary_says_what_share_a_busy_pool_refused():
     assert share is not None and 0.002 <= share <= 0.03
     assert "by a busy shared pool: retried, not a limit" in _lanes_line({"openai/m": c.snapshot()})
     assert controller().snapshot()["background_refused_share"] is None
+
+
+def test_the_metrics_carry_a_busy_pools_share_per_lane():
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from promptforge_dagster.core.pipeline import JobStats
+    from promptforge_dagster.core.rate_lanes import RateLanes
+    from promptforge_dagster.telemetry import JobTelemetry, meter_provider
+
+    s = scenario("vertex-1200-pool-1pct")
+    c = controller()
+    pm.run_matrix(c, s.limits, s.duration, seed=0, **s.kw)
+    lanes = RateLanes(lambda _lane: c, key_hash="k9")
+    lanes.controller(lanes.lane("gemini-2.5-flash"))
+    reader = InMemoryMetricReader()
+    provider = meter_provider([reader], env={})
+    JobTelemetry(provider.get_meter("t"), "job-1", JobStats(), lanes)
+    shares = [p.value for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+              for m in sm.metrics if m.name == "promptforge.rate.background_refused_share" for p in m.data.data_points]
+    provider.shutdown()
+    assert shares == [c.snapshot()["background_refused_share"]] and 0.0 < shares[0] < 0.05

@@ -45,6 +45,7 @@ def test_in_process_gauges_counters_and_histogram():
     assert 500 < allowed.value <= 600
     assert got["promptforge.rate.learned_rpm_ceiling"][0].value == 600.0
     assert got["promptforge.rate.phase"][0].value == 2.0
+    assert not got.get("promptforge.rate.background_refused_share")  # absent until a busy pool is found
     by_outcome = {dict(p.attributes)["outcome"]: p.value for p in got["promptforge.requests"]}
     assert by_outcome == {"success": 40, "failed": 2, "input_error": 1, "rate_limited": 5}
     assert got["promptforge.tokens.in"][0].value == 900 and got["promptforge.retries"][0].value == 6
