@@ -37,7 +37,8 @@ import math
 from collections import deque
 
 BAND = 1.1  # answers are counted by the rate their request was sent at, in bands this far apart
-SEND_MEMORY_S = 300.0  # how long the rate at each moment is remembered for the answers still to come
+SEND_MEMORY_S = 130.0  # how long the rate at each moment is remembered for the answers still to come (an
+# answer later than --timeout, 120 s by default, is none)
 GRAIN_S = 0.1  # ... to this grain (a pacer's step lasts a quarter of a second at least)
 HORIZON_S = 180.0  # answers counted: long enough to hold a lane's cuts from its rate to a quarter of it
 RATE_GAP = 1.25  # the rates compared: up to x paced under a ceiling, and from 1.25x (a limit refusing 10% or less
@@ -61,7 +62,7 @@ class Background:
     says whether a refusal is a limit's (True) or the background's (False)."""
 
     def __init__(self) -> None:
-        self._bands: dict[int, tuple[int, bool]] = {}  # send grain -> (the band of the rate then, under a ceiling)
+        self._bands: dict[int, int] = {}  # send grain -> the band of the rate then, x2, +1 if under a ceiling
         self._grains: deque[int] = deque()
         self._cells: deque[list] = deque()  # [second answered, {(band, under a ceiling): [answered, refused]}]
         self.share: float | None = None  # the background's share of refusals, once found
@@ -82,13 +83,14 @@ class Background:
             self._grains.append(grain)
             while self._grains[0] < grain - SEND_MEMORY_S / GRAIN_S:
                 del self._bands[self._grains.popleft()]
-        self._bands[grain] = (math.floor(math.log(max(per_s, 1e-6)) / math.log(BAND)), under_ceiling)
+        self._bands[grain] = 2 * math.floor(math.log(max(per_s, 1e-6)) / math.log(BAND)) + under_ceiling
 
     def answered(self, sent_at: float, refused: bool, now: float) -> bool:
         """Note an answer; for a refusal, whether it is a limit's (to be learned from)."""
-        band, under_ceiling = self._bands.get(math.floor(sent_at / GRAIN_S), (None, False))
+        code = self._bands.get(math.floor(sent_at / GRAIN_S))
+        band, under_ceiling = (None, False) if code is None else divmod(code, 2)
         if band is not None:
-            counts = self._cell(now).setdefault((band, under_ceiling), [0, 0])
+            counts = self._cell(now).setdefault((band, bool(under_ceiling)), [0, 0])
             counts[0] += 1
             counts[1] += refused
         if self.share is None:
