@@ -155,7 +155,7 @@ class AdaptiveController:
         if signal.retry_after_s:
             self._pause(sample.at, signal.retry_after_s, cap=RETRY_PAUSE_MAX_S)
 
-    def _a_limits(self, sample: RateSample) -> bool:
+    def _a_limits(self, sample: RateSample) -> bool:  # (a limit's, not the background's)
         """Whether a refusal that names no limit is a limit's; the background's (a shared
         pool's, whatever the rate) are counted as not admitted and teach nothing."""
         found = self.background.found
@@ -165,10 +165,9 @@ class AdaptiveController:
             for axis in (self.requests, self.tokens):
                 if axis is not None:
                     axis.release(sample.at)
-        for axis, units in ((self.requests, 1.0), (self.tokens, None)):
-            if axis is not None:
-                axis.estimator.lost(sample.sent_at, units if units else self.units.of(sample.est_tokens,
-                                                                                   sample.max_tokens))
+        self.requests.estimator.lost(sample.sent_at, 1.0)
+        if self.tokens is not None:
+            self.tokens.estimator.lost(sample.sent_at, self.units.of(sample.est_tokens, sample.max_tokens))
         return False
 
     def _under_ceiling(self) -> bool:
