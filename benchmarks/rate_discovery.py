@@ -203,12 +203,13 @@ def main() -> None:
             controllers = ["adaptive"] + (["fixed50", "fixed100", "fixed150"] if name in args.fixed_on.split(",")
                                           else [])
             for cname in controllers:
+                made: list = []  # the adaptive run's lanes, to tell whether they took refusals for a busy pool's
                 if cname == "adaptive":
                     cfg = RateConfig(window_s=args.window)
 
                     def factory(cfg=cfg):
-                        LANES.append(RateLanes.adaptive(cfg, key_hash="bench", clock=time.monotonic))
-                        return LANES[-1]
+                        made.append(RateLanes.adaptive(cfg, key_hash="bench", clock=time.monotonic))
+                        return made[-1]
                 else:
                     share = int(cname[5:]) / 100.0
 
@@ -221,13 +222,10 @@ def main() -> None:
                     res = run_scenario(name, flags, [(P, ceiling, "req")], factory, path, window=args.window)
                 figures = "  ".join(f"{label}: goodput {g:.3f} refused {r:.2%}"
                                     for label, (g, r) in zip(["whole phase", "second half"], res))
-                pool = [c.snapshot().get("background_refused_share") for lanes in LANES for _, c in lanes.items()]
+                pool = [c.snapshot().get("background_refused_share") for lanes in made for _, c in lanes.items()]
                 told = f"  (a busy pool's share found: {max(p for p in pool if p):.2%})" if any(pool) else ""
-                LANES.clear()
                 print(f"  {cname:>9}: {figures}{told}", flush=True)
 
-
-LANES: list = []  # the adaptive runs' lanes, to tell whether they took refusals for a busy pool's
 
 TOKEN_COUNTS = {  # what each token limit counts of a line, as the simulator counts it (prompt chars / 4 + 1)
     "tpm": lambda d: len(d["prompt"]) // 4 + 1 + d["max_tokens"],  # prompt + max_tokens at admission

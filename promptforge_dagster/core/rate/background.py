@@ -67,7 +67,7 @@ class Background:
         self._cells: deque[list] = deque()  # [second answered, {(band, under a ceiling): [answered, refused]}]
         self.share: float | None = None  # the background's share of refusals, once found
         self._found_share = 0.0  # ... as read when found
-        self._paced = [0, 0]  # answers (and refusals) sent paced under a measured ceiling, since found
+        self._paced = self._paced_refused = 0  # answers (and refusals) paced under a measured ceiling, since found
         self._since = -math.inf  # answers to requests sent before this were counted for the last limit
         self._refused: deque[int] = deque([0])  # refusals before each recent answer (cumulative)
 
@@ -99,9 +99,9 @@ class Background:
                 self.share = self._found_share = found
             return refused and found is None
         if under_ceiling:  # what a limit refuses nothing of: the background alone, read again
-            self._paced[0] += 1
-            self._paced[1] += refused
-            paced = (self._found_share * PRIOR_ANSWERS + self._paced[1]) / (PRIOR_ANSWERS + self._paced[0])
+            self._paced += 1
+            self._paced_refused += refused
+            paced = (self._found_share * PRIOR_ANSWERS + self._paced_refused) / (PRIOR_ANSWERS + self._paced)
             self.share = min(self._found_share, paced)  # never above what was found: a measured ceiling set
             # too high refuses under it, and a share that rose with those would pass them all
         if sent_at < self._since:  # sent before the last limit's refusal: its echo, the axis judges it
@@ -147,7 +147,7 @@ class Background:
         kept = sorted((key, c) for key, c in totals.items() if c[1] <= FLOOD_SHARE * c[0])  # floods left out
         gap = math.ceil(math.log(RATE_GAP) / math.log(BAND))
         found = None
-        for (band, _), _ in kept:
+        for band in sorted({b for (b, _), _ in kept}):
             low = _share([c for (b, under), c in kept if b <= band and under], MIN_PACED)
             high = _share([c for (b, _), c in kept if b >= band + gap])
             if low is None or high is None:
