@@ -1,39 +1,32 @@
 """One limit of one lane (requests per minute, or tokens per minute) as a state machine.
 
-Phases and what moves between them, all in :data:`~promptforge_dagster.core.rate.phases.TRANSITIONS`:
+Its phases and what moves between them are one table,
+:data:`~promptforge_dagster.core.rate.phases.TRANSITIONS`, whose actions are the methods named
+there. The parts it composes are each told in their own module: a
+:class:`~promptforge_dagster.core.rate.pacer.Pacer` holds sends to the rate; a
+:class:`~promptforge_dagster.core.rate.step.Step` says when a rate is proven; the
+:class:`~promptforge_dagster.core.rate.estimator.CeilingEstimator` measures a ceiling between
+two dry moments; the :class:`~promptforge_dagster.core.rate.dry.DrySpell` what a dry account
+admits and when its window frees; the :class:`~promptforge_dagster.core.rate.climb.Climb`
+where a cut goes and how the climb back nears the rates refused; the
+:class:`~promptforge_dagster.core.rate.prober.Prober` when and how far to look above a ceiling.
 
-* ``DISCOVER``: no ceiling known; the rate doubles each time a step is *proven* (enough
-  sends at it, none refused, and the pacer was what held them back).
-* ``BACKOFF``: refused while searching, or at the estimate: the rate was cut; it climbs
-  back toward the refused rate while steps are proven, and is cut again when a request
-  sent *after* the cut is refused (a refusal of one sent before it says nothing new); a
-  rate admitted for seconds before its refusal is near the ceiling, so it is stepped back
-  (``steady_cut``) rather than halved.
-  The first cut goes no lower than the *floor*, what the account admitted over the last
-  minute (a per-minute limit always admits that much again), and no higher than half the
-  refused rate. Refused at the floor, the account is counting over a window (a bucket
-  refills continuously, so it cannot stay dry below what it admits): the lane pauses,
-  doubling, until the window frees. When it does, the window's span and quota are the
-  ceiling (:mod:`~promptforge_dagster.core.rate.window`; Azure counts over 10 s), and a
-  refusal at that estimate later is a spent window again: a pause, not a cut.
-* ``STEADY``: paced at the measured ceiling less a margin; the
-  :class:`~promptforge_dagster.core.rate.prober.Prober` says when a probe is due.
-* ``PROBE``: above the estimate until refused or expired (back to steady: the estimator
-  measures from the refusal, but a refused probe never lowers the estimate it started
-  from). Each time it has sent more beyond the estimate than the
+* ``DISCOVER``: no ceiling known; the rate doubles each time a step is proven.
+* ``BACKOFF``: refused while searching: cut, no lower than the floor, and then the next request
+  goes alone (what was sent before the cut comes back refused meanwhile, not a wave at the new
+  rate). Cut again only when a request sent *after* the cut is refused (one sent before it
+  says nothing new). Refused at the floor, the account counts over a window: pause until it
+  frees; a refusal at an estimate a window gave is a spent window again: a pause, not a cut.
+* ``STEADY``: paced at the measured ceiling less a margin; refused there, a step back
+  (``steady_cut``) and the estimator measures again.
+* ``PROBE``: above the estimate until refused (back to steady: a refused probe never lowers the
+  estimate it started from) or expired. Each time it has sent more beyond the estimate than the
   account's burst could absorb (:mod:`~promptforge_dagster.core.rate.burst`), the estimate
   rises to what it proved and the probe reaches further.
 
-Climbing back after cuts aims just under the lowest rate refused above the current one,
-halfway each proven step, and a refused step returns to the rate it climbed from: the rates
-measured at are then near the ceiling (a window counter loses what it does not admit).
-Refusals that followed a flood (an account still dry, or in debt when refusals are charged)
-are passed in a few steps once the rates under them are admitted.
-
-``MEASURED`` (the estimator closed a span between two dry moments) leads to ``STEADY`` from
-any phase; ``KNOWN`` (headers or the message stated the limit) does too: a stated limit is
-the account's, a cap never paced past, while this lane's own share of it (other jobs, other
-clients) is measured as any ceiling is. Time is always an argument.
+``MEASURED`` leads to ``STEADY`` from any phase; ``KNOWN`` (headers or the message stated the
+limit) does too: a stated limit is the account's, a cap never paced past, while this lane's
+own share of it (other jobs, other clients) is measured as any ceiling is.
 
 >>> a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
 >>> a.phase.value, a.per_s
@@ -46,27 +39,18 @@ from __future__ import annotations
 
 import math
 
-from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.burst import BurstLearner
+from promptforge_dagster.core.rate.climb import SUSTAINED_S, Climb
+from promptforge_dagster.core.rate.config import RateConfig
+from promptforge_dagster.core.rate.dry import DrySpell
 from promptforge_dagster.core.rate.estimator import HORIZON_S, CeilingEstimator, Estimate
 from promptforge_dagster.core.rate.pacer import Pacer
 from promptforge_dagster.core.rate.phases import TRANSITIONS, Event, Phase
 from promptforge_dagster.core.rate.prober import Prober
-from promptforge_dagster.core.rate.window import MINUTE_S, WindowLearner
+from promptforge_dagster.core.rate.step import Step
+from promptforge_dagster.core.rate.window import WindowLearner
 
-SETTLE_START_S = 0.25  # how long a refusal may take to come back, before one has been seen
-SETTLE_FACTOR = 2.0  # a step is proven once its sends are older than twice the slowest refusal
 SPENT_WINDOW_RETRY_S = 1.0  # refused under a stated limit with a retry this long: the window is spent, wait it out
-DRY_PAUSE_S = 0.5  # refused at the floor: pause this long, doubling per refusal (a window must pass)
-DRY_PAUSE_MAX_S = 16.0  # ... up to this: a minute-long dry spell is probed ~7 times, each a refusal (and never
-# past a minute after the oldest request it admitted, when a per-minute window has freed)
-DRY_READ_BACK_S = 0.05  # the send history's grain: sends this close before the first refusal were as dry
-APPROACH_GAIN = 0.1  # admitted at every rate refused since the last estimate: climb on gently (x per step)
-OUTGROWN = 2.0  # climbing back with nothing measured, admitted at twice the highest rate refused: search on by
-# doubling (a busy shared pool's refusal early in a cold start held a lane to +10% steps for a minute)
-SUSTAINED_S = 4.0  # a rate admitted this long before a refusal is near the ceiling: an overshoot by half would
-# have drained a 2-s burst in 4 s; so the cut is a step back (steady_cut), not a halving (a 60 RPM lane
-# refused at 72 after 7 s was halved to 36 and measured its own rate there: 46)
 
 
 def new_estimator(config: RateConfig, horizon_s: float = HORIZON_S) -> CeilingEstimator:
@@ -91,81 +75,51 @@ class Axis:
         self.cap: float | None = None  # the stated limit is the account's: never paced past, shared with others
         self.per_s = self._clamp(start_per_s)
         self.estimate: float | None = None  # the measured (or stated) ceiling, per second
-        self.refused_rates: list[float] = []  # rates refused since the last estimate
+        self.climb = Climb()  # the rates refused since the last estimate, and the climb back toward them
         self.born = now
         self.first_dry_at: float | None = None  # the first refusal of a cold start: where the burst is read
         self.burst = BurstLearner()
         self.prober = Prober(config.steady, config.window_s)
         self._proof: float | None = None
-        self._dry_since: float | None = None  # the first refusal of this episode of refusals
         self.pacer = Pacer(self.per_s, now)
         self.estimator = history or new_estimator(config)
-        self._settle = SETTLE_START_S
+        self.step = Step(config.discovery, now)
         self.decreases = 0
         self.pause_until = 0.0  # a dry spell: the controller sends nothing on this axis until then
         self._look = False  # after a cut: the next request goes alone, then a pause to hear of it
-        self._dry_pauses = 0
-        self.windowed_until = 0.0  # the account counts over a window: hold at the floor until then
-        self.window, self._retry_after = WindowLearner(), None  # the span counted over; the provider's retry
-        self._climbed_from = math.inf  # the admitted rate the latest step of a climb back started from
-        self._passed: float | None = None  # the highest rate refused that a climb back has since passed
-        self._gain = APPROACH_GAIN  # ... and the gain of its next step past them, doubling per step proven
-        self._new_step(now)
+        self.dry = DrySpell(self.estimator, config.discovery.step_requests)
+        self._retry_after: float | None = None  # the latest refusal's retry delay, when the provider said
+
+    @property
+    def window(self) -> WindowLearner:
+        """The span the account counts over, as dry spells showed it."""
+        return self.dry.window
 
     # -- what the controller tells it -----------------------------------------
     def blocked(self) -> None:
         """The pacer held a request back: the rate, not demand, is what limits sending."""
-        self._blocked = True
+        self.step.blocked = True
 
     def sent(self, now: float, units: float) -> None:
         self.pacer.take(now, units)
         if self._look:  # the first request after a cut goes alone: wait to hear whether it was refused
             self._look = False
-            self.pause_until = max(self.pause_until, now + self._settle)
+            self.pause_until = max(self.pause_until, now + self.step.settle)
         self.estimator.sent(now, units)
-        self._step_sends += 1
-        d = self.cfg.discovery
-        quick = self.phase is Phase.DISCOVER and now - self._step_start >= d.step_max_s  # nothing refused yet
-        if self._step_full_at == math.inf and (self._step_sends >= d.step_requests or quick):
-            self._step_full_at = now
+        self.step.sent(now, searching=self.phase is Phase.DISCOVER)
 
     def admitted(self, sent_at: float, now: float, units: float) -> None:
-        """An answer came back admitted: a dry spell is over."""
-        if self._dry_pauses:
-            self._dry_pauses = 0
-            per_s, span = self.window.resumed(sent_at, self.estimator.net_between), self.window.span_s
-            self.windowed_until = now + span
-            if per_s is not None and (self.estimate is None or per_s < self.estimate):  # the window's quota
-                self._measured(Estimate(per_s, span, per_s * span, 0.0), now)  # over its span: the ceiling
-
-    def floor(self, now: float) -> float:
-        """Admitted per second over the last window (sends less refusals, by send time, old
-        enough for their refusals to be back), over a whole window however young the lane."""
-        span = self.window.span_s
-        return (self.estimator.net_between(now - span, now - self._settle) or 0.0) / span
-
-    def recent_admitted(self, now: float) -> float:
-        """Admitted per second just now: what a dry account is giving while it refuses. Once
-        enough was sent since it went dry, the share of it admitted at the rate sent; before
-        that, what it admitted over the last seconds."""
-        end = now - self._settle
-        if self._dry_since is not None:
-            sent = self.estimator.sent_between(self._dry_since - DRY_READ_BACK_S, end)
-            if sent >= self.cfg.discovery.step_requests:
-                admitted = self.estimator.net_between(self._dry_since - DRY_READ_BACK_S, end) or 0.0
-                return self.per_s * admitted / sent
-        start = end - min(10.0, max(1.0, 10.0 / self.per_s))
-        first = self.estimator.first_sent
-        start = max(start, min(end - 1e-3, first if first is not None else start))  # not before the first send
-        return (self.estimator.net_between(start, end) or 0.0) / max(end - start, 1e-9)
+        """An answer came back admitted: a dry spell is over (a window's quota over its span,
+        when its end showed them, is the ceiling)."""
+        window = self.dry.resumed(sent_at, now)
+        if window is not None and (self.estimate is None or window.per_s < self.estimate):
+            self._measured(window, now)
 
     def refused(self, sent_at: float, now: float, units: float, retry_after_s: float | None = None) -> None:
-        self._settle = max(self._settle, SETTLE_FACTOR * (now - sent_at))
+        self.step.heard(sent_at, now)
         # a refused probe says the ceiling is under its reach, not under the estimate it started from
         kept = self.estimate if self.phase is Phase.PROBE and sent_at >= (self.prober.started_at or now) else None
-        self.window.refused(sent_at, first_of_episode=self._dry_since is None)
-        if self._dry_since is None:
-            self._dry_since = sent_at
+        self.dry.refused(sent_at)
         self._retry_after = retry_after_s
         self.pacer.repay(now, units)  # the account may have charged it: skip a slot to repay
         estimate = self.estimator.refused(sent_at, units)
@@ -178,11 +132,11 @@ class Axis:
             self.burst.observe(excess, per_s=self.estimate)
         spent = ((self.known and retry_after_s is not None and retry_after_s >= SPENT_WINDOW_RETRY_S)
                  or (self.phase is Phase.STEADY and self.window.known))  # told to wait, or a window at the estimate
-        if sent_at >= self._step_start and spent:  # the window is spent: wait it out
+        if sent_at >= self.step.start and spent:  # the window is spent: wait it out
             self._dry(now, retry_after_s)
-        elif sent_at >= self._step_start:  # under the stated limit and refused soon after: others share it
+        elif sent_at >= self.step.start:  # under the stated limit and refused soon after: others share it
             self._fire(Event.REFUSED, now)
-        if estimate is not None and now >= self.windowed_until:  # (within a minute of a dry window the
+        if estimate is not None and not self.dry.windowed(now):  # (within a minute of a dry window the
             self._measured(estimate, now, at_least=kept)  # account admits the echo of our own first burst)
 
     def known_limit(self, per_minute: float, now: float) -> None:
@@ -201,23 +155,22 @@ class Axis:
             if self.cap is not None and self.estimate is not None and self.estimate >= self.cap:
                 return  # at the stated limit: nothing to probe for
             # (not within a window of a dry one: it frees as our first sends age out, a probe proves nothing)
-            if self._blocked and now >= self.windowed_until and self.prober.due(now, self._step_start, self.per_s):
+            if self.step.blocked and not self.dry.windowed(now) and self.prober.due(now, self.step.start, self.per_s):
                 self._fire(Event.PROBE_DUE, now)
             return
         if self.phase is Phase.PROBE:
             estimate = self.estimate or self.per_s
-            self._proof = self.prober.best_proof(self.estimator.net_between, now - self._settle,
+            self._proof = self.prober.best_proof(self.estimator.net_between, now - self.step.settle,
                                                  estimate=estimate, burst=self.burst.units(estimate))
             if self._proof is not None:
                 self._fire(Event.PROVEN, now)
             elif self.prober.expired(now):
                 self._fire(Event.EXPIRED, now)
             return
-        if self._proven(now):
+        if self.step.proven(now, searching=self.phase is Phase.DISCOVER):
             recovered = (self.phase is Phase.BACKOFF and self.estimate is not None
                          and self.per_s >= self._target() * 0.999)
-            outgrown = (self.phase is Phase.BACKOFF and self.estimate is None and self._passed is not None
-                        and self.per_s >= OUTGROWN * self._passed)
+            outgrown = self.phase is Phase.BACKOFF and self.estimate is None and self.climb.outgrown(self.per_s)
             self._fire(Event.RECOVERED if recovered else Event.OUTGROWN if outgrown else Event.PROVEN, now)
 
     # -- the machine -----------------------------------------------------------
@@ -226,7 +179,7 @@ class Axis:
         if step is None:
             return
         if event is not Event.REFUSED:
-            self._dry_since = None  # admitted, measured or told: the episode of refusals is over
+            self.dry.ended()
         self.phase, action = step
         getattr(self, "_" + action)(now)
 
@@ -234,75 +187,46 @@ class Axis:
         self._set(self.per_s * self.cfg.discovery.growth, now)
 
     def _cut(self, now: float) -> None:
-        self.refused_rates.append(self.per_s)
-        floor = self.floor(now) if self.estimate is None else 0.0
+        self.climb.refused_at(self.per_s)
+        floor = self.dry.floor(now, self.step.settle) if self.estimate is None else 0.0
         if self.per_s <= floor * 1.001:  # dry below what it admits per minute: a window, not a bucket
             self._dry(now, self._retry_after)
             return
         self.decreases += 1
-        # half the refused rate, or what the account admits while dry if that is less (a far
-        # overshoot is undone in one step), never under the floor
-        target = self.per_s * self.cfg.discovery.backoff
+        target = self.per_s * self.cfg.discovery.backoff  # (searching, the climb says; never under the floor)
         if self.estimate is None:
-            target = min(target, self.recent_admitted(now))
-            if len(self.refused_rates) > 1 and now - self._step_start >= SUSTAINED_S:
-                target = self.per_s * self.cfg.steady.steady_cut
-            if len(self.refused_rates) > 1 and self._climbed_from < self.per_s:  # a step of the climb back
-                target = max(target, self._climbed_from)  # was refused: back to where it was admitted
-        self._climbed_from = math.inf  # (a cut ends the climb: the next one starts from the rate cut to)
-        self._passed, self._gain = None, APPROACH_GAIN
+            admitted = self.dry.recent_admitted(now, self.step.settle, self.per_s)
+            target = self.climb.cut(self.per_s, halved=target, admitted=admitted, steady_cut=self.cfg.steady.steady_cut,
+                                    sustained=now - self.step.start >= SUSTAINED_S)
+        self.climb.restart()
         self._set(max(floor, target), now)
         # look before sending on: what was sent before the cut comes back refused meanwhile, and a dry
         # window costs one refusal per cut, not a wave at the new rate (a bucket refills meanwhile)
         if self.estimate is None:  # searching: the rate may be far above the ceiling
-            self.pause_until = max(self.pause_until, now + self._settle)
+            self.pause_until = max(self.pause_until, now + self.step.settle)
             self._look = True  # then the first request alone: its refusal would be back within the settle time
         self.pacer.drain(now)  # resume one interval at a time, not with the pacer's saved-up burst
 
     def _step_back(self, now: float) -> None:
-        self.refused_rates.append(self.per_s)
+        self.climb.refused_at(self.per_s)
         self.decreases += 1
         self._set(self.per_s * self.cfg.steady.steady_cut, now)
 
     def _dry(self, now: float, retry_after_s: float | None) -> None:
-        """Pause this axis until the account's window frees: as long as the provider said,
-        else doubling from DRY_PAUSE_S, but no later than a window (a minute until one is
-        learned) after the oldest request it admitted in the last one (a sliding window frees
-        it then, a fixed one has reset). Not in the window after a dry spell: a sliding one
-        then frees as our first sends age out, a few at a time, each costing a refusal."""
-        self._dry_pauses += 1
-        backoff = min(DRY_PAUSE_MAX_S, DRY_PAUSE_S * 2 ** (self._dry_pauses - 1))
-        until = now + (min(MINUTE_S, retry_after_s) if retry_after_s else backoff)
-        windowed = now < self.windowed_until  # the echo of a spent window: it frees as our own sends age out
-        oldest = self.estimator.first_admitted(now - self.window.span_s, now) if not windowed else None
-        if self._dry_pauses == 1 and not windowed:  # (the echo of a spent window is no new fill)
-            self.window.went_dry(self.estimator.first_admitted, now=now, dry_at=self._dry_since or now)
-        if oldest is not None and not retry_after_s:
-            until = min(until, max(now, oldest + self.window.span_s) + DRY_READ_BACK_S)
-        self.pause_until = until
+        """Pause this axis until the account's window frees (:meth:`DrySpell.pause`)."""
+        self.pause_until = self.dry.pause(now, retry_after_s)
         self.estimator.forget()
-        self._new_step(now)
+        self.step.restart(now)
 
     def _approach(self, now: float) -> None:
-        """Climb back: halfway to just under the estimate, else the lowest rate refused above
-        this one, at most doubling (and, within a window of a dry one, to the floor)."""
-        if now < self.windowed_until:
-            self._set(max(self.per_s, self.floor(now) * (1.0 - self.cfg.steady.margin)), now)
+        """Climb back (:meth:`Climb.step`) toward just under the estimate, else the rates
+        refused (within a window of a dry one, to the floor)."""
+        margin = self.cfg.steady.margin
+        if self.dry.windowed(now):
+            self._set(max(self.per_s, self.dry.floor(now, self.step.settle) * (1.0 - margin)), now)
             return
-        under = 1.0 - self.cfg.steady.margin
-        if self.estimate is not None:
-            above = [self._target()]
-        else:
-            above = [r * under for r in self.refused_rates if r * under > self.per_s * 1.001]
-        if above and self.per_s < min(above) * 0.999:  # halfway there (at least +10%), at most doubling
-            self._climbed_from = self.per_s
-            halfway = max((self.per_s + min(above)) / 2.0, self.per_s * (1.0 + APPROACH_GAIN))
-            self._set(min(min(above), self.per_s * self.cfg.discovery.growth, halfway), now)
-        else:  # admitted at every refused rate: a flood's echo, or the ceiling rose
-            self._passed = max(self.refused_rates + [self._passed or 0.0]) or None
-            self.refused_rates = []
-            self._set(self.per_s * (1.0 + self._gain), now)
-            self._gain = min(2.0 * self._gain, self.cfg.discovery.growth - 1.0)
+        target = self._target() if self.estimate is not None else None
+        self._set(self.climb.step(self.per_s, target=target, margin=margin, growth=self.cfg.discovery.growth), now)
 
     def _fall_back(self, now: float) -> None:  # a probe was refused: under the estimate again
         self.prober.ended(refused_at=self.window.last_refused)
@@ -313,7 +237,7 @@ class Axis:
         if self.estimate is not None:
             self._set(self._target(), now)
         else:
-            self._new_step(now)
+            self.step.restart(now)
 
     def _probe(self, now: float) -> None:
         self._set(self.prober.reach(self.estimate or self.per_s), now)
@@ -332,7 +256,7 @@ class Axis:
         probe leaves standing; at a few requests a second one request more or less is 5%)."""
         per_s = max(estimate.per_s, at_least or 0.0)
         self.estimate = min(per_s, self.cap) if self.cap is not None else per_s
-        self.refused_rates = []
+        self.climb.forget()
         if self.burst.burst_s is None and self.first_dry_at is not None:
             self.burst.learn(self.estimator.net_between, per_s=estimate.per_s, dry_at=self.first_dry_at,
                              since=self.born)
@@ -352,29 +276,16 @@ class Axis:
     def _set(self, per_s: float, now: float) -> None:
         self.per_s = self._clamp(per_s)
         self.pacer.set_rate(self.per_s, now)
-        self._new_step(now)
-
-    def _new_step(self, now: float) -> None:
-        self._step_start = now
-        self._step_sends = 0
-        self._step_full_at = math.inf
-        self._blocked = False
-
-    def _proven(self, now: float) -> bool:
-        full_at = self._step_full_at
-        if self.phase is Phase.DISCOVER:  # nothing refused yet: a step is full after step_max_s, whether or
-            # not a slow lane sent again since (its next send may be a second away; its sends are as old)
-            full_at = min(full_at, self._step_start + self.cfg.discovery.step_max_s)
-        return (self._blocked and now - self._step_start >= self.cfg.discovery.step_min_s
-                and now - full_at >= self._settle)
+        self.step.restart(now)
 
     def release(self, now: float) -> None:
         """What this axis learned was another limit's doing: search again from its rate."""
-        self.estimate, self.refused_rates, self.phase = None, [], Phase.DISCOVER
-        self.pause_until = self.windowed_until = 0.0
-        self._dry_pauses = 0
+        self.estimate, self.phase = None, Phase.DISCOVER
+        self.climb.forget()
+        self.pause_until = 0.0
+        self.dry.release()
         self.estimator.forget()
-        self._new_step(now)
+        self.step.restart(now)
 
     def restore(self, estimate: float | None, cap: float | None, now: float, *, per_s: float | None = None) -> None:
         """A warm start: steady under an earlier estimate (and the stated cap, if any), or
@@ -390,5 +301,5 @@ class Axis:
         """This job's share of the account changed (shared lanes): scale what it learned."""
         if self.estimate is not None:
             self.estimate *= factor
-        self.refused_rates = [r * factor for r in self.refused_rates]
+        self.climb.rescale(factor)
         self._set(self.per_s * factor, now)

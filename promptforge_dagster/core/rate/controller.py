@@ -27,12 +27,14 @@ sends back.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from promptforge_dagster.core.outcome import OutcomeKind
+from promptforge_dagster.core.rate import report
+from promptforge_dagster.core.rate.attribution import SilentLimit
 from promptforge_dagster.core.rate.axis import Axis, Phase
 from promptforge_dagster.core.rate.background import Background
+from promptforge_dagster.core.rate.client import ClientMeter
 from promptforge_dagster.core.rate.concurrency import InFlightLimit
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.signals import ADMISSION, CONCURRENCY, REQUESTS, TOKENS, RateSignal
@@ -41,22 +43,9 @@ from promptforge_dagster.core.rate_controller import RateSample
 
 OVERLOAD_PAUSE_S = 0.5  # first pause after an overload answer; doubles per consecutive one
 OVERLOAD_PAUSE_MAX_S = 30.0  # ... up to this: capacity problems pass in seconds to minutes
-METER_S = 5.0  # the span over which the achieved send rate is read (client-bound check)
-PACER_IDLE_S = 1.0  # sending, yet the pacer held nothing back for this long: something else is the limit
 TOKEN_START_S = 10.0  # a tokens axis opened by a refusal starts at (half) the token rate sent over this span
-SIZE_EVIDENCE_REFUSALS = 8  # silent refusals seen before their sizes are read as evidence
-SIZE_EVIDENCE_RATIO = 1.25  # refused requests this much larger than admitted ones: tokens are what is limited
-SIZE_EWMA = 0.05  # weight of one request in the running mean sizes (about the last 20-40 requests)
 RETRY_PAUSE_MAX_S = 0.25  # a refusal's retry-after pauses the lane this long at most: longer is the refused
 # request's own wait (pacing answers the rest); a longer lane pause would hide the refill being measured
-
-
-def _mean(mean: float | None, value: float) -> float:
-    return float(value) if mean is None else mean + SIZE_EWMA * (value - mean)
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
 
 
 class AdaptiveController:
@@ -67,23 +56,19 @@ class AdaptiveController:
         self.requests = Axis(cfg, (cfg.rpm_hint or cfg.discovery.initial_rpm) / 60.0, now)
         self._born = now
         self.units = TokenUnits(cfg)  # what the tokens axis counts, and what was sent before it opened
-        self.tokens: Axis | None = self._token_axis(cfg.tpm_hint / 60.0, now) if cfg.tpm_hint else None
+        self.tokens: Axis | None = self.token_axis(cfg.tpm_hint / 60.0, now) if cfg.tpm_hint else None
         self.in_flight = InFlightLimit(cfg.concurrency, cfg.max_in_flight)
         self.background = Background()  # refusals that do not follow the rate (a shared pool's)
         self._paused_until = 0.0
         self._overloads = 0
-        self._meter: deque[float] = deque()  # send times over METER_S
-        self._last_blocked = now
-        self._size_ok: float | None = None  # running mean tokens of admitted requests
-        self._size_refused: float | None = None  # ... of refusals that named no limit
-        self._silent = 0
-        self.silent_limit = REQUESTS  # what refusals that name no limit are charged to
-        self._now = now  # the latest time seen, for reports made without one
+        self.client = ClientMeter(now)  # whether the client, not the provider, holds the lane back
+        self.silent = SilentLimit()  # what refusals that name no limit are charged to
+        self.latest = now  # the latest time seen, for reports made without one
         self.sent = self.rate_limited = self.overloaded = 0
 
     # -- pacing ----------------------------------------------------------------
     def acquire(self, now: float, est_tokens: int, max_tokens: int = 0) -> float:
-        self._now = max(self._now, now)
+        self.latest = max(self.latest, now)
         axes = [(self.requests, 1.0)] + ([(self.tokens, self.units.of(est_tokens, max_tokens))] if self.tokens else [])
         paused_until = max([self._paused_until] + [axis.pause_until for axis, _ in axes])
         if now < paused_until:
@@ -97,13 +82,15 @@ class AdaptiveController:
             for (axis, _), w in zip(axes, waits):
                 if w >= wait:
                     axis.blocked()
-            self._last_blocked = now
+            self.client.blocked(now)
             return wait
         for axis, units in axes:
             axis.sent(now, units)
         self.sent += 1
         self.background.sent(now, min(axis.per_s / units for axis, units in axes), self._under_ceiling())
-        self._note_send(now, est_tokens, max_tokens)
+        self.client.sent(now)
+        if self.tokens is None:  # what was sent in each token basis, for a tokens axis opened later
+            self.units.sent(now, est_tokens, max_tokens)
         return 0.0
 
     def in_flight_limit(self, prompt_bytes: float = 0.0) -> int:
@@ -112,7 +99,7 @@ class AdaptiveController:
 
     # -- learning --------------------------------------------------------------
     def record(self, sample: RateSample) -> None:
-        self._now = max(self._now, sample.at)
+        self.latest = max(self.latest, sample.at)
         if sample.kind is OutcomeKind.FATAL:  # a bad key, no quota, a day's limit spent: nothing about the pace
             return
         signal = sample.signal or RateSignal()
@@ -122,7 +109,7 @@ class AdaptiveController:
             self.in_flight.observe_latency(sample.latency)
             self.requests.admitted(sample.sent_at, sample.at, 1.0)
             self.background.answered(sample.sent_at, False, sample.at)
-            self._size_ok = _mean(self._size_ok, sample.est_tokens)
+            self.silent.admitted(sample.est_tokens)
             self.units.answered(sample.usage, sample.est_tokens - sample.max_tokens)
             if self.tokens is not None:
                 self.tokens.admitted(sample.sent_at, sample.at, self.units.of(sample.est_tokens, sample.max_tokens))
@@ -147,7 +134,7 @@ class AdaptiveController:
         elif limit == TOKENS:
             if self.tokens is None:  # counted as the refusal says its limit counts (else as OpenAI does)
                 self.units.basis = signal.token_basis or ADMISSION
-                self.tokens = self._token_axis(self._token_rate(sample.at) or 1.0, sample.at)
+                self.tokens = self.token_axis(self._token_rate(sample.at) or 1.0, sample.at)
             units = self.units.of(sample.est_tokens, sample.max_tokens)
             self.tokens.refused(sample.sent_at, sample.at, units, signal.retry_after_s)
         else:
@@ -175,14 +162,13 @@ class AdaptiveController:
         return all(axis.phase is Phase.STEADY for axis in (self.requests, self.tokens) if axis is not None)
 
     def _silent_limit(self, sample: RateSample) -> str:
-        """Which limit a refusal that names none hit: requests, unless the sizes say tokens."""
-        self._silent += 1
-        self._size_refused = _mean(self._size_refused, sample.est_tokens)
-        if (self.silent_limit == REQUESTS and self._silent >= SIZE_EVIDENCE_REFUSALS and self._size_ok
-                and self._size_refused and self._size_refused > SIZE_EVIDENCE_RATIO * self._size_ok):
-            self.silent_limit = TOKENS  # large requests are refused, small ones pass: a token limit
+        """Which limit a refusal that names none hit (:class:`SilentLimit`): once the sizes say
+        tokens, what the requests axis learned was the token limit's doing."""
+        before = self.silent.limit
+        limit = self.silent.refused(sample.est_tokens)
+        if limit != before:
             self.requests.release(sample.at)
-        return self.silent_limit
+        return limit
 
     def _learn_stated_limits(self, signal: RateSignal, now: float) -> None:
         """A stated limit is taken in its own basis: a tokens axis opens on OpenAI's header or
@@ -198,7 +184,7 @@ class AdaptiveController:
             basis = opened_by or (ADMISSION if h.limit_tokens else None)
             if basis is not None:
                 self.units.basis = basis
-                self.tokens = self._token_axis(tpm[basis] / 60.0, now)
+                self.tokens = self.token_axis(tpm[basis] / 60.0, now)
         if self.tokens is not None and self.units.basis in tpm:
             self.tokens.known_limit(tpm[self.units.basis], now)
         for remaining, reset in ((h.remaining_requests, h.reset_requests_s), (h.remaining_tokens, h.reset_tokens_s)):
@@ -206,7 +192,7 @@ class AdaptiveController:
                 self._pause(now, reset, cap=self.cfg.window_s)
 
     # -- helpers ---------------------------------------------------------------
-    def _token_axis(self, start_per_s: float, now: float) -> Axis:
+    def token_axis(self, start_per_s: float, now: float) -> Axis:
         """A tokens axis in the units' basis, opened on what the lane sent so far in it (its
         floor is what the account admitted)."""
         return Axis(self.cfg, start_per_s, now, min_per_s=1.0, max_per_s=self.cfg.max_rpm * 1000 / 60.0,
@@ -215,29 +201,15 @@ class AdaptiveController:
     def _pause(self, now: float, seconds: float, *, cap: float) -> None:
         self._paused_until = max(self._paused_until, now + min(seconds, cap))
 
-    def _note_send(self, now: float, est_tokens: int, max_tokens: int) -> None:
-        self._meter.append(now)
-        while self._meter and self._meter[0] < now - METER_S:
-            self._meter.popleft()
-        if self.tokens is None:
-            self.units.sent(now, est_tokens, max_tokens)
-
     def _token_rate(self, now: float) -> float | None:
         rate = self.units.rate(self.units.basis, now, min(TOKEN_START_S, now - self._born))
         return rate * self.cfg.discovery.backoff if rate else None
 
-    def achieved_rpm(self, now: float) -> float:
-        """Requests sent per minute over the last few seconds."""
-        recent = [t for t in self._meter if t >= now - METER_S]
-        return len(recent) * 60.0 / METER_S
-
     def client_bound_rpm(self, now: float) -> float | None:
-        """The rate the client managed, when it, not the provider's allowance, was the limit:
-        it kept sending, yet the pacer held nothing back (the allowance was never reached)."""
-        achieved = self.achieved_rpm(now)
-        idle_pacer = now - self._last_blocked > PACER_IDLE_S and now >= self._paused_until
-        server_bound = self.in_flight.ceiling is not None  # a server's concurrency, not the client, holds it
-        return achieved if self.sent and idle_pacer and achieved > 0 and not server_bound else None
+        """The rate the client managed, when it, not the provider's allowance, was the limit
+        (:class:`ClientMeter`); a server's concurrency ceiling holding it is not the client."""
+        return self.client.client_bound_rpm(now, paused=now < self._paused_until,
+                                            server_bound=self.in_flight.ceiling is not None)
 
     @property
     def decreases(self) -> int:
@@ -250,62 +222,18 @@ class AdaptiveController:
 
     # -- reporting, checkpoints, sharing ----------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        r, t = self.requests, self.tokens
-        out = {
-            "controller": "adaptive",
-            "phase": self.phase.value,
-            "allowed_rpm": round(r.per_s * 60.0, 2),
-            "allowed_tpm": round(t.per_s * 60.0, 1) if t else None,
-            "learned_rpm_ceiling": round(r.estimate * 60.0, 2) if r.estimate else None,
-            "learned_tpm_ceiling": round(t.estimate * 60.0, 1) if t and t.estimate else None,
-            "rpm_limit_source": ("stated" if r.known else "measured") if r.estimate else None,
-            "tpm_limit_source": ("stated" if t.known else "measured") if t and t.estimate else None,
-            "tpm_counts": self.units.basis if t else None,  # admission (prompt + max_tokens), input or output
-            "in_flight_limit": self.in_flight_limit(),
-            "latency_s": _round(self.in_flight.latency()),
-            "concurrency_ceiling": round(self.in_flight.ceiling, 1) if self.in_flight.ceiling else None,
-            "rate_limited": self.rate_limited,
-            # refusals of a busy shared pool, retried and learned nothing from (a share of those answered)
-            "background_refused_share": round(self.background.share, 4) if self.background.found else None,
-            "overloaded": self.overloaded,
-            "decreases": self.decreases,
-            "sent": self.sent,
-            "window_s": self.cfg.window_s,
-            "client_bound_rpm": _round(self.client_bound_rpm(self._now)),
-        }
-        return out
+        """The lane as users see it (:func:`~promptforge_dagster.core.rate.report.snapshot`)."""
+        return report.snapshot(self)
 
     def export_state(self) -> dict[str, Any]:
         """What a warm restart (or another job on the lane) needs: the learned limits."""
-        r, t = self.requests, self.tokens
-        return {"rate": r.per_s, "ceiling_rpm": r.estimate * 60.0 if r.estimate else None,
-                "stated_rpm": r.cap * 60.0 if r.cap else None,  # the account's: never scaled to a share
-                "ceiling_tpm": t.estimate * 60.0 if t and t.estimate else None,
-                "stated_tpm": t.cap * 60.0 if t and t.cap else None,
-                "tpm_learned": bool(t and t.estimate), "tpm_counts": self.units.basis if t else None,
-                "concurrency": self.in_flight.ceiling,
-                "burst_s": r.burst.burst_s}
+        return report.export_state(self)
 
     @classmethod
     def from_state(cls, state: dict[str, Any], now: float, config: RateConfig | None = None) -> "AdaptiveController":
         """Start from what an earlier run learned: at its ceilings, not in discovery."""
         c = cls(config, now)
-
-        def per_s(key: str) -> float | None:
-            return float(state[key]) / 60.0 if state.get(key) else None
-
-        if state.get("ceiling_rpm"):
-            c.requests.restore(per_s("ceiling_rpm"), per_s("stated_rpm"), now)
-        elif state.get("rate"):
-            c.requests.restore(None, per_s("stated_rpm"), now, per_s=float(state["rate"]))
-        if state.get("ceiling_tpm"):
-            c.units.basis = state.get("tpm_counts") or ADMISSION
-            c.tokens = c._token_axis(per_s("ceiling_tpm"), now)
-            c.tokens.restore(per_s("ceiling_tpm"), per_s("stated_tpm"), now)
-        if state.get("concurrency"):
-            c.in_flight.ceiling = float(state["concurrency"])
-        if state.get("burst_s"):
-            c.requests.burst.burst_s = float(state["burst_s"])
+        report.restore(c, state, now)
         return c
 
     def rescale(self, factor: float, now: float) -> None:

@@ -29,6 +29,9 @@ from typing import Callable
 MINUTE_S = 60.0  # the span per-minute limits are counted over: what was admitted in it is always safe again
 MIN_WINDOW_S = 1.0  # the shortest interval a provider documents counting over (Azure OpenAI: 1 s)
 READ_BACK_S = 0.05  # the send history's grain: the first admitted request is read to this
+DRY_PAUSE_S = 0.5  # refused at the floor: pause this long, doubling per refusal (a window must pass)
+DRY_PAUSE_MAX_S = 16.0  # ... up to this: a minute-long dry spell is probed ~7 times, each a refusal (and never
+# past a window after the oldest request it admitted, when the window has freed)
 
 
 class WindowLearner:
@@ -51,6 +54,25 @@ class WindowLearner:
         start = max(now - self.span_s, self._episode_after if self._episode_after is not None else -math.inf)
         oldest = first_admitted(start, now)
         self._fill = (oldest, dry_at) if oldest is not None and oldest < dry_at else None
+
+    def frees_at(self, now: float, *, pauses: int, retry_after_s: float | None,
+                 oldest_admitted: float | None) -> float:
+        """When to look again after the ``pauses``-th refusal of a dry spell: when the provider
+        said, else after a pause doubling from :data:`DRY_PAUSE_S`, but no later than a window
+        after ``oldest_admitted``, the oldest request admitted in the last one (a sliding
+        window frees it then, a fixed one has reset).
+
+        >>> WindowLearner().frees_at(10.0, pauses=3, retry_after_s=None, oldest_admitted=None)
+        12.0
+        >>> WindowLearner().frees_at(10.0, pauses=6, retry_after_s=None, oldest_admitted=-45.0)
+        15.05
+        """
+        if retry_after_s:
+            return now + min(MINUTE_S, retry_after_s)
+        until = now + min(DRY_PAUSE_MAX_S, DRY_PAUSE_S * 2 ** (pauses - 1))
+        if oldest_admitted is not None:
+            until = min(until, max(now, oldest_admitted + self.span_s) + READ_BACK_S)
+        return until
 
     def resumed(self, sent_at: float, admitted: Callable[[float, float], float | None]) -> float | None:
         """A request sent at ``sent_at`` was admitted after the dry spell: the window freed.

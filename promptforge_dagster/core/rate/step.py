@@ -1,0 +1,59 @@
+"""One step of a search: a rate held until it is proven.
+
+A step is *proven* when it sent enough at its rate with nothing refused (a refusal starts a
+new step), the pacer, not the client, held sends back (else the rate was never tried), and
+its sends are old enough for a refusal of them to be back: twice the slowest refusal heard
+(the *settle* time), :data:`SETTLE_START_S` before any. Searching before any refusal, a
+step is full after ``step_max_s`` whatever it sent: a slow lane's next send may be a second
+away, and the sends it made are as old.
+
+>>> from promptforge_dagster.core.rate.config import Discovery
+>>> s = Step(Discovery(step_requests=2), now=0.0)
+>>> s.sent(0.0, searching=False); s.sent(0.1, searching=False); s.blocked = True
+>>> s.proven(0.3, searching=False), s.proven(0.36, searching=False)   # full at 0.1, settled 0.25 s later
+(False, True)
+>>> s.heard(sent_at=1.0, now=1.2); round(s.settle, 2)   # a refusal took 0.2 s: wait twice that
+0.4
+"""
+
+from __future__ import annotations
+
+import math
+
+from promptforge_dagster.core.rate.config import Discovery
+
+SETTLE_START_S = 0.25  # how long a refusal may take to come back, before one has been seen
+SETTLE_FACTOR = 2.0  # a step is proven once its sends are older than twice the slowest refusal
+
+
+class Step:
+    def __init__(self, discovery: Discovery, now: float) -> None:
+        self.discovery = discovery
+        self.settle = SETTLE_START_S  # how old a send must be for its refusal to be back
+        self.restart(now)
+
+    def restart(self, now: float) -> None:
+        """A new rate (or a refusal, a pause): the proof starts again."""
+        self.start = now
+        self.sends = 0
+        self.full_at = math.inf  # when it sent enough to prove its rate
+        self.blocked = False  # the pacer held a request back during it: the rate, not demand, limits
+
+    def sent(self, now: float, *, searching: bool) -> None:
+        """One request went at this step's rate (``searching``: nothing refused yet)."""
+        self.sends += 1
+        d = self.discovery
+        quick = searching and now - self.start >= d.step_max_s
+        if self.full_at == math.inf and (self.sends >= d.step_requests or quick):
+            self.full_at = now
+
+    def heard(self, sent_at: float, now: float) -> None:
+        """A refusal of a request sent at ``sent_at`` came back at ``now``."""
+        self.settle = max(self.settle, SETTLE_FACTOR * (now - sent_at))
+
+    def proven(self, now: float, *, searching: bool) -> bool:
+        full_at = self.full_at
+        if searching:
+            full_at = min(full_at, self.start + self.discovery.step_max_s)
+        return (self.blocked and now - self.start >= self.discovery.step_min_s
+                and now - full_at >= self.settle)

@@ -1,0 +1,140 @@
+"""The parts an axis and a lane's controller are composed of, each on its own, on explicit
+times: a step is proven only once its sends are old enough to have been refused; a cut and
+a climb back follow the rates refused; a dry spell reads what the account admitted and waits
+for a window to free; the client being slow is told apart from the provider; a bare refusal
+is charged to tokens only when the sizes say so; the lane's report round-trips."""
+
+import pytest
+
+from promptforge_dagster.core.rate.attribution import SilentLimit
+from promptforge_dagster.core.rate.climb import Climb
+from promptforge_dagster.core.rate.client import ClientMeter
+from promptforge_dagster.core.rate.config import Discovery
+from promptforge_dagster.core.rate.controller import AdaptiveController
+from promptforge_dagster.core.rate.dry import DrySpell
+from promptforge_dagster.core.rate.estimator import CeilingEstimator
+from promptforge_dagster.core.rate.report import export_state
+from promptforge_dagster.core.rate.step import Step
+from promptforge_dagster.core.rate.window import WindowLearner
+
+
+def _step(sends: int, searching: bool) -> Step:
+    s = Step(Discovery(step_requests=8, step_min_s=0.25, step_max_s=0.5), now=0.0)
+    for i in range(sends):
+        s.sent(i * 0.01, searching=searching)
+    s.blocked = True
+    return s
+
+
+def test_a_step_is_proven_only_once_its_sends_are_older_than_twice_the_slowest_refusal():
+    s = _step(8, searching=False)
+    assert s.proven(0.33, searching=False)  # full at 0.07, settled 0.25 s after
+    s.heard(sent_at=0.0, now=0.5)  # a refusal took 0.5 s: a send's refusal may be a second away
+    assert not s.proven(0.6, searching=False) and s.proven(1.08, searching=False)
+
+
+def test_a_searching_step_is_full_after_its_time_whatever_it_sent_but_not_after_a_refusal():
+    assert _step(2, searching=True).proven(0.76, searching=True)
+    assert not _step(2, searching=False).proven(0.76, searching=False)  # 2 sends of 8: nothing proven
+
+
+def test_an_unheld_step_proves_nothing():
+    s = _step(8, searching=False)
+    s.blocked = False  # demand, not the rate, limited it
+    assert not s.proven(10.0, searching=False)
+
+
+def test_a_cut_goes_to_what_was_admitted_and_a_refused_climb_step_returns_where_it_climbed_from():
+    c = Climb()
+    c.refused_at(40.0)
+    assert c.cut(40.0, halved=20.0, admitted=16.0, sustained=False, steady_cut=0.85) == 16.0
+    up = c.step(16.0, target=None, margin=0.03, growth=2.0)
+    assert up == pytest.approx((16.0 + 40.0 * 0.97) / 2)  # halfway to just under the rate refused
+    c.refused_at(up)
+    assert c.cut(up, halved=up / 2, admitted=10.0, sustained=False, steady_cut=0.85) == 16.0
+    far = Climb()
+    far.refused_at(40.0)
+    assert far.step(4.0, target=None, margin=0.03, growth=2.0) == 8.0  # from far under it: at most doubling
+
+
+def test_refused_again_after_holding_a_rate_is_a_step_back_not_a_halving():
+    c = Climb()
+    c.refused_at(2.0)
+    c.cut(2.0, halved=1.0, admitted=1.2, sustained=False, steady_cut=0.85)
+    c.refused_at(1.2)
+    assert c.cut(1.2, halved=0.6, admitted=0.6, sustained=True, steady_cut=0.85) == pytest.approx(1.02)
+
+
+def test_a_climb_past_every_rate_refused_grows_its_steps_and_is_outgrown_at_twice_the_highest():
+    c = Climb()
+    c.refused_at(10.0)
+    c.cut(10.0, halved=5.0, admitted=5.0, sustained=False, steady_cut=0.85)
+    rate = 10.0  # admitted at the rate refused: the refusal was no ceiling
+    gains = []
+    while not c.outgrown(rate):
+        nxt = c.step(rate, target=None, margin=0.03, growth=2.0)
+        gains.append(round(nxt / rate - 1.0, 2))
+        rate = nxt
+    assert gains == [0.1, 0.2, 0.4, 0.8] and rate >= 20.0
+
+
+def _history(sends_per_s: float, seconds: float, refused_after: float | None = None) -> CeilingEstimator:
+    h = CeilingEstimator(min_sends=12, min_span_s=1.0)
+    for i in range(int(sends_per_s * seconds)):
+        t = i / sends_per_s
+        h.sent(t, 1.0)
+        if refused_after is not None and t >= refused_after:
+            h.refused(t, 1.0)
+    return h
+
+
+def test_a_dry_spell_reads_the_share_admitted_since_it_began():
+    h = _history(10.0, 10.0)
+    d = DrySpell(h, step_requests=8)
+    for t in (8.0, 8.2, 8.4, 8.6, 8.8, 9.0):
+        h.refused(t, 1.0)  # from 8 s, a third of what was sent was refused
+    d.refused(8.0)
+    assert d.recent_admitted(now=9.5, settle=0.25, per_s=10.0) == pytest.approx(10.0 * (1 - 6 / 13), rel=0.1)
+
+
+def test_a_dry_spell_under_a_minute_window_looks_again_when_its_oldest_admitted_request_ages_out():
+    d = DrySpell(_history(10.0, 20.0), step_requests=8)
+    d.refused(20.0)
+    until = d.pause(now=20.1, retry_after_s=None)  # a minute until a window is learned; first admitted at 0 s
+    assert until == pytest.approx(0.5 + 20.1)  # the first pause is short ...
+    for _ in range(6):
+        until = d.pause(now=50.0, retry_after_s=None)
+    assert until == pytest.approx(60.05, abs=0.05)  # ... doubling, but never past a window after the oldest
+    # admitted (read to the send history's 50-ms grain)
+
+
+def test_a_provider_retry_delay_is_the_pause():
+    w = WindowLearner()
+    assert w.frees_at(5.0, pauses=1, retry_after_s=7.0, oldest_admitted=0.0) == 12.0
+
+
+def test_a_client_that_cannot_keep_up_is_client_bound_and_a_held_pacer_or_a_server_is_not():
+    m = ClientMeter(now=0.0)
+    for i in range(100):
+        m.sent(i * 0.05)
+    assert m.client_bound_rpm(5.0, paused=False, server_bound=False) == pytest.approx(1200.0)
+    assert m.client_bound_rpm(5.0, paused=True, server_bound=False) is None
+    assert m.client_bound_rpm(5.0, paused=False, server_bound=True) is None
+    m.blocked(4.5)
+    assert m.client_bound_rpm(5.0, paused=False, server_bound=False) is None
+
+
+def test_bare_refusals_are_charged_to_tokens_only_when_refused_requests_are_clearly_larger():
+    same, larger = SilentLimit(), SilentLimit()
+    for s in (same, larger):
+        for _ in range(40):
+            s.admitted(1000)
+    assert {same.refused(1100) for _ in range(20)} == {"requests"}  # 10% larger: no evidence
+    assert [larger.refused(2000) for _ in range(8)][-1] == "tokens"
+
+
+def test_the_learned_limits_survive_an_export_and_a_warm_start():
+    state = {"ceiling_rpm": 900.0, "stated_rpm": 1000.0, "ceiling_tpm": 90_000.0, "tpm_counts": "input",
+             "concurrency": 12.0, "burst_s": 3.0, "rate": 14.0}
+    again = export_state(AdaptiveController.from_state(state, now=0.0))
+    assert {k: again[k] for k in state if k != "rate"} == pytest.approx({k: v for k, v in state.items() if k != "rate"})
