@@ -217,15 +217,15 @@ class Simulator:
             self.counts["rate_limited"] += 1
             status, doc, headers = refusal(cfg.style, admission, model=str(body.get("model", "sim-model")),
                                            now_epoch=time.time(), headers=cfg.headers != "none",
-                                           tokens_basis=limits.tokens_basis)
+                                           tokens_basis=limits.tokens_basis, requests_today=self.account.admitted)
             if cfg.headers == "retry-after":
                 headers = {k: v for k, v in headers.items() if k.startswith("retry-after")}
             self._record(custom_id, status)
             if doc is None:  # a bare refusal: status only
                 return web.Response(status=status, headers=headers)
             return web.json_response(doc, status=status, headers=headers)
-        headers = (success_headers(cfg.style, admission.headers, time.time(), limits.tokens_basis)
-                   if cfg.headers == "full" else {})
+        headers = (success_headers(cfg.style, admission.headers, time.time(), limits.tokens_basis,
+                                   requests_today=self.account.admitted) if cfg.headers == "full" else {})
         try:
             delay = 0.0
             if cfg.latency_ms > 0:

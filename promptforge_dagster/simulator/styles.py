@@ -3,8 +3,9 @@
 Shared by the HTTP simulator and the fake-clock model, so both speak like real providers.
 Sources: OpenAI rate-limits guide and 429s users posted; Microsoft Learn "Azure OpenAI
 quotas and limits" and Q&A answers; Anthropic docs "Rate limits" and "Errors"; Google
-"Gemini API rate limits" and Vertex AI "Error code 429"; vLLM/TGI router and server code
-(a full queue answers 429 "Model is overloaded" or 503).
+"Gemini API rate limits" and Vertex AI "Error code 429"; Groq docs "Rate Limits" (an
+OpenAI-compatible API whose ``x-ratelimit-limit-requests`` is requests per *day*); vLLM/TGI
+router and server code (a full queue answers 429 "Model is overloaded" or 503).
 
 >>> from promptforge_dagster.simulator.account import Admission
 >>> status, body, headers = refusal("openai", Admission(False, "requests", 0.12, {}, 500.0, 500.0))
@@ -20,10 +21,12 @@ import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-STYLES = ("openai", "azure", "anthropic", "gemini", "vertex", "vllm", "bare")
+STYLES = ("openai", "azure", "anthropic", "gemini", "vertex", "vllm", "groq", "bare")
 
 
 POOL_MESSAGE = "Resource exhausted, please try again later."
+GROQ_DAILY_REQUESTS = 14_400  # the requests per day in Groq's docs' header example (x-ratelimit-limit-requests)
+DAY_S = 86_400.0
 
 
 def _ms(seconds: float) -> str:
@@ -31,12 +34,14 @@ def _ms(seconds: float) -> str:
 
 
 def refusal(style: str, adm: Any, *, model: str = "sim-model", now_epoch: float = 0.0,
-            headers: bool = True, tokens_basis: str = "admission") -> tuple[int, dict | None, dict[str, str]]:
+            headers: bool = True, tokens_basis: str = "admission",
+            requests_today: int = 0) -> tuple[int, dict | None, dict[str, str]]:
     """``(status, JSON body or None, headers)`` of a refused request in ``style``.
 
     ``headers`` False leaves out every rate-limit header (``retry-after`` included);
     ``tokens_basis`` is what the account's TPM limit counts (``account.TOKEN_BASES``), which
-    Anthropic names in its message and headers."""
+    Anthropic names in its message and headers; ``requests_today`` what Groq's daily count
+    has counted."""
     kind = adm.limit or "requests"
     limit = int(adm.limit_value) if adm.limit_value else None
     used = int(adm.used) if adm.used is not None else limit
@@ -80,6 +85,17 @@ def refusal(style: str, adm: Any, *, model: str = "sim-model", now_epoch: float 
             ah = anthropic_headers(adm.headers, now_epoch, tokens_basis)
             ah["retry-after"] = str(max(1, int(math.ceil(retry))))
         return 429, {"type": "error", "error": {"type": "rate_limit_error", "message": message}}, ah
+    if style == "groq":  # OpenAI's words, a minute's limit named; headers of the day's requests
+        unit = "RPM" if kind == "requests" else "TPM"
+        requested = 1 if kind == "requests" else "?"
+        message = (f"Rate limit reached for model `{model}` in organization `org_sim` service tier `on_demand` on "
+                   f"{kind} per minute ({unit}): Limit {limit}, Used {used}, Requested {requested}. Please try "
+                   f"again in {go_duration(retry)}. Need more tokens? Upgrade to Dev Tier today at "
+                   "https://console.groq.com/settings/billing")
+        gh = groq_headers(h, requests_today) if headers else {}
+        if headers:
+            gh["retry-after"] = str(max(1, int(math.ceil(retry))))
+        return 429, {"error": {"message": message, "type": kind, "code": "rate_limit_exceeded"}}, gh
     if style == "gemini":
         metric = "generate_content_paid_tier_requests" if kind == "requests" else "generate_content_input_token_count"
         message = ("You exceeded your current quota, please check your plan and billing details. For more "
@@ -124,12 +140,47 @@ def anthropic_headers(openai_style: dict[str, str], now_epoch: float, tokens_bas
     return out
 
 
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints it, as Groq's headers and messages do.
+
+    >>> go_duration(179.56), go_duration(7.66), go_duration(0.25), go_duration(3723.0)
+    ('2m59.56s', '7.66s', '250ms', '1h2m3s')
+    """
+    if seconds < 1.0:
+        return f"{max(1, round(seconds * 1000))}ms"
+    hours, rest = divmod(seconds, 3600.0)
+    minutes, secs = divmod(rest, 60.0)
+    text = f"{secs:.2f}".rstrip("0").rstrip(".") + "s"
+    if minutes or hours:
+        text = f"{int(minutes)}m" + text
+    return (f"{int(hours)}h" + text) if hours else text
+
+
+def groq_headers(openai_style: dict[str, str], requests_today: int) -> dict[str, str]:
+    """Groq's ``x-ratelimit-*`` (its docs, "Rate Limits", the headers table): the tokens'
+    are per minute (TPM); ``x-ratelimit-limit-requests`` is the requests per *day* (RPD), its
+    remaining and reset of the day's count (reset: until it is full again, as "2m59.56s").
+
+    >>> groq_headers({"x-ratelimit-limit-requests": "30", "x-ratelimit-limit-tokens": "6000"}, 30)
+    {'x-ratelimit-limit-tokens': '6000', 'x-ratelimit-limit-requests': '14400', 'x-ratelimit-remaining-requests': '14370', 'x-ratelimit-reset-requests': '3m0s'}
+    """
+    out = {k: v for k, v in openai_style.items() if k.endswith("-tokens")}
+    used = min(GROQ_DAILY_REQUESTS, requests_today)
+    out["x-ratelimit-limit-requests"] = str(GROQ_DAILY_REQUESTS)
+    out["x-ratelimit-remaining-requests"] = str(GROQ_DAILY_REQUESTS - used)
+    out["x-ratelimit-reset-requests"] = go_duration(used * DAY_S / GROQ_DAILY_REQUESTS)
+    return out
+
+
 def success_headers(style: str, openai_style: dict[str, str], now_epoch: float,
-                    tokens_basis: str = "admission") -> dict[str, str]:
+                    tokens_basis: str = "admission", requests_today: int = 0) -> dict[str, str]:
     """Rate headers on a successful answer: OpenAI's and Azure's ``x-ratelimit-*``,
-    Anthropic's ``anthropic-ratelimit-*``; Gemini, Vertex, vLLM and bare send none."""
+    Anthropic's ``anthropic-ratelimit-*``, Groq's (requests per day); Gemini, Vertex, vLLM
+    and bare send none."""
     if style in ("openai",):
         return dict(openai_style)
+    if style == "groq":
+        return groq_headers(openai_style, requests_today)
     if style == "azure":
         return {k: v for k, v in openai_style.items() if k.startswith("x-ratelimit-remaining")}
     if style == "anthropic":

@@ -129,11 +129,12 @@ def run_matrix(
                         - limits.token_refund(req.max_tokens, req.completion_tokens))
                 trace._add(trace.ok_tokens, now, used)
                 status, message = 200, ""
-                hdrs = success_headers(style, adm.headers, epoch, limits.tokens_basis) if headers else {}
+                hdrs = (success_headers(style, adm.headers, epoch, limits.tokens_basis, requests_today=account.admitted)
+                        if headers else {})
             else:
                 trace._add(trace.refused, now)
                 status, body, hdrs = refusal(style, adm, now_epoch=epoch, headers=headers,
-                                             tokens_basis=limits.tokens_basis)
+                                             tokens_basis=limits.tokens_basis, requests_today=account.admitted)
                 message = message_of(body)
             outcome = classify(status, message) if status != 200 else OutcomeKind.SUCCESS
             signal = parse_signal(status, message, hdrs, epoch)

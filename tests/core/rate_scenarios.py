@@ -71,6 +71,9 @@ SCENARIOS = [
     # how refusals are worded
     Scenario("openai-600-headers", AccountLimits(rpm=600), 0.95, 0.01, {"style": "openai", "headers": True}),
     Scenario("openai-600-message-only", AccountLimits(rpm=600), 0.95, 0.01, {"style": "openai"}),
+    # Groq (docs, "Rate Limits"): OpenAI's words, but x-ratelimit-limit-requests states the requests per day
+    Scenario("groq-300-headers-state-a-day", AccountLimits(rpm=300), 0.95, 0.01, {"style": "groq", "headers": True}),
+    Scenario("groq-1200-headers-state-a-day", AccountLimits(rpm=1200), 0.95, 0.01, {"style": "groq", "headers": True}),
     Scenario("azure-600", AccountLimits(rpm=600), 0.95, 0.01, {"style": "azure", "headers": True}),
     Scenario("anthropic-600-headers", AccountLimits(rpm=600), 0.95, 0.01, {"style": "anthropic", "headers": True}),
     Scenario("gemini-600-fixed", AccountLimits(rpm=600, limiter="fixed"), 0.95, 0.03, {"style": "gemini"},

@@ -162,6 +162,34 @@ def test_the_controller_charges_a_silent_refusal_to_requests_and_a_named_one_to_
     assert c.tokens is not None and c.requests.phase is Phase.DISCOVER
 
 
+GROQ_DAY = {"x-ratelimit-limit-requests": "14400", "x-ratelimit-remaining-requests": "14370",
+            "x-ratelimit-reset-requests": "2m59.56s"}  # Groq's docs: the requests per *day*
+
+
+def test_a_days_count_in_the_headers_is_no_per_minute_cap_and_a_refusals_stated_minute_wins():
+    c = AdaptiveController(RateConfig(window_s=5), now=0.0)
+    c.acquire(0.0, 10)
+    c.record(RateSample(0.0, 0.3, OutcomeKind.SUCCESS, 10, 10, signal=parse_signal(200, "", GROQ_DAY)))
+    assert c.snapshot()["learned_rpm_ceiling"] is None and c.requests.phase is Phase.DISCOVER  # still searching
+    said = ("Rate limit reached for model `m` in organization `o` service tier `on_demand` on requests per minute "
+            "(RPM): Limit 300, Used 300, Requested 1. Please try again in 200ms.")
+    c.record(RateSample(0.4, 0.42, OutcomeKind.RATE_LIMITED, 10, 10, signal=parse_signal(429, said, GROQ_DAY)))
+    c.record(RateSample(0.5, 0.8, OutcomeKind.SUCCESS, 10, 10,  # (a count with no reset to tell its period by)
+                        signal=parse_signal(200, "", {"x-ratelimit-limit-requests": "14400"})))
+    s = c.snapshot()
+    assert (s["learned_rpm_ceiling"], s["rpm_limit_source"]) == (300.0, "stated")  # the minute's, not the day's
+    assert c.export_state()["stated_rpm"] == pytest.approx(300.0)  # the cap a warm start keeps, too
+
+
+def test_a_per_minute_count_in_the_headers_is_the_cap_from_the_first_answer():
+    c = AdaptiveController(RateConfig(window_s=5), now=0.0)
+    c.acquire(0.0, 10)
+    headers = {"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "599",
+               "x-ratelimit-reset-requests": "100ms"}  # OpenAI's: back to full within a minute of use
+    c.record(RateSample(0.0, 0.3, OutcomeKind.SUCCESS, 10, 10, signal=parse_signal(200, "", headers)))
+    assert c.snapshot()["learned_rpm_ceiling"] == 600.0
+
+
 def test_overload_pauses_and_lowers_nothing():
     c = AdaptiveController.from_state({"ceiling_rpm": 600.0}, now=0.0)
     c.record(RateSample(0.0, 0.1, OutcomeKind.OVERLOADED, 1, 1, signal=parse_signal(529, "Overloaded", {})))

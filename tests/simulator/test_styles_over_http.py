@@ -23,7 +23,7 @@ async def burst(provider, n):
 
 @pytest.mark.parametrize("style, limit, value", [
     ("openai", "requests", 60.0), ("azure", "requests", None), ("anthropic", "requests", 60.0),
-    ("gemini", "requests", 60.0), ("vertex", None, None), ("bare", None, None),
+    ("gemini", "requests", 60.0), ("vertex", None, None), ("groq", "requests", 60.0), ("bare", None, None),
 ])
 def test_a_refusal_in_each_providers_words_reaches_the_engine_as_that_signal(simulator_factory, style, limit, value):
     sim = simulator_factory("--rpm", "60", "--burst-s", "1", "--latency-ms", "0", "--style", style)
@@ -69,3 +69,14 @@ def test_a_busy_shared_pool_refuses_in_vertexs_words_naming_no_limit(simulator_f
     assert 8 <= len(refused) <= 32  # about half, whatever the (absent) rate limit
     assert all("Resource exhausted" in o.message for o in refused)
     assert parse_signal(refused[0].status_code, refused[0].message, refused[0].headers).limit is None
+
+
+def test_groqs_headers_reach_the_engine_as_a_days_count_and_its_refusal_names_the_minutes(simulator_factory):
+    sim = simulator_factory("--rpm", "60", "--burst-s", "1", "--latency-ms", "0", "--style", "groq")
+    outcomes = asyncio.run(burst(LiteLLMProvider(api_base=sim.api_base, api_key="sk-test"), 4))
+    admitted = [o for o in outcomes if o.kind is OutcomeKind.SUCCESS]
+    refused = [o for o in outcomes if o.kind is OutcomeKind.RATE_LIMITED]
+    said = parse_signal(admitted[0].status_code, admitted[0].message, admitted[0].headers).headers
+    assert said.limit_requests == 14_400 and said.requests_per_minute is None  # x-ratelimit-limit-requests: RPD
+    signal = parse_signal(refused[0].status_code, refused[0].message, refused[0].headers)
+    assert (signal.limit, signal.limit_value, signal.headers.requests_per_minute) == ("requests", 60.0, None)

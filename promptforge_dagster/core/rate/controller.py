@@ -63,6 +63,7 @@ class AdaptiveController:
         self._overloads = 0
         self.client = ClientMeter(now)  # whether the client, not the provider, holds the lane back
         self.silent = SilentLimit()  # what refusals that name no limit are charged to
+        self.rpm_said: float | None = None  # the requests per minute a refusal's message stated
         self.latest = now  # the latest time seen, for reports made without one
         self.sent = self.rate_limited = self.overloaded = 0
 
@@ -173,9 +174,14 @@ class AdaptiveController:
     def _learn_stated_limits(self, signal: RateSignal, now: float) -> None:
         """A stated limit is taken in its own basis: a tokens axis opens on OpenAI's header or
         on a refusal's message (Anthropic states its ITPM and OTPM on every answer, binding or
-        not), and is capped by what is stated in the basis it counts."""
+        not), and is capped by what is stated in the basis it counts. A request limit is taken
+        per minute when a refusal's message says so, or a header's reset does not say otherwise
+        (:attr:`RateSignals.requests_per_minute`); once a message stated it, a header's other
+        count is of another period (Groq's ``x-ratelimit-limit-requests`` counts a day)."""
         h = signal.headers
-        rpm = h.limit_requests or (signal.limit_value if signal.limit == REQUESTS else None)
+        said = signal.limit_value if signal.limit == REQUESTS else None
+        self.rpm_said = said or self.rpm_said
+        rpm = said or (h.requests_per_minute if self.rpm_said in (None, h.requests_per_minute) else None)
         if rpm:
             self.requests.known_limit(float(rpm), now)
         tpm = stated_token_limits(signal)

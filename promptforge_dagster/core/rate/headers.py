@@ -20,6 +20,9 @@ from datetime import datetime
 from typing import Mapping
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+MINUTE_S = 60.0
+PER_MINUTE_MAX_S = 120.0  # a stated request count whose reset implies a longer period is no per-minute limit
+RESET_GRAIN_S = 1.0  # a reset may read this much long (Anthropic's are times to the second)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,26 @@ class RateSignals:
     reset_tokens_s: float | None = None
     limit_input_tokens: int | None = None  # Anthropic's ITPM
     limit_output_tokens: int | None = None  # Anthropic's OTPM
+
+    @property
+    def requests_per_minute(self) -> int | None:
+        """``limit_requests`` when it counts per minute. A per-minute count used ``u`` of
+        ``limit`` is full again within ``u / limit`` of a minute; a reset much longer says the
+        count is of a longer period (Groq's ``x-ratelimit-limit-requests`` is the requests per
+        *day*, reset ``u x 86,400 / limit`` s), and it is no per-minute limit.
+
+        >>> RateSignals(limit_requests=60, remaining_requests=59, reset_requests_s=1.0).requests_per_minute
+        60
+        >>> RateSignals(limit_requests=14400, remaining_requests=14370, reset_requests_s=179.56).requests_per_minute
+        >>> RateSignals(limit_requests=14400, remaining_requests=14399, reset_requests_s=6.0).requests_per_minute
+        """
+        limit, reset = self.limit_requests, self.reset_requests_s
+        if limit is None or reset is None:
+            return limit
+        if self.remaining_requests is None:
+            return limit if reset <= MINUTE_S + RESET_GRAIN_S else None
+        used = max(1, limit - self.remaining_requests)
+        return limit if max(0.0, reset - RESET_GRAIN_S) * limit / used <= PER_MINUTE_MAX_S else None
 
     @property
     def empty(self) -> bool:
