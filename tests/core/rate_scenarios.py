@@ -108,7 +108,7 @@ SCENARIOS = [
              goal=SHIFT_GOAL),
     # Azure OpenAI's TPM, if counted over 10-s intervals as its RPM is (its words and remaining-* headers)
     Scenario("azure-tpm-120k-10s-window", AccountLimits(rpm=None, tpm=120_000, limiter="fixed", window_s=10.0),
-             0.50, 0.03, {"style": "azure", "headers": True, "request": mixed_sizes}, measure="tokens",
+             0.93, 0.03, {"style": "azure", "headers": True, "request": mixed_sizes}, measure="tokens",
              goal=SHIFT_GOAL),
     # a busy shared pool refuses a share of requests whatever the rate (Vertex AI's dynamic shared quota):
     # no client avoids those, so the goal on refusals is the pool's share plus the steady 1%

@@ -38,6 +38,10 @@ def test_a_searching_step_is_full_after_its_time_whatever_it_sent_but_not_after_
     assert not _step(2, searching=False).proven(0.76, searching=False)  # 2 sends of 8: nothing proven
 
 
+def test_a_step_that_sent_nothing_proves_nothing_however_long_it_lasted():
+    assert not _step(0, searching=True).proven(10.0, searching=True)  # (paused throughout: a retry-after)
+
+
 def test_an_unheld_step_proves_nothing():
     s = _step(8, searching=False)
     s.blocked = False  # demand, not the rate, limited it

@@ -8,6 +8,7 @@ import pytest
 from promptforge_dagster.core.outcome import OutcomeKind
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.controller import AdaptiveController
+from promptforge_dagster.core.rate.phases import Phase
 from promptforge_dagster.core.rate.estimator import CeilingEstimator
 from promptforge_dagster.core.rate.signals import ADMISSION, INPUT, OUTPUT, parse_signal
 from promptforge_dagster.core.rate.token_units import TokenUnits, stated_token_limits
@@ -136,3 +137,18 @@ def test_a_tokens_axis_opened_by_a_flood_of_refusals_starts_from_what_the_accoun
     admitted_per_s = 50 * 2000 / 60.0  # what the account admitted over the last minute, per second
     assert c.tokens.per_s >= 0.9 * admitted_per_s  # was: cut to 1 token a second, a request every half hour
 
+
+
+def test_the_refusal_that_opens_a_tokens_axis_is_its_own_first_and_starts_its_dry_spell():
+    c = AdaptiveController(RateConfig(window_s=5, rpm_hint=6000), now=0.0)
+    azure = parse_signal(429, "Requests to the ChatCompletions_Create Operation have exceeded token rate limit of "
+                              "your current OpenAI S0 pricing tier. Please retry after 5 seconds.", {})
+    for i in range(50):  # 10 requests of 2,000 tokens a second for 5 s, all admitted: 20,000 tokens a second
+        assert c.acquire(0.1 * i, 2000) == 0.0
+        c.record(RateSample(0.1 * i, 0.1 * i + 0.3, OutcomeKind.SUCCESS, 2000, 2000))
+    c.acquire(5.0, 2000)
+    c.record(RateSample(5.0, 5.02, OutcomeKind.RATE_LIMITED, 2000, 2000, signal=azure))
+    # refused at the rate it was sending (not opened at half of it, searching on as if never refused: a
+    # 10-s window counter then doubled into its dry spell and read no window from it)
+    assert c.tokens.phase is Phase.BACKOFF and c.tokens.per_s <= 0.5 * 20_000 * 1.01
+    assert c.tokens.window.last_refused == 5.0 and c.tokens.decreases == 1

@@ -43,7 +43,7 @@ from promptforge_dagster.core.rate_controller import RateSample
 
 OVERLOAD_PAUSE_S = 0.5  # first pause after an overload answer; doubles per consecutive one
 OVERLOAD_PAUSE_MAX_S = 30.0  # ... up to this: capacity problems pass in seconds to minutes
-TOKEN_START_S = 10.0  # a tokens axis opened by a refusal starts at (half) the token rate sent over this span
+TOKEN_START_S = 10.0  # a tokens axis opened by a refusal starts at the token rate sent over this span
 RETRY_PAUSE_MAX_S = 0.25  # a refusal's retry-after pauses the lane this long at most: longer is the refused
 # request's own wait (pacing answers the rest); a longer lane pause would hide the refill being measured
 
@@ -135,7 +135,9 @@ class AdaptiveController:
         elif limit == TOKENS:
             if self.tokens is None:  # counted as the refusal says its limit counts (else as OpenAI does)
                 self.units.basis = signal.token_basis or ADMISSION
-                self.tokens = self.token_axis(self._token_rate(sample.at) or 1.0, sample.at)
+                # at the token rate it was sending, its step begun when the refused request went: the
+                # refusal that opened it is its own first, cut from there as any (and a window's dry spell)
+                self.tokens = self.token_axis(self._token_rate(sample.sent_at) or 1.0, sample.sent_at)
             units = self.units.of(sample.est_tokens, sample.max_tokens)
             self.tokens.refused(sample.sent_at, sample.at, units, signal.retry_after_s)
         else:
@@ -208,8 +210,7 @@ class AdaptiveController:
         self._paused_until = max(self._paused_until, now + min(seconds, cap))
 
     def _token_rate(self, now: float) -> float | None:
-        rate = self.units.rate(self.units.basis, now, min(TOKEN_START_S, now - self._born))
-        return rate * self.cfg.discovery.backoff if rate else None
+        return self.units.rate(self.units.basis, now, min(TOKEN_START_S, now - self._born)) or None
 
     def client_bound_rpm(self, now: float) -> float | None:
         """The rate the client managed, when it, not the provider's allowance, was the limit

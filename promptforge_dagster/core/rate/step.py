@@ -1,8 +1,9 @@
 """One step of a search: a rate held until it is proven.
 
 A step is *proven* when it sent enough at its rate with nothing refused (a refusal starts a
-new step), the pacer, not the client, held sends back (else the rate was never tried), and
-its sends are old enough for a refusal of them to be back: twice the slowest refusal heard
+new step; one that sent nothing, paused throughout, proves nothing), the pacer, not the
+client, held sends back (else the rate was never tried), and its sends are old enough for a
+refusal of them to be back: twice the slowest refusal heard
 (the *settle* time), :data:`SETTLE_START_S` before any. Searching before any refusal, a
 step is full after ``step_max_s`` whatever it sent: a slow lane's next send may be a second
 away, and the sends it made are as old.
@@ -55,5 +56,5 @@ class Step:
         full_at = self.full_at
         if searching:
             full_at = min(full_at, self.start + self.discovery.step_max_s)
-        return (self.blocked and now - self.start >= self.discovery.step_min_s
+        return (self.blocked and self.sends > 0 and now - self.start >= self.discovery.step_min_s
                 and now - full_at >= self.settle)
