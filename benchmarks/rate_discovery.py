@@ -14,7 +14,10 @@ Each scenario is one phase from a cold start (the client is never told the limit
   openai        3,000 RPM with OpenAI's headers and messages
   azure         1,200 RPM worded as Azure OpenAI ("retry after N seconds", remaining-* headers)
   anthropic     1,200 RPM with Anthropic's headers and rate_limit_error
+  groq          1,200 RPM in OpenAI's words, but x-ratelimit-limit-requests states the requests per day
   tpm           120,000 TPM charged on prompt + max_tokens, mixed prompt sizes, OpenAI's words
+  azure-tpm     120,000 TPM in Azure's words ("token rate limit", no value), mixed prompt sizes
+  azure-tpm-10s the same, counted over fixed 10-s intervals (20,000 a slice), as Azure counts RPM
   itpm          Anthropic's input tokens per minute: 60,000 on prompts only (mixed sizes, max_tokens
                 1,024, 200-token answers), a bucket holding a minute, Anthropic's headers and words
   otpm          Anthropic's output tokens per minute: 16,000, reserved as max_tokens (1,024) and
@@ -25,7 +28,7 @@ Each scenario is one phase from a cold start (the client is never told the limit
                 the exact limit shows that bound: latency-6s and latency-20s run beside them)
 
 For each it prints goodput (completed answers as a share of the ceiling; the tokens the limit
-counts for `tpm`, `itpm` and `otpm`;
+counts for `tpm`, `azure-tpm*`, `itpm` and `otpm`;
 for `vllm` of what 32 slots serve) and the refused share, over the whole phase (discovery
 included) and over its second half, read from the simulator's request log.
 """
@@ -151,8 +154,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--window", type=float, default=5.0)
     ap.add_argument("--phase", type=float, default=120.0)
-    ap.add_argument("--scenarios", default="bucket,charged,sliding,burst-60s,fixed,openai,azure,azure-10s,azure-1s,anthropic,tpm,"
-                                           "itpm,otpm,vllm,pool-3pct,"
+    ap.add_argument("--scenarios", default="bucket,charged,sliding,burst-60s,fixed,openai,azure,azure-10s,azure-1s,anthropic,groq,"
+                                           "tpm,azure-tpm,azure-tpm-10s,itpm,otpm,vllm,pool-3pct,"
                                            "latency-0.2s,latency-2s,latency-6s,latency-20s")
     ap.add_argument("--fixed-on", default="bucket,pool-3pct,latency-6s,latency-20s", help="scenarios also run with fixed buckets")
     args = ap.parse_args()
@@ -183,8 +186,12 @@ def main() -> None:
             "azure-1s": (["--rpm", "1200", "--style", "azure", "--limiter", "fixed", "--window-s", "1"], 20.0,
                          uniform, 1200.0, None),
             "anthropic": (["--rpm", "1200", "--style", "anthropic"], 20.0, uniform, 1200.0, None),
+            "groq": (["--rpm", "1200", "--style", "groq"], 20.0, uniform, 1200.0, None),
             "tpm": (["--rpm", "0", "--tpm", "120000", "--headers", "none", "--style", "openai"], 2000.0, mixed,
                     None, 120000.0),
+            "azure-tpm": (["--rpm", "0", "--tpm", "120000", "--style", "azure"], 2000.0, mixed, None, 120000.0),
+            "azure-tpm-10s": (["--rpm", "0", "--tpm", "120000", "--style", "azure", "--limiter", "fixed",
+                               "--window-s", "10"], 2000.0, mixed, None, 120000.0),
             "itpm": ([*anthropic_tokens, "--tpm", "60000", "--tokens-basis", "input"], 1000.0, budgeted, None, 60000.0),
             "otpm": ([*anthropic_tokens, "--tpm", "16000", "--tokens-basis", "output"], 16000 / 60.0, budgeted, None,
                      16000.0),
@@ -232,6 +239,7 @@ TOKEN_COUNTS = {  # what each token limit counts of a line, as the simulator cou
     "itpm": lambda d: len(d["prompt"]) // 4 + 1,  # the prompt only
     "otpm": lambda d: min(d["max_tokens"], 200),  # the answer (--completion-tokens 200)
 }
+TOKEN_COUNTS |= {"azure-tpm": TOKEN_COUNTS["tpm"], "azure-tpm-10s": TOKEN_COUNTS["tpm"]}  # Azure counts as OpenAI
 
 
 def run_tpm(flags, phases, factory, path, count):
