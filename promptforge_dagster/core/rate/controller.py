@@ -182,8 +182,12 @@ class AdaptiveController:
         count is of another period (Groq's ``x-ratelimit-limit-requests`` counts a day)."""
         h = signal.headers
         said = signal.limit_value if signal.limit == REQUESTS else None
-        self.rpm_said = said or self.rpm_said
-        rpm = said or (h.requests_per_minute if self.rpm_said in (None, h.requests_per_minute) else None)
+        if said:
+            self.rpm_said = said
+        header = h.requests_per_minute
+        if header and self.rpm_said is not None and header != self.rpm_said:
+            header = None  # the message named the minute's limit: this count is another period's
+        rpm = said or header
         if rpm:
             self.requests.known_limit(float(rpm), now)
         tpm = stated_token_limits(signal)

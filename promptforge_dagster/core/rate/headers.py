@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Mapping
 
+from promptforge_dagster.core.rate.window import MINUTE_S
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-MINUTE_S = 60.0
 PER_MINUTE_MAX_S = 120.0  # a stated request count whose reset implies a longer period is no per-minute limit
 RESET_GRAIN_S = 1.0  # a reset may read this much long (Anthropic's are times to the second)
 
