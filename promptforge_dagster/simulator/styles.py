@@ -92,9 +92,9 @@ def refusal(style: str, adm: Any, *, model: str = "sim-model", now_epoch: float 
                    f"{kind} per minute ({unit}): Limit {limit}, Used {used}, Requested {requested}. Please try "
                    f"again in {go_duration(retry)}. Need more tokens? Upgrade to Dev Tier today at "
                    "https://console.groq.com/settings/billing")
-        gh = groq_headers(h, requests_today) if headers else {}
+        gh: dict[str, str] = {}
         if headers:
-            gh["retry-after"] = str(max(1, int(math.ceil(retry))))
+            gh = {**groq_headers(h, requests_today), "retry-after": str(max(1, int(math.ceil(retry))))}
         return 429, {"error": {"message": message, "type": kind, "code": "rate_limit_exceeded"}}, gh
     if style == "gemini":
         metric = "generate_content_paid_tier_requests" if kind == "requests" else "generate_content_input_token_count"

@@ -198,7 +198,8 @@ class Axis:
             admitted = self.dry.recent_admitted(now, self.step.settle, self.per_s)
             target = self.climb.cut(self.per_s, halved=target, admitted=admitted, steady_cut=self.cfg.steady.steady_cut,
                                     sustained=now - self.step.start >= SUSTAINED_S)
-        self.climb.restart()
+        else:
+            self.climb.restart()  # (a cut ends the climb; Climb.cut ends it itself)
         self._set(max(floor, target), now)
         # look before sending on: what was sent before the cut comes back refused meanwhile, and a dry
         # window costs one refusal per cut, not a wave at the new rate (a bucket refills meanwhile)
