@@ -28,24 +28,40 @@ def _step(sends: int, searching: bool) -> Step:
 
 def test_a_step_is_proven_only_once_its_sends_are_older_than_twice_the_slowest_refusal():
     s = _step(8, searching=False)
-    assert s.proven(0.33, searching=False)  # full at 0.07, settled 0.25 s after
+    assert s.proven(0.33, searching=False, per_s=8.0)  # full at 0.07, settled 0.25 s after
     s.heard(sent_at=0.0, now=0.5)  # a refusal took 0.5 s: a send's refusal may be a second away
-    assert not s.proven(0.6, searching=False) and s.proven(1.08, searching=False)
+    assert not s.proven(0.6, searching=False, per_s=8.0) and s.proven(1.08, searching=False, per_s=8.0)
 
 
 def test_a_searching_step_is_full_after_its_time_whatever_it_sent_but_not_after_a_refusal():
-    assert _step(2, searching=True).proven(0.76, searching=True)
-    assert not _step(2, searching=False).proven(0.76, searching=False)  # 2 sends of 8: nothing proven
+    assert _step(2, searching=True).proven(0.76, searching=True, per_s=2.0)  # a slow lane's 2 sends
+    assert not _step(2, searching=False).proven(0.76, searching=False, per_s=8.0)  # 2 sends of 8: nothing proven
 
 
 def test_a_step_that_sent_nothing_proves_nothing_however_long_it_lasted():
-    assert not _step(0, searching=True).proven(10.0, searching=True)  # (paused throughout: a retry-after)
+    assert not _step(0, searching=True).proven(10.0, searching=True, per_s=8.0)  # (paused throughout: a retry-after)
+
+
+def test_a_search_step_that_sent_under_half_its_rate_never_tried_it_and_proves_nothing():
+    # a client doing 200 a second meets a pacer at 1,000 a second in bursts (it was held back),
+    # yet the rate was never sent at: over HTTP such steps doubled the allowance past 120,000 RPM
+    s = Step(Discovery(step_requests=8, step_min_s=0.25, step_max_s=0.5), now=0.0)
+    for i in range(100):
+        s.sent(i * 0.005, searching=True)
+    s.blocked = True
+    assert not s.proven(0.76, searching=True, per_s=1000.0)  # 100 sent in 0.76 s at 1,000/s
+    assert s.proven(0.76, searching=True, per_s=200.0)  # ... at 200/s: the rate was used
+    t = Step(Discovery(step_requests=8, step_min_s=0.25, step_max_s=0.5), now=0.0)
+    for i in range(10):
+        t.sent(i * 0.05, searching=True, units=800.0)  # a tokens axis counts what the sends were worth
+    t.blocked = True
+    assert t.proven(0.76, searching=True, per_s=8000.0) and not t.proven(0.76, searching=True, per_s=30000.0)
 
 
 def test_an_unheld_step_proves_nothing():
     s = _step(8, searching=False)
     s.blocked = False  # demand, not the rate, limited it
-    assert not s.proven(10.0, searching=False)
+    assert not s.proven(10.0, searching=False, per_s=8.0)
 
 
 def test_a_cut_goes_to_what_was_admitted_and_a_refused_climb_step_returns_where_it_climbed_from():

@@ -427,3 +427,25 @@ def test_a_spent_daily_limit_teaches_the_lane_no_per_minute_limit():
     c = AdaptiveController(RateConfig(window_s=5), now=0.0)
     c.record(RateSample(0.0, 0.1, OutcomeKind.FATAL, 10, 10, signal=parse_signal(429, words, {})))
     assert c.requests.cap is None and c.export_state()["stated_rpm"] is None  # 250 a day is no 250 a minute
+
+
+def test_a_client_that_cannot_keep_up_does_not_grow_the_allowance_far_past_what_it_sends():
+    # a CPU-bound event loop: each send costs it 4 ms (250 a second at most); it takes what the
+    # pacer allows each time it gets a turn, so every turn meets the pacer, yet no rate above about
+    # twice 250 a second was ever sent at. (Over HTTP such a lane doubled to 245,760 RPM and its
+    # in-flight bound followed: a sliding window's first dry spell met hundreds of queued requests.)
+    c = AdaptiveController(RateConfig(window_s=5.0), now=0.0)
+    flying: list[float] = []
+    t = 0.0
+    while t < 30.0:
+        for sent in [a for a in flying if a + 0.15 <= t]:
+            c.record(RateSample(sent, sent + 0.15, OutcomeKind.SUCCESS, 10, 10))
+        flying = [a for a in flying if a + 0.15 > t]
+        n, wait = 0, 0.0
+        while (wait := c.acquire(t, 10)) <= 0.0:
+            flying.append(t)
+            n += 1
+        t += max(wait, 0.004 * n)
+    achieved = c.client.achieved_rpm(t) / 60.0
+    assert achieved >= 0.9 * 250  # the client sent what it could
+    assert c.requests.per_s <= 5 * achieved  # and the allowance stayed within two doublings of it (1,024/s)

@@ -106,7 +106,7 @@ class Axis:
             self._look = False
             self.pause_until = max(self.pause_until, now + self.step.settle)
         self.estimator.sent(now, units)
-        self.step.sent(now, searching=self.phase is Phase.DISCOVER)
+        self.step.sent(now, searching=self.phase is Phase.DISCOVER, units=units)
 
     def admitted(self, sent_at: float, now: float, units: float) -> None:
         """An answer came back admitted: a dry spell is over (a window's quota over its span,
@@ -167,7 +167,7 @@ class Axis:
             elif self.prober.expired(now):
                 self._fire(Event.EXPIRED, now)
             return
-        if self.step.proven(now, searching=self.phase is Phase.DISCOVER):
+        if self.step.proven(now, searching=self.phase is Phase.DISCOVER, per_s=self.per_s):
             recovered = (self.phase is Phase.BACKOFF and self.estimate is not None
                          and self.per_s >= self._target() * 0.999)
             outgrown = self.phase is Phase.BACKOFF and self.estimate is None and self.climb.outgrown(self.per_s)

@@ -2,7 +2,8 @@
 
 A step is *proven* when it sent enough at its rate with nothing refused (a refusal starts a
 new step; one that sent nothing, paused throughout, proves nothing), the pacer, not the
-client, held sends back (else the rate was never tried), and its sends are old enough for a
+client, held sends back (else the rate was never tried; searching, it also sent half its
+rate at least: a client that cannot keep up meets the pacer in bursts), and its sends are old enough for a
 refusal of them to be back: twice the slowest refusal heard
 (the *settle* time), :data:`SETTLE_START_S` before any. Searching before any refusal, a
 step is full after ``step_max_s`` whatever it sent: a slow lane's next send may be a second
@@ -11,7 +12,7 @@ away, and the sends it made are as old.
 >>> from promptforge_dagster.core.rate.config import Discovery
 >>> s = Step(Discovery(step_requests=2), now=0.0)
 >>> s.sent(0.0, searching=False); s.sent(0.1, searching=False); s.blocked = True
->>> s.proven(0.3, searching=False), s.proven(0.36, searching=False)   # full at 0.1, settled 0.25 s later
+>>> s.proven(0.3, searching=False, per_s=8.0), s.proven(0.36, searching=False, per_s=8.0)   # full at 0.1, settled
 (False, True)
 >>> s.heard(sent_at=1.0, now=1.2); round(s.settle, 2)   # a refusal took 0.2 s: wait twice that
 0.4
@@ -25,6 +26,8 @@ from promptforge_dagster.core.rate.config import Discovery
 
 SETTLE_START_S = 0.25  # how long a refusal may take to come back, before one has been seen
 SETTLE_FACTOR = 2.0  # a step is proven once its sends are older than twice the slowest refusal
+SEARCH_USED = 0.5  # searching, a step sent at least this share of its rate: one that sent less never tried it
+# (over HTTP a client doing 250/s kept doubling past 120,000 RPM: its bursts met the pacer)
 
 
 class Step:
@@ -37,12 +40,14 @@ class Step:
         """A new rate (or a refusal, a pause): the proof starts again."""
         self.start = now
         self.sends = 0
+        self.units = 0.0  # what the sends were worth on this axis (requests, or tokens)
         self.full_at = math.inf  # when it sent enough to prove its rate
         self.blocked = False  # the pacer held a request back during it: the rate, not demand, limits
 
-    def sent(self, now: float, *, searching: bool) -> None:
+    def sent(self, now: float, *, searching: bool, units: float = 1.0) -> None:
         """One request went at this step's rate (``searching``: nothing refused yet)."""
         self.sends += 1
+        self.units += units
         d = self.discovery
         quick = searching and now - self.start >= d.step_max_s
         if self.full_at == math.inf and (self.sends >= d.step_requests or quick):
@@ -52,9 +57,12 @@ class Step:
         """A refusal of a request sent at ``sent_at`` came back at ``now``."""
         self.settle = max(self.settle, SETTLE_FACTOR * (now - sent_at))
 
-    def proven(self, now: float, *, searching: bool) -> bool:
+    def proven(self, now: float, *, searching: bool, per_s: float) -> bool:
+        """``per_s``: the step's rate; searching, it must have been used (:data:`SEARCH_USED`)."""
         full_at = self.full_at
         if searching:
             full_at = min(full_at, self.start + self.discovery.step_max_s)
+            if self.units < SEARCH_USED * per_s * (now - self.start):
+                return False
         return (self.blocked and self.sends > 0 and now - self.start >= self.discovery.step_min_s
                 and now - full_at >= self.settle)
