@@ -2,17 +2,18 @@
 
 A step is *proven* when it sent enough at its rate with nothing refused (a refusal starts a
 new step; one that sent nothing, paused throughout, proves nothing), the pacer, not the
-client, held sends back (else the rate was never tried; searching, it also sent half its
-rate at least: a client that cannot keep up meets the pacer in bursts), and its sends are old enough for a
-refusal of them to be back: twice the slowest refusal heard
-(the *settle* time), :data:`SETTLE_START_S` before any. Searching before any refusal, a
-step is full after ``step_max_s`` whatever it sent: a slow lane's next send may be a second
-away, and the sends it made are as old.
+client, held sends back (else the rate was never tried), and its sends are old enough for a
+refusal of them to be back: twice the slowest refusal heard (the *settle* time),
+:data:`SETTLE_START_S` before any. Searching, it must also have sent
+:data:`SEARCH_USED` of its rate: a client that cannot keep up (an event loop short of CPU)
+meets the pacer in bursts, yet never sent at the rate it would double. Searching before
+any refusal, a step is full after ``step_max_s`` whatever it sent: a slow lane's next send
+may be a second away, and the sends it made are as old.
 
 >>> from promptforge_dagster.core.rate.config import Discovery
 >>> s = Step(Discovery(step_requests=2), now=0.0)
 >>> s.sent(0.0, searching=False); s.sent(0.1, searching=False); s.blocked = True
->>> s.proven(0.3, searching=False, per_s=8.0), s.proven(0.36, searching=False, per_s=8.0)   # full at 0.1, settled
+>>> s.proven(0.3, searching=False, per_s=8.0), s.proven(0.36, searching=False, per_s=8.0)   # full at 0.1, +0.25 s
 (False, True)
 >>> s.heard(sent_at=1.0, now=1.2); round(s.settle, 2)   # a refusal took 0.2 s: wait twice that
 0.4
