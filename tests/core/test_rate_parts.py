@@ -441,7 +441,7 @@ def test_a_client_that_cannot_keep_up_does_not_grow_the_allowance_far_past_what_
         for sent in [a for a in flying if a + 0.15 <= t]:
             c.record(RateSample(sent, sent + 0.15, OutcomeKind.SUCCESS, 10, 10))
         flying = [a for a in flying if a + 0.15 > t]
-        n, wait = 0, 0.0
+        n = 0
         while (wait := c.acquire(t, 10)) <= 0.0:
             flying.append(t)
             n += 1
