@@ -47,6 +47,8 @@ class AccountLimits:
     schedule: tuple[tuple[float, float | None, float | None], ...] = ()
     limiter: str = "bucket"
     window_s: float = 60.0  # the span a window counter counts over (Azure: 1 or 10 s)
+    window_phase_s: float = 0.0  # how far into a fixed window the account's clock starts (the job's first
+    # request lands anywhere in a real account's window)
     refusals_count: bool = False
     concurrency: int | None = None
     queue: int = 0
@@ -148,7 +150,7 @@ class SimulatedAccount:
             return None
         if limiter is None:
             return make_limiter(self.limits.limiter, per_minute, self.limits.burst_s, now - self.started,
-                                self.limits.window_s)
+                                self.limits.window_s, self.limits.window_phase_s)
         limiter.set_limit(per_minute, self.limits.burst_s, now - self.started)
         return limiter
 

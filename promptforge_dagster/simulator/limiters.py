@@ -109,10 +109,18 @@ class SlidingWindowLimiter:
 
 
 class FixedWindowLimiter:
-    """At most ``limit`` units per window; the count resets at each window's start."""
+    """At most ``limit`` units per window; the count resets at each window's start. The
+    windows begin ``phase_s`` into the account's clock: a real account's windows are not
+    aligned with a job's first request.
 
-    def __init__(self, per_minute: float, window_s: float = 60.0) -> None:
+    >>> f = FixedWindowLimiter(per_minute=60, window_s=10.0, phase_s=4.0)   # windows end at 6, 16, ...
+    >>> [f.charge(0.0, 10), f.wait(1.0, 1), f.wait(6.0, 1)]
+    [None, 5.0, 0.0]
+    """
+
+    def __init__(self, per_minute: float, window_s: float = 60.0, phase_s: float = 0.0) -> None:
         self.window_s = window_s
+        self.phase_s = phase_s
         self.set_limit(per_minute)
         self._window = -1
         self._used = 0.0
@@ -121,7 +129,7 @@ class FixedWindowLimiter:
         self.limit = per_minute * self.window_s / 60.0
 
     def _roll(self, now: float) -> None:
-        window = math.floor(now / self.window_s)
+        window = math.floor((now + self.phase_s) / self.window_s)
         if window != self._window:
             self._window, self._used = window, 0.0
 
@@ -129,7 +137,7 @@ class FixedWindowLimiter:
         self._roll(now)
         if self._used + min(cost, self.limit) <= self.limit + 1e-9:
             return 0.0
-        return (self._window + 1) * self.window_s - now
+        return (self._window + 1) * self.window_s - self.phase_s - now
 
     def charge(self, now: float, cost: float) -> None:
         self._roll(now)
@@ -144,7 +152,8 @@ class FixedWindowLimiter:
         self._used = max(0.0, self._used - units)
 
 
-def make_limiter(kind: str, per_minute: float, burst_s: float, now: float, window_s: float = 60.0):
+def make_limiter(kind: str, per_minute: float, burst_s: float, now: float, window_s: float = 60.0,
+                 phase_s: float = 0.0):
     """A limiter of ``kind`` ("bucket", "sliding" or "fixed") for a per-minute limit; a
     window counter allows ``per_minute x window_s / 60`` per ``window_s`` (Azure OpenAI
     evaluates its RPM over 1- or 10-s intervals: 600 RPM refuses an 11th request in a second)."""
@@ -153,5 +162,5 @@ def make_limiter(kind: str, per_minute: float, burst_s: float, now: float, windo
     if kind == "sliding":
         return SlidingWindowLimiter(per_minute, window_s)
     if kind == "fixed":
-        return FixedWindowLimiter(per_minute, window_s)
+        return FixedWindowLimiter(per_minute, window_s, phase_s)
     raise ValueError(f"unknown limiter {kind!r} (bucket, sliding or fixed)")

@@ -449,3 +449,25 @@ def test_a_client_that_cannot_keep_up_does_not_grow_the_allowance_far_past_what_
     achieved = c.client.achieved_rpm(t) / 60.0
     assert achieved >= 0.9 * 250  # the client sent what it could
     assert c.requests.per_s <= 5 * achieved  # and the allowance stayed within two doublings of it (1,024/s)
+
+
+def test_a_search_refused_while_admitting_far_under_its_floor_waits_for_the_window_instead_of_cutting():
+    # A spent window refuses everything until it frees, at any rate; a bucket still admits about its
+    # floor. Cut to the floor instead, a lane whose 10-s window freed before it sent again never saw
+    # it dry there, and climbed back from a sixth of its ceiling (Azure TPM over 10 s: 0.58 over HTTP)
+    a = Axis(RateConfig(window_s=5), start_per_s=20.0, now=0.0)
+    for i in range(60):  # 20/s admitted for 3 s: the floor, over a minute's window, is 1/s
+        a.sent(i / 20.0, 1.0)
+        a.admitted(i / 20.0, i / 20.0 + 0.02, 1.0)
+    t = 3.0
+    for _ in range(12):  # then all refused, sent before the first refusal came back
+        a.sent(t, 1.0)
+        t += 0.01
+    for i in range(12):
+        a.refused(sent_at=3.0 + i * 0.01, now=3.15, units=1.0, retry_after_s=4.0)
+    assert (a.phase, a.per_s) == (Phase.BACKOFF, 10.0)  # the first refusal: halved, then a look
+    look = a.pause_until
+    a.sent(look, 1.0)
+    a.refused(sent_at=look, now=look + 0.02, units=1.0, retry_after_s=4.0)
+    assert a.per_s == 10.0  # not cut again ...
+    assert a.pause_until >= look + 4.0  # ... but paused until the window frees, as the provider said

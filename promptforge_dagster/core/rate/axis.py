@@ -50,6 +50,8 @@ from promptforge_dagster.core.rate.prober import Prober
 from promptforge_dagster.core.rate.step import Step
 from promptforge_dagster.core.rate.window import WindowLearner
 
+DRY_SHARE = 0.5  # searching, refused while admitting under half the floor: a spent window (a bucket admits
+# about the floor again however dry; a window refuses all until it frees, at any rate)
 SPENT_WINDOW_RETRY_S = 1.0  # refused under a stated limit with a retry this long: the window is spent, wait it out
 
 
@@ -189,13 +191,15 @@ class Axis:
     def _cut(self, now: float) -> None:
         self.climb.refused_at(self.per_s)
         floor = self.dry.floor(now, self.step.settle) if self.estimate is None else 0.0
-        if self.per_s <= floor * 1.001:  # dry below what it admits per minute: a window, not a bucket
+        admitted = self.dry.recent_admitted(now, self.step.settle, self.per_s) if self.estimate is None else 0.0
+        # dry at or below what it admits per minute, or admitting far less than that while refusing: a
+        # bucket refills at least that much, so this is a spent window
+        if self.per_s <= floor * 1.001 or admitted < floor * DRY_SHARE:
             self._dry(now, self._retry_after)
             return
         self.decreases += 1
         target = self.per_s * self.cfg.discovery.backoff  # (searching, the climb says; never under the floor)
         if self.estimate is None:
-            admitted = self.dry.recent_admitted(now, self.step.settle, self.per_s)
             target = self.climb.cut(self.per_s, halved=target, admitted=admitted, steady_cut=self.cfg.steady.steady_cut,
                                     sustained=now - self.step.start >= SUSTAINED_S)
         else:

@@ -20,6 +20,9 @@ LATE_S = 0.005  # and 5 ms more: a sleep wakes ~1 ms late on an event loop; at 2
 # exactly one request lost that on every send (2.4% of the rate over real HTTP); now the next send catches it up
 
 
+DEBT_MAX_S = 0.25  # after a cut, refused requests' debt holds the lane at most this long (see drain)
+
+
 class Pacer:
     """A bucket refilled at ``per_s`` (None: no limit), holding ``BURST_S`` of rate (or one request) and ``LATE_S``."""
 
@@ -59,9 +62,17 @@ class Pacer:
 
     def drain(self, now: float) -> None:
         """Empty the bucket: after a cut or a pause, sending resumes one interval at a time,
-        not with the burst the bucket saved up (at high rates that is dozens of requests)."""
+        not with the burst the bucket saved up (at high rates that is dozens of requests), and
+        the debt refused requests left (:meth:`repay`) holds it :data:`DEBT_MAX_S` at most: owed
+        at the rate they went at and repaid at a rate cut to a sixth, it kept a lane silent past
+        its 10-s window's end, so the lane never saw the window still dry.
+
+        >>> p = Pacer(per_s=10.0, now=0.0); p.repay(0.0, 50.0); p.drain(0.0)
+        >>> round(p.wait(0.0, 1.0), 2)   # 0.25 s of debt and one interval, not five seconds
+        0.35
+        """
         self._refill(now)
-        self._level = min(self._level, 0.0)
+        self._level = max(min(self._level, 0.0), -(self.per_s or 0.0) * DEBT_MAX_S)
 
     def repay(self, now: float, cost: float) -> None:
         """Charge ``cost`` again, below empty if need be: a refused request may have been
