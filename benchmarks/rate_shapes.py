@@ -5,7 +5,8 @@ it was tuned? Each is a real provider's documented behaviour or a plausible vari
 far more than the simulator's 2-s default (up to a whole minute), a sliding window shorter
 than a minute.
 
-Prints the mean and the worst of 8 seeds per shape over 2 minutes from a cold start, against
+Prints the mean and the worst of 8 seeds per shape over 2 minutes from a cold start (a fixed
+window begins anywhere before the first request, spread over the seeds), against
 the steady goal (>= 0.95 of the ceiling, <= 1% refused), or the TPM goal for token limits
 (>= 0.90 of the tokens the limit counts, <= 2% refused).
 
@@ -20,6 +21,7 @@ from common import ROOT  # noqa: F401 - puts the project on sys.path
 
 from promptforge_dagster.simulator.account import AccountLimits
 from tests.core.rate_scenarios import (SHIFT_GOAL, STEADY_GOAL, Scenario, budgeted_answers, controller, judge,
+                                       limits_of,
                                        mixed_sizes, run_matrix)
 
 LITELLM_CPU_S = 0.0035  # the client's own cost per request (the brief's measurement of LiteLLM)
@@ -79,7 +81,7 @@ def main(names: list[str]) -> None:
     for s in SHAPES:
         if names and not any(n in s.name for n in names):
             continue
-        rows = [judge(s, run_matrix(controller(), s.limits, s.duration, seed=seed, **s.kw), 0.0, s.duration,
+        rows = [judge(s, run_matrix(controller(), limits_of(s, seed), s.duration, seed=seed, **s.kw), 0.0, s.duration,
                       s.ceiling()) for seed in range(8)]
         goodput, refused = [r[0] for r in rows], [r[1] for r in rows]
         goal = s.goal or STEADY_GOAL
