@@ -21,8 +21,7 @@ from common import ROOT  # noqa: F401 - puts the project on sys.path
 
 from promptforge_dagster.simulator.account import AccountLimits
 from tests.core.rate_scenarios import (SHIFT_GOAL, STEADY_GOAL, Scenario, budgeted_answers, controller, judge,
-                                       limits_of,
-                                       mixed_sizes, run_matrix)
+                                       limits_of, mixed_sizes, run_matrix)
 
 LITELLM_CPU_S = 0.0035  # the client's own cost per request (the brief's measurement of LiteLLM)
 

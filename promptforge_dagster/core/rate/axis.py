@@ -15,8 +15,9 @@ where a cut goes and how the climb back nears the rates refused; the
 * ``BACKOFF``: refused while searching: cut, no lower than the floor, and then the next request
   goes alone (what was sent before the cut comes back refused meanwhile, not a wave at the new
   rate). Cut again only when a request sent *after* the cut is refused (one sent before it
-  says nothing new). Refused at the floor, the account counts over a window: pause until it
-  frees; a refusal at an estimate a window gave is a spent window again: a pause, not a cut.
+  says nothing new). Refused at the floor (or admitting under half of it, :data:`DRY_SHARE`),
+  the account counts over a window: pause until it frees; a refusal at an estimate a window
+  gave is a spent window again: a pause, not a cut.
 * ``STEADY``: paced at the measured ceiling less a margin; refused there, a step back
   (``steady_cut``) and the estimator measures again.
 * ``PROBE``: above the estimate until refused (back to steady: a refused probe never lowers the
@@ -190,10 +191,12 @@ class Axis:
 
     def _cut(self, now: float) -> None:
         self.climb.refused_at(self.per_s)
-        floor = self.dry.floor(now, self.step.settle) if self.estimate is None else 0.0
-        admitted = self.dry.recent_admitted(now, self.step.settle, self.per_s) if self.estimate is None else 0.0
-        # dry at or below what it admits per minute, or admitting far less than that while refusing: a
-        # bucket refills at least that much, so this is a spent window
+        floor = admitted = 0.0
+        if self.estimate is None:  # searching: what the account admits per minute, and admitted just now
+            floor = self.dry.floor(now, self.step.settle)
+            admitted = self.dry.recent_admitted(now, self.step.settle, self.per_s)
+        # dry at or below the floor, or admitting under half of it while refusing: a bucket refills at
+        # least that much, so this is a spent window
         if self.per_s <= floor * 1.001 or admitted < floor * DRY_SHARE:
             self._dry(now, self._retry_after)
             return
