@@ -66,12 +66,20 @@ class WindowLearner:
         12.0
         >>> WindowLearner().frees_at(10.0, pauses=6, retry_after_s=None, oldest_admitted=-45.0)
         15.05
+
+        Refused again after such a pause, the span read was too short (a job that began late
+        in a fixed minute read the rest of it as the whole): a capped pause is then at least
+        :data:`DRY_PAUSE_S`, not a storm of refusals as the lane's own sends age out:
+
+        >>> WindowLearner().frees_at(10.0, pauses=2, retry_after_s=None, oldest_admitted=-49.9)
+        10.55
         """
         if retry_after_s:
             return now + min(MINUTE_S, retry_after_s)
         until = now + min(DRY_PAUSE_MAX_S, DRY_PAUSE_S * 2 ** (pauses - 1))
         if oldest_admitted is not None:
-            until = min(until, max(now, oldest_admitted + self.span_s) + READ_BACK_S)
+            soonest = now + (DRY_PAUSE_S if pauses > 1 else 0.0)
+            until = min(until, max(soonest, oldest_admitted + self.span_s) + READ_BACK_S)
         return until
 
     def resumed(self, sent_at: float, admitted: Callable[[float, float], float | None]) -> float | None:
