@@ -2,8 +2,9 @@
 launching a simulator in its own process for the demo, local runs and the benchmarks.
 
 Every behaviour of the provider matrix is a flag: how the account counts (``--limiter``
-over ``--window-s``), whether refusals are charged, a concurrency limit, how 429s are
-worded (``--style``) and which headers come with them, latency growing with output tokens.
+over ``--window-s``, a fixed window begun ``--window-phase-s`` into one), whether refusals
+are charged, a concurrency limit, how 429s are worded (``--style``) and which headers come
+with them, latency growing with output tokens.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how the account counts: token bucket, sliding window, or fixed window")
     parser.add_argument("--window-s", type=float, default=60.0,
                         help="the span a sliding or fixed window counts over (Azure OpenAI: 1 or 10 s)")
+    parser.add_argument("--window-phase-s", type=float, default=0.0,
+                        help="how far into a fixed window the account's clock starts (default: at a window's start)")
     parser.add_argument("--refusals-count", action="store_true",
                         help="refused requests count against the limit too (OpenAI documents this)")
     parser.add_argument("--concurrency", type=int, default=0,
@@ -59,16 +62,22 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit when process PID (the run that started the simulator) is gone")
 
 
+def account_limits(args: argparse.Namespace):
+    """The simulated account's limits the ``promptforge simulate`` arguments describe."""
+    from promptforge_dagster.simulator.account import AccountLimits, parse_schedule
+
+    return AccountLimits(rpm=args.rpm or None, tpm=args.tpm or None, burst_s=args.burst_s,
+                         schedule=parse_schedule(args.schedule), limiter=args.limiter,
+                         window_s=args.window_s, window_phase_s=args.window_phase_s,
+                         refusals_count=args.refusals_count, concurrency=args.concurrency or None, queue=args.queue,
+                         tokens_basis=args.tokens_basis, pool_refusals=args.pool_refusals)
+
+
 def simulate(args: argparse.Namespace) -> int:
     """Serve the simulator until stopped (``promptforge simulate``)."""
-    from promptforge_dagster.simulator.account import AccountLimits, parse_schedule
     from promptforge_dagster.simulator.server import SimulatorConfig, run_forever
 
-    limits = AccountLimits(rpm=args.rpm or None, tpm=args.tpm or None, burst_s=args.burst_s,
-                           schedule=parse_schedule(args.schedule), limiter=args.limiter,
-                           window_s=args.window_s, refusals_count=args.refusals_count,
-                           concurrency=args.concurrency or None, queue=args.queue, tokens_basis=args.tokens_basis,
-                           pool_refusals=args.pool_refusals)
+    limits = account_limits(args)
     config = SimulatorConfig(
         limits=limits, headers=args.headers, style=args.style, latency_ms=args.latency_ms,
         latency_per_token_ms=args.latency_per_token_ms, latency_sigma=args.latency_sigma,

@@ -459,12 +459,11 @@ def test_a_search_refused_while_admitting_far_under_its_floor_waits_for_the_wind
     for i in range(60):  # 20/s admitted for 3 s: the floor, over a minute's window, is 1/s
         a.sent(i / 20.0, 1.0)
         a.admitted(i / 20.0, i / 20.0 + 0.02, 1.0)
-    t = 3.0
-    for _ in range(12):  # then all refused, sent before the first refusal came back
+    flood = [3.0 + i * 0.01 for i in range(12)]  # then all refused, sent before the first refusal came back
+    for t in flood:
         a.sent(t, 1.0)
-        t += 0.01
-    for i in range(12):
-        a.refused(sent_at=3.0 + i * 0.01, now=3.15, units=1.0, retry_after_s=4.0)
+    for t in flood:
+        a.refused(sent_at=t, now=3.15, units=1.0, retry_after_s=4.0)
     assert (a.phase, a.per_s) == (Phase.BACKOFF, 10.0)  # the first refusal: halved, then a look
     look = a.pause_until
     a.sent(look, 1.0)

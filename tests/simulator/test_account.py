@@ -42,3 +42,18 @@ def test_a_busy_shared_pool_refuses_its_share_and_charges_no_limit():
     pool = [a for a in answers if not a.ok]
     assert all(a.limit == "pool" for a in pool)  # the limit never binds at half of it
     assert 150 <= len(pool) <= 250
+
+
+def test_every_fixed_window_switch_is_a_simulate_flag():
+    import argparse
+
+    from promptforge_dagster.simulator.launch import account_limits, add_simulate_arguments
+
+    parser = argparse.ArgumentParser()
+    add_simulate_arguments(parser)
+    limits = account_limits(parser.parse_args(["--rpm", "60", "--limiter", "fixed", "--window-s", "10",
+                                               "--window-phase-s", "9.5"]))
+    assert (limits.limiter, limits.window_s, limits.window_phase_s) == ("fixed", 10.0, 9.5)
+    account = SimulatedAccount(limits, now=0.0)  # 10 a window, and the first window ends 0.5 s in
+    assert all(account.admit(0.0, 1).ok for _ in range(10)) and not account.admit(0.1, 1).ok
+    assert account.admit(0.6, 1).ok
