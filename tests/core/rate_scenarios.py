@@ -66,8 +66,8 @@ SCENARIOS = [
     # window counters: sliding 60 s and fixed per minute (gateways, Gemini's per-minute quotas)
     Scenario("sliding-1200", AccountLimits(rpm=1200, limiter="sliding"), 0.95, 0.05, goal=STEADY_GOAL),
     # (a job that starts late in a minute measures the first, partial minute as the whole: 2.5x too high,
-    # and each later minute refuses from its quota's end; one seed of 8 refuses 6%)
-    Scenario("fixed-1200", AccountLimits(rpm=1200, limiter="fixed"), 0.95, 0.07, goal=STEADY_GOAL),
+    # and each later minute refuses from its quota's end; one seed of 8 refuses 6-7%)
+    Scenario("fixed-1200", AccountLimits(rpm=1200, limiter="fixed"), 0.95, 0.075, goal=STEADY_GOAL),
     Scenario("sliding-1200-charged-openai-headers", AccountLimits(rpm=1200, limiter="sliding", refusals_count=True),
              0.95, 0.01, {"style": "openai", "headers": True}),
     # how refusals are worded
@@ -81,8 +81,9 @@ SCENARIOS = [
     Scenario("gemini-600-fixed", AccountLimits(rpm=600, limiter="fixed"), 0.95, 0.03, {"style": "gemini"},
              goal=STEADY_GOAL),
     # Azure OpenAI evaluates RPM over 1- or 10-s intervals (PROVIDERS.md): a window counter, not a minute
-    # (0.95 with windows aligned to the job's start; begun anywhere in one, the worst seed of 8 is 0.56)
-    Scenario("azure-600-10s-window", AccountLimits(rpm=600, limiter="fixed", window_s=10.0), 0.55, 0.035,
+    # (begun anywhere in one, a cut's look refused "retry after N seconds" waits as told: the worst seed of
+    # 8 reads its first window 1.36x too long, 0.86; cut again on each look instead it was 0.56)
+    Scenario("azure-600-10s-window", AccountLimits(rpm=600, limiter="fixed", window_s=10.0), 0.80, 0.025,
              {"style": "azure", "headers": True}, goal=STEADY_GOAL),
     Scenario("azure-600-1s-window", AccountLimits(rpm=600, limiter="fixed", window_s=1.0), 0.75, 0.01,
              {"style": "azure", "headers": True}, goal=STEADY_GOAL),

@@ -128,6 +128,16 @@ def test_a_dry_spell_under_a_minute_window_looks_again_when_its_oldest_admitted_
     # admitted (read to the send history's 50-ms grain)
 
 
+def test_a_dry_spell_ends_only_with_a_request_sent_after_it_began():
+    # a flood's answers still in flight when the lane paused were admitted before the account ran dry:
+    # read as the window freeing, one put Azure's 10-s window at 5.5 s and its ceiling at 1.8x
+    d = DrySpell(_history(10.0, 10.0), step_requests=8)
+    d.refused(5.0)
+    d.pause(now=5.3, retry_after_s=5.0)
+    assert d.resumed(sent_at=4.95, now=5.4) is None and d.pauses == 1  # sent before the first refusal
+    assert d.resumed(sent_at=10.3, now=10.5) is not None and d.pauses == 0  # sent after: the window freed
+
+
 def test_a_provider_retry_delay_is_the_pause():
     w = WindowLearner()
     assert w.frees_at(5.0, pauses=1, retry_after_s=7.0, oldest_admitted=0.0) == 12.0

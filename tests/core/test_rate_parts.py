@@ -451,6 +451,27 @@ def test_a_client_that_cannot_keep_up_does_not_grow_the_allowance_far_past_what_
     assert c.requests.per_s <= 5 * achieved  # and the allowance stayed within two doublings of it (1,024/s)
 
 
+@pytest.mark.parametrize("retry_after_s, cut_again", [(4.0, False), (1.0, True)])
+def test_a_cuts_look_refused_with_a_wait_of_seconds_waits_for_the_window_instead_of_cutting(retry_after_s, cut_again):
+    # Azure counts over 10-s intervals and says when one frees ("retry after 4 seconds"): a lone look
+    # refused after a cut is a spent window, not a rate still too high; cut again on each look, a lane
+    # went from 7,680 RPM to a sixth of its 600 in 2 s and climbed back for a minute (worst seed: 0.56).
+    # Retries are rounded up to whole seconds: 1 s is any short wait (a bucket's, a 1-s window's).
+    a = Axis(RateConfig(window_s=5), start_per_s=20.0, now=0.0)
+    for i in range(60):  # 20/s admitted for 3 s
+        a.sent(i / 20.0, 1.0)
+        a.admitted(i / 20.0, i / 20.0 + 0.02, 1.0)
+    a.sent(3.0, 1.0)
+    a.refused(sent_at=3.0, now=3.02, units=1.0, retry_after_s=retry_after_s)
+    assert (a.phase, a.per_s) == (Phase.BACKOFF, 10.0)  # halved, then a look
+    look = a.pause_until
+    a.sent(look, 1.0)
+    a.refused(sent_at=look + 0.001, now=look + 0.02, units=1.0, retry_after_s=retry_after_s)  # (its clock, read
+    # a moment after the pacer's)
+    assert (a.per_s < 10.0) is cut_again
+    assert (a.pause_until >= look + retry_after_s) is not cut_again
+
+
 def test_a_search_refused_while_admitting_far_under_its_floor_waits_for_the_window_instead_of_cutting():
     # A spent window refuses everything until it frees, at any rate; a bucket still admits about its
     # floor. Cut to the floor instead, a lane whose 10-s window freed before it sent again never saw

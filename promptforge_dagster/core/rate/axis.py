@@ -16,8 +16,9 @@ where a cut goes and how the climb back nears the rates refused; the
   goes alone (what was sent before the cut comes back refused meanwhile, not a wave at the new
   rate). Cut again only when a request sent *after* the cut is refused (one sent before it
   says nothing new). Refused at the floor (or admitting under half of it, :data:`DRY_SHARE`),
-  the account counts over a window: pause until it frees; a refusal at an estimate a window
-  gave is a spent window again: a pause, not a cut.
+  the account counts over a window: pause until it frees; so too when the look itself is
+  refused with a wait of seconds (Azure: "retry after 4 seconds"); a refusal at an estimate
+  a window gave is a spent window again: a pause, not a cut.
 * ``STEADY``: paced at the measured ceiling less a margin; refused there, a step back
   (``steady_cut``) and the estimator measures again.
 * ``PROBE``: above the estimate until refused (back to steady: a refused probe never lowers the
@@ -53,6 +54,10 @@ from promptforge_dagster.core.rate.window import WindowLearner
 
 DRY_SHARE = 0.5  # searching, refused while admitting under half the floor: a spent window (a bucket admits
 # about the floor again however dry; a window refuses all until it frees, at any rate)
+LOOK_MATCH_S = 0.05  # a refusal sent this close to the look after a cut is the look's (the clock read at the send
+# and at the pacer differ by the event loop's turn; the next request goes a settle time, 0.25 s or more, later)
+LOOK_WAIT_MIN_S = 2.0  # a cut's look refused with a retry this long: the window is spent (retries are rounded
+# up to whole seconds, Azure's and Anthropic's: 1 s is any short wait, a bucket's or a 1-s window's)
 SPENT_WINDOW_RETRY_S = 1.0  # refused under a stated limit with a retry this long: the window is spent, wait it out
 
 
@@ -90,6 +95,7 @@ class Axis:
         self.decreases = 0
         self.pause_until = 0.0  # a dry spell: the controller sends nothing on this axis until then
         self._look = False  # after a cut: the next request goes alone, then a pause to hear of it
+        self._look_sent: float | None = None  # ... when it went
         self.dry = DrySpell(self.estimator, config.discovery.step_requests)
         self._retry_after: float | None = None  # the latest refusal's retry delay, when the provider said
 
@@ -106,7 +112,7 @@ class Axis:
     def sent(self, now: float, units: float) -> None:
         self.pacer.take(now, units)
         if self._look:  # the first request after a cut goes alone: wait to hear whether it was refused
-            self._look = False
+            self._look, self._look_sent = False, now
             self.pause_until = max(self.pause_until, now + self.step.settle)
         self.estimator.sent(now, units)
         self.step.sent(now, searching=self.phase is Phase.DISCOVER, units=units)
@@ -133,14 +139,22 @@ class Axis:
             # admitted beyond the estimate until the probe ran dry: the burst was at least that
             excess = (self.estimator.net_between(start, sent_at) or 0.0) - self.estimate * (sent_at - start)
             self.burst.observe(excess, per_s=self.estimate)
-        spent = ((self.known and retry_after_s is not None and retry_after_s >= SPENT_WINDOW_RETRY_S)
+        told_to_wait = retry_after_s is not None and retry_after_s >= SPENT_WINDOW_RETRY_S
+        spent = ((self.known and told_to_wait)
                  or (self.phase is Phase.STEADY and self.window.known))  # told to wait, or a window at the estimate
-        if sent_at >= self.step.start and spent:  # the window is spent: wait it out
+        if retry_after_s is not None and retry_after_s >= LOOK_WAIT_MIN_S and self._looked(sent_at):
+            self._dry(now, retry_after_s)  # a cut's look refused, told to wait: a spent window, not a cut again
+        elif sent_at >= self.step.start and spent:  # the window is spent: wait it out
             self._dry(now, retry_after_s)
         elif sent_at >= self.step.start:  # under the stated limit and refused soon after: others share it
             self._fire(Event.REFUSED, now)
         if estimate is not None and not self.dry.windowed(now):  # (within a minute of a dry window the
             self._measured(estimate, now, at_least=kept)  # account admits the echo of our own first burst)
+
+    def _looked(self, sent_at: float) -> bool:
+        """Whether the request refused was the look after a cut (it went alone: the next one
+        went a settle time later)."""
+        return self._look_sent is not None and abs(sent_at - self._look_sent) <= LOOK_MATCH_S
 
     def known_limit(self, per_minute: float, now: float) -> None:
         """The provider stated this limit (headers or message): the account's, so a cap this

@@ -42,6 +42,7 @@ class DrySpell:
         self.window = WindowLearner()
         self.since: float | None = None  # the first refusal of this episode of refusals
         self.pauses = 0  # pauses in this dry spell, each after a refusal at the floor
+        self.dry_from = 0.0  # ... the first refusal of the spell they paused was sent
         self.windowed_until = 0.0  # after a dry window: it frees as the lane's own sends age out until then
 
     def refused(self, sent_at: float) -> None:
@@ -81,6 +82,8 @@ class DrySpell:
         by its oldest admitted request: it frees as the lane's first sends age out, a few at a
         time, each costing a refusal (and the echo is no new fill)."""
         self.pauses += 1
+        if self.pauses == 1:
+            self.dry_from = self.since if self.since is not None else now
         windowed = self.windowed(now)
         oldest = self.history.first_admitted(now - self.window.span_s, now) if not windowed else None
         if self.pauses == 1 and not windowed:
@@ -90,7 +93,7 @@ class DrySpell:
     def resumed(self, sent_at: float, now: float) -> Estimate | None:
         """A request sent at ``sent_at`` was admitted: after a pause, the window freed. Its
         quota over its span, when the fill was seen."""
-        if not self.pauses:
+        if not self.pauses or sent_at < self.dry_from:  # (one sent before the spell: a flood's echo)
             return None
         self.pauses = 0
         per_s, span = self.window.resumed(sent_at, self.history.net_between), self.window.span_s
