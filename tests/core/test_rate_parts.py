@@ -397,10 +397,12 @@ def test_a_lane_on_a_ten_second_window_learns_its_ceiling_and_waits_out_a_spent_
     assert not cuts, cuts  # refused at the estimate (a probe's spent window): paused, never cut
 
 
-def test_a_probe_refused_within_a_second_makes_the_next_one_reach_half_as_far():
+def test_a_probe_refused_within_two_seconds_makes_the_next_one_reach_half_as_far():
+    # (a 1-s window refuses +25% after 1-2 s, once its sends line up with a window: reset to +50% then,
+    # the probes alternated +50% / +25%, both refused, and the lane kept a low estimate: 0.83)
     p = Prober(Steady(), window_s=5.0)
     reaches = []
-    for start, refused_after in ((0.0, 0.5), (30.0, 0.3), (60.0, 0.3), (90.0, 0.4), (120.0, 5.0)):
+    for start, refused_after in ((0.0, 0.5), (30.0, 1.5), (60.0, 0.3), (90.0, 0.4), (120.0, 5.0)):
         p.start(start)
         reaches.append(round(p.reach(10.0), 2))
         p.ended(refused_at=start + refused_after)

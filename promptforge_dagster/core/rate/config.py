@@ -40,7 +40,7 @@ class Steady:
     # its reach, and a far one proves sooner past the burst (a fourfold rise: 0.69 of it at +25%, 0.84 at +50%)
     slow_probe_gain: float = 0.25  # ... +25% on a slow lane (below slow_rpm): its burst holds a few requests,
     slow_rpm: float = 120.0  # and a far probe drains them before it sent enough to prove anything (60 RPM)
-    probe_gain_min: float = 0.125  # a probe refused within a second halves the next one's gain, down to
+    probe_gain_min: float = 0.125  # a probe refused within 2 s halves the next one's gain, down to
     # this: over twice the 5% a proof needs beyond the burst, so a near probe still proves
     probe_gain_max: float = 1.0  # doubling per proven probe up to +100% (a doubled ceiling is found in ~2 probes)
     probe_every_windows: float = 2.0  # a probe at most every two windows at the estimate (and 200 sends)

@@ -12,8 +12,9 @@ nothing new and is not refused for a few windows (demand or the client held it b
 Probes are spaced by time (``probe_every_windows``); once one was refused, also by sends
 (:data:`PROBE_MIN_SENDS`), so failed probes' refusals stay under 1% of what is sent at any
 rate. After a proven probe the next comes soon (a risen ceiling is climbed in seconds). A
-probe refused within a second, sooner than any proof could span, says the account's slack is
-under a second (a 1-s window counter, a tiny bucket): the next one reaches half as far.
+probe refused within :data:`QUICK_REFUSAL_S`, about as soon as a proof could span, says the
+account's slack is a second or two (a 1-s window counter, a tiny bucket): the next one
+reaches half as far.
 
 >>> from promptforge_dagster.core.rate.config import Steady
 >>> p = Prober(Steady(), window_s=5.0)
@@ -36,6 +37,8 @@ PROOF_BURSTS = 1.5  # a probe proves once it sent this many bursts beyond the es
 PROOF_MIN_UNITS = 2.0  # ... and at least this much: a couple of requests is noise at any rate
 PROOF_MIN_SHARE = 0.05  # ... and 5% of what the estimate sends over the span (tokens come in lumps)
 PROOF_MIN_S = 1.0  # a proof spans at least this long: the send history's grain is 50 ms
+QUICK_REFUSAL_S = 2.0  # a probe refused this soon halves the next one's reach: a 1-s window refuses +25% in 1-2 s
+# (once its sends line up with a window), and at 1 s the next probe went back to +50%, refused too (0.83)
 MAX_MARKS = 8  # the spans a probe's proof is read over: since its start, or since one of its latest proofs
 PROBE_MAX_WINDOWS = 6.0  # a probe neither proven nor refused in this many windows ends (nothing more to learn)
 
@@ -106,12 +109,12 @@ class Prober:
     def ended(self, refused_at: float | None = None) -> None:
         """Refused (a request sent at ``refused_at``), expired, or the estimate was measured or
         told: the next probe reaches as far as a first one, or half as far as this one if it
-        was refused within a second."""
+        was refused within :data:`QUICK_REFUSAL_S`."""
         if self.started_at is not None and not self._proofs:
             self.refused = True  # ended before it proved anything: as good as refused, for spacing
-        if refused_at is not None and self.started_at is not None and refused_at - self._progress_at < PROOF_MIN_S:
-            # refused sooner than any proof could span: the account's slack is under a second (a 1-s
-            # window counter refuses +50% at once and admits +25%), so a far probe never proves: nearer
+        if refused_at is not None and self.started_at is not None and refused_at - self._progress_at < QUICK_REFUSAL_S:
+            # refused about as soon as a proof could span: the account's slack is a second or two (a 1-s
+            # window counter refuses +50% at once and +25% within 1-2 s), so a far probe never proves: nearer
             self.gain = max(self.steady.probe_gain_min, self.gain / 2.0)
         elif self.started_at is not None:
             self.gain = self.steady.probe_gain
