@@ -411,6 +411,19 @@ def test_a_probe_refused_within_two_seconds_makes_the_next_one_reach_half_as_far
     assert reaches == [15.0, 12.5, 11.25, 11.25, 11.25, 15.0]
 
 
+def test_on_a_window_counter_a_probe_refused_within_a_window_makes_the_next_one_reach_half_as_far():
+    # a 10-s window refuses +25% only once its count passes the quota, up to 10 s in: still a quick refusal
+    # (reset to +50% instead, a lane measured 20% low on Azure's 10-s windows never probed near enough)
+    p = Prober(Steady(), window_s=5.0)
+    reaches = []
+    for start, refused_after, window_s in ((0.0, 6.0, 10.0), (30.0, 6.0, 10.0), (60.0, 6.0, 0.0)):
+        p.start(start)
+        reaches.append(round(p.reach(10.0), 2))
+        p.ended(refused_at=start + refused_after, window_s=window_s)
+    reaches.append(round(p.reach(10.0), 2))
+    assert reaches == [15.0, 12.5, 11.25, 15.0]  # no window known: refused after 6 s is a bucket's burst run out
+
+
 def test_a_lane_on_a_one_second_window_finds_its_ceiling_and_climbs_past_a_low_estimate():
     # Azure OpenAI also counts over 1-s intervals (and OpenAI may enforce 600 RPM as 10 per second).
     # Measured while the climb back swung between half the refused rate and just under it, the

@@ -251,7 +251,8 @@ class Axis:
         self._set(self.climb.step(self.per_s, target=target, margin=margin, growth=self.cfg.discovery.growth), now)
 
     def _fall_back(self, now: float) -> None:  # a probe was refused: under the estimate again
-        self.prober.ended(refused_at=self.window.last_refused)
+        window_s = self.window.span_s if self.window.known else 0.0
+        self.prober.ended(refused_at=self.window.last_refused, window_s=window_s)
         self._hold(now)
 
     def _hold(self, now: float) -> None:

@@ -106,13 +106,15 @@ class Prober:
         self.marks = (self.marks + [now])[-MAX_MARKS:]
         self.refused = False
 
-    def ended(self, refused_at: float | None = None) -> None:
+    def ended(self, refused_at: float | None = None, window_s: float = 0.0) -> None:
         """Refused (a request sent at ``refused_at``), expired, or the estimate was measured or
         told: the next probe reaches as far as a first one, or half as far as this one if it
-        was refused within :data:`QUICK_REFUSAL_S`."""
+        was refused within :data:`QUICK_REFUSAL_S`, or within a window of a window counter
+        (``window_s``, when one is known: it refuses only once its count passes the quota)."""
         if self.started_at is not None and not self._proofs:
             self.refused = True  # ended before it proved anything: as good as refused, for spacing
-        if refused_at is not None and self.started_at is not None and refused_at - self._progress_at < QUICK_REFUSAL_S:
+        quick = max(QUICK_REFUSAL_S, window_s)
+        if refused_at is not None and self.started_at is not None and refused_at - self._progress_at < quick:
             # refused about as soon as a proof could span: the account's slack is a second or two (a 1-s
             # window counter refuses +50% at once and +25% within 1-2 s), so a far probe never proves: nearer
             self.gain = max(self.steady.probe_gain_min, self.gain / 2.0)
