@@ -1,34 +1,16 @@
 """One limit of one lane (requests per minute, or tokens per minute) as a state machine.
 
-Its phases and what moves between them are one table,
-:data:`~promptforge_dagster.core.rate.phases.TRANSITIONS`, whose actions are the methods named
-there. The parts it composes are each told in their own module: a
+Its phases, and what moves between them, are one table in
+:mod:`~promptforge_dagster.core.rate.phases`, whose actions are the methods named there. The
+parts it composes are each told in their own module: a
 :class:`~promptforge_dagster.core.rate.pacer.Pacer` holds sends to the rate; a
 :class:`~promptforge_dagster.core.rate.step.Step` says when a rate is proven; the
 :class:`~promptforge_dagster.core.rate.estimator.CeilingEstimator` measures a ceiling between
 two dry moments; the :class:`~promptforge_dagster.core.rate.dry.DrySpell` what a dry account
-admits and when its window frees; the :class:`~promptforge_dagster.core.rate.climb.Climb`
+admits and when its window frees; :mod:`~promptforge_dagster.core.rate.spent` when a refusal
+says wait rather than slow down; the :class:`~promptforge_dagster.core.rate.climb.Climb`
 where a cut goes and how the climb back nears the rates refused; the
 :class:`~promptforge_dagster.core.rate.prober.Prober` when and how far to look above a ceiling.
-
-* ``DISCOVER``: no ceiling known; the rate doubles each time a step is proven.
-* ``BACKOFF``: refused while searching: cut, no lower than the floor, and then the next request
-  goes alone (what was sent before the cut comes back refused meanwhile, not a wave at the new
-  rate). Cut again only when a request sent *after* the cut is refused (one sent before it
-  says nothing new). Refused at the floor (or admitting under half of it, :data:`DRY_SHARE`),
-  the account counts over a window: pause until it frees; so too when the look itself is
-  refused with a wait of seconds (Azure: "retry after 4 seconds"); a refusal at an estimate
-  a window gave is a spent window again: a pause, not a cut.
-* ``STEADY``: paced at the measured ceiling less a margin; refused there, a step back
-  (``steady_cut``) and the estimator measures again.
-* ``PROBE``: above the estimate until refused (back to steady: a refused probe never lowers the
-  estimate it started from) or expired. Each time it has sent more beyond the estimate than the
-  account's burst could absorb (:mod:`~promptforge_dagster.core.rate.burst`), the estimate
-  rises to what it proved and the probe reaches further.
-
-``MEASURED`` leads to ``STEADY`` from any phase; ``KNOWN`` (headers or the message stated the
-limit) does too: a stated limit is the account's, a cap never paced past, while this lane's
-own share of it (other jobs, other clients) is measured as any ceiling is.
 
 >>> a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
 >>> a.phase.value, a.per_s
@@ -49,16 +31,9 @@ from promptforge_dagster.core.rate.estimator import HORIZON_S, CeilingEstimator,
 from promptforge_dagster.core.rate.pacer import Pacer
 from promptforge_dagster.core.rate.phases import TRANSITIONS, Event, Phase
 from promptforge_dagster.core.rate.prober import Prober
+from promptforge_dagster.core.rate.spent import Look, spent, spent_at_floor
 from promptforge_dagster.core.rate.step import Step
 from promptforge_dagster.core.rate.window import WindowLearner
-
-DRY_SHARE = 0.5  # searching, refused while admitting under half the floor: a spent window (a bucket admits
-# about the floor again however dry; a window refuses all until it frees, at any rate)
-LOOK_MATCH_S = 0.05  # a refusal sent this close to the look after a cut is the look's (the clock read at the send
-# and at the pacer differ by the event loop's turn; the next request goes a settle time, 0.25 s or more, later)
-LOOK_WAIT_MIN_S = 2.0  # a cut's look refused with a retry this long: the window is spent (retries are rounded
-# up to whole seconds, Azure's and Anthropic's: 1 s is any short wait, a bucket's or a 1-s window's)
-SPENT_WINDOW_RETRY_S = 1.0  # refused under a stated limit with a retry this long: the window is spent, wait it out
 
 
 def new_estimator(config: RateConfig, horizon_s: float = HORIZON_S) -> CeilingEstimator:
@@ -94,8 +69,7 @@ class Axis:
         self.step = Step(config.discovery, now)
         self.decreases = 0
         self.pause_until = 0.0  # a dry spell: the controller sends nothing on this axis until then
-        self._look = False  # after a cut: the next request goes alone, then a pause to hear of it
-        self._look_sent: float | None = None  # ... when it went
+        self.look = Look()  # after a cut: the next request goes alone, then a pause to hear of it
         self.dry = DrySpell(self.estimator, config.discovery.step_requests)
         self._retry_after: float | None = None  # the latest refusal's retry delay, when the provider said
 
@@ -111,8 +85,7 @@ class Axis:
 
     def sent(self, now: float, units: float) -> None:
         self.pacer.take(now, units)
-        if self._look:  # the first request after a cut goes alone: wait to hear whether it was refused
-            self._look, self._look_sent = False, now
+        if self.look.sent(now):  # the first request after a cut goes alone: wait to hear whether it was refused
             self.pause_until = max(self.pause_until, now + self.step.settle)
         self.estimator.sent(now, units)
         self.step.sent(now, searching=self.phase is Phase.DISCOVER, units=units)
@@ -139,22 +112,14 @@ class Axis:
             # admitted beyond the estimate until the probe ran dry: the burst was at least that
             excess = (self.estimator.net_between(start, sent_at) or 0.0) - self.estimate * (sent_at - start)
             self.burst.observe(excess, per_s=self.estimate)
-        told_to_wait = retry_after_s is not None and retry_after_s >= SPENT_WINDOW_RETRY_S
-        spent = ((self.known and told_to_wait)
-                 or (self.phase is Phase.STEADY and self.window.known))  # told to wait, or a window at the estimate
-        if retry_after_s is not None and retry_after_s >= LOOK_WAIT_MIN_S and self._looked(sent_at):
-            self._dry(now, retry_after_s)  # a cut's look refused, told to wait: a spent window, not a cut again
-        elif sent_at >= self.step.start and spent:  # the window is spent: wait it out
-            self._dry(now, retry_after_s)
-        elif sent_at >= self.step.start:  # under the stated limit and refused soon after: others share it
-            self._fire(Event.REFUSED, now)
+        if sent_at >= self.step.start:  # (one sent before the rate changed says nothing new)
+            if spent(stated=self.known, retry_after_s=retry_after_s, looked=self.look.was(sent_at),
+                     at_window_estimate=self.phase is Phase.STEADY and self.window.known):
+                self._dry(now, retry_after_s)  # the window is spent: wait it out
+            else:
+                self._fire(Event.REFUSED, now)
         if estimate is not None and not self.dry.windowed(now):  # (within a minute of a dry window the
             self._measured(estimate, now, at_least=kept)  # account admits the echo of our own first burst)
-
-    def _looked(self, sent_at: float) -> bool:
-        """Whether the request refused was the look after a cut (it went alone: the next one
-        went a settle time later)."""
-        return self._look_sent is not None and abs(sent_at - self._look_sent) <= LOOK_MATCH_S
 
     def known_limit(self, per_minute: float, now: float) -> None:
         """The provider stated this limit (headers or message): the account's, so a cap this
@@ -209,9 +174,7 @@ class Axis:
         if self.estimate is None:  # searching: what the account admits per minute, and admitted just now
             floor = self.dry.floor(now, self.step.settle)
             admitted = self.dry.recent_admitted(now, self.step.settle, self.per_s)
-        # dry at or below the floor, or admitting under half of it while refusing: a bucket refills at
-        # least that much, so this is a spent window
-        if self.per_s <= floor * 1.001 or admitted < floor * DRY_SHARE:
+        if spent_at_floor(self.per_s, floor=floor, admitted=admitted):
             self._dry(now, self._retry_after)
             return
         self.decreases += 1
@@ -226,7 +189,7 @@ class Axis:
         # window costs one refusal per cut, not a wave at the new rate (a bucket refills meanwhile)
         if self.estimate is None:  # searching: the rate may be far above the ceiling
             self.pause_until = max(self.pause_until, now + self.step.settle)
-            self._look = True  # then the first request alone: its refusal would be back within the settle time
+            self.look.arm()  # then the first request alone: its refusal would be back within the settle time
         self.pacer.drain(now)  # resume one interval at a time, not with the pacer's saved-up burst
 
     def _step_back(self, now: float) -> None:

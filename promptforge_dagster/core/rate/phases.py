@@ -2,8 +2,26 @@
 
 Each entry is ``(phase, event) -> (next phase, action)``; the action names a method of
 :class:`~promptforge_dagster.core.rate.axis.Axis` (``"cut"`` is ``Axis._cut``). A pair not
-listed leaves the phase as it is. What each phase and event means is told where they are
-defined; how each action moves the rate, in the axis.
+listed leaves the phase as it is. How each action moves the rate is told in the axis.
+
+* ``DISCOVER``: no ceiling known; the rate doubles each time a step is proven.
+* ``BACKOFF``: refused while searching: cut, no lower than the floor, and then the next request
+  goes alone (what was sent before the cut comes back refused meanwhile, not a wave at the new
+  rate). Cut again only when a request sent *after* the cut is refused (one sent before it
+  says nothing new). Refused at the floor (or admitting under half of it), the account counts
+  over a window: pause until it frees; so too when the look itself is refused with a wait of
+  seconds (:mod:`~promptforge_dagster.core.rate.spent`); a refusal at an estimate a window
+  gave is a spent window again: a pause, not a cut.
+* ``STEADY``: paced at the measured ceiling less a margin; refused there, a step back
+  (``steady_cut``) and the estimator measures again.
+* ``PROBE``: above the estimate until refused (back to steady: a refused probe never lowers the
+  estimate it started from) or expired. Each time it has sent more beyond the estimate than the
+  account's burst could absorb (:mod:`~promptforge_dagster.core.rate.burst`), the estimate
+  rises to what it proved and the probe reaches further.
+
+``MEASURED`` leads to ``STEADY`` from any phase; ``KNOWN`` (headers or the message stated the
+limit) does too: a stated limit is the account's, a cap never paced past, while this lane's
+own share of it (other jobs, other clients) is measured as any ceiling is.
 
 >>> TRANSITIONS[(Phase.STEADY, Event.REFUSED)]
 (<Phase.BACKOFF: 'backoff'>, 'step_back')

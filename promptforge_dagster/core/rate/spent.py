@@ -1,0 +1,75 @@
+"""When a refusal says *wait*, not *slow down*: the account's window is spent.
+
+A cut lowers the rate. A window counter that is spent refuses everything until it frees,
+at any rate, so cutting on each of its refusals only digs the rate down to its floor. A
+refusal is read as a spent window (the lane pauses until it frees) when:
+
+* searching, the lane is refused at its floor (what the account admitted over the last
+  window) or while the account admits under :data:`DRY_SHARE` of it: a bucket refills at
+  least that much however dry, a window refuses all until it frees (:func:`spent_at_floor`);
+* the provider stated the limit and says to retry in :data:`SPENT_WINDOW_RETRY_S` or more:
+  the lane is paced under the stated limit, so its window is spent (by others, or by itself);
+* the lane is steady at an estimate a window gave: refused at the end of its quota;
+* it is the **look** after a cut (the one request sent alone once the cut's pause ended)
+  and the provider says to retry in :data:`LOOK_WAIT_MIN_S` or more (Azure OpenAI: "Please
+  retry after 4 seconds"): cut and paused, not even one request is admitted. Cut again on
+  each look instead, a lane on Azure's 10-s windows went from 7,680 RPM to a sixth of its
+  600 in 2 s and climbed back for a minute.
+
+>>> look = Look()
+>>> look.arm(); look.sent(10.0), look.sent(10.3)   # the first request after the arming is the look
+(True, False)
+>>> look.was(10.01), look.was(10.3)
+(True, False)
+>>> spent_at_floor(2.0, floor=1.0, admitted=0.2), spent_at_floor(2.0, floor=1.0, admitted=1.0)
+(True, False)
+>>> spent(stated=False, retry_after_s=4.0, at_window_estimate=False, looked=True)
+True
+>>> spent(stated=False, retry_after_s=1.0, at_window_estimate=False, looked=True)   # any short wait
+False
+"""
+
+from __future__ import annotations
+
+DRY_SHARE = 0.5  # searching, refused while admitting under half the floor: a spent window (a bucket admits
+# about the floor again however dry; a window refuses all until it frees, at any rate)
+SPENT_WINDOW_RETRY_S = 1.0  # refused under a stated limit with a retry this long: the window is spent, wait it out
+LOOK_WAIT_MIN_S = 2.0  # a cut's look refused with a retry this long: the window is spent (retries are rounded
+# up to whole seconds, Azure's and Anthropic's: 1 s is any short wait, a bucket's or a 1-s window's)
+LOOK_MATCH_S = 0.05  # a refusal sent this close to the look is the look's (the clock read at the send and at
+# the pacer differ by the event loop's turn; the next request goes a settle time, 0.25 s or more, later)
+
+
+class Look:
+    """The first request after a cut goes alone; the caller then pauses to hear of it."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.sent_at: float | None = None
+
+    def arm(self) -> None:
+        """A cut: the next request is the look."""
+        self.armed = True
+
+    def sent(self, now: float) -> bool:
+        """A request went at ``now``: whether it was the look."""
+        if not self.armed:
+            return False
+        self.armed, self.sent_at = False, now
+        return True
+
+    def was(self, sent_at: float) -> bool:
+        """Whether a request sent at ``sent_at`` was the latest look."""
+        return self.sent_at is not None and abs(sent_at - self.sent_at) <= LOOK_MATCH_S
+
+
+def spent(*, stated: bool, retry_after_s: float | None, at_window_estimate: bool, looked: bool) -> bool:
+    """Whether a refusal says the account's window is spent (see the module)."""
+    wait = retry_after_s or 0.0
+    return (stated and wait >= SPENT_WINDOW_RETRY_S) or at_window_estimate or (looked and wait >= LOOK_WAIT_MIN_S)
+
+
+def spent_at_floor(per_s: float, *, floor: float, admitted: float) -> bool:
+    """Searching and refused at ``per_s``: whether the window is spent, the lane at or below its
+    ``floor`` or the account ``admitted`` (per second, just now) under :data:`DRY_SHARE` of it."""
+    return per_s <= floor * 1.001 or admitted < floor * DRY_SHARE
