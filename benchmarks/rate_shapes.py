@@ -69,6 +69,14 @@ SHAPES = [
                                                                 limiter="sliding"), 0.0, 1.0,
              {"style": "anthropic", "headers": True, "request": budgeted_answers, "s_per_token": 0.005},
              measure="tokens", goal=SHIFT_GOAL),
+    # a small TPM quota (Azure deployments are often given 30,000) under batch requests of ~1,100 tokens at
+    # admission (max_tokens 1,024): ~27 requests a minute, each refusal ~2% of them; message only, no headers
+    Scenario("azure-tpm-30k-budgeted-message-only", AccountLimits(rpm=None, tpm=30_000), 0.0, 1.0,
+             {"style": "azure", "headers": False, "request": budgeted_answers, "s_per_token": 0.005},
+             measure="tokens", goal=SHIFT_GOAL),
+    Scenario("openai-tpm-30k-budgeted-message-only", AccountLimits(rpm=None, tpm=30_000), 0.0, 1.0,
+             {"style": "openai", "headers": False, "request": budgeted_answers, "s_per_token": 0.005},
+             measure="tokens", goal=SHIFT_GOAL),
     # Anthropic's OTPM behind a gateway that drops its words: the refusals do not say what is counted
     Scenario("bare-otpm-16k-minute-bucket", AccountLimits(rpm=None, tpm=16_000, tokens_basis="output", burst_s=60.0),
              0.0, 1.0, {"style": "bare", "request": budgeted_answers, "s_per_token": 0.005}, measure="tokens",

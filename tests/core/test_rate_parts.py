@@ -424,6 +424,43 @@ def test_on_a_window_counter_a_probe_refused_within_a_window_makes_the_next_one_
     assert reaches == [15.0, 12.5, 11.25, 15.0]  # no window known: refused after 6 s is a bucket's burst run out
 
 
+def test_a_probe_proves_nothing_over_fewer_than_eight_requests_however_many_tokens_they_carry():
+    # one request of 1,100 tokens on a 30,000 TPM account "proved" +40% in 1.6 s, and the lane then
+    # refused 38% of what it sent at the estimate it raised
+    p = Prober(Steady(), window_s=5.0)
+    p.start(0.0)
+    lump = dict(estimate=500.0, burst=0.0)  # 500 tokens a second; 2,200 admitted over 2 s is +120%
+
+    def admitted(t0: float, t1: float) -> float:
+        return 2200.0
+    assert p.best_proof(admitted, 2.0, requests=lambda t0, t1: 2, **lump) is None
+    assert p.best_proof(admitted, 2.0, requests=lambda t0, t1: 8, **lump) == pytest.approx(1100.0)
+
+
+def test_a_tokens_axis_spaces_its_probes_by_requests_not_tokens():
+    # 200 sends between failed probes keep their refusals under 0.5%: counted in tokens, a lane of 1,000-
+    # token requests probed every 10 s, and refused 21% of its ~50 requests a minute on a 30,000 TPM account
+    a = Axis(RateConfig(window_s=5), start_per_s=500.0, now=0.0)
+    a.restore(500.0, None, now=0.0)  # steady at ~500 tokens a second: a request of 1,000 tokens every 2 s
+    t = 0.0
+
+    def steady_until(end: float) -> float:
+        nonlocal t
+        while t < end and a.phase is Phase.STEADY:
+            a.blocked()
+            a.tick(t)
+            a.sent(t, 1000.0)
+            a.admitted(t, t + 0.5, 1000.0)
+            t += 2.0
+        return t
+
+    assert steady_until(60.0) <= 12.0 and a.phase is Phase.PROBE  # the first probe: two windows in
+    a.refused(sent_at=t - 2.0, now=t, units=1000.0)  # refused at once
+    assert a.phase is Phase.STEADY
+    refused_at = t
+    assert steady_until(600.0) - refused_at >= 380.0  # the next one ~200 requests later (~400 s), not 10 s
+
+
 def test_a_lane_on_a_one_second_window_finds_its_ceiling_and_climbs_past_a_low_estimate():
     # Azure OpenAI also counts over 1-s intervals (and OpenAI may enforce 600 RPM as 10 per second).
     # Measured while the climb back swung between half the refused rate and just under it, the

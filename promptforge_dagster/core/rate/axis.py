@@ -137,13 +137,15 @@ class Axis:
             if self.cap is not None and self.estimate is not None and self.estimate >= self.cap:
                 return  # at the stated limit: nothing to probe for
             # (not within a window of a dry one: it frees as our first sends age out, a probe proves nothing)
-            if self.step.blocked and not self.dry.windowed(now) and self.prober.due(now, self.step.start, self.per_s):
+            requests_per_s = self.per_s / self.estimator.units_per_request  # (probes are spaced by requests)
+            if self.step.blocked and not self.dry.windowed(now) and self.prober.due(now, self.step.start, requests_per_s):
                 self._fire(Event.PROBE_DUE, now)
             return
         if self.phase is Phase.PROBE:
             estimate = self.estimate or self.per_s
             self._proof = self.prober.best_proof(self.estimator.net_between, now - self.step.settle,
-                                                 estimate=estimate, burst=self.burst.units(estimate))
+                                                 estimate=estimate, burst=self.burst.units(estimate),
+                                                 requests=self.estimator.requests_between)
             if self._proof is not None:
                 self._fire(Event.PROVEN, now)
             elif self.prober.expired(now):

@@ -193,6 +193,16 @@ class CeilingEstimator:
                 lo = mid
         return hi
 
+    @property
+    def units_per_request(self) -> float:
+        """What a request was worth on average (1 on a requests axis; its tokens on a tokens axis)."""
+        return self._sends.total / self._sends.requests if self._sends.requests else 1.0
+
+    def requests_between(self, t0: float, t1: float) -> int:
+        """Requests sent in ``(t0, t1]`` (by send time), whatever their units."""
+        a, b = self._sends.requests_before(t0), self._sends.requests_before(t1)
+        return max(0, (b or 0) - (a or 0))
+
     def sent_between(self, t0: float, t1: float) -> float:
         """Units sent in ``(t0, t1]`` (by send time), refused or not."""
         a, b = self._sends.before(t0), self._sends.before(t1)
