@@ -69,12 +69,13 @@ SHAPES = [
                                                                 limiter="sliding"), 0.0, 1.0,
              {"style": "anthropic", "headers": True, "request": budgeted_answers, "s_per_token": 0.005},
              measure="tokens", goal=SHIFT_GOAL),
-    # a small TPM quota (Azure deployments are often given 30,000) under batch requests of ~1,100 tokens at
-    # admission (max_tokens 1,024): ~27 requests a minute, each refusal ~2% of them; message only, no headers
-    Scenario("azure-tpm-30k-budgeted-message-only", AccountLimits(rpm=None, tpm=30_000), 0.0, 1.0,
+    # a small TPM quota (Azure deployments are often given 30,000) under batch requests of ~1,100-1,600 tokens
+    # at admission (max_tokens 1,024): ~25 requests a minute, each refusal ~2% of them; message only, no
+    # headers; a bucket holding 10 s (at the default 2 s, 1,000 tokens, smaller than any one request)
+    Scenario("azure-tpm-30k-budgeted-message-only", AccountLimits(rpm=None, tpm=30_000, burst_s=10.0), 0.0, 1.0,
              {"style": "azure", "headers": False, "request": budgeted_answers, "s_per_token": 0.005},
              measure="tokens", goal=SHIFT_GOAL),
-    Scenario("openai-tpm-30k-budgeted-message-only", AccountLimits(rpm=None, tpm=30_000), 0.0, 1.0,
+    Scenario("openai-tpm-30k-budgeted-message-only", AccountLimits(rpm=None, tpm=30_000, burst_s=10.0), 0.0, 1.0,
              {"style": "openai", "headers": False, "request": budgeted_answers, "s_per_token": 0.005},
              measure="tokens", goal=SHIFT_GOAL),
     # Anthropic's OTPM behind a gateway that drops its words: the refusals do not say what is counted
