@@ -31,7 +31,7 @@ from promptforge_dagster.core.rate.estimator import HORIZON_S, CeilingEstimator,
 from promptforge_dagster.core.rate.pacer import Pacer
 from promptforge_dagster.core.rate.phases import TRANSITIONS, Event, Phase
 from promptforge_dagster.core.rate.prober import Prober
-from promptforge_dagster.core.rate.spent import Look, spent, spent_at_floor
+from promptforge_dagster.core.rate.spent import Look, belied, spent, spent_at_floor
 from promptforge_dagster.core.rate.step import Step
 from promptforge_dagster.core.rate.window import WindowLearner
 
@@ -58,6 +58,7 @@ class Axis:
         self.cap: float | None = None  # the stated limit is the account's: never paced past, shared with others
         self.per_s = self._clamp(start_per_s)
         self.estimate: float | None = None  # the measured (or stated) ceiling, per second
+        self._estimated_at = now  # ... since when
         self.climb = Climb()  # the rates refused since the last estimate, and the climb back toward them
         self.born = now
         self.first_dry_at: float | None = None  # the first refusal of a cold start: where the burst is read
@@ -112,14 +113,28 @@ class Axis:
             # admitted beyond the estimate until the probe ran dry: the burst was at least that
             excess = (self.estimator.net_between(start, sent_at) or 0.0) - self.estimate * (sent_at - start)
             self.burst.observe(excess, per_s=self.estimate)
+        at_window = self.phase is Phase.STEADY and self.window.known and not self._window_belied(sent_at)
         if sent_at >= self.step.start:  # (one sent before the rate changed says nothing new)
             if spent(stated=self.known, retry_after_s=retry_after_s, looked=self.look.was(sent_at),
-                     at_window_estimate=self.phase is Phase.STEADY and self.window.known):
+                     at_window_estimate=at_window):
                 self._dry(now, retry_after_s)  # the window is spent: wait it out
             else:
                 self._fire(Event.REFUSED, now)
         if estimate is not None and not self.dry.windowed(now):  # (within a minute of a dry window the
             self._measured(estimate, now, at_least=kept)  # account admits the echo of our own first burst)
+
+    def _window_belied(self, sent_at: float) -> bool:
+        """Whether the refusals since the estimate belie the window it came from
+        (:func:`~promptforge_dagster.core.rate.spent.belied`); then the window is forgotten."""
+        since, e = self._estimated_at, self.estimator
+        if self.known or sent_at <= since:  # (a stated limit's refusals are told apart by its retry)
+            return False
+        refused = (e.sent_between(since, sent_at) - (e.net_between(since, sent_at) or 0.0)) / e.units_per_request
+        if not belied(sent=e.requests_between(since, sent_at), refusals=refused,
+                      spans=(sent_at - since) / self.window.span_s):
+            return False
+        self.window.forget()
+        return True
 
     def known_limit(self, per_minute: float, now: float) -> None:
         """The provider stated this limit (headers or message): the account's, so a cap this
@@ -138,7 +153,8 @@ class Axis:
                 return  # at the stated limit: nothing to probe for
             # (not within a window of a dry one: it frees as our first sends age out, a probe proves nothing)
             requests_per_s = self.per_s / self.estimator.units_per_request  # (probes are spaced by requests)
-            if self.step.blocked and not self.dry.windowed(now) and self.prober.due(now, self.step.start, requests_per_s):
+            due = self.prober.due(now, self.step.start, requests_per_s)
+            if self.step.blocked and not self.dry.windowed(now) and due:
                 self._fire(Event.PROBE_DUE, now)
             return
         if self.phase is Phase.PROBE:
@@ -235,6 +251,7 @@ class Axis:
         """The probe proved a higher ceiling: take what it proved and probe on, reaching
         further (the proof is over the whole probe, so it tightens as the probe goes on)."""
         self.estimate = min(max(self.estimate or 0.0, self._proof or 0.0), self.cap or math.inf)
+        self._estimated_at = now
         self.prober.proven(now)
         self.estimator.forget()
         self._set(self.prober.reach(self.estimate), now)
@@ -244,6 +261,7 @@ class Axis:
         probe leaves standing; at a few requests a second one request more or less is 5%)."""
         per_s = max(estimate.per_s, at_least or 0.0)
         self.estimate = min(per_s, self.cap) if self.cap is not None else per_s
+        self._estimated_at = now
         self.climb.forget()
         if self.burst.burst_s is None and self.first_dry_at is not None:
             self.burst.learn(self.estimator.net_between, per_s=estimate.per_s, dry_at=self.first_dry_at,

@@ -9,7 +9,11 @@ refusal is read as a spent window (the lane pauses until it frees) when:
   least that much however dry, a window refuses all until it frees (:func:`spent_at_floor`);
 * the provider stated the limit and says to retry in :data:`SPENT_WINDOW_RETRY_S` or more:
   the lane is paced under the stated limit, so its window is spent (by others, or by itself);
-* the lane is steady at an estimate a window gave: refused at the end of its quota;
+* the lane is steady at an estimate a window gave: refused at the end of its quota. Unless,
+  over :data:`BELIED_SPANS` of the window's spans since, more than :data:`BELIED_SHARE` of
+  what it sent was refused (:func:`belied`): a window refuses about once per span, so the
+  reading was no window's (a bucket's refill read as one); the window is forgotten, and the
+  refusal is a ceiling's;
 * it is the **look** after a cut (the one request sent alone once the cut's pause ended)
   and the provider says to retry in :data:`LOOK_WAIT_MIN_S` or more (Azure OpenAI: "Please
   retry after 4 seconds"): cut and paused, not even one request is admitted. Cut again on
@@ -22,6 +26,8 @@ refusal is read as a spent window (the lane pauses until it frees) when:
 >>> look.was(10.01), look.was(10.3)
 (True, False)
 >>> spent_at_floor(2.0, floor=1.0, admitted=0.2), spent_at_floor(2.0, floor=1.0, admitted=1.0)
+(True, False)
+>>> belied(sent=40, refusals=10, spans=4.0), belied(sent=400, refusals=4, spans=4.0)
 (True, False)
 >>> spent(stated=False, retry_after_s=4.0, at_window_estimate=False, looked=True)
 True
@@ -36,6 +42,10 @@ DRY_SHARE = 0.5  # searching, refused while admitting under half the floor: a sp
 SPENT_WINDOW_RETRY_S = 1.0  # refused under a stated limit with a retry this long: the window is spent, wait it out
 LOOK_WAIT_MIN_S = 2.0  # a cut's look refused with a retry this long: the window is spent (retries are rounded
 # up to whole seconds, Azure's and Anthropic's: 1 s is any short wait, a bucket's or a 1-s window's)
+BELIED_SPANS = 3.0  # a window's estimate is judged once this many of its spans passed (a pause is at most one)
+BELIED_SHARE = 0.05  # ... refusing more than this share of what was sent meanwhile: no window's (a 30,000 TPM
+# bucket read as a 5.5-s window of 62,000 TPM refused 30% of its requests, each refusal waited out, never cut)
+BELIED_MIN = 3  # ... and at least this many refusals (a few are noise at ~25 requests a minute)
 LOOK_MATCH_S = 0.05  # a refusal sent this close to the look is the look's (the clock read at the send and at
 # the pacer differ by the event loop's turn; the next request goes a settle time, 0.25 s or more, later)
 
@@ -73,3 +83,9 @@ def spent_at_floor(per_s: float, *, floor: float, admitted: float) -> bool:
     """Searching and refused at ``per_s``: whether the window is spent, the lane at or below its
     ``floor`` or the account ``admitted`` (per second, just now) under :data:`DRY_SHARE` of it."""
     return per_s <= floor * 1.001 or admitted < floor * DRY_SHARE
+
+
+def belied(*, sent: float, refusals: float, spans: float) -> bool:
+    """Whether the refusals since an estimate a window gave (``spans`` of the window ago,
+    ``refusals`` of ``sent`` requests) belie it: a window refuses once per span at most."""
+    return spans >= BELIED_SPANS and refusals >= BELIED_MIN and refusals > BELIED_SHARE * sent

@@ -55,6 +55,10 @@ class WindowLearner:
         oldest = first_admitted(start, now)
         self._fill = (oldest, dry_at) if oldest is not None and oldest < dry_at else None
 
+    def forget(self) -> None:
+        """What was read was no window's: the account is not known to count over one."""
+        self.span_s, self.known = MINUTE_S, False
+
     def frees_at(self, now: float, *, pauses: int, retry_after_s: float | None,
                  oldest_admitted: float | None) -> float:
         """When to look again after the ``pauses``-th refusal of a dry spell: when the provider
