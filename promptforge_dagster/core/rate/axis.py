@@ -31,7 +31,7 @@ from promptforge_dagster.core.rate.estimator import HORIZON_S, CeilingEstimator,
 from promptforge_dagster.core.rate.pacer import Pacer
 from promptforge_dagster.core.rate.phases import TRANSITIONS, Event, Phase
 from promptforge_dagster.core.rate.prober import Prober
-from promptforge_dagster.core.rate.spent import Look, belied, spent, spent_at_floor
+from promptforge_dagster.core.rate.spent import Look, belied_since, spent, spent_at_floor
 from promptforge_dagster.core.rate.step import Step
 from promptforge_dagster.core.rate.window import WindowLearner
 
@@ -113,7 +113,11 @@ class Axis:
             # admitted beyond the estimate until the probe ran dry: the burst was at least that
             excess = (self.estimator.net_between(start, sent_at) or 0.0) - self.estimate * (sent_at - start)
             self.burst.observe(excess, per_s=self.estimate)
-        at_window = self.phase is Phase.STEADY and self.window.known and not self._window_belied(sent_at)
+        at_window = self.phase is Phase.STEADY and self.window.known
+        if at_window and not self.known and belied_since(self.estimator, self._estimated_at, sent_at,
+                                                         self.window.span_s):
+            self.window.forget()  # no window's (a stated limit's refusals are told apart by its retry)
+            at_window = False
         if sent_at >= self.step.start:  # (one sent before the rate changed says nothing new)
             if spent(stated=self.known, retry_after_s=retry_after_s, looked=self.look.was(sent_at),
                      at_window_estimate=at_window):
@@ -122,19 +126,6 @@ class Axis:
                 self._fire(Event.REFUSED, now)
         if estimate is not None and not self.dry.windowed(now):  # (within a minute of a dry window the
             self._measured(estimate, now, at_least=kept)  # account admits the echo of our own first burst)
-
-    def _window_belied(self, sent_at: float) -> bool:
-        """Whether the refusals since the estimate belie the window it came from
-        (:func:`~promptforge_dagster.core.rate.spent.belied`); then the window is forgotten."""
-        since, e = self._estimated_at, self.estimator
-        if self.known or sent_at <= since:  # (a stated limit's refusals are told apart by its retry)
-            return False
-        refused = (e.sent_between(since, sent_at) - (e.net_between(since, sent_at) or 0.0)) / e.units_per_request
-        if not belied(sent=e.requests_between(since, sent_at), refusals=refused,
-                      spans=(sent_at - since) / self.window.span_s):
-            return False
-        self.window.forget()
-        return True
 
     def known_limit(self, per_minute: float, now: float) -> None:
         """The provider stated this limit (headers or message): the account's, so a cap this

@@ -37,6 +37,8 @@ False
 
 from __future__ import annotations
 
+from promptforge_dagster.core.rate.estimator import CeilingEstimator
+
 DRY_SHARE = 0.5  # searching, refused while admitting under half the floor: a spent window (a bucket admits
 # about the floor again however dry; a window refuses all until it frees, at any rate)
 SPENT_WINDOW_RETRY_S = 1.0  # refused under a stated limit with a retry this long: the window is spent, wait it out
@@ -89,3 +91,13 @@ def belied(*, sent: float, refusals: float, spans: float) -> bool:
     """Whether the refusals since an estimate a window gave (``spans`` of the window ago,
     ``refusals`` of ``sent`` requests) belie it: a window refuses once per span at most."""
     return spans >= BELIED_SPANS and refusals >= BELIED_MIN and refusals > BELIED_SHARE * sent
+
+
+def belied_since(history: CeilingEstimator, since: float, until: float, span_s: float) -> bool:
+    """:func:`belied`, read from the send ``history`` between ``since`` (when the estimate was
+    taken) and ``until``, the window being ``span_s`` long."""
+    if until <= since:
+        return False
+    refused = (history.sent_between(since, until) - (history.net_between(since, until) or 0.0))
+    return belied(sent=history.requests_between(since, until), refusals=refused / history.units_per_request,
+                  spans=(until - since) / span_s)
