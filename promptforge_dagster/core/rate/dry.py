@@ -42,7 +42,7 @@ class DrySpell:
         self.window = WindowLearner()
         self.since: float | None = None  # the first refusal of this episode of refusals
         self.pauses = 0  # pauses in this dry spell, each after a refusal at the floor
-        self.dry_from = 0.0  # ... the first refusal of the spell they paused was sent
+        self.dry_from = 0.0  # when the first refusal of the spell they pause was sent
         self.windowed_until = 0.0  # after a dry window: it frees as the lane's own sends age out until then
 
     def refused(self, sent_at: float) -> None:
