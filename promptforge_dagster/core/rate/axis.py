@@ -142,10 +142,10 @@ class Axis:
         if self.phase is Phase.STEADY:
             if self.cap is not None and self.estimate is not None and self.estimate >= self.cap:
                 return  # at the stated limit: nothing to probe for
-            # (not within a window of a dry one: it frees as our first sends age out, a probe proves nothing)
-            requests_per_s = self.per_s / self.estimator.units_per_request  # (probes are spaced by requests)
-            due = self.prober.due(now, self.step.start, requests_per_s)
-            if self.step.blocked and not self.dry.windowed(now) and due:
+            # (not within a window of a dry one: it frees as our first sends age out, a probe proves nothing;
+            # probes are spaced by requests, whatever a request's units)
+            if (self.step.blocked and not self.dry.windowed(now)
+                    and self.prober.due(now, self.step.start, self.per_s / self.estimator.units_per_request)):
                 self._fire(Event.PROBE_DUE, now)
             return
         if self.phase is Phase.PROBE:

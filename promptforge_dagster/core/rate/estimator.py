@@ -148,7 +148,7 @@ class CeilingEstimator:
             self._dry_at = sent_at
             return None
         sends, refused = end - start, (refused_end or 0.0) - refused_start
-        requests = (self._sends.requests_before(sent_at) or 0) - (self._sends.requests_before(self._dry_at) or 0)
+        requests = self.requests_between(self._dry_at, sent_at)
         if span < self.min_span_s or requests < self.min_sends:
             return None  # still the same dry spell: keep measuring from its start
         self._dry_at, gap, self._gap = sent_at, self._gap, 0.0
