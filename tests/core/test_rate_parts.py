@@ -244,7 +244,8 @@ def test_a_probe_proves_nothing_a_rested_burst_could_absorb_and_a_real_rise_is_p
             if _send_into(account, e, t, t + 0.5, per_s=12.5) is not None:
                 break
             t += 0.5
-            proofs.append(prober.best_proof(e.net_between, t, estimate=10.0, burst=5.0 * 10.0))
+            proofs.append(prober.best_proof(e.net_between, t, estimate=10.0, burst=5.0 * 10.0,
+                                            requests=e.requests_between))
         found = [p for p in proofs if p is not None]
         if rises:  # the ceiling doubled: proven, and never above what the account allows
             assert found and all(10.0 < p <= ceiling_rpm / 60.0 for p in found)

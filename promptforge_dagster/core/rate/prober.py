@@ -91,12 +91,12 @@ class Prober:
         return (admitted - burst) / span
 
     def best_proof(self, admitted: Callable[[float, float], float | None], end: float, *, estimate: float,
-                   burst: float, requests: Callable[[float, float], int] | None = None) -> float | None:
+                   burst: float, requests: Callable[[float, float], int]) -> float | None:
         """The highest ceiling proven over the spans from the probe's start or one of its
         proofs to ``end`` (a recent span follows a rising ceiling; a long one beats the burst),
         each of at least :data:`PROOF_MIN_REQUESTS` requests sent (``requests(t0, t1)``)."""
         proofs = [self.proof(admitted=admitted(t0, end) or 0.0, span=end - t0, estimate=estimate, burst=burst)
-                  for t0 in self.marks if end > t0 and (requests is None or requests(t0, end) >= PROOF_MIN_REQUESTS)]
+                  for t0 in self.marks if end > t0 and requests(t0, end) >= PROOF_MIN_REQUESTS]
         return max((p for p in proofs if p is not None), default=None)
 
     def expired(self, now: float) -> bool:
