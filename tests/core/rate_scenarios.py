@@ -120,7 +120,7 @@ SCENARIOS = [
              goal=(0.95, 0.02)),
     Scenario("vertex-1200-pool-3pct", AccountLimits(rpm=1200, pool_refusals=0.03), 0.04, 0.09, {"style": "vertex"},
              goal=(0.95, 0.04)),
-    Scenario("openai-1200-headers-pool-3pct", AccountLimits(rpm=1200, pool_refusals=0.03), 0.08, 0.07,
+    Scenario("openai-1200-headers-pool-3pct", AccountLimits(rpm=1200, pool_refusals=0.03), 0.85, 0.045,
              {"style": "openai", "headers": True}, goal=(0.95, 0.04)),
     # long answers: Little's law, not a fixed in-flight bound
     Scenario("answers-6s-3000", AccountLimits(rpm=3000), 0.90, 0.01, {"latency_s": 6.0}),

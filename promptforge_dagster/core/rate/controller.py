@@ -37,6 +37,8 @@ from promptforge_dagster.core.rate.background import Background
 from promptforge_dagster.core.rate.client import ClientMeter
 from promptforge_dagster.core.rate.concurrency import InFlightLimit
 from promptforge_dagster.core.rate.config import RateConfig
+from promptforge_dagster.core.rate.headroom import Headroom
+from promptforge_dagster.core.rate.headers import RateSignals
 from promptforge_dagster.core.rate.signals import ADMISSION, CONCURRENCY, REQUESTS, TOKENS, RateSignal
 from promptforge_dagster.core.rate.token_units import TokenUnits, stated_token_limits
 from promptforge_dagster.core.rate_controller import RateSample
@@ -59,6 +61,7 @@ class AdaptiveController:
         self.tokens: Axis | None = self.token_axis(cfg.tpm_hint / 60.0, now) if cfg.tpm_hint else None
         self.in_flight = InFlightLimit(cfg.concurrency, cfg.max_in_flight)
         self.background = Background()  # refusals that do not follow the rate (a shared pool's)
+        self.headroom = Headroom()  # ... or that came while the headers showed room
         self._paused_until = 0.0
         self._overloads = 0
         self.client = ClientMeter(now)  # whether the client, not the provider, holds the lane back
@@ -110,6 +113,7 @@ class AdaptiveController:
             self.in_flight.observe_latency(sample.latency)
             self.requests.admitted(sample.sent_at, sample.at, 1.0)
             self.background.answered(sample.sent_at, False, sample.at)
+            self._read_room(sample.sent_at, signal.headers)
             self.silent.admitted(sample.est_tokens)
             self.units.answered(sample.usage, sample.est_tokens - sample.max_tokens)
             if self.tokens is not None:
@@ -127,6 +131,11 @@ class AdaptiveController:
                 self._pause(sample.at, max(pause, signal.retry_after_s or 0.0), cap=OVERLOAD_PAUSE_MAX_S)
 
     def _on_refused(self, sample: RateSample, signal: RateSignal) -> None:
+        room = signal.limit is None and self._had_room(sample)
+        self.headroom.answered(True)
+        if room:
+            self._lost(sample)
+            return
         if signal.limit is None and not self._a_limits(sample):
             return
         limit = signal.limit or self._silent_limit(sample)
@@ -155,10 +164,30 @@ class AdaptiveController:
             for axis in (self.requests, self.tokens):
                 if axis is not None:
                     axis.release(sample.at)
+        self._lost(sample)
+        return False
+
+    def _lost(self, sample: RateSample) -> None:
+        """A refusal that was no limit's: not admitted, and no dry moment either."""
         self.requests.estimator.lost(sample.sent_at, 1.0)
         if self.tokens is not None:
             self.tokens.estimator.lost(sample.sent_at, self.units.of(sample.est_tokens, sample.max_tokens))
-        return False
+
+    def _read_room(self, sent_at: float, h: RateSignals) -> None:
+        """What an admitted answer's headers said was left of each per-minute limit
+        (:class:`Headroom`); Anthropic's tokens left are of its most restrictive limit."""
+        self.headroom.answered(False)
+        token_limits = [v for v in (h.limit_tokens, h.limit_input_tokens, h.limit_output_tokens) if v]
+        self.headroom.read(sent_at, remaining_requests=h.remaining_requests, limit_requests=h.requests_per_minute,
+                           remaining_tokens=h.remaining_tokens, limit_tokens=min(token_limits, default=None))
+
+    def _had_room(self, sample: RateSample) -> bool:
+        """Whether a refusal that names no limit went while the headers showed room on both."""
+        tokens = self.tokens
+        return self.headroom.had_room(
+            sample.sent_at, requests_since=lambda t: self.requests.estimator.requests_between(t, sample.sent_at),
+            tokens_since=lambda t: tokens.estimator.sent_between(t, sample.sent_at) if tokens is not None else None,
+            units=self.units.of(sample.est_tokens, sample.max_tokens))
 
     def _under_ceiling(self) -> bool:
         """Paced under a measured ceiling (where a limit refuses nothing), on every axis."""
