@@ -80,6 +80,15 @@ def test_a_shared_pools_refusal_with_room_in_the_headers_lowers_nothing():
     assert c.requests.per_s == before and c.requests.phase.value == "steady"
 
 
+def test_a_refusal_asking_to_slow_down_is_the_request_rates_whatever_the_room():
+    """OpenAI's ``slow_down`` 429 comes within the limits (traffic grew too fast): the rate is lowered."""
+    c = steady_lane(remaining=35)
+    before = c.requests.per_s
+    said = "Request rate increased too quickly. To ensure system stability, please scale requests more smoothly."
+    c.record(RateSample(9.9, 10.1, OutcomeKind.RATE_LIMITED, 10, 10, signal=parse_signal(429, said, {})))
+    assert c.requests.per_s < before
+
+
 def test_the_same_refusal_with_nothing_left_is_the_limits():
     c = steady_lane(remaining=1)
     before = c.requests.per_s

@@ -53,6 +53,10 @@ _SAYS_TOKENS = re.compile(r"tokens?(?:_usage_based)? per min|\(TPM\)|\bTPM\b|tok
 _SAYS_REQUESTS = re.compile(r"requests? per min|\(RPM\)|\bRPM\b|requests-per-min", re.I)
 # vLLM/TGI and their gateways when the batch queue is full; a bare "overloaded" (Anthropic's 529,
 # OpenAI's 503) is the provider's capacity, not this account's concurrency, and is not matched.
+# A refusal asking for a lower rate while naming no limit: OpenAI's ``slow_down`` 429 ("traffic grew too fast,
+# even within your RPM and TPM limits": retry at a lower rate), a gateway's "slow down", "rate increased too
+# quickly": the request rate is what it refuses, whatever the headers show left
+_SLOW_DOWN = re.compile(r"slow[ _-]?down|rate increased too quickly|reduce your (?:request )?rate", re.I)
 _CONCURRENCY = re.compile(r"model is overloaded|queue is full|queue full|too many (?:concurrent|pending|parallel) "
                           r"requests|concurren(?:cy|t) limit|max(?:imum)? concurrent|server is busy", re.I)
 
@@ -98,6 +102,8 @@ def parse_message(message: str) -> tuple[str | None, float | None, float | None,
     ('requests', 15.0, 39.6, None)
     >>> parse_message("Model is overloaded")
     ('concurrency', None, None, None)
+    >>> parse_message("Request rate increased too quickly. Please scale requests more smoothly over time.")
+    ('requests', None, None, None)
     """
     limit = value = retry = basis = None
     if m := _OPENAI.search(message):
@@ -119,6 +125,8 @@ def parse_message(message: str) -> tuple[str | None, float | None, float | None,
         limit = CONCURRENCY
     elif bool(_SAYS_TOKENS.search(message)) != bool(_SAYS_REQUESTS.search(message)):  # names one limit, no value
         limit = TOKENS if _SAYS_TOKENS.search(message) else REQUESTS
+    elif _SLOW_DOWN.search(message):
+        limit = REQUESTS
     if m := _OPENAI_RETRY.search(message):
         retry = parse_duration(m.group(1))
     elif m := _RETRY_SECONDS.search(message):
