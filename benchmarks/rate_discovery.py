@@ -155,7 +155,7 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=5.0)
     ap.add_argument("--phase", type=float, default=120.0)
     ap.add_argument("--scenarios", default="bucket,charged,sliding,burst-60s,fixed,openai,azure,azure-10s,azure-1s,anthropic,groq,"
-                                           "tpm,azure-tpm,azure-tpm-10s,itpm,otpm,vllm,pool-3pct,"
+                                           "tpm,azure-tpm,azure-tpm-10s,itpm,otpm,vllm,pool-3pct,pool-3pct-openai,"
                                            "latency-0.2s,latency-2s,latency-6s,latency-20s")
     ap.add_argument("--fixed-on", default="bucket,pool-3pct,latency-6s,latency-20s", help="scenarios also run with fixed buckets")
     args = ap.parse_args()
@@ -198,6 +198,9 @@ def main() -> None:
             # a busy shared pool refuses 3% whatever the rate (Vertex AI's dynamic shared quota), on a 1,200 RPM bucket
             "pool-3pct": (["--rpm", "1200", "--pool-refusals", "0.03", "--style", "vertex"], 20.0,
                           uniform, 1200.0, None),
+            # ... behind OpenAI's headers, which show the room left when the pool refuses
+            "pool-3pct-openai": (["--rpm", "1200", "--pool-refusals", "0.03", "--style", "openai"], 20.0,
+                                 uniform, 1200.0, None),
             "vllm": (["--rpm", "0", "--concurrency", "32", "--queue", "8", "--style", "vllm", "--latency-ms", "1000",
                       "--latency-sigma", "0.1"], 32.0, uniform, None, None),
         }
