@@ -9,7 +9,8 @@
   (pacing requests paces their tokens too), until the refused requests are clearly larger
   than the admitted ones: a request limit does not care about size, a token limit does;
 * a stated limit (``x-ratelimit-limit-*``, ``anthropic-ratelimit-*``, "Limit N" in the
-  message) is taken as the provider's word: paced under it, never probed past;
+  message) is taken as the provider's word (:mod:`~promptforge_dagster.core.rate.stated`):
+  paced under it, never probed past;
 * ``retry-after`` pauses the lane briefly (the refused request itself waits all of it);
   ``remaining: 0`` with a reset pauses it until the reset; overload (503/529) backs off
   exponentially and lowers nothing;
@@ -30,7 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from promptforge_dagster.core.outcome import OutcomeKind
-from promptforge_dagster.core.rate import report
+from promptforge_dagster.core.rate import report, stated
 from promptforge_dagster.core.rate.attribution import SilentLimit
 from promptforge_dagster.core.rate.axis import Axis, Phase
 from promptforge_dagster.core.rate.background import Background
@@ -38,9 +39,8 @@ from promptforge_dagster.core.rate.client import ClientMeter
 from promptforge_dagster.core.rate.concurrency import InFlightLimit
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.headroom import Headroom
-from promptforge_dagster.core.rate.headers import RateSignals
-from promptforge_dagster.core.rate.signals import ADMISSION, CONCURRENCY, REQUESTS, TOKENS, RateSignal
-from promptforge_dagster.core.rate.token_units import TokenUnits, stated_token_limits
+from promptforge_dagster.core.rate.signals import ADMISSION, CONCURRENCY, TOKENS, RateSignal
+from promptforge_dagster.core.rate.token_units import TokenUnits
 from promptforge_dagster.core.rate_controller import RateSample
 
 OVERLOAD_PAUSE_S = 0.5  # first pause after an overload answer; doubles per consecutive one
@@ -107,13 +107,13 @@ class AdaptiveController:
         if sample.kind is OutcomeKind.FATAL:  # a bad key, no quota, a day's limit spent: nothing about the pace
             return
         signal = sample.signal or RateSignal()
-        self._learn_stated_limits(signal, sample.at)
+        stated.learn(self, signal, sample.at)
         if sample.kind is OutcomeKind.SUCCESS:
             self._overloads = 0
             self.in_flight.observe_latency(sample.latency)
             self.requests.admitted(sample.sent_at, sample.at, 1.0)
             self.background.answered(sample.sent_at, False, sample.at)
-            self._read_room(sample.sent_at, signal.headers)
+            self.headroom.admitted(sample.sent_at, signal.headers)
             self.silent.admitted(sample.est_tokens)
             self.units.answered(sample.usage, sample.est_tokens - sample.max_tokens)
             if self.tokens is not None:
@@ -128,7 +128,7 @@ class AdaptiveController:
             else:
                 self._overloads += 1
                 pause = min(OVERLOAD_PAUSE_MAX_S, OVERLOAD_PAUSE_S * 2 ** (self._overloads - 1))
-                self._pause(sample.at, max(pause, signal.retry_after_s or 0.0), cap=OVERLOAD_PAUSE_MAX_S)
+                self.pause(sample.at, max(pause, signal.retry_after_s or 0.0), cap=OVERLOAD_PAUSE_MAX_S)
 
     def _on_refused(self, sample: RateSample, signal: RateSignal) -> None:
         room = signal.limit is None and self._had_room(sample)
@@ -152,7 +152,7 @@ class AdaptiveController:
         else:
             self.requests.refused(sample.sent_at, sample.at, 1.0, signal.retry_after_s)
         if signal.retry_after_s:
-            self._pause(sample.at, signal.retry_after_s, cap=RETRY_PAUSE_MAX_S)
+            self.pause(sample.at, signal.retry_after_s, cap=RETRY_PAUSE_MAX_S)
 
     def _a_limits(self, sample: RateSample) -> bool:  # (a limit's, not the background's)
         """Whether a refusal that names no limit is a limit's; the background's (a shared
@@ -172,14 +172,6 @@ class AdaptiveController:
         self.requests.estimator.lost(sample.sent_at, 1.0)
         if self.tokens is not None:
             self.tokens.estimator.lost(sample.sent_at, self.units.of(sample.est_tokens, sample.max_tokens))
-
-    def _read_room(self, sent_at: float, h: RateSignals) -> None:
-        """What an admitted answer's headers said was left of each per-minute limit
-        (:class:`Headroom`); Anthropic's tokens left are of its most restrictive limit."""
-        self.headroom.answered(False)
-        token_limits = [v for v in (h.limit_tokens, h.limit_input_tokens, h.limit_output_tokens) if v]
-        self.headroom.read(sent_at, remaining_requests=h.remaining_requests, limit_requests=h.requests_per_minute,
-                           remaining_tokens=h.remaining_tokens, limit_tokens=min(token_limits, default=None))
 
     def _had_room(self, sample: RateSample) -> bool:
         """Whether a refusal that names no limit went while the headers showed room on both."""
@@ -202,36 +194,6 @@ class AdaptiveController:
             self.requests.release(sample.at)
         return limit
 
-    def _learn_stated_limits(self, signal: RateSignal, now: float) -> None:
-        """A stated limit is taken in its own basis: a tokens axis opens on OpenAI's header or
-        on a refusal's message (Anthropic states its ITPM and OTPM on every answer, binding or
-        not), and is capped by what is stated in the basis it counts. A request limit is taken
-        per minute when a refusal's message says so, or a header's reset does not say otherwise
-        (:attr:`RateSignals.requests_per_minute`); once a message stated it, a header's other
-        count is of another period (Groq's ``x-ratelimit-limit-requests`` counts a day)."""
-        h = signal.headers
-        said = signal.limit_value if signal.limit == REQUESTS else None
-        if said:
-            self.rpm_said = said
-        header = h.requests_per_minute
-        if header and self.rpm_said is not None and header != self.rpm_said:
-            header = None  # the message named the minute's limit: this count is another period's
-        rpm = said or header
-        if rpm:
-            self.requests.known_limit(float(rpm), now)
-        tpm = stated_token_limits(signal)
-        if self.tokens is None:
-            opened_by = signal.token_basis if signal.limit == TOKENS and signal.limit_value else None
-            basis = opened_by or (ADMISSION if h.limit_tokens else None)
-            if basis is not None:
-                self.units.basis = basis
-                self.tokens = self.token_axis(tpm[basis] / 60.0, now)
-        if self.tokens is not None and self.units.basis in tpm:
-            self.tokens.known_limit(tpm[self.units.basis], now)
-        for remaining, reset in ((h.remaining_requests, h.reset_requests_s), (h.remaining_tokens, h.reset_tokens_s)):
-            if remaining == 0 and reset:  # the provider says the window is spent until reset
-                self._pause(now, reset, cap=self.cfg.window_s)
-
     # -- helpers ---------------------------------------------------------------
     def token_axis(self, start_per_s: float, now: float) -> Axis:
         """A tokens axis in the units' basis, opened on what the lane sent so far in it (its
@@ -239,7 +201,8 @@ class AdaptiveController:
         return Axis(self.cfg, start_per_s, now, min_per_s=1.0, max_per_s=self.cfg.max_rpm * 1000 / 60.0,
                     history=self.units.history(self.units.basis))
 
-    def _pause(self, now: float, seconds: float, *, cap: float) -> None:
+    def pause(self, now: float, seconds: float, *, cap: float) -> None:
+        """Send nothing on this lane for ``seconds`` (at most ``cap``)."""
         self._paused_until = max(self._paused_until, now + min(seconds, cap))
 
     def _token_rate(self, now: float) -> float | None:

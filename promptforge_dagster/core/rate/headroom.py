@@ -34,6 +34,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+from promptforge_dagster.core.rate.headers import RateSignals
+
 ROOM_KEPT = 0.5  # of what a reading showed left, this much still left after this lane's sends since: other
 # clients would have to spend more than this lane did, within FRESH_S, for the refusal to be the limit's
 ROOM_MIN = 2  # ... and at least this many requests (a reading of one left says little)
@@ -69,6 +71,15 @@ class Headroom:
             self._readings.append(reading)
         while self._readings and self._readings[0][0] < self._readings[-1][0] - HOLD_S:
             self._readings.popleft()
+
+    def admitted(self, sent_at: float, h: RateSignals) -> None:
+        """An admitted answer, sent at ``sent_at``, and its headers: what was left of the
+        per-minute request limit and of the token limits (Anthropic's tokens left are of its
+        most restrictive one)."""
+        self.answered(False)
+        token_limits = [v for v in (h.limit_tokens, h.limit_input_tokens, h.limit_output_tokens) if v]
+        self.read(sent_at, remaining_requests=h.remaining_requests, limit_requests=h.requests_per_minute,
+                  remaining_tokens=h.remaining_tokens, limit_tokens=min(token_limits, default=None))
 
     def answered(self, refused: bool) -> None:
         self._recent.append(refused)
