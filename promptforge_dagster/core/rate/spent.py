@@ -33,6 +33,8 @@ refusal is read as a spent window (the lane pauses until it frees) when:
 True
 >>> spent(stated=False, retry_after_s=1.0, at_window_estimate=False, looked=True)   # any short wait
 False
+>>> spent(stated=True, retry_after_s=1.0, at_window_estimate=False, looked=False)  # ... under a stated limit too
+False
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from promptforge_dagster.core.rate.estimator import CeilingEstimator
 
 DRY_SHARE = 0.5  # searching, refused while admitting under half the floor: a spent window (a bucket admits
 # about the floor again however dry; a window refuses all until it frees, at any rate)
-SPENT_WINDOW_RETRY_S = 1.0  # refused under a stated limit with a retry this long: the window is spent, wait it out
+SPENT_WINDOW_RETRY_S = 2.0  # refused under a stated limit with a retry this long: the window is spent, wait it out
+# (not at 1 s: Anthropic rounds its retry-after up to whole seconds, so 1 s is any short wait; three jobs on
+# one account each paused 1 s on each refusal instead of stepping back to their share, and refused 3%)
 LOOK_WAIT_MIN_S = 2.0  # a cut's look refused with a retry this long: the window is spent (retries are rounded
 # up to whole seconds, Azure's and Anthropic's: 1 s is any short wait, a bucket's or a 1-s window's)
 BELIED_SPANS = 3.0  # a window's estimate is judged once this many of its spans passed (a pause is at most one)
