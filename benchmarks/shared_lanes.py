@@ -2,7 +2,7 @@
 
     uv run python benchmarks/shared_lanes.py --rpm 1800 --duration 90 --window 3
 
-One simulator (one account: --rpm, no rate-limit headers), one API key, so all three
+One simulator (one account: --rpm, no rate-limit headers, 429s worded as --style), one API key, so all three
 jobs pace on the same lane; they start --stagger seconds apart, so each joins a lane the
 others are already using. With sharing, their learned limits meet in one job registry
 (SQLite); without (`--no-share-lanes`), each learns alone. From the simulator's request
@@ -44,7 +44,7 @@ def run_jobs(tmp: str, name: str, n_jobs: int, args, share: bool) -> dict:
     os.makedirs(d)
     log = os.path.join(d, "requests.jsonl")
     sim, api_base = start_simulator("--rpm", str(args.rpm), "--headers", "none", "--latency-ms", "100",
-                                    "--request-log", log)
+                                    "--style", args.style, "--request-log", log)
     registry = f"sqlite://{os.path.join(d, 'registry.sqlite3')}"
     procs = []
     try:
@@ -88,7 +88,7 @@ def warm_start(tmp: str, args) -> dict:
     os.makedirs(d)
     log = os.path.join(d, "requests.jsonl")
     sim, api_base = start_simulator("--rpm", str(args.rpm), "--headers", "none", "--latency-ms", "100",
-                                    "--request-log", log)
+                                    "--style", args.style, "--request-log", log)
     registry = f"sqlite://{os.path.join(d, 'registry.sqlite3')}"
     try:
         def job(i: int, prompts: int) -> subprocess.CompletedProcess:
@@ -122,6 +122,8 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=3.0)
     ap.add_argument("--jobs", type=int, default=3)
     ap.add_argument("--stagger", type=float, default=15.0, help="seconds between job starts")
+    ap.add_argument("--style", default="openai", help="how the simulator words its 429s: openai (\"Limit N\"), "
+                                                      "vertex or bare (no limit named), ...")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for share in (True, False):
