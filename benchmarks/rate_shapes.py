@@ -82,6 +82,19 @@ SHAPES = [
     Scenario("bare-otpm-16k-minute-bucket", AccountLimits(rpm=None, tpm=16_000, tokens_basis="output", burst_s=60.0),
              0.0, 1.0, {"style": "bare", "request": budgeted_answers, "s_per_token": 0.005}, measure="tokens",
              goal=SHIFT_GOAL),
+    # (twelfth session) a busy shared pool behind Anthropic's headers, which show the room left when it refuses
+    # (the goal on refusals: the pool's 2% and the steady 1%)
+    Scenario("anthropic-1000-headers-pool-2pct", AccountLimits(rpm=1000, pool_refusals=0.02), 0.0, 1.0,
+             {"style": "anthropic", "headers": True}, goal=(0.95, 0.03)),
+    # window counters elsewhere than the matrix's 1,200 RPM: a fast account over half-second answers, a slow one
+    Scenario("vertex-6000-sliding-minute-0.5s", AccountLimits(rpm=6000, limiter="sliding"), 0.0, 1.0,
+             {"style": "vertex", "latency_s": 0.5}),
+    Scenario("bare-300-sliding-minute", AccountLimits(rpm=300, limiter="sliding"), 0.0, 1.0, {"style": "bare"}),
+    Scenario("bare-600-sliding-minute-charged", AccountLimits(rpm=600, limiter="sliding", refusals_count=True),
+             0.0, 1.0, {"style": "bare"}),
+    Scenario("gemini-60-fixed-minute", AccountLimits(rpm=60, limiter="fixed"), 0.0, 1.0, {"style": "gemini"}),
+    Scenario("azure-3000-10s-window-2s-answers", AccountLimits(rpm=3000, limiter="fixed", window_s=10.0), 0.0, 1.0,
+             {"style": "azure", "headers": True, "latency_s": 2.0}),
 ]
 
 

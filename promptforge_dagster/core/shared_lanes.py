@@ -77,6 +77,7 @@ class LaneSync:
         current contention: its estimate already is its share, so it is not rescaled."""
         now = self._clock() if now is None else now
         changes: list[tuple[Any, float]] = []
+        jobs: list[tuple[Any, int]] = []  # each controller, and how many jobs pace on its lane
         for lane, controller in self.lanes.items():
             if not hasattr(controller, "rescale"):
                 continue  # a fixed limit learns nothing and takes no share
@@ -89,6 +90,7 @@ class LaneSync:
             factor = 1.0 if fresh else n_before / n_now
             if factor != 1.0:
                 changes.append((controller, factor))
+            jobs.append((controller, n_now))
             exported = controller.export_state()
             if _learned(exported):
                 # this job's share (after the rescale about to apply) times the jobs on the lane
@@ -99,6 +101,9 @@ class LaneSync:
         def apply(monotonic_now: float) -> None:
             for controller, factor in changes:
                 controller.rescale(factor, monotonic_now)
+            for controller, n in jobs:
+                if hasattr(controller, "shared_by"):
+                    controller.shared_by(n)
 
         return apply
 

@@ -144,3 +144,15 @@ def test_the_metrics_carry_a_busy_pools_share_per_lane():
               for m in sm.metrics if m.name == "promptforge.rate.background_refused_share" for p in m.data.data_points]
     provider.shutdown()
     assert shares == [c.snapshot()["background_refused_share"]] and 0.0 < shares[0] < 0.05
+
+
+def test_no_background_is_looked_for_while_other_jobs_pace_on_the_lane():
+    """Their load refuses a share this lane's rate does not move, as a pool would."""
+    rng, b = random.Random(1), Background()
+    b.looking = False  # lane sharing says other jobs are on the lane
+    feed(b, 30, 20.0, 0.04, start=0.0, under_ceiling=False, rng=rng)
+    feed(b, 60, 8.0, 0.04, start=30.0, under_ceiling=True, rng=rng)
+    assert not b.found
+    b.looking = True  # they left: the same evidence, read again
+    feed(b, 60, 8.0, 0.04, start=90.0, under_ceiling=True, rng=rng)
+    assert b.found

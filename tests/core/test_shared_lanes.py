@@ -76,3 +76,20 @@ def test_without_sharing_nothing_is_published(registry, tmp_path):
     lanes = RateLanes.adaptive(CFG, key_hash="k", clock=lambda: 0.0)
     lanes.controller(LANE)
     assert registry.lane(LANE) is None
+
+
+def test_a_lane_shared_with_other_jobs_looks_for_no_busy_pool(registry):
+    """Lane sharing tells each controller how many jobs pace on its lane."""
+    clock = Clock()
+    a_lanes, a = job(registry, "a", clock)
+    ca = learned(a_lanes, 1200.0)
+    a.sync()(0.0)
+    assert ca.background.looking
+    b_lanes, b = job(registry, "b", clock)
+    cb = b_lanes.controller(LANE)
+    a.sync()(1.0)
+    b.sync()(1.0)
+    assert not ca.background.looking and not cb.background.looking
+    b.leave()
+    a.sync()(2.0)
+    assert ca.background.looking

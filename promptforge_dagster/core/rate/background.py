@@ -17,6 +17,13 @@ a refusal is a limit's only when the latest answers hold more refusals than the 
 would give but rarely; the others are retried, and lower nothing. The share is read again
 from the answers sent while paced under a measured ceiling, where a limit refuses nothing.
 
+Other jobs pacing on the same account look the same from one lane: their load refuses a
+share that this lane's rate does not move. So while lane sharing says others pace on the
+lane, no background is looked for (three jobs on one account whose 429s name no limit took
+their contention for a pool's, stopped backing off, and refused 2.7% over HTTP). A share
+found before they came is kept. Jobs that share an account but not a lane (sharing off,
+or several keys of one organisation) cannot be told apart: see docs/BENCHMARKS.md.
+
 >>> b = Background()
 >>> for second in range(60):                       # 4% refused at 20/s and at 5/s alike
 ...     rate = 20 if second < 30 else 5
@@ -66,6 +73,8 @@ class Background:
         self._grains: deque[int] = deque()
         self._cells: deque[list] = deque()  # [second answered, {(band, under a ceiling): [answered, refused]}]
         self.share: float | None = None  # the background's share of refusals, once found
+        self.looking = True  # False while other jobs pace on the lane: their load looks alike (a share of
+        # refusals that this lane's rate does not move); a share found before they came is kept
         self._found_share = 0.0  # ... as read when found
         self._paced = self._paced_refused = 0  # answers (and refusals) paced under a measured ceiling, since found
         self._since = -math.inf  # answers to requests sent before this were counted for the last limit
@@ -94,7 +103,7 @@ class Background:
             counts[0] += 1
             counts[1] += refused
         if self.share is None:
-            found = self._found() if refused else None
+            found = self._found() if refused and self.looking else None
             if found is not None:
                 self.share = self._found_share = found
             return refused and found is None

@@ -239,6 +239,12 @@ class AdaptiveController:
         report.restore(c, state, now)
         return c
 
+    def shared_by(self, jobs: int) -> None:
+        """How many jobs pace on this lane now (lane sharing). While others do, their load
+        refuses what this lane's own rate does not explain, as a busy pool would: no pool is
+        looked for (:attr:`Background.looking`)."""
+        self.background.looking = jobs <= 1
+
     def rescale(self, factor: float, now: float) -> None:
         """This job's share of the lane changed (jobs joined or left)."""
         for axis in (self.requests, self.tokens):
