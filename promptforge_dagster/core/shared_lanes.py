@@ -9,7 +9,9 @@ account-level state (this job's learned state times the number of jobs on the la
 * **fair share**: when jobs join or leave, each rescales by ``n_before / n_now``, so the
   shares keep summing to the account's ceiling;
 * **staleness**: state older than ``stale_after_s`` is ignored (back to discovery); a dead
-  job stops renewing its membership and drops out after ``ttl_s``.
+  job stops renewing its membership and drops out after ``ttl_s``;
+* **company**: each controller is told how many jobs pace on its lane (``shared_by``): the
+  others' load refuses what its own rate does not explain, so it looks for no busy pool.
 
 >>> to_account({"rate": 5.0, "ceiling_rpm": 300.0, "ceiling_tpm": None}, members=4)["ceiling_rpm"]
 1200.0

@@ -174,7 +174,8 @@ class AdaptiveController:
             self.tokens.estimator.lost(sample.sent_at, self.units.of(sample.est_tokens, sample.max_tokens))
 
     def _had_room(self, sample: RateSample) -> bool:
-        """Whether a refusal that names no limit went while the headers showed room on both."""
+        """Whether a refusal that names no limit went while the headers showed room on every
+        limit they state (:meth:`Headroom.had_room`)."""
         tokens = self.tokens
         return self.headroom.had_room(
             sample.sent_at, requests_since=lambda t: self.requests.estimator.requests_between(t, sample.sent_at),
