@@ -77,6 +77,8 @@ class Headroom:
         per-minute request limit and of the token limits (Anthropic's tokens left are of its
         most restrictive one)."""
         self.answered(False)
+        if h.remaining_requests is None:  # (most answers, without headers: nothing to read, on the hot path)
+            return
         token_limits = [v for v in (h.limit_tokens, h.limit_input_tokens, h.limit_output_tokens) if v]
         self.read(sent_at, remaining_requests=h.remaining_requests, limit_requests=h.requests_per_minute,
                   remaining_tokens=h.remaining_tokens, limit_tokens=min(token_limits, default=None))

@@ -51,12 +51,12 @@ _GEMINI_METRIC = re.compile(r"Quota exceeded for metric: \S*?(requests|token_cou
 _GEMINI_DELAY = re.compile(r'"?retryDelay"?\s*[:=]\s*"(\d+(?:\.\d+)?)s"', re.I)
 _SAYS_TOKENS = re.compile(r"tokens?(?:_usage_based)? per min|\(TPM\)|\bTPM\b|tokens-per-min", re.I)
 _SAYS_REQUESTS = re.compile(r"requests? per min|\(RPM\)|\bRPM\b|requests-per-min", re.I)
-# vLLM/TGI and their gateways when the batch queue is full; a bare "overloaded" (Anthropic's 529,
-# OpenAI's 503) is the provider's capacity, not this account's concurrency, and is not matched.
 # A refusal asking for a lower rate while naming no limit: OpenAI's ``slow_down`` 429 ("traffic grew too fast,
 # even within your RPM and TPM limits": retry at a lower rate), a gateway's "slow down", "rate increased too
 # quickly": the request rate is what it refuses, whatever the headers show left
 _SLOW_DOWN = re.compile(r"slow[ _-]?down|rate increased too quickly|reduce your (?:request )?rate", re.I)
+# vLLM/TGI and their gateways when the batch queue is full; a bare "overloaded" (Anthropic's 529,
+# OpenAI's 503) is the provider's capacity, not this account's concurrency, and is not matched.
 _CONCURRENCY = re.compile(r"model is overloaded|queue is full|queue full|too many (?:concurrent|pending|parallel) "
                           r"requests|concurren(?:cy|t) limit|max(?:imum)? concurrent|server is busy", re.I)
 
