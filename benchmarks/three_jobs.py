@@ -4,7 +4,7 @@
 
 Three controllers that know nothing of each other (lane sharing off, or three API keys of
 one organisation) take turns to send on one simulated 1,800 RPM account for 2 minutes from
-a cold start (``ThreeJobs`` of ``tests/core/test_rate_matrix.py``). Prints, per wording,
+a cold start (``ThreeJobs`` of ``tests/core/rate_scenarios.py``). Prints, per wording,
 the mean and the worst of 8 seeds of the aggregate goodput and refused share over the second
 minute (the goal: >= 0.90 of the ceiling with <= 2% refused).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from common import ROOT  # noqa: F401 - puts the project on sys.path
 
 from promptforge_dagster.simulator.account import AccountLimits
-from tests.core.test_rate_matrix import ThreeJobs, run_matrix
+from tests.core.rate_scenarios import ThreeJobs, run_matrix
 
 CEILING_RPM = 1800
 GOAL = (0.90, 0.02)

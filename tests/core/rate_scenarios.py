@@ -173,3 +173,31 @@ def fixed_told(share: float, s: Scenario) -> Callable[[], FixedRateController]:
     rpm = s.limits.rpm * share if s.limits.rpm else None
     tpm = s.limits.tpm * share if s.limits.tpm else None
     return lambda: FixedRateController(rpm, now=0.0, tpm=tpm)
+
+
+class ThreeJobs:
+    """Three independent jobs (no sharing) on one account: each send attempt goes to the jobs
+    in turn, each answer back to the job that sent it."""
+
+    def __init__(self):
+        self.jobs = [controller() for _ in range(3)]
+        self._turn = 0
+        self._sender = {}
+
+    def acquire(self, now, est_tokens, max_tokens=0):
+        waits = []
+        for _ in range(3):
+            job = self.jobs[self._turn % 3]
+            self._turn += 1
+            wait = job.acquire(now, est_tokens, max_tokens)
+            if wait == 0.0:
+                self._sender[now] = job
+                return 0.0
+            waits.append(wait)
+        return min(waits)
+
+    def record(self, sample):
+        self._sender.pop(sample.sent_at, self.jobs[0]).record(sample)
+
+    def in_flight_limit(self):
+        return sum(j.in_flight_limit() for j in self.jobs)

@@ -9,7 +9,7 @@ import pytest
 
 from promptforge_dagster.simulator.account import AccountLimits
 from tests.core.provider_matrix import run_matrix
-from tests.core.rate_scenarios import SCENARIOS, Scenario, controller, fixed_told, run
+from tests.core.rate_scenarios import SCENARIOS, Scenario, ThreeJobs, controller, fixed_told, run
 
 SEEDS = range(8)
 
@@ -49,34 +49,6 @@ def test_a_fixed_bucket_told_half_the_limit_gets_half_and_adaptive_beats_it():
     s = SCENARIOS[2]  # bucket-1200
     half = run(s, 0, fixed_told(0.5, s))[0][0]
     assert 0.45 <= half <= 0.55 and run(s, 0)[0][0] >= 0.95
-
-
-class ThreeJobs:
-    """Three independent jobs (no sharing) on one account: each send attempt goes to the jobs
-    in turn, each answer back to the job that sent it."""
-
-    def __init__(self):
-        self.jobs = [controller() for _ in range(3)]
-        self._turn = 0
-        self._sender = {}
-
-    def acquire(self, now, est_tokens, max_tokens=0):
-        waits = []
-        for _ in range(3):
-            job = self.jobs[self._turn % 3]
-            self._turn += 1
-            wait = job.acquire(now, est_tokens, max_tokens)
-            if wait == 0.0:
-                self._sender[now] = job
-                return 0.0
-            waits.append(wait)
-        return min(waits)
-
-    def record(self, sample):
-        self._sender.pop(sample.sent_at, self.jobs[0]).record(sample)
-
-    def in_flight_limit(self):
-        return sum(j.in_flight_limit() for j in self.jobs)
 
 
 @pytest.mark.parametrize("style, headers", [("openai", True), ("openai", False), ("bare", False),

@@ -66,7 +66,8 @@ class Headroom:
         tokens_left = remaining_tokens if limit_tokens else None
         reading = (at, remaining_requests, tokens_left)
         if self._readings and self._readings[-1][0] // GRAIN_S == at // GRAIN_S:
-            self._readings[-1] = reading if reading[0] >= self._readings[-1][0] else self._readings[-1]
+            if at >= self._readings[-1][0]:
+                self._readings[-1] = reading
         else:
             self._readings.append(reading)
         while self._readings and self._readings[0][0] < self._readings[-1][0] - HOLD_S:

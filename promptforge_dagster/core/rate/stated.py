@@ -1,11 +1,11 @@
 """Limits the provider stated, taken as its word, each in the basis it counts.
 
-A tokens axis opens on OpenAI's header or
-on a refusal's message (Anthropic states its ITPM and OTPM on every answer, binding or
-not), and is capped by what is stated in the basis it counts. A request limit is taken
-per minute when a refusal's message says so, or a header's reset does not say otherwise
-(:attr:`RateSignals.requests_per_minute`); once a message stated it, a header's other
-count is of another period (Groq's ``x-ratelimit-limit-requests`` counts a day).
+A tokens axis opens on OpenAI's header or on a refusal's message (Anthropic states its ITPM
+and OTPM on every answer, binding or not), and is capped by what is stated in the basis it
+counts. A request limit is taken per minute when a refusal's message says so, or a header's
+reset does not say otherwise (:attr:`RateSignals.requests_per_minute`); once a message
+stated it, a header's other count is of another period (Groq's ``x-ratelimit-limit-requests``
+counts a day).
 
 A count of nothing left with its reset (``remaining: 0``) pauses the lane until the reset.
 
