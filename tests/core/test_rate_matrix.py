@@ -9,7 +9,7 @@ import pytest
 
 from promptforge_dagster.simulator.account import AccountLimits
 from tests.core.provider_matrix import run_matrix
-from tests.core.rate_scenarios import SCENARIOS, Scenario, ThreeJobs, controller, fixed_told, run
+from tests.core.rate_scenarios import SCENARIOS, Scenario, ThreeJobs, controller, fixed_told, limits_of, run
 
 SEEDS = range(8)
 
@@ -20,6 +20,20 @@ def test_goodput_and_refusals_across_seeds(scenario: Scenario):
         for i, (goodput, refused) in enumerate(run(scenario, seed)):
             assert goodput >= scenario.goodput, (scenario.name, seed, i, goodput)
             assert refused <= scenario.refused, (scenario.name, seed, i, refused)
+
+
+@pytest.mark.parametrize("seed, spell", [(1, (50.0, 80.0)), (3, (20.0, 80.0))])
+def test_a_minute_read_as_a_shorter_window_costs_a_refusal_per_look_while_it_is_spent(seed, spell):
+    """A fixed minute that resets soon after the job starts is read as a window of that span
+    (seed 1: 23.6 s, seed 3: 8.8 s), so each later minute's quota is spent early and the lane
+    waits out the rest. Its own sends age out of the span read, but the window does not free:
+    after two such pauses the pauses double, and each look goes alone. Looking every 0.55 s,
+    a burst at the rate each time, seed 1 refused 100 requests in its second minute, seed 3
+    86 in 10 s; now each such spell costs about a refusal per look."""
+    s = next(x for x in SCENARIOS if x.name == "fixed-1200")
+    trace = run_matrix(controller(), limits_of(s, seed), s.duration, seed=seed, **s.kw)
+    ok, refused, _ = trace.between(*spell)  # the second minute's spell, its quota spent
+    assert ok == 0 and refused <= 10, (ok, refused)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

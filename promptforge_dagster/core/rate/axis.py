@@ -209,6 +209,8 @@ class Axis:
     def _dry(self, now: float, retry_after_s: float | None) -> None:
         """Pause this axis until the account's window frees (:meth:`DrySpell.pause`)."""
         self.pause_until = self.dry.pause(now, retry_after_s)
+        if self.dry.pauses > 1:  # refused after a pause: the next one goes alone too (not a burst at the rate)
+            self.look.arm()
         self.estimator.forget()
         self.step.restart(now)
 

@@ -30,6 +30,8 @@ MINUTE_S = 60.0  # the span per-minute limits are counted over: what was admitte
 MIN_WINDOW_S = 1.0  # the shortest interval a provider documents counting over (Azure OpenAI: 1 s)
 READ_BACK_S = 0.05  # the send history's grain: the first admitted request is read to this
 DRY_PAUSE_S = 0.5  # refused at the floor: pause this long, doubling per refusal (a window must pass)
+CAPPED_PAUSES = 2  # a dry spell's pauses end when its window frees by the span read; refused after that
+# many, the span read is wrong (a fixed minute's reset read as its span): the pauses double instead
 DRY_PAUSE_MAX_S = 16.0  # ... up to this: a minute-long dry spell is probed ~7 times, each a refusal (and never
 # past a window after the oldest request it admitted, when the window has freed)
 
@@ -77,11 +79,23 @@ class WindowLearner:
 
         >>> WindowLearner().frees_at(10.0, pauses=2, retry_after_s=None, oldest_admitted=-49.9)
         10.55
+
+        Refused after that too, a window read at the end of a dry spell did not free as its
+        span says: the pause doubles (a lane on a fixed minute read as 23.6 s looked every
+        0.55 s for 30 s, two refusals each time, as its own sends aged out of 23.6 s). A minute,
+        the span when none was read, is always right (no per-minute limit counts over more):
+
+        >>> w = WindowLearner()
+        >>> w.frees_at(10.0, pauses=3, retry_after_s=None, oldest_admitted=-49.9)
+        10.55
+        >>> w.span_s, w.known = 20.0, True
+        >>> w.frees_at(10.0, pauses=3, retry_after_s=None, oldest_admitted=-9.9)
+        12.0
         """
         if retry_after_s:
             return now + min(MINUTE_S, retry_after_s)
         until = now + min(DRY_PAUSE_MAX_S, DRY_PAUSE_S * 2 ** (pauses - 1))
-        if oldest_admitted is not None:
+        if oldest_admitted is not None and (pauses <= CAPPED_PAUSES or not self.known):
             soonest = now + (DRY_PAUSE_S if pauses > 1 else 0.0)
             until = min(until, max(soonest, oldest_admitted + self.span_s) + READ_BACK_S)
         return until
