@@ -68,6 +68,11 @@ SCENARIOS = [
     # (a job that starts late in a minute measures the first, partial minute as the whole: 2.5x too high,
     # and each later minute refuses from its quota's end, a refusal per look; the worst seed of 8 3.3%)
     Scenario("fixed-1200", AccountLimits(rpm=1200, limiter="fixed"), 0.95, 0.04, goal=STEADY_GOAL),
+    # a sliding minute whose refusals state the limit (OpenAI's words, no headers): the cold start's flood
+    # spends the minute at once, and the lane waits it out as told; once the flood ages out, it climbs to the
+    # limit (it held the rate the flood's echo allowed, 0.66 of it, for the rest of that minute: 0.815)
+    Scenario("openai-300-sliding-message-only", AccountLimits(rpm=300, limiter="sliding"), 0.95, 0.03,
+             {"style": "openai"}, goal=STEADY_GOAL),
     Scenario("sliding-1200-charged-openai-headers", AccountLimits(rpm=1200, limiter="sliding", refusals_count=True),
              0.95, 0.01, {"style": "openai", "headers": True}),
     # how refusals are worded

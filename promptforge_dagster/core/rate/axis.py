@@ -216,10 +216,11 @@ class Axis:
 
     def _approach(self, now: float) -> None:
         """Climb back (:meth:`Climb.step`) toward just under the estimate, else the rates
-        refused (within a window of a dry one, to the floor)."""
+        refused (within a window of a dry one, first to the floor: what ages out of it)."""
         margin = self.cfg.steady.margin
-        if self.dry.windowed(now):
-            self._set(max(self.per_s, self.dry.floor(now, self.step.settle) * (1.0 - margin)), now)
+        floor = self.dry.floor(now, self.step.settle) * (1.0 - margin) if self.dry.windowed(now) else 0.0
+        if floor > self.per_s:
+            self._set(floor, now)
             return
         target = self._target() if self.estimate is not None else None
         self._set(self.climb.step(self.per_s, target=target, margin=margin, growth=self.cfg.discovery.growth), now)
