@@ -22,18 +22,18 @@ def test_goodput_and_refusals_across_seeds(scenario: Scenario):
             assert refused <= scenario.refused, (scenario.name, seed, i, refused)
 
 
-@pytest.mark.parametrize("seed, spell", [(1, (50.0, 80.0)), (3, (20.0, 80.0))])
-def test_a_minute_read_as_a_shorter_window_costs_a_refusal_per_look_while_it_is_spent(seed, spell):
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_minute_read_as_a_shorter_window_costs_a_refusal_per_look_while_it_is_spent(seed):
     """A fixed minute that resets soon after the job starts is read as a window of that span
-    (seed 1: 23.6 s, seed 3: 8.8 s), so each later minute's quota is spent early and the lane
-    waits out the rest. Its own sends age out of the span read, but the window does not free:
-    after two such pauses the pauses double, and each look goes alone. Looking every 0.55 s,
-    a burst at the rate each time, seed 1 refused 100 requests in its second minute, seed 3
-    86 in 10 s; now each such spell costs about a refusal per look."""
+    (8.8 s, 23.6 s), so each later minute's quota is spent early and the lane waits out the
+    rest. Its own sends age out of the span read, but the window does not free: after two
+    such pauses the pauses double, and each look goes alone. Looking every 0.55 s, a burst at
+    the rate each time, three seeds of 8 refused 85-97 requests in the seconds that admitted
+    nothing (engine of 798d38f); now 3-20."""
     s = next(x for x in SCENARIOS if x.name == "fixed-1200")
     trace = run_matrix(controller(), limits_of(s, seed), s.duration, seed=seed, **s.kw)
-    ok, refused, _ = trace.between(*spell)  # the second minute's spell, its quota spent
-    assert ok == 0 and refused <= 10, (ok, refused)
+    spent = [k for k in range(15, int(s.duration)) if not trace.ok.get(k)]  # after the first minute's flood
+    assert sum(trace.refused.get(k, 0) for k in spent) <= 25, spent
 
 
 @pytest.mark.parametrize("seed", SEEDS)

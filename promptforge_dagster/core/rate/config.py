@@ -20,7 +20,9 @@ class Discovery:
     initial_rpm: float = 60.0  # where a lane with no hint starts: no account allows less than 1 request/s
     growth: float = 2.0  # x per proven step, as TCP slow start per round trip: 60 -> 20,000 RPM in 9 steps
     step_requests: int = 8  # sends at a rate, none refused, before it grows: one refusal in 8 would show
-    step_min_s: float = 0.25  # and at least this long, so a step spans several pacer intervals
+    step_min_s: float = 0.5  # and at least this long: a step spans several pacer intervals, and a window
+    # counter's quota, spent as the rate doubles, runs out at half the rate (0.25 s: its first flood twice as
+    # large; a 1,200 RPM sliding minute refused 3.5%, now 2.3%; 60 -> 20,000 RPM takes ~0.5 s longer)
     step_max_s: float = 0.5  # ... or, before any refusal, this long: 60 -> 3,840 RPM in ~4 s
     backoff: float = 0.5  # on a refusal while searching: half the rate it was refused at (TCP's cut)
 

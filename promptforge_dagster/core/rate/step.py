@@ -13,7 +13,7 @@ may be a second away, and the sends it made are as old.
 >>> from promptforge_dagster.core.rate.config import Discovery
 >>> s = Step(Discovery(step_requests=2), now=0.0)
 >>> s.sent(0.0, searching=False); s.sent(0.1, searching=False); s.blocked = True
->>> s.proven(0.3, searching=False, per_s=8.0), s.proven(0.36, searching=False, per_s=8.0)   # full at 0.1, +0.25 s
+>>> s.proven(0.36, searching=False, per_s=8.0), s.proven(0.5, searching=False, per_s=8.0)  # full, settled, 0.5 s
 (False, True)
 >>> s.heard(sent_at=1.0, now=1.2); round(s.settle, 2)   # a refusal took 0.2 s: wait twice that
 0.4
