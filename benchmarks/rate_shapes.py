@@ -20,8 +20,7 @@ import sys
 from common import ROOT  # noqa: F401 - puts the project on sys.path
 
 from promptforge_dagster.simulator.account import AccountLimits
-from tests.core.rate_scenarios import (SHIFT_GOAL, STEADY_GOAL, Scenario, budgeted_answers, controller, judge,
-                                       limits_of, mixed_sizes, run_matrix)
+from tests.core.rate_scenarios import SHIFT_GOAL, STEADY_GOAL, Scenario, budgeted_answers, mixed_sizes, run
 
 LITELLM_CPU_S = 0.0035  # the client's own cost per request (the brief's measurement of LiteLLM)
 
@@ -98,17 +97,22 @@ SHAPES = [
 ]
 
 
+def report(s: Scenario, seeds: int = 8) -> bool:
+    """Print the mean and the worst of ``seeds`` seeds of ``s`` against its goal (the steady
+    goal when it names none); return whether it was met."""
+    rows = [run(s, seed)[0] for seed in range(seeds)]
+    goodput, refused = [r[0] for r in rows], [r[1] for r in rows]
+    goal = s.goal or STEADY_GOAL
+    met = min(goodput) >= goal[0] and max(refused) <= goal[1]
+    print(f"{'met ' if met else 'MISS'} {s.name:38} goodput mean {sum(goodput) / seeds:.3f} worst {min(goodput):.3f}, "
+          f"refused mean {sum(refused) / seeds:.2%} worst {max(refused):.2%}", flush=True)
+    return met
+
+
 def main(names: list[str]) -> None:
     for s in SHAPES:
-        if names and not any(n in s.name for n in names):
-            continue
-        rows = [judge(s, run_matrix(controller(), limits_of(s, seed), s.duration, seed=seed, **s.kw), 0.0, s.duration,
-                      s.ceiling()) for seed in range(8)]
-        goodput, refused = [r[0] for r in rows], [r[1] for r in rows]
-        goal = s.goal or STEADY_GOAL
-        met = min(goodput) >= goal[0] and max(refused) <= goal[1]
-        print(f"{'met ' if met else 'MISS'} {s.name:38} goodput mean {sum(goodput) / 8:.3f} worst {min(goodput):.3f}, "
-              f"refused mean {sum(refused) / 8:.2%} worst {max(refused):.2%}", flush=True)
+        if not names or any(n in s.name for n in names):
+            report(s)
 
 
 if __name__ == "__main__":

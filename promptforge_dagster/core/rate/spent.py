@@ -14,7 +14,8 @@ refusal is read as a spent window (the lane pauses until it frees) when:
   what it sent was refused (:func:`belied`): a window refuses about once per span, so the
   reading was no window's (a bucket's refill read as one); the window is forgotten, and the
   refusal is a ceiling's;
-* it is the **look** after a cut (the one request sent alone once the cut's pause ended)
+* it is the **look** after a cut (the one request sent alone once the cut's pause ended; a
+  dry spell's second pause and later end with one too)
   and the provider says to retry in :data:`LOOK_WAIT_MIN_S` or more (Azure OpenAI: "Please
   retry after 4 seconds"): cut and paused, not even one request is admitted. Cut again on
   each look instead, a lane on Azure's 10-s windows went from 7,680 RPM to a sixth of its
@@ -57,7 +58,8 @@ LOOK_MATCH_S = 0.05  # a refusal sent this close to the look is the look's (the 
 
 
 class Look:
-    """The first request after a cut goes alone; the caller then pauses to hear of it."""
+    """The first request after a cut (or after a dry spell's second pause) goes alone; the
+    caller then pauses to hear of it."""
 
     def __init__(self) -> None:
         self.armed = False
