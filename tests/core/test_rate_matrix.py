@@ -36,6 +36,40 @@ def test_a_minute_read_as_a_shorter_window_costs_a_refusal_per_look_while_it_is_
     assert sum(trace.refused.get(k, 0) for k in spent) <= 25, spent
 
 
+SMALL_ACCOUNTS_RPM = (5, 10, 30)  # Gemini's free tier allows 5-15 RPM; Anthropic's first tier 50
+
+
+@pytest.mark.parametrize("rpm", SMALL_ACCOUNTS_RPM)
+@pytest.mark.parametrize("limiter", ["bucket", "sliding", "fixed"])
+@pytest.mark.parametrize("style", ["openai", "anthropic"])
+def test_a_small_account_that_states_its_limit_in_headers_is_paced_at_it(style, limiter, rpm):
+    """Under the 60 RPM a lane starts at, told the limit by the first answer's headers: the
+    lane goes no faster than it, from the last send (not 8 s after it on a 5 RPM account: a
+    refusal, then 2 RPM for the rest of the run, read as a 32-s window of one request), and
+    a spent count waits until its reset counted from the send (not from the answer: 0.87 of
+    30 RPM). The engine of 25e1339 missed 13 of these 18."""
+    s = Scenario(f"{style}-{rpm}-{limiter}", AccountLimits(rpm=rpm, **({} if limiter == "bucket" else
+                                                                     {"limiter": limiter})),
+                 0.95, 0.0, {"style": style, "headers": True})
+    for seed in SEEDS:
+        goodput, refused = run(s, seed)[0]
+        assert goodput >= s.goodput and refused <= s.refused, (seed, goodput, refused)
+
+
+@pytest.mark.parametrize("rpm", [10, 30])
+def test_a_small_account_that_charges_refusals_and_says_nothing_is_not_dug_into_debt(rpm):
+    """A bare 429 that names nothing, refusals charged, under the 60 RPM a lane starts at. Each
+    request refused while the account is in debt deepens it, so each look must wait longer
+    than the last. The engine of 25e1339 reached 0.15 and 0.13 of these ceilings: "held" a rate
+    for one request, it stepped back instead of halving; its first refusal read the young
+    lane's one admitted request as nothing admitted; and a dry spell of one admitted request
+    was read as a 37-s window of one. Goal missed: 0.95 with 1% (0.5 here, docs/BENCHMARKS.md)."""
+    s = Scenario(f"bare-{rpm}-charged", AccountLimits(rpm=rpm, refusals_count=True), 0.5, 0.40)
+    for seed in SEEDS:
+        goodput, refused = run(s, seed)[0]
+        assert goodput >= s.goodput and refused <= s.refused, (seed, goodput, refused)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_client_bound_job_reaches_what_a_bucket_told_the_exact_limit_reaches(seed):
     """The client manages ~250 requests/s (CPU per send); the account allows 30,000 RPM."""

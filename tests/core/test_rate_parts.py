@@ -191,6 +191,23 @@ def test_a_per_minute_count_in_the_headers_is_the_cap_from_the_first_answer():
     assert c.snapshot()["learned_rpm_ceiling"] == 600.0
 
 
+@pytest.mark.parametrize("headers, resumes_at", [
+    ({"x-ratelimit-limit-requests": "30", "x-ratelimit-remaining-requests": "0",  # OpenAI's: a duration from
+      "x-ratelimit-reset-requests": "2s"}, 2.0),  # when it admitted the request, 1.5 s before the answer
+    ({"anthropic-ratelimit-requests-limit": "30", "anthropic-ratelimit-requests-remaining": "0",  # Anthropic's:
+      "anthropic-ratelimit-requests-reset": "2001-09-09T01:46:42Z"}, 3.5),  # a time of day, 2 s after the answer
+])
+def test_a_spent_count_waits_until_its_reset_counted_from_when_the_provider_said_it(headers, resumes_at):
+    """Counted from the answer, a 30 RPM lane paused 2 s after each one and ran at 0.87 of its
+    limit (with answers of seconds, at a fraction of it)."""
+    c = AdaptiveController(RateConfig(window_s=5), now=0.0)
+    assert c.acquire(0.0, 10) == 0.0
+    c.record(RateSample(0.0, 1.5, OutcomeKind.SUCCESS, 10, 10,
+                        signal=parse_signal(200, "", headers, now_epoch=1_000_000_000.0)))
+    assert c.acquire(resumes_at - 0.1, 10) > 0.0
+    assert c.acquire(resumes_at + 0.05, 10) == 0.0
+
+
 def test_overload_pauses_and_lowers_nothing():
     c = AdaptiveController.from_state({"ceiling_rpm": 600.0}, now=0.0)
     c.record(RateSample(0.0, 0.1, OutcomeKind.OVERLOADED, 1, 1, signal=parse_signal(529, "Overloaded", {})))

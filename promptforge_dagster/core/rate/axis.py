@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 
 from promptforge_dagster.core.rate.burst import BurstLearner
-from promptforge_dagster.core.rate.climb import SUSTAINED_S, Climb
+from promptforge_dagster.core.rate.climb import SUSTAINED_REQUESTS, SUSTAINED_S, Climb
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.dry import DrySpell
 from promptforge_dagster.core.rate.estimator import HORIZON_S, CeilingEstimator, Estimate
@@ -190,7 +190,8 @@ class Axis:
         target = self.per_s * self.cfg.discovery.backoff  # (searching, the climb says; never under the floor)
         if self.estimate is None:
             target = self.climb.cut(self.per_s, halved=target, admitted=admitted, steady_cut=self.cfg.steady.steady_cut,
-                                    sustained=now - self.step.start >= SUSTAINED_S)
+                                    sustained=(now - self.step.start >= SUSTAINED_S
+                                               and self.step.sends >= SUSTAINED_REQUESTS))
         else:
             self.climb.restart()  # (a cut ends the climb; Climb.cut ends it itself)
         self._set(max(floor, target), now)

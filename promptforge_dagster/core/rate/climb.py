@@ -31,6 +31,8 @@ OUTGROWN = 2.0  # climbing back with nothing measured, admitted at twice the hig
 SUSTAINED_S = 4.0  # a rate admitted this long before a refusal is near the ceiling: an overshoot by half would
 # have drained a 2-s burst in 4 s; so the cut is a step back (steady_cut), not a halving (a 60 RPM lane
 # refused at 72 after 7 s was halved to 36 and measured its own rate there: 46)
+SUSTAINED_REQUESTS = 4  # ... and this many requests sent at it: a bucket holds at least one request, which an
+# overshoot by half drains in two intervals (a 10 RPM lane "held" 13 RPM for one request and stepped back to 11)
 
 
 class Climb:

@@ -107,7 +107,7 @@ class AdaptiveController:
         if sample.kind is OutcomeKind.FATAL:  # a bad key, no quota, a day's limit spent: nothing about the pace
             return
         signal = sample.signal or RateSignal()
-        stated.learn(self, signal, sample.at)
+        stated.learn(self, signal, sample.at, sample.sent_at)
         if sample.kind is OutcomeKind.SUCCESS:
             self._overloads = 0
             self.in_flight.observe_latency(sample.latency)

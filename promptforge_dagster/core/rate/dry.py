@@ -74,8 +74,13 @@ class DrySpell:
                 return per_s * (self.history.net_between(self.since - READ_BACK_S, end) or 0.0) / sent
         start = end - min(RECENT_S, max(RECENT_MIN_S, RECENT_S / per_s))
         first = self.history.first_sent
-        start = max(start, min(end - 1e-3, first if first is not None else start))  # not before the first send
-        return (self.history.net_between(start, end) or 0.0) / max(end - start, 1e-9)
+        if first is None or start >= first:
+            return (self.history.net_between(start, end) or 0.0) / max(end - start, 1e-9)
+        # a young lane: the sends after its first, over the time since (each ends an interval); if none of those was
+        # admitted, the first alone (a 10 RPM account refused the second send: not "nothing admitted", a spent window)
+        start = min(end - 1e-3, first)
+        admitted = self.history.net_between(start, end) or self.history.net_between(first - READ_BACK_S, end) or 0.0
+        return admitted / max(end - start, 1e-9)
 
     def pause(self, now: float, retry_after_s: float | None) -> float:
         """Refused at the floor: until when to send nothing. Within a window of a dry one, not
@@ -96,7 +101,8 @@ class DrySpell:
         if not self.pauses or sent_at < self.dry_from:  # (one sent before the spell: a flood's echo)
             return None
         self.pauses = 0
-        per_s, span = self.window.resumed(sent_at, self.history.net_between), self.window.span_s
+        per_s = self.window.resumed(sent_at, self.history.net_between, self.history.units_per_request)
+        span = self.window.span_s
         self.windowed_until = now + span
         return Estimate(per_s, span, per_s * span, 0.0) if per_s is not None else None
 

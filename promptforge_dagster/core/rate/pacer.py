@@ -31,6 +31,7 @@ class Pacer:
         self._updated = now
         self._largest = 1.0  # the largest cost seen: the bucket must hold one whole request
         self._level = self._capacity()  # the first request goes at once
+        self._taken: tuple[float, float] | None = None  # the last send: when, and the level it left
 
     def _capacity(self) -> float:
         return max(self._largest, (self.per_s or 0.0) * BURST_S) + (self.per_s or 0.0) * LATE_S
@@ -41,8 +42,19 @@ class Pacer:
         self._updated = max(self._updated, now)
 
     def set_rate(self, per_s: float | None, now: float) -> None:
-        """Change the rate from ``now`` on; what is in the bucket stays (within capacity)."""
+        """Change the rate from ``now`` on; what is in the bucket stays (within capacity), but
+        no more than the new rate refilled since the last send: a lower rate spaces the next
+        send from the last one by its own interval (a lane at 1 request/s told of a 5 RPM limit
+        0.35 s after its first send went again 7.8 s later, not 12; the account refused it).
+
+        >>> p = Pacer(per_s=1.0, now=0.0); p.take(0.0, 1.0); p.set_rate(5 / 60, 0.35)
+        >>> round(p.wait(0.35, 1.0), 2)   # 12 s after the last send (less what the bucket keeps for a late wake)
+        11.59
+        """
         self._refill(now)
+        if per_s is not None and self.per_s is not None and per_s < self.per_s and self._taken is not None:
+            taken_at, left = self._taken
+            self._level = min(self._level, left + (now - taken_at) * per_s)
         self.per_s = per_s
         self._level = min(self._level, self._capacity())
 
@@ -59,6 +71,7 @@ class Pacer:
         if self.per_s is not None:
             self._refill(now)
             self._level -= cost
+            self._taken = (now, self._level)
 
     def drain(self, now: float) -> None:
         """Empty the bucket: after a cut or a pause, sending resumes one interval at a time,

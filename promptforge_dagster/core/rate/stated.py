@@ -29,8 +29,11 @@ if TYPE_CHECKING:
     from promptforge_dagster.core.rate.controller import AdaptiveController
 
 
-def learn(c: AdaptiveController, signal: RateSignal, now: float) -> None:
-    """What one answer (``signal``) stated about the lane's limits, learned by ``c``."""
+def learn(c: AdaptiveController, signal: RateSignal, now: float, sent_at: float | None = None) -> None:
+    """What one answer (``signal``) stated about the lane's limits, learned by ``c``. A reset
+    given as a duration counts from when the provider admitted the request (sent at
+    ``sent_at``), not from the answer: a 30 RPM lane that paused 2 s from each answer, 0.3 s
+    after its send, ran at 0.87 of the limit (with 6-s answers it would run at a quarter)."""
     h = signal.headers
     said = signal.limit_value if signal.limit == REQUESTS else None
     if said:
@@ -52,4 +55,5 @@ def learn(c: AdaptiveController, signal: RateSignal, now: float) -> None:
         c.tokens.known_limit(tpm[c.units.basis], now)
     for remaining, reset in ((h.remaining_requests, h.reset_requests_s), (h.remaining_tokens, h.reset_tokens_s)):
         if remaining == 0 and reset:  # the provider says the window is spent until reset
-            c.pause(now, reset, cap=c.cfg.window_s)
+            since = now if h.resets_read_at_receipt or sent_at is None else min(now, sent_at)
+            c.pause(since, reset, cap=c.cfg.window_s)

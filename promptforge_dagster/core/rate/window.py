@@ -29,6 +29,8 @@ from typing import Callable
 MINUTE_S = 60.0  # the span per-minute limits are counted over: what was admitted in it is always safe again
 MIN_WINDOW_S = 1.0  # the shortest interval a provider documents counting over (Azure OpenAI: 1 s)
 READ_BACK_S = 0.05  # the send history's grain: the first admitted request is read to this
+MIN_FILL_REQUESTS = 3  # a window's quota is read only from this many requests admitted before it went dry: one
+# or two are a bucket that holds one (a 10 RPM bucket charging refusals, dry 37 s, was read as a 37-s window of one)
 DRY_PAUSE_S = 0.5  # refused at the floor: pause this long, doubling per refusal (a window must pass)
 CAPPED_PAUSES = 2  # a dry spell's pauses end when its window frees by the span read; refused after that
 # many, the span read is wrong (a fixed minute's reset read as its span): the pauses double instead
@@ -100,14 +102,25 @@ class WindowLearner:
             until = min(until, max(soonest, oldest_admitted + self.span_s) + READ_BACK_S)
         return until
 
-    def resumed(self, sent_at: float, admitted: Callable[[float, float], float | None]) -> float | None:
+    def resumed(self, sent_at: float, admitted: Callable[[float, float], float | None],
+                units_per_request: float = 1.0) -> float | None:
         """A request sent at ``sent_at`` was admitted after the dry spell: the window freed.
-        Returns the ceiling per second this window shows (None if the fill was not seen)."""
+        Returns the ceiling per second this window shows (None if the fill was not seen, or
+        was under :data:`MIN_FILL_REQUESTS`: no window is read then).
+
+        >>> w = WindowLearner()
+        >>> w.refused(5.0, first_of_episode=True)
+        >>> w.went_dry(lambda t0, t1: max(t0, 0.0), now=5.1, dry_at=5.0)
+        >>> w.resumed(sent_at=37.0, admitted=lambda t0, t1: 1.0), w.known   # one request admitted: a bucket's
+        (None, False)
+        """
         if self._fill is None:
             return None
         start, dry_at = self._fill
         self._fill = None
+        filled = admitted(start - READ_BACK_S, dry_at) or 0.0
+        if filled < MIN_FILL_REQUESTS * units_per_request:
+            return None
         self.span_s = min(self.span_s, max(MIN_WINDOW_S, sent_at - start))
         self.known = True
-        filled = admitted(start - READ_BACK_S, dry_at) or 0.0
-        return filled / self.span_s if filled > 0.0 else None
+        return filled / self.span_s
