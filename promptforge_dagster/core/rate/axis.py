@@ -118,7 +118,10 @@ class Axis:
                                                          self.window.span_s):
             self.window.forget()  # no window's (a stated limit's refusals are told apart by its retry)
             at_window = False
-        if sent_at >= self.step.start:  # (one sent before the rate changed says nothing new)
+        # (one sent before the rate changed says nothing new, unless the provider states the limit and when
+        # it frees: the refusal that told the limit restarted the step, its retry is the window's now)
+        told = self.known and spent(stated=True, retry_after_s=retry_after_s, looked=False, at_window_estimate=False)
+        if sent_at >= self.step.start or told:
             if spent(stated=self.known, retry_after_s=retry_after_s, looked=self.look.was(sent_at),
                      at_window_estimate=at_window):
                 self._dry(now, retry_after_s)  # the window is spent: wait it out
@@ -210,8 +213,8 @@ class Axis:
     def _dry(self, now: float, retry_after_s: float | None) -> None:
         """Pause this axis until the account's window frees (:meth:`DrySpell.pause`)."""
         self.pause_until = self.dry.pause(now, retry_after_s)
-        if self.dry.pauses > 1:  # refused after a pause: the next one goes alone too (not a burst at the rate)
-            self.look.arm()
+        if self.dry.pauses > 1 or (self.known and retry_after_s):  # refused after a pause, or told when the window
+            self.look.arm()  # frees: the next one goes alone (not a burst at the rate into a window still spent)
         self.estimator.forget()
         self.step.restart(now)
 

@@ -19,7 +19,10 @@ refusal is read as a spent window (the lane pauses until it frees) when:
   and the provider says to retry in :data:`LOOK_WAIT_MIN_S` or more (Azure OpenAI: "Please
   retry after 4 seconds"): cut and paused, not even one request is admitted. Cut again on
   each look instead, a lane on Azure's 10-s windows went from 7,680 RPM to a sixth of its
-  600 in 2 s and climbed back for a minute.
+  600 in 2 s and climbed back for a minute. Under a stated limit, any retry (even "0.0s"): the provider
+  said when its window frees, and the lane's first request after that pause went alone; still
+  refused, the window has not freed yet (a charged refusal kept it a slot longer), so wait
+  as told again, not cut (a 300 RPM lane cut twice there and climbed back for 13 s).
 
 >>> look = Look()
 >>> look.arm(); look.sent(10.0), look.sent(10.3)   # the first request after the arming is the look
@@ -36,6 +39,8 @@ True
 False
 >>> spent(stated=True, retry_after_s=1.0, at_window_estimate=False, looked=False)  # ... under a stated limit too
 False
+>>> spent(stated=True, retry_after_s=0.0, at_window_estimate=False, looked=True)   # ... but its look: wait as told
+True
 """
 
 from __future__ import annotations
@@ -84,7 +89,8 @@ class Look:
 def spent(*, stated: bool, retry_after_s: float | None, at_window_estimate: bool, looked: bool) -> bool:
     """Whether a refusal says the account's window is spent (see the module)."""
     wait = retry_after_s or 0.0
-    return (stated and wait >= SPENT_WINDOW_RETRY_S) or at_window_estimate or (looked and wait >= LOOK_WAIT_MIN_S)
+    return ((stated and wait >= SPENT_WINDOW_RETRY_S) or at_window_estimate or (looked and wait >= LOOK_WAIT_MIN_S)
+            or (looked and stated and retry_after_s is not None))
 
 
 def spent_at_floor(per_s: float, *, floor: float, admitted: float) -> bool:

@@ -34,6 +34,9 @@ MIN_FILL_REQUESTS = 3  # a window's quota is read only from this many requests a
 DRY_PAUSE_S = 0.5  # refused at the floor: pause this long, doubling per refusal (a window must pass)
 CAPPED_PAUSES = 2  # a dry spell's pauses end when its window frees by the span read; refused after that
 # many, the span read is wrong (a fixed minute's reset read as its span): the pauses double instead
+RETRY_GRAIN_S = 0.05  # a window freeing when the provider said is looked at this much later: a retry rounded to
+# a tenth ("Please retry in 39.6s") is up to half a tenth early (a 10 RPM lane looked 16 ms before its first
+# request aged out: refused)
 DRY_PAUSE_MAX_S = 16.0  # ... up to this: a minute-long dry spell is probed ~7 times, each a refusal (and never
 # past a window after the oldest request it admitted, when the window has freed)
 
@@ -72,6 +75,8 @@ class WindowLearner:
 
         >>> WindowLearner().frees_at(10.0, pauses=3, retry_after_s=None, oldest_admitted=None)
         12.0
+        >>> WindowLearner().frees_at(10.0, pauses=1, retry_after_s=39.6, oldest_admitted=None)  # said to a tenth
+        49.65
         >>> WindowLearner().frees_at(10.0, pauses=6, retry_after_s=None, oldest_admitted=-45.0)
         15.05
 
@@ -95,7 +100,7 @@ class WindowLearner:
         12.0
         """
         if retry_after_s:
-            return now + min(MINUTE_S, retry_after_s)
+            return now + min(MINUTE_S, retry_after_s) + RETRY_GRAIN_S
         until = now + min(DRY_PAUSE_MAX_S, DRY_PAUSE_S * 2 ** (pauses - 1))
         if oldest_admitted is not None and (pauses <= CAPPED_PAUSES or not self.known):
             soonest = now + (DRY_PAUSE_S if pauses > 1 else 0.0)
