@@ -154,7 +154,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--window", type=float, default=5.0)
     ap.add_argument("--phase", type=float, default=120.0)
-    ap.add_argument("--scenarios", default="bucket,charged,sliding,burst-60s,fixed,openai,azure,azure-10s,azure-1s,anthropic,groq,"
+    ap.add_argument("--scenarios", default="bucket,charged,sliding,burst-60s,fixed,openai,gemini-15,openai-30,azure,azure-10s,azure-1s,anthropic,groq,"
                                            "tpm,azure-tpm,azure-tpm-10s,itpm,otpm,vllm,pool-3pct,pool-3pct-openai,"
                                            "latency-0.2s,latency-2s,latency-6s,latency-20s")
     ap.add_argument("--fixed-on", default="bucket,pool-3pct,latency-6s,latency-20s", help="scenarios also run with fixed buckets")
@@ -178,6 +178,11 @@ def main() -> None:
             "fixed": (["--rpm", "600", "--limiter", "fixed", "--headers", "none", "--style", "gemini"], 10.0,
                       uniform, 600.0, None),
             "openai": (["--rpm", "3000", "--style", "openai"], 50.0, uniform, 3000.0, None),
+            # small accounts, under the 60 RPM a lane starts at: Gemini's free tier (15 RPM, a minute's quota, its
+            # words stating the limit and the retry), and a first tier stating 30 RPM in OpenAI's headers
+            "gemini-15": (["--rpm", "15", "--limiter", "fixed", "--headers", "none", "--style", "gemini"], 0.25,
+                          uniform, 15.0, None),
+            "openai-30": (["--rpm", "30", "--style", "openai"], 0.5, uniform, 30.0, None),
             "azure": (["--rpm", "1200", "--style", "azure"], 20.0, uniform, 1200.0, None),
             # Azure evaluates RPM over 1- or 10-s intervals: 200 per 10 s here
             "azure-10s": (["--rpm", "1200", "--style", "azure", "--limiter", "fixed", "--window-s", "10"], 20.0,

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 class Discovery:
     """Finding an unknown ceiling from a cold start."""
 
-    initial_rpm: float = 60.0  # where a lane with no hint starts: no account allows less than 1 request/s
+    initial_rpm: float = 60.0  # where a lane with no hint starts: most accounts allow 1 request/s; smaller ones
+    # (Gemini's free tier: 5-15 RPM) refuse its second or third request and are cut to (or told) theirs
     growth: float = 2.0  # x per proven step, as TCP slow start per round trip: 60 -> 20,000 RPM in 9 steps
     step_requests: int = 8  # sends at a rate, none refused, before it grows: one refusal in 8 would show
     step_min_s: float = 0.5  # and at least this long: a step spans several pacer intervals, and a window
