@@ -31,7 +31,8 @@ class Pacer:
         self._updated = now
         self._largest = 1.0  # the largest cost seen: the bucket must hold one whole request
         self._level = self._capacity()  # the first request goes at once
-        self._taken: tuple[float, float] | None = None  # the last send: when, and the level it left
+        self._taken: tuple[float, float] | None = None  # the last charge (a send, or a refused one's slot
+        # repaid): when, and the level it left
 
     def _capacity(self) -> float:
         return max(self._largest, (self.per_s or 0.0) * BURST_S) + (self.per_s or 0.0) * LATE_S

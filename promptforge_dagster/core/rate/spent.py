@@ -19,10 +19,11 @@ refusal is read as a spent window (the lane pauses until it frees) when:
   and the provider says to retry in :data:`LOOK_WAIT_MIN_S` or more (Azure OpenAI: "Please
   retry after 4 seconds"): cut and paused, not even one request is admitted. Cut again on
   each look instead, a lane on Azure's 10-s windows went from 7,680 RPM to a sixth of its
-  600 in 2 s and climbed back for a minute. Under a stated limit, any retry (even "0.0s"): the provider
-  said when its window frees, and the lane's first request after that pause went alone; still
-  refused, the window has not freed yet (a charged refusal kept it a slot longer), so wait
-  as told again, not cut (a 300 RPM lane cut twice there and climbed back for 13 s).
+  600 in 2 s and climbed back for a minute. Under a stated limit, with any retry (even
+  "0.0s"): the provider said when its window frees, and the lane's first request after that
+  pause went alone; still refused, the window has not freed yet (a charged refusal kept it a
+  slot longer), so wait as told again, not cut (a 300 RPM lane cut twice there and climbed
+  back for 13 s).
 
 >>> look = Look()
 >>> look.arm(); look.sent(10.0), look.sent(10.3)   # the first request after the arming is the look
