@@ -39,7 +39,7 @@ class RateSignals:
     reset_tokens_s: float | None = None
     limit_input_tokens: int | None = None  # Anthropic's ITPM
     limit_output_tokens: int | None = None  # Anthropic's OTPM
-    resets_read_at_receipt: bool | None = None  # True: the resets were times of day (Anthropic's), read when the
+    resets_read_at_receipt: bool = False  # True: the resets were times of day (Anthropic's), read when the
     # answer came; else durations from when the provider admitted the request (OpenAI's), up to an answer's time earlier
 
     @property
@@ -111,7 +111,7 @@ def parse_rate_headers(headers: Mapping[str, str], now_epoch: float | None = Non
 
     >>> parse_rate_headers({"anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-tokens-limit": "8000",
     ...                     "anthropic-ratelimit-tokens-remaining": "0", "retry-after": "3"})
-    RateSignals(retry_after_s=3.0, limit_requests=50, remaining_requests=None, reset_requests_s=None, limit_tokens=None, remaining_tokens=0, reset_tokens_s=None, limit_input_tokens=None, limit_output_tokens=None, resets_read_at_receipt=None)
+    RateSignals(retry_after_s=3.0, limit_requests=50, remaining_requests=None, reset_requests_s=None, limit_tokens=None, remaining_tokens=0, reset_tokens_s=None, limit_input_tokens=None, limit_output_tokens=None, resets_read_at_receipt=False)
     """
     h: dict[str, str] = {}
     for k, v in headers.items():
@@ -152,7 +152,7 @@ def parse_rate_headers(headers: Mapping[str, str], now_epoch: float | None = Non
         reset_tokens_s=reset("tokens"),
         limit_input_tokens=_int(h.get("anthropic-ratelimit-input-tokens-limit")),
         limit_output_tokens=_int(h.get("anthropic-ratelimit-output-tokens-limit")),
-        resets_read_at_receipt=True if any(f"anthropic-ratelimit-{k}-reset" in h for k in ("requests", "tokens")) else None,
+        resets_read_at_receipt=any(f"anthropic-ratelimit-{k}-reset" in h for k in ("requests", "tokens")),
     )
 
 
