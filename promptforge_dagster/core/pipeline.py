@@ -53,6 +53,15 @@ from promptforge_dagster.core.results import Envelope, error_record, failure_rec
 from promptforge_dagster.core.retry import Retries
 
 
+# The flush loop wakes FLUSH_TICKS times per flush interval and writes a part once its
+# oldest result has waited FLUSH_AT of the interval, so a write *begins* within
+# (FLUSH_AT + 1/FLUSH_TICKS) x interval = 0.75 x 2 s and has the last half second to
+# land: a result is durable within the interval it promises (a kill loses no more).
+# (At 0.75 the write began up to the whole interval late, and a crash test caught it.)
+FLUSH_TICKS = 4
+FLUSH_AT = 0.5
+
+
 class Pipeline:
     """Runs one job attempt over ``lines`` and returns its :class:`JobStats`.
 
@@ -125,7 +134,7 @@ class Pipeline:
         self._heartbeat_s = heartbeat_s
         self._last_heartbeat = 0.0
         self._on_success = on_success  # (latency seconds, cost): telemetry's one per-request hook
-        self._on_tick = on_tick  # about four times per flush interval: samples for the rate plot
+        self._on_tick = on_tick  # FLUSH_TICKS times per flush interval: samples for the rate plot
         self._line_bytes = self._lines_seen = 0  # the mean prompt size, for the byte budget in flight
         self._groups = groups if groups is not None else self.lanes.groups  # model -> deployments, each a lane
         self._log = log or (lambda _message: None)
@@ -260,10 +269,10 @@ class Pipeline:
     async def _flush_loop(self) -> None:
         interval = self.config.flush_interval_s
         while True:
-            await self._sleep(interval / 4)
+            await self._sleep(interval / FLUSH_TICKS)
             if self._on_tick is not None:
                 self._on_tick(self._clock())
-            if self._oldest is not None and self._clock() - self._oldest >= interval * 0.75:
+            if self._oldest is not None and self._clock() - self._oldest >= interval * FLUSH_AT:
                 try:
                     await self.flush()
                 except Exception:  # noqa: BLE001 - flush stopped the run with the cause; keep beating

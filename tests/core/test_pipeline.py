@@ -161,8 +161,9 @@ def test_result_buffer_is_bounded_and_records_are_written_within_the_flush_inter
     stats, records, parts, write_times = run_pipeline(jsonl(200), provider, config)
     assert max(len(p) for p in parts) <= 20
     assert len(records) == 200
-    # each record was produced after the previous write; it must be written within 2 s of it
-    assert max(b - a for a, b in zip([0.0] + write_times, write_times)) <= 2.0 + 0.37
+    # each record was produced after the previous write; its write must begin within 1.5 s
+    # of it (FLUSH_AT + one tick of the 2-s interval), so it lands within the 2 s promised
+    assert max(b - a for a, b in zip([0.0] + write_times, write_times)) <= 1.5 + 0.37
 
 
 def test_pacing_is_delegated_to_the_controller():
