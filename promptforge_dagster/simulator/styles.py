@@ -27,6 +27,9 @@ STYLES = ("openai", "azure", "anthropic", "gemini", "vertex", "vllm", "groq", "b
 POOL_MESSAGE = "Resource exhausted, please try again later."
 GROQ_DAILY_REQUESTS = 14_400  # the requests per day in Groq's docs' header example (x-ratelimit-limit-requests)
 DAY_S = 86_400.0
+AZURE_COUNT_S = 10.0  # Azure OpenAI's x-ratelimit-*-requests count 10 s: a 48 RPM deployment (8,000 TPM) answered
+# "x-ratelimit-limit-requests: 8", "x-ratelimit-limit-tokens: 8000" (microsoft/copilot-camp#551, 2025); a 300 RPM
+# one showed 50 remaining before its first request (Microsoft Q&A 2156987); its TPM headers count a minute
 
 
 def _ms(seconds: float) -> str:
@@ -71,7 +74,7 @@ def refusal(style: str, adm: Any, *, model: str = "sim-model", now_epoch: float 
                    "increase the default rate limit.")
         az = {}
         if headers:
-            az = {k: v for k, v in h.items() if k.startswith("x-ratelimit-remaining")}
+            az = azure_headers(h)
             az["retry-after"] = str(seconds)
         return 429, {"error": {"code": "429", "message": message}}, az
     if style == "anthropic":
@@ -182,10 +185,30 @@ def success_headers(style: str, openai_style: dict[str, str], now_epoch: float,
     if style == "groq":
         return groq_headers(openai_style, requests_today)
     if style == "azure":
-        return {k: v for k, v in openai_style.items() if k.startswith("x-ratelimit-remaining")}
+        return azure_headers(openai_style)
     if style == "anthropic":
         return anthropic_headers(openai_style, now_epoch, tokens_basis)
     return {}
+
+
+def azure_headers(openai_style: dict[str, str]) -> dict[str, str]:
+    """Azure OpenAI's rate headers from the account's per-minute ones: the token limit and
+    what is left of it per minute; the request limit per :data:`AZURE_COUNT_S` and, as an
+    approximation (the account keeps no 10-s count), a sixth of what is left of the minute's;
+    no resets.
+
+    >>> azure_headers({"x-ratelimit-limit-requests": "48", "x-ratelimit-remaining-requests": "47",
+    ...                "x-ratelimit-reset-requests": "1s", "x-ratelimit-limit-tokens": "8000"})
+    {'x-ratelimit-limit-tokens': '8000', 'x-ratelimit-limit-requests': '8', 'x-ratelimit-remaining-requests': '7'}
+    """
+    share = AZURE_COUNT_S / 60.0
+    out = {k: v for k, v in openai_style.items() if k in ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens")}
+    for field in ("limit", "remaining"):
+        value = openai_style.get(f"x-ratelimit-{field}-requests")
+        if value is not None:
+            out[f"x-ratelimit-{field}-requests"] = str(int(int(value) * share) if field == "remaining"
+                                                       else max(1, round(int(value) * share)))
+    return out
 
 
 def _seconds(text: str) -> float:

@@ -41,6 +41,8 @@ class RateSignals:
     limit_output_tokens: int | None = None  # Anthropic's OTPM
     resets_read_at_receipt: bool = False  # True: the resets were times of day (Anthropic's), read when the
     # answer came; else durations from when the provider admitted the request (OpenAI's), up to an answer's time earlier
+    requests_unreset: bool = False  # True: ``x-ratelimit-limit-requests`` came with no reset, so its period is not
+    # known: Azure OpenAI's counts 10 s (8 for a 48 RPM deployment), OpenAI always sends its reset
 
     @property
     def requests_per_minute(self) -> int | None:
@@ -53,8 +55,19 @@ class RateSignals:
         60
         >>> RateSignals(limit_requests=14400, remaining_requests=14370, reset_requests_s=179.56).requests_per_minute
         >>> RateSignals(limit_requests=14400, remaining_requests=14399, reset_requests_s=6.0).requests_per_minute
+
+        A count with no reset at all is of no known period either (Azure OpenAI's is of 10 s:
+        ``x-ratelimit-limit-requests: 8`` beside ``x-ratelimit-limit-tokens: 8000``, the
+        TPM of a deployment allowed 48 RPM); Anthropic's is per minute, as its docs say:
+
+        >>> parse_rate_headers({"x-ratelimit-limit-requests": "8", "x-ratelimit-remaining-requests": "7",
+        ...                     "x-ratelimit-limit-tokens": "8000"}).requests_per_minute
+        >>> parse_rate_headers({"anthropic-ratelimit-requests-limit": "50"}).requests_per_minute
+        50
         """
         limit, reset = self.limit_requests, self.reset_requests_s
+        if self.requests_unreset:
+            return None
         if limit is None or reset is None:
             return limit
         if self.remaining_requests is None:
@@ -64,7 +77,8 @@ class RateSignals:
 
     @property
     def empty(self) -> bool:
-        return all(getattr(self, f) is None for f in self.__slots__ if f != "resets_read_at_receipt")
+        return all(getattr(self, f) is None for f in self.__slots__
+                   if f not in ("resets_read_at_receipt", "requests_unreset"))
 
 
 def parse_duration(text: str) -> float | None:
@@ -111,7 +125,7 @@ def parse_rate_headers(headers: Mapping[str, str], now_epoch: float | None = Non
 
     >>> parse_rate_headers({"anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-tokens-limit": "8000",
     ...                     "anthropic-ratelimit-tokens-remaining": "0", "retry-after": "3"})
-    RateSignals(retry_after_s=3.0, limit_requests=50, remaining_requests=None, reset_requests_s=None, limit_tokens=None, remaining_tokens=0, reset_tokens_s=None, limit_input_tokens=None, limit_output_tokens=None, resets_read_at_receipt=False)
+    RateSignals(retry_after_s=3.0, limit_requests=50, remaining_requests=None, reset_requests_s=None, limit_tokens=None, remaining_tokens=0, reset_tokens_s=None, limit_input_tokens=None, limit_output_tokens=None, resets_read_at_receipt=False, requests_unreset=False)
     """
     h: dict[str, str] = {}
     for k, v in headers.items():
@@ -153,6 +167,7 @@ def parse_rate_headers(headers: Mapping[str, str], now_epoch: float | None = Non
         limit_input_tokens=_int(h.get("anthropic-ratelimit-input-tokens-limit")),
         limit_output_tokens=_int(h.get("anthropic-ratelimit-output-tokens-limit")),
         resets_read_at_receipt=any(f"anthropic-ratelimit-{k}-reset" in h for k in ("requests", "tokens")),
+        requests_unreset="x-ratelimit-limit-requests" in h and "x-ratelimit-reset-requests" not in h,
     )
 
 

@@ -8,7 +8,8 @@ guessed: a field the provider did not state stays None. Sources, one per provide
   try again in 120ms.``; older ``on tokens_usage_based per min``; ``x-ratelimit-*`` headers.
 * Azure OpenAI (Microsoft Learn, quota): ``... have exceeded call rate limit of your
   current ... pricing tier. Please retry after 6 seconds.`` (``token rate limit`` for TPM);
-  ``retry-after`` header.
+  ``retry-after`` header; newer, ``Rate limit is exceeded. Try again in 2 seconds.``, with
+  ``x-ratelimit-limit-requests`` counting 10 s (:mod:`~promptforge_dagster.core.rate.headers`).
 * Anthropic (docs, "Rate limits"): ``rate_limit_error``, ``... of 50 requests per minute``
   or ``input tokens per minute`` (ITPM) or ``output tokens per minute`` (OTPM, estimated from
   ``max_tokens`` and adjusted to the answer); ``anthropic-ratelimit-*`` and ``retry-after`` headers.
@@ -44,7 +45,8 @@ _OPENAI = re.compile(r"on (requests|tokens)(?:_usage_based)? per min(?:ute)?(?: 
                      re.I)
 _OPENAI_RETRY = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)", re.I)
 _AZURE = re.compile(r"exceeded (call|token) rate limit", re.I)
-_RETRY_SECONDS = re.compile(r"retry (?:after|in) (\d+(?:\.\d+)?) ?(ms|milliseconds?|s|sec|seconds?)\b", re.I)
+_RETRY_SECONDS = re.compile(r"(?:retry|try again) (?:after|in) (\d+(?:\.\d+)?) ?(ms|milliseconds?|s|sec|seconds?)\b",
+                            re.I)
 _ANTHROPIC = re.compile(r"rate limit for your organization.*? of ([\d,]+) (requests|input tokens|output tokens|tokens)"
                         r" per minute", re.I | re.S)
 _GEMINI_METRIC = re.compile(r"Quota exceeded for metric: \S*?(requests|token_count|tokens)\S*, limit: ([\d,]+)", re.I)
@@ -100,6 +102,8 @@ def parse_message(message: str) -> tuple[str | None, float | None, float | None,
     >>> parse_message("Quota exceeded for metric: generativelanguage.googleapis.com/"
     ...               "generate_content_free_tier_requests, limit: 15, model: gemini-2.0-flash. Please retry in 39.6s.")
     ('requests', 15.0, 39.6, None)
+    >>> parse_message("Rate limit is exceeded. Try again in 2 seconds.")   # Azure OpenAI's newer wording
+    (None, None, 2.0, None)
     >>> parse_message("Model is overloaded")
     ('concurrency', None, None, None)
     >>> parse_message("Request rate increased too quickly. Please scale requests more smoothly over time.")
