@@ -43,7 +43,7 @@ from promptforge_dagster.core.in_flight import InFlightSlots, in_flight_bound
 from promptforge_dagster.core.outcome import OutcomeKind, stop_reason
 from promptforge_dagster.core.pacing import LanePacing
 from promptforge_dagster.core.pipeline_config import (  # noqa: F401 - Provider and JobStats are part of this API
-    JobStats, PipelineConfig, Provider, answer_budget, estimate_tokens,
+    FLUSH_AT, FLUSH_TICKS, JobStats, PipelineConfig, Provider, answer_budget, estimate_tokens,
 )
 from promptforge_dagster.core.rate_controller import RateController, RateSample
 from promptforge_dagster.core.rate_lanes import RateLanes
@@ -51,15 +51,6 @@ from promptforge_dagster.core.rate.signals import parse_signal
 from promptforge_dagster.core.reader import RawLine, ReadPosition, read_in_batches
 from promptforge_dagster.core.results import Envelope, error_record, failure_record, success_record
 from promptforge_dagster.core.retry import Retries
-
-
-# The flush loop wakes FLUSH_TICKS times per flush interval and writes a part once its
-# oldest result has waited FLUSH_AT of the interval, so a write *begins* within
-# (FLUSH_AT + 1/FLUSH_TICKS) x interval = 0.75 x 2 s and has the last half second to
-# land: a result is durable within the interval it promises (a kill loses no more).
-# (At 0.75 the write began up to the whole interval late, and a crash test caught it.)
-FLUSH_TICKS = 4
-FLUSH_AT = 0.5
 
 
 class Pipeline:

@@ -17,6 +17,12 @@ class Provider(Protocol):
     async def complete(self, request: PromptRequest) -> Outcome: ...
 
 
+# A part is written once its oldest result waited FLUSH_AT of the flush interval, looked at FLUSH_TICKS times an
+# interval: a write begins within 0.75 of it and lands within it (at 0.75 it began up to the whole interval late)
+FLUSH_TICKS = 4
+FLUSH_AT = 0.5
+
+
 @dataclass
 class PipelineConfig:
     """Knobs of one run. Validated on construction.
