@@ -203,11 +203,10 @@ def azure_headers(openai_style: dict[str, str]) -> dict[str, str]:
     """
     share = AZURE_COUNT_S / 60.0
     out = {k: v for k, v in openai_style.items() if k in ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens")}
-    for field in ("limit", "remaining"):
-        value = openai_style.get(f"x-ratelimit-{field}-requests")
-        if value is not None:
-            out[f"x-ratelimit-{field}-requests"] = str(int(int(value) * share) if field == "remaining"
-                                                       else max(1, round(int(value) * share)))
+    if (limit := openai_style.get("x-ratelimit-limit-requests")) is not None:
+        out["x-ratelimit-limit-requests"] = str(max(1, round(int(limit) * share)))
+    if (left := openai_style.get("x-ratelimit-remaining-requests")) is not None:
+        out["x-ratelimit-remaining-requests"] = str(int(int(left) * share))
     return out
 
 
