@@ -42,7 +42,8 @@ class RateSignals:
     resets_read_at_receipt: bool = False  # True: the resets were times of day (Anthropic's), read when the
     # answer came; else durations from when the provider admitted the request (OpenAI's), up to an answer's time earlier
     requests_unreset: bool = False  # True: ``x-ratelimit-limit-requests`` came with no reset, so its period is not
-    # known: Azure OpenAI's counts 10 s (8 for a 48 RPM deployment), OpenAI always sends its reset
+    # known: Azure OpenAI's counts 10 s (8 for a 48 RPM deployment), OpenAI always sends its reset (and LiteLLM's
+    # copy of Anthropic's per-minute count, beside the original, is Anthropic's)
 
     @property
     def requests_per_minute(self) -> int | None:
@@ -63,6 +64,9 @@ class RateSignals:
         >>> parse_rate_headers({"x-ratelimit-limit-requests": "8", "x-ratelimit-remaining-requests": "7",
         ...                     "x-ratelimit-limit-tokens": "8000"}).requests_per_minute
         >>> parse_rate_headers({"anthropic-ratelimit-requests-limit": "50"}).requests_per_minute
+        50
+        >>> parse_rate_headers({"llm_provider-anthropic-ratelimit-requests-limit": "50",   # ... copied by LiteLLM
+        ...                     "x-ratelimit-limit-requests": "50"}).requests_per_minute
         50
         """
         limit, reset = self.limit_requests, self.reset_requests_s
@@ -167,7 +171,8 @@ def parse_rate_headers(headers: Mapping[str, str], now_epoch: float | None = Non
         limit_input_tokens=_int(h.get("anthropic-ratelimit-input-tokens-limit")),
         limit_output_tokens=_int(h.get("anthropic-ratelimit-output-tokens-limit")),
         resets_read_at_receipt=any(f"anthropic-ratelimit-{k}-reset" in h for k in ("requests", "tokens")),
-        requests_unreset="x-ratelimit-limit-requests" in h and "x-ratelimit-reset-requests" not in h,
+        requests_unreset=("x-ratelimit-limit-requests" in h and "x-ratelimit-reset-requests" not in h
+                          and "anthropic-ratelimit-requests-limit" not in h),  # (LiteLLM copies Anthropic's, no reset)
     )
 
 
