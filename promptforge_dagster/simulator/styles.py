@@ -25,6 +25,9 @@ STYLES = ("openai", "azure", "anthropic", "gemini", "vertex", "vllm", "groq", "b
 
 
 POOL_MESSAGE = "Resource exhausted, please try again later."
+AZURE_PEAK_MESSAGE = ("The system is currently experiencing high demand and cannot process your request. Your request "
+                      "exceeds the maximum usage size allowed during peak load. Please retry after 6 seconds. For "
+                      "improved latency reliability, consider switching to Provisioned Throughput.")  # Microsoft Q&A
 GROQ_DAILY_REQUESTS = 14_400  # the requests per day in Groq's docs' header example (x-ratelimit-limit-requests)
 DAY_S = 86_400.0
 AZURE_COUNT_S = 10.0  # Azure OpenAI's x-ratelimit-*-requests count 10 s: a 48 RPM deployment (8,000 TPM) answered
@@ -50,7 +53,9 @@ def refusal(style: str, adm: Any, *, model: str = "sim-model", now_epoch: float 
     used = int(adm.used) if adm.used is not None else limit
     retry = max(0.001, adm.retry_after_s)
     h = dict(adm.headers) if headers else {}
-    if kind == "pool":  # a busy shared pool, in Vertex AI's words (its docs, "Error code 429"): whatever the style
+    if kind == "pool" and style == "azure":  # a busy region, in Azure OpenAI's words (its peak-load throttling)
+        return 429, {"error": {"code": "429", "message": AZURE_PEAK_MESSAGE}}, {"retry-after": "6"} if headers else {}
+    if kind == "pool":  # a busy shared pool, in Vertex AI's words (its docs, "Error code 429"): any other style
         return 429, {"error": {"code": 429, "message": POOL_MESSAGE, "status": "RESOURCE_EXHAUSTED"}}, {}
     if kind == "concurrency":
         if style == "vllm":

@@ -18,7 +18,7 @@ from promptforge_dagster.core.rate.signals import parse_signal
 from promptforge_dagster.core.rate.window import WindowLearner
 from promptforge_dagster.core.rate_controller import RateSample
 from promptforge_dagster.simulator.account import AccountLimits, Admission, SimulatedAccount
-from promptforge_dagster.simulator.styles import STYLES, message_of, refusal
+from promptforge_dagster.simulator.styles import AZURE_PEAK_MESSAGE, STYLES, message_of, refusal
 from tests.core.rate_scenarios import Scenario, budgeted_answers, run
 
 
@@ -212,6 +212,22 @@ def test_overload_pauses_and_lowers_nothing():
     c = AdaptiveController.from_state({"ceiling_rpm": 600.0}, now=0.0)
     c.record(RateSample(0.0, 0.1, OutcomeKind.OVERLOADED, 1, 1, signal=parse_signal(529, "Overloaded", {})))
     assert c.acquire(0.2, 1) > 0.0 and c.snapshot()["learned_rpm_ceiling"] == 600.0
+
+
+def test_a_429_of_the_providers_capacity_lowers_nothing_and_only_a_run_of_them_pauses_the_lane():
+    """Azure OpenAI's peak-load 429 is the region's capacity, not the deployment's quota: the
+    learned ceiling is kept; one alone pauses nothing, a run with no answer between backs off."""
+    peak = parse_signal(429, AZURE_PEAK_MESSAGE, {"retry-after": "6"})
+    c = AdaptiveController.from_state({"ceiling_rpm": 600.0}, now=0.0)
+    for i in range(100):  # steady at the ceiling, then refused with the peak-load words
+        c.record(RateSample(i * 0.1, i * 0.1 + 0.05, OutcomeKind.SUCCESS, 1, 1, signal=parse_signal(200, "", {})))
+    c.record(RateSample(10.0, 10.1, OutcomeKind.RATE_LIMITED, 1, 1, signal=peak))
+    assert c.acquire(10.2, 1) == 0.0  # one alone: no pause (the refused request waits its own 6 s)
+    c.record(RateSample(10.1, 10.3, OutcomeKind.RATE_LIMITED, 1, 1, signal=peak))
+    c.record(RateSample(10.2, 10.4, OutcomeKind.RATE_LIMITED, 1, 1, signal=peak))
+    assert c.acquire(10.8, 1) > 0.0 and c.acquire(11.5, 1) == 0.0  # the third in a row: paused 1 s
+    assert c.snapshot()["learned_rpm_ceiling"] == 600.0 and c.requests.per_s * 60.0 >= 580.0
+    assert c.decreases == 0
 
 
 def test_state_survives_a_checkpoint_round_trip():

@@ -40,6 +40,14 @@ def otpm_refusal() -> str:
     ("* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_paid_tier_input_token_count, "
      "limit: 250000, model: gemini-2.0-flash\nPlease retry in 3.0s.", INPUT, 250000.0),
     ("This request would exceed your organization's rate limit of 90,000 tokens per minute.", None, None),
+    # Anthropic's other wording, no value stated: "request tokens" are the prompt's (ITPM)
+    ("Number of request tokens has exceeded your per-minute rate limit (https://docs.anthropic.com/en/api/rate-limits)"
+     "; see the response headers for current usage. Please reduce the prompt length or the maximum tokens requested, "
+     "or try again later.", INPUT, None),
+    ("Number of output tokens has exceeded your per-minute rate limit", OUTPUT, None),
+    # a Vertex AI project's own quota, named by its metric
+    ("Quota exceeded for aiplatform.googleapis.com/generate_content_input_tokens_per_minute_per_base_model with "
+     "base model: gemini-1.5-pro. Please submit a quota increase request.", INPUT, None),
 ])
 def test_a_token_refusal_says_what_its_limit_counts(message, basis, value):
     signal = parse_signal(429, message, {})

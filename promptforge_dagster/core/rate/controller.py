@@ -13,7 +13,8 @@
   paced under it, never probed past;
 * ``retry-after`` pauses the lane briefly (the refused request itself waits all of it);
   ``remaining: 0`` with a reset pauses it until the reset; overload (503/529) backs off
-  exponentially and lowers nothing;
+  exponentially and lowers nothing, as does a run of 429s that name the provider's capacity
+  (Azure's peak load; one alone is waited out by its own request);
 * the in-flight bound follows Little's law (:mod:`~promptforge_dagster.core.rate.concurrency`),
   and a server that says its queue is full teaches it a concurrency ceiling.
 
@@ -39,7 +40,7 @@ from promptforge_dagster.core.rate.client import ClientMeter
 from promptforge_dagster.core.rate.concurrency import InFlightLimit
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.headroom import Headroom
-from promptforge_dagster.core.rate.signals import ADMISSION, CONCURRENCY, TOKENS, RateSignal
+from promptforge_dagster.core.rate.signals import ADMISSION, CAPACITY, CONCURRENCY, TOKENS, RateSignal
 from promptforge_dagster.core.rate.token_units import TokenUnits
 from promptforge_dagster.core.rate_controller import RateSample
 
@@ -120,15 +121,35 @@ class AdaptiveController:
                 self.tokens.admitted(sample.sent_at, sample.at, self.units.of(sample.est_tokens, sample.max_tokens))
         elif sample.kind is OutcomeKind.RATE_LIMITED:
             self.rate_limited += 1
-            self._on_refused(sample, signal)
+            if signal.limit == CAPACITY:
+                self._short_of_capacity(sample)
+            else:
+                self._on_refused(sample, signal)
         elif sample.kind is OutcomeKind.OVERLOADED:
             self.overloaded += 1
             if signal.limit == CONCURRENCY:
                 self.in_flight.refused_at(sample.in_flight)
             else:
-                self._overloads += 1
-                pause = min(OVERLOAD_PAUSE_MAX_S, OVERLOAD_PAUSE_S * 2 ** (self._overloads - 1))
-                self.pause(sample.at, max(pause, signal.retry_after_s or 0.0), cap=OVERLOAD_PAUSE_MAX_S)
+                self._overloaded(sample.at, signal)
+
+    def _short_of_capacity(self, sample: RateSample) -> None:
+        """A 429 of the provider's capacity, no quota's (Azure's peak load): the refused
+        request waits its own retry. One alone lowers and pauses nothing (a busy region
+        refuses a share whatever the rate, as a shared pool does: a pause per refusal held a
+        lane to a third of its rate at a 3% share); a run of them with no answer between
+        backs off as an overload does, from the first step."""
+        self._lost(sample)
+        self._overloads += 1
+        if self._overloads > 1:
+            pause = OVERLOAD_PAUSE_S * 2 ** (self._overloads - 2)
+            self.pause(sample.at, pause, cap=OVERLOAD_PAUSE_MAX_S)
+
+    def _overloaded(self, now: float, signal: RateSignal) -> None:
+        """The provider is short of capacity: pause, doubling per overload in a row (at least
+        as long as it asked), and lower nothing."""
+        self._overloads += 1
+        pause = min(OVERLOAD_PAUSE_MAX_S, OVERLOAD_PAUSE_S * 2 ** (self._overloads - 1))
+        self.pause(now, max(pause, signal.retry_after_s or 0.0), cap=OVERLOAD_PAUSE_MAX_S)
 
     def _on_refused(self, sample: RateSample, signal: RateSignal) -> None:
         room = signal.limit is None and self._had_room(sample)

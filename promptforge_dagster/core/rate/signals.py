@@ -12,9 +12,19 @@ guessed: a field the provider did not state stays None. Sources, one per provide
   ``x-ratelimit-limit-requests`` counting 10 s (:mod:`~promptforge_dagster.core.rate.headers`).
 * Anthropic (docs, "Rate limits"): ``rate_limit_error``, ``... of 50 requests per minute``
   or ``input tokens per minute`` (ITPM) or ``output tokens per minute`` (OTPM, estimated from
-  ``max_tokens`` and adjusted to the answer); ``anthropic-ratelimit-*`` and ``retry-after`` headers.
+  ``max_tokens`` and adjusted to the answer); in its other wording, which states no value,
+  ``Number of request tokens has exceeded your per-minute rate limit`` (the prompt's: ITPM),
+  ``Number of output tokens ...``, ``Number of requests ...`` (quoted by SDK users and error
+  handbooks, 2024-2026); ``anthropic-ratelimit-*`` and ``retry-after`` headers.
 * Gemini / Vertex AI: ``RESOURCE_EXHAUSTED``; Gemini's message may name ``Quota exceeded for
-  metric: ..._requests, limit: 15`` and ``Please retry in 39.6s``; Vertex says neither.
+  metric: ..._requests, limit: 15`` and ``Please retry in 39.6s``. Vertex's shared pool says
+  neither; a project's own quota on Vertex names its metric, with no value: ``Quota exceeded for
+  aiplatform.googleapis.com/generate_content_requests_per_minute_per_project_per_base_model``
+  (or ``online_prediction_requests_per_base_model``, counted per minute: Vertex AI quotas page).
+* Azure OpenAI's peak-load throttling, a 429 that is no quota's: "The system is currently
+  experiencing high demand and cannot process your request. Your request exceeds the maximum
+  usage size allowed during peak load. Please retry after 6 seconds." (Microsoft Q&A, 2026:
+  "not caused by your configured RPM/TPM quota"): the provider's ``capacity``.
 * Self-hosted (vLLM behind a gateway, TGI): ``Model is overloaded``, ``queue is full``,
   ``too many concurrent requests``: a concurrency limit, with no per-minute value.
 
@@ -35,6 +45,7 @@ from typing import Mapping
 from promptforge_dagster.core.rate.headers import RateSignals, parse_duration, parse_rate_headers
 
 REQUESTS, TOKENS, CONCURRENCY = "requests", "tokens", "concurrency"
+CAPACITY = "capacity"  # the provider's own capacity, not the account's limit: waited out, lowers nothing
 # What a token limit counts (its basis), as each provider documents it:
 ADMISSION = "admission"  # the prompt plus max_tokens, estimated when the request arrives (OpenAI, Azure OpenAI)
 INPUT = "input"  # the prompt's tokens (Anthropic's ITPM; Gemini's input_token_count)
@@ -50,6 +61,11 @@ _RETRY_SECONDS = re.compile(r"(?:retry|try again) (?:after|in) (\d+(?:\.\d+)?) ?
 _ANTHROPIC = re.compile(r"rate limit for your organization.*? of ([\d,]+) (requests|input tokens|output tokens|tokens)"
                         r" per minute", re.I | re.S)
 _GEMINI_METRIC = re.compile(r"Quota exceeded for metric: \S*?(requests|token_count|tokens)\S*, limit: ([\d,]+)", re.I)
+# Anthropic's wording that names the limit and states no value ("request tokens": the prompt's, ITPM)
+_ANTHROPIC_NUMBER = re.compile(r"Number of (requests|request tokens|input tokens|output tokens) has exceeded your",
+                               re.I)
+# A Vertex AI project's own quota, named by its metric (a quota that follows the rate, not the shared pool's)
+_VERTEX_QUOTA = re.compile(r"Quota exceeded for aiplatform\.googleapis\.com/\S*?(requests|tokens)_per_", re.I)
 _GEMINI_DELAY = re.compile(r'"?retryDelay"?\s*[:=]\s*"(\d+(?:\.\d+)?)s"', re.I)
 _SAYS_TOKENS = re.compile(r"tokens?(?:_usage_based)? per min|\(TPM\)|\bTPM\b|tokens-per-min", re.I)
 _SAYS_REQUESTS = re.compile(r"requests? per min|\(RPM\)|\bRPM\b|requests-per-min", re.I)
@@ -57,6 +73,7 @@ _SAYS_REQUESTS = re.compile(r"requests? per min|\(RPM\)|\bRPM\b|requests-per-min
 # even within your RPM and TPM limits": retry at a lower rate), a gateway's "slow down", "rate increased too
 # quickly": the request rate is what it refuses, whatever the headers show left
 _SLOW_DOWN = re.compile(r"slow[ _-]?down|rate increased too quickly|reduce your (?:request )?rate", re.I)
+_CAPACITY = re.compile(r"experiencing high demand|allowed during peak load", re.I)
 # vLLM/TGI and their gateways when the batch queue is full; a bare "overloaded" (Anthropic's 529,
 # OpenAI's 503) is the provider's capacity, not this account's concurrency, and is not matched.
 _CONCURRENCY = re.compile(r"model is overloaded|queue is full|queue full|too many (?:concurrent|pending|parallel) "
@@ -104,13 +121,26 @@ def parse_message(message: str) -> tuple[str | None, float | None, float | None,
     ('requests', 15.0, 39.6, None)
     >>> parse_message("Rate limit is exceeded. Try again in 2 seconds.")   # Azure OpenAI's newer wording
     (None, None, 2.0, None)
+    >>> parse_message("Number of request tokens has exceeded your per-minute rate limit "
+    ...               "(https://docs.anthropic.com/en/api/rate-limits); see the response headers for current usage.")
+    ('tokens', None, None, 'input')
+    >>> parse_message("Number of requests has exceeded your per-minute rate limit")
+    ('requests', None, None, None)
+    >>> parse_message("Quota exceeded for aiplatform.googleapis.com/generate_content_requests_per_minute_per_"
+    ...               "project_per_base_model with base model: gemini-1.5-pro. Please submit a quota increase request.")
+    ('requests', None, None, None)
+    >>> parse_message("The system is currently experiencing high demand and cannot process your request. Your "
+    ...               "request exceeds the maximum usage size allowed during peak load. Please retry after 6 seconds.")
+    ('capacity', None, 6.0, None)
     >>> parse_message("Model is overloaded")
     ('concurrency', None, None, None)
     >>> parse_message("Request rate increased too quickly. Please scale requests more smoothly over time.")
     ('requests', None, None, None)
     """
     limit = value = retry = basis = None
-    if m := _OPENAI.search(message):
+    if _CAPACITY.search(message):
+        limit = CAPACITY
+    elif m := _OPENAI.search(message):
         limit, value = m.group(1).lower(), _number(m.group(2))
         basis = ADMISSION if limit == TOKENS else None
     elif m := _ANTHROPIC.search(message):
@@ -118,6 +148,13 @@ def parse_message(message: str) -> tuple[str | None, float | None, float | None,
         limit = REQUESTS if kind == "requests" else TOKENS
         basis = INPUT if kind.startswith("input") else OUTPUT if kind.startswith("output") else None
         value = _number(m.group(1)) if limit == REQUESTS or basis else None
+    elif m := _ANTHROPIC_NUMBER.search(message):
+        kind = m.group(1).lower()
+        limit = REQUESTS if kind == "requests" else TOKENS
+        basis = OUTPUT if kind.startswith("output") else INPUT if limit == TOKENS else None
+    elif m := _VERTEX_QUOTA.search(message):
+        limit = REQUESTS if m.group(1).lower() == "requests" else TOKENS
+        basis = INPUT if limit == TOKENS and "input_token" in m.group(0).lower() else None
     elif m := _GEMINI_METRIC.search(message):
         limit = REQUESTS if m.group(1).lower() == "requests" else TOKENS
         basis = INPUT if limit == TOKENS and "input_token" in m.group(0).lower() else None
