@@ -26,6 +26,12 @@ K = OutcomeKind
         (429, "* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, "
               "limit: 15, model: gemini-2.0-flash\nPlease retry in 39.6s. {'quotaId': "
               "'GenerateRequestsPerMinutePerProjectPerModel-FreeTier'}", K.RATE_LIMITED),
+        # the LiteLLM proxy's spend limit: does not pass within a job (422 now, 429 from older proxies)
+        (429, "Budget has been exceeded! Key=batch-key Current cost: 10.2, Max budget: 10.0", K.FATAL),
+        (422, "Budget has been exceeded! Team=ml Current cost: 51.0, Max budget: 50.0", K.FATAL),
+        # ... and its per-key rate limit, which does
+        (429, "Rate limit exceeded for key: batch-key. Limit type: requests. Current limit: 10, Remaining: 0. Limit "
+              "resets at: 2026-12-03 10:00:00 UTC", K.RATE_LIMITED),
         (401, "Incorrect API key", K.FATAL),
         (403, "forbidden", K.FATAL),
         (400, "Invalid value for 'messages'", K.PERMANENT),

@@ -230,6 +230,27 @@ def test_a_429_of_the_providers_capacity_lowers_nothing_and_only_a_run_of_them_p
     assert c.decreases == 0
 
 
+@pytest.mark.parametrize("message, limit, value", [
+    ("Rate limit exceeded for key: batch. Limit type: requests. Current limit: 10, Remaining: 0. Limit resets at: "
+     "2026-12-03 10:00:00 UTC", "requests", 10.0),
+    ("Rate limit exceeded for key: batch. Limit type: tokens. Current limit: 9000, Remaining: 0. Limit resets at: "
+     "2026-12-03 10:00:00 UTC", "tokens", None),  # tokens used, in no basis the engine paces: no value kept
+    ("Rate limit exceeded for key: batch. Limit type: max_parallel_requests. Current limit: 4, Remaining: 0. Limit "
+     "resets at: 2026-12-03 10:00:00 UTC", "concurrency", None),
+    ("LiteLLM Rate Limit Handler for rate limit type = key. Crossed TPM / RPM / Max Parallel Request Limit. current "
+     "rpm: 1, rpm limit: 1, current tpm: 348, tpm limit: 9223372036854775807, current max_parallel_requests: 0, "
+     "max_parallel_requests: 9223372036854775807", "requests", 1.0),
+])
+def test_the_litellm_proxys_own_key_limits_are_named_as_it_names_them(message, limit, value):
+    """A LiteLLM proxy in front of the provider limits its virtual keys itself, and says which."""
+    signal = parse_signal(429, message, {"retry-after": "60"})
+    assert (signal.limit, signal.limit_value) == (limit, value)
+    if limit == "requests" and value == 10.0:  # stated: a cap the lane paces under from this answer on
+        c = AdaptiveController(RateConfig(window_s=5), now=0.0)
+        c.record(RateSample(0.0, 0.1, OutcomeKind.RATE_LIMITED, 1, 1, signal=signal))
+        assert c.requests.cap * 60.0 == pytest.approx(10.0)
+
+
 def test_state_survives_a_checkpoint_round_trip():
     import json
 

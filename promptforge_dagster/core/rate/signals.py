@@ -25,6 +25,13 @@ guessed: a field the provider did not state stays None. Sources, one per provide
   experiencing high demand and cannot process your request. Your request exceeds the maximum
   usage size allowed during peak load. Please retry after 6 seconds." (Microsoft Q&A, 2026:
   "not caused by your configured RPM/TPM quota"): the provider's ``capacity``.
+* The LiteLLM proxy, a gateway in front of any of these, limits its virtual keys itself
+  (``proxy/hooks/parallel_request_limiter_v3.py``): "Rate limit exceeded for key: K. Limit
+  type: requests. Current limit: 10, Remaining: 0. Limit resets at: ..." (a key's
+  ``rpm_limit``, over ``LITELLM_RATE_LIMIT_WINDOW_SIZE``, 60 s by default; its ``tokens`` are
+  the tokens used, in none of the bases below, so no value is kept); the older limiter,
+  "Crossed TPM / RPM / Max Parallel Request Limit. current rpm: 1, rpm limit: 1, current tpm:
+  348, tpm limit: ...", names the one crossed by its counts.
 * Self-hosted (vLLM behind a gateway, TGI): ``Model is overloaded``, ``queue is full``,
   ``too many concurrent requests``: a concurrency limit, with no per-minute value.
 
@@ -73,6 +80,8 @@ _SAYS_REQUESTS = re.compile(r"requests? per min|\(RPM\)|\bRPM\b|requests-per-min
 # even within your RPM and TPM limits": retry at a lower rate), a gateway's "slow down", "rate increased too
 # quickly": the request rate is what it refuses, whatever the headers show left
 _SLOW_DOWN = re.compile(r"slow[ _-]?down|rate increased too quickly|reduce your (?:request )?rate", re.I)
+_LITELLM_PROXY = re.compile(r"Limit type: (requests|tokens|max_parallel_requests)\. Current limit: (\d+)", re.I)
+_LITELLM_PROXY_V1 = re.compile(r"current rpm: (\d+), rpm limit: (\d+), current tpm: (\d+), tpm limit: (\d+)", re.I)
 _CAPACITY = re.compile(r"experiencing high demand|allowed during peak load", re.I)
 # vLLM/TGI and their gateways when the batch queue is full; a bare "overloaded" (Anthropic's 529,
 # OpenAI's 503) is the provider's capacity, not this account's concurrency, and is not matched.
@@ -132,6 +141,12 @@ def parse_message(message: str) -> tuple[str | None, float | None, float | None,
     >>> parse_message("The system is currently experiencing high demand and cannot process your request. Your "
     ...               "request exceeds the maximum usage size allowed during peak load. Please retry after 6 seconds.")
     ('capacity', None, 6.0, None)
+    >>> parse_message("Rate limit exceeded for key: team-a. Limit type: requests. Current limit: 10, Remaining: 0. "
+    ...               "Limit resets at: 2026-12-03 10:00:00 UTC")     # the LiteLLM proxy's key limit
+    ('requests', 10.0, None, None)
+    >>> parse_message("LiteLLM Rate Limit Handler for rate limit type = key. Crossed TPM / RPM / Max Parallel Request "
+    ...               "Limit. current rpm: 3, rpm limit: 100, current tpm: 9100, tpm limit: 9000")[0]
+    'tokens'
     >>> parse_message("Model is overloaded")
     ('concurrency', None, None, None)
     >>> parse_message("Request rate increased too quickly. Please scale requests more smoothly over time.")
@@ -155,6 +170,14 @@ def parse_message(message: str) -> tuple[str | None, float | None, float | None,
     elif m := _VERTEX_QUOTA.search(message):
         limit = REQUESTS if m.group(1).lower() == "requests" else TOKENS
         basis = INPUT if limit == TOKENS and "input_token" in m.group(0).lower() else None
+    elif m := _LITELLM_PROXY.search(message):
+        kind = m.group(1).lower()
+        limit = REQUESTS if kind == "requests" else TOKENS if kind == "tokens" else CONCURRENCY
+        value = _number(m.group(2)) if limit == REQUESTS else None
+    elif m := _LITELLM_PROXY_V1.search(message):
+        rpm, rpm_limit, tpm, tpm_limit = (int(g) for g in m.groups())
+        limit = REQUESTS if rpm >= rpm_limit else TOKENS if tpm >= tpm_limit else CONCURRENCY
+        value = float(rpm_limit) if limit == REQUESTS else None
     elif m := _GEMINI_METRIC.search(message):
         limit = REQUESTS if m.group(1).lower() == "requests" else TOKENS
         basis = INPUT if limit == TOKENS and "input_token" in m.group(0).lower() else None
