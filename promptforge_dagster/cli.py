@@ -343,11 +343,13 @@ def _lanes_line(lanes: dict) -> str:
         source = " (stated by the provider)" if snap.get("rpm_limit_source") == "stated" else ""
         bound = snap.get("client_bound_rpm")
         pool = snap.get("background_refused_share")
+        capacity = snap.get("capacity_refused")
         parts.append(f"{lane}: {snap.get('controller')} {snap.get('phase', '')}, allowed {snap.get('allowed_rpm')} RPM"
                      + (f", learned ceiling {learned} RPM{source}" if learned else "")
                      + (f", client-bound at {bound:.0f} RPM" if bound else "")
                      + f", {snap.get('rate_limited', 0)} refused"
-                     + (f" (about {pool:.1%} of requests by a busy shared pool: retried, not a limit)" if pool else ""))
+                     + (f" (about {pool:.1%} of requests by a busy shared pool: retried, not a limit)" if pool else "")
+                     + (f" ({capacity} for the provider's capacity, not a limit: retried)" if capacity else ""))
     return "rate: " + "; ".join(parts) + "\n" if parts else ""
 
 

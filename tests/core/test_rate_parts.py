@@ -227,7 +227,9 @@ def test_a_429_of_the_providers_capacity_lowers_nothing_and_only_a_run_of_them_p
     c.record(RateSample(10.2, 10.4, OutcomeKind.RATE_LIMITED, 1, 1, signal=peak))
     assert c.acquire(10.8, 1) > 0.0 and c.acquire(11.5, 1) == 0.0  # the third in a row: paused 1 s
     assert c.snapshot()["learned_rpm_ceiling"] == 600.0 and c.requests.per_s * 60.0 >= 580.0
-    assert c.decreases == 0
+    assert c.decreases == 0 and (c.snapshot()["rate_limited"], c.snapshot()["capacity_refused"]) == (3, 3)
+    from promptforge_dagster.cli import _lanes_line
+    assert "3 refused (3 for the provider's capacity, not a limit: retried)" in _lanes_line({"azure/m": c.snapshot()})
 
 
 @pytest.mark.parametrize("message, limit, value", [

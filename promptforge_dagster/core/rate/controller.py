@@ -70,6 +70,7 @@ class AdaptiveController:
         self.rpm_said: float | None = None  # the requests per minute a refusal's message stated
         self.latest = now  # the latest time seen, for reports made without one
         self.sent = self.rate_limited = self.overloaded = 0
+        self.capacity_refused = 0  # 429s that named the provider's capacity (of rate_limited)
 
     # -- pacing ----------------------------------------------------------------
     def acquire(self, now: float, est_tokens: int, max_tokens: int = 0) -> float:
@@ -139,6 +140,7 @@ class AdaptiveController:
         lane to a third of its rate at a 3% share); a run of them with no answer between
         backs off as an overload does, from the first step."""
         self._lost(sample)
+        self.capacity_refused += 1
         self._overloads += 1
         if self._overloads > 1:
             pause = OVERLOAD_PAUSE_S * 2 ** (self._overloads - 2)

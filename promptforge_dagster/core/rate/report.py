@@ -46,6 +46,8 @@ def snapshot(c: "AdaptiveController") -> dict[str, Any]:
         "rate_limited": c.rate_limited,
         # refusals of a busy shared pool, retried and learned nothing from (a share of those answered)
         "background_refused_share": round(c.background.share, 4) if c.background.found else None,
+        # 429s that named the provider's capacity, not a limit (Azure's peak load): retried, learned nothing from
+        "capacity_refused": c.capacity_refused,
         "overloaded": c.overloaded,
         "decreases": c.decreases,
         "sent": c.sent,
