@@ -42,7 +42,7 @@ _OVERLOAD = re.compile(r"overload", re.I)
 # Refusals that do not pass within a job: a daily limit spent (OpenAI: "on requests per day (RPD)";
 # Gemini's quota violations name ``GenerateRequestsPerDayPerProjectPerModel``), or a limit of zero
 # (Gemini: "limit: 0", a model outside the account's tier). The job stops; a rerun resumes.
-_DAILY = re.compile(r"per[ _]?day\b|PerDay|\((?:RPD|TPD)\)", re.I)
+_DAILY = re.compile(r"per[ _]?day(?![a-z])|PerDay|\((?:RPD|TPD)\)", re.I)  # (a metric's "_per_day_per_project" too)
 _ZERO_LIMIT = re.compile(r"\blimit:? 0\b(?![.,]\d)", re.I)
 
 

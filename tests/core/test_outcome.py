@@ -32,6 +32,8 @@ K = OutcomeKind
         # ... and its per-key rate limit, which does
         (429, "Rate limit exceeded for key: batch-key. Limit type: requests. Current limit: 10, Remaining: 0. Limit "
               "resets at: 2026-12-03 10:00:00 UTC", K.RATE_LIMITED),
+        (429, "Quota exceeded for aiplatform.googleapis.com/generate_content_requests_per_day_per_project_per_base_"
+              "model with base model: gemini-1.5-pro. Please submit a quota increase request.", K.FATAL),  # a day's
         (401, "Incorrect API key", K.FATAL),
         (403, "forbidden", K.FATAL),
         (400, "Invalid value for 'messages'", K.PERMANENT),

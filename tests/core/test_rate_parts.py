@@ -253,6 +253,19 @@ def test_the_litellm_proxys_own_key_limits_are_named_as_it_names_them(message, l
         assert c.requests.cap * 60.0 == pytest.approx(10.0)
 
 
+def test_an_outage_of_thousands_of_overloads_in_a_row_keeps_pausing_at_the_cap():
+    """No answer gets through for hours: each overload (503/529, or a 429 of the provider's
+    capacity) doubles the pause up to its cap, however many come (2^1100 is no float)."""
+    c = AdaptiveController.from_state({"ceiling_rpm": 600.0}, now=0.0)
+    t = 0.0
+    for i in range(1200):
+        t += 1.0
+        kind, answer = (OutcomeKind.OVERLOADED, parse_signal(529, "Overloaded", {})) if i % 2 else \
+            (OutcomeKind.RATE_LIMITED, parse_signal(429, AZURE_PEAK_MESSAGE, {}))
+        c.record(RateSample(t - 0.5, t, kind, 1, 1, signal=answer))
+    assert c.acquire(t + 29.0, 1) > 0.0 and c.acquire(t + 30.1, 1) == 0.0  # paused 30 s, the cap
+
+
 def test_state_survives_a_checkpoint_round_trip():
     import json
 

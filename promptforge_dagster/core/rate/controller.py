@@ -46,6 +46,8 @@ from promptforge_dagster.core.rate_controller import RateSample
 
 OVERLOAD_PAUSE_S = 0.5  # first pause after an overload answer; doubles per consecutive one
 OVERLOAD_PAUSE_MAX_S = 30.0  # ... up to this: capacity problems pass in seconds to minutes
+OVERLOAD_DOUBLINGS_MAX = 10  # the doublings counted: 0.5 s x 2^10 is past the cap (an outage of thousands of
+# overloads in a row made 2^n too large for a float and ended the job)
 TOKEN_START_S = 10.0  # a tokens axis opened by a refusal starts at the token rate sent over this span
 RETRY_PAUSE_MAX_S = 0.25  # a refusal's retry-after pauses the lane this long at most: longer is the refused
 # request's own wait (pacing answers the rest); a longer lane pause would hide the refill being measured
@@ -143,14 +145,14 @@ class AdaptiveController:
         self.capacity_refused += 1
         self._overloads += 1
         if self._overloads > 1:
-            pause = OVERLOAD_PAUSE_S * 2 ** (self._overloads - 2)
+            pause = OVERLOAD_PAUSE_S * 2 ** min(self._overloads - 2, OVERLOAD_DOUBLINGS_MAX)
             self.pause(sample.at, pause, cap=OVERLOAD_PAUSE_MAX_S)
 
     def _overloaded(self, now: float, signal: RateSignal) -> None:
         """The provider is short of capacity: pause, doubling per overload in a row (at least
         as long as it asked), and lower nothing."""
         self._overloads += 1
-        pause = min(OVERLOAD_PAUSE_MAX_S, OVERLOAD_PAUSE_S * 2 ** (self._overloads - 1))
+        pause = min(OVERLOAD_PAUSE_MAX_S, OVERLOAD_PAUSE_S * 2 ** min(self._overloads - 1, OVERLOAD_DOUBLINGS_MAX))
         self.pause(now, max(pause, signal.retry_after_s or 0.0), cap=OVERLOAD_PAUSE_MAX_S)
 
     def _on_refused(self, sample: RateSample, signal: RateSignal) -> None:

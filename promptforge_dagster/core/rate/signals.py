@@ -80,8 +80,10 @@ _SAYS_REQUESTS = re.compile(r"requests? per min|\(RPM\)|\bRPM\b|requests-per-min
 # even within your RPM and TPM limits": retry at a lower rate), a gateway's "slow down", "rate increased too
 # quickly": the request rate is what it refuses, whatever the headers show left
 _SLOW_DOWN = re.compile(r"slow[ _-]?down|rate increased too quickly|reduce your (?:request )?rate", re.I)
+# The LiteLLM proxy's own key limits, as its limiter words them (now, and in its older limiter)
 _LITELLM_PROXY = re.compile(r"Limit type: (requests|tokens|max_parallel_requests)\. Current limit: (\d+)", re.I)
 _LITELLM_PROXY_V1 = re.compile(r"current rpm: (\d+), rpm limit: (\d+), current tpm: (\d+), tpm limit: (\d+)", re.I)
+# A 429 of the provider's capacity, not the account's limit (Azure OpenAI's peak-load throttling)
 _CAPACITY = re.compile(r"experiencing high demand|allowed during peak load", re.I)
 # vLLM/TGI and their gateways when the batch queue is full; a bare "overloaded" (Anthropic's 529,
 # OpenAI's 503) is the provider's capacity, not this account's concurrency, and is not matched.
