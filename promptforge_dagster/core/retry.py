@@ -23,6 +23,11 @@ True
 True
 >>> r.delay(OutcomeKind.TRANSIENT, 3.0, random.Random(1))   # never sooner than the provider said
 3.0
+>>> r = Retries(PipelineConfig(max_attempts=5000, backoff_cap_s=30.0))
+>>> all(r.failed(OutcomeKind.TRANSIENT) is None for _ in range(2000))   # a user's --max-attempts 5000
+True
+>>> 15.0 <= r.delay(OutcomeKind.TRANSIENT, None, random.Random(1)) <= 30.0   # at the cap, not an overflow
+True
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from promptforge_dagster.core.outcome import OutcomeKind
 from promptforge_dagster.core.pipeline_config import PipelineConfig
 
 REFUSAL_BACKOFF_STEPS_MAX = 4  # a refused prompt's own wait stops doubling here (the lane's pacer does the rest)
+BACKOFF_DOUBLINGS_MAX = 30  # past any cap (2^30 x base); more is too large for a float (--max-attempts 2000)
 
 
 class Retries:
@@ -63,5 +69,5 @@ class Retries:
         return max(self._backoff(self.attempts, rng), retry_after_s or 0.0)
 
     def _backoff(self, attempt: int, rng: random.Random) -> float:
-        cap = min(self.config.backoff_cap_s, self.config.backoff_base_s * 2 ** (attempt - 1))
+        cap = min(self.config.backoff_cap_s, self.config.backoff_base_s * 2 ** min(attempt - 1, BACKOFF_DOUBLINGS_MAX))
         return rng.uniform(cap / 2, cap)

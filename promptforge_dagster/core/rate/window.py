@@ -39,6 +39,8 @@ RETRY_GRAIN_S = 0.05  # a window freeing when the provider said is looked at thi
 # request aged out: refused)
 DRY_PAUSE_MAX_S = 16.0  # ... up to this: a minute-long dry spell is probed ~7 times, each a refusal (and never
 # past a window after the oldest request it admitted, when the window has freed)
+DRY_PAUSE_DOUBLINGS_MAX = 5  # the doublings counted: 0.5 s x 2^5 is the cap (a dry spell of thousands of
+# pauses, hours of a limit no message called daily, made 2^n too large for a float)
 
 
 class WindowLearner:
@@ -98,10 +100,12 @@ class WindowLearner:
         >>> w.span_s, w.known = 20.0, True
         >>> w.frees_at(10.0, pauses=3, retry_after_s=None, oldest_admitted=-9.9)
         12.0
+        >>> w.frees_at(10.0, pauses=5000, retry_after_s=None, oldest_admitted=None)  # hours dry: still the cap
+        26.0
         """
         if retry_after_s:
             return now + min(MINUTE_S, retry_after_s) + RETRY_GRAIN_S
-        until = now + min(DRY_PAUSE_MAX_S, DRY_PAUSE_S * 2 ** (pauses - 1))
+        until = now + min(DRY_PAUSE_MAX_S, DRY_PAUSE_S * 2 ** min(pauses - 1, DRY_PAUSE_DOUBLINGS_MAX))
         if oldest_admitted is not None and (pauses <= CAPPED_PAUSES or not self.known):
             soonest = now + (DRY_PAUSE_S if pauses > 1 else 0.0)
             until = min(until, max(soonest, oldest_admitted + self.span_s) + READ_BACK_S)
