@@ -46,6 +46,22 @@ def test_a_full_queue_is_concurrency_and_a_providers_overload_is_not():
     assert set(STYLES) >= {"openai", "azure", "anthropic", "gemini", "vertex", "vllm", "bare"}
 
 
+def test_geminis_overloaded_model_is_googles_capacity_not_a_concurrency_limit_but_tgis_full_queue_is():
+    """Gemini answers 503 "The model is overloaded. Please try again later." when Google is
+    short of capacity: a pause, and the lane's in-flight bound stays where it was; TGI's 429
+    "Model is overloaded" (its queue is full) teaches a concurrency ceiling."""
+    gemini = parse_signal(503, "The model is overloaded. Please try again later.", {})
+    c = AdaptiveController.from_state({"ceiling_rpm": 600.0}, now=0.0)
+    for i in range(5):
+        c.record(RateSample(i, i + 0.5, OutcomeKind.OVERLOADED, 1, 1, signal=gemini, in_flight=40))
+    assert c.in_flight.ceiling is None and c.snapshot()["concurrency_ceiling"] is None
+    status, body, _ = refusal("openai", Admission(False, "concurrency"))  # TGI's words, whatever the style
+    assert (status, message_of(body)) == (429, "Model is overloaded")
+    c.record(RateSample(9.0, 9.5, OutcomeKind.RATE_LIMITED, 1, 1, signal=parse_signal(status, message_of(body), {}),
+                        in_flight=40))
+    assert c.in_flight.ceiling is not None and c.in_flight.ceiling < 40
+
+
 def test_real_insufficient_quota_still_stops_the_job():
     assert classify(429, "You exceeded your current quota, please check your plan and billing details.") \
         is OutcomeKind.FATAL

@@ -32,8 +32,9 @@ guessed: a field the provider did not state stays None. Sources, one per provide
   the tokens used, in none of the bases below, so no value is kept); the older limiter,
   "Crossed TPM / RPM / Max Parallel Request Limit. current rpm: 1, rpm limit: 1, current tpm:
   348, tpm limit: ...", names the one crossed by its counts.
-* Self-hosted (vLLM behind a gateway, TGI): ``Model is overloaded``, ``queue is full``,
-  ``too many concurrent requests``: a concurrency limit, with no per-minute value.
+* Self-hosted (vLLM behind a gateway, TGI): ``Model is overloaded`` (TGI's 429), ``queue is
+  full``, ``too many concurrent requests``: a concurrency limit, with no per-minute value.
+  Gemini's 503 "The model is overloaded. Please try again later." is Google's capacity.
 
 >>> s = parse_signal(429, "Rate limit reached for gpt-4o in organization org-1 on tokens per min (TPM): "
 ...                  "Limit 30000, Used 29100, Requested 1200. Please try again in 1.2s.", {})
@@ -87,8 +88,12 @@ _LITELLM_PROXY_V1 = re.compile(r"current rpm: (\d+), rpm limit: (\d+), current t
 _CAPACITY = re.compile(r"experiencing high demand|allowed during peak load", re.I)
 # vLLM/TGI and their gateways when the batch queue is full; a bare "overloaded" (Anthropic's 529,
 # OpenAI's 503) is the provider's capacity, not this account's concurrency, and is not matched.
-_CONCURRENCY = re.compile(r"model is overloaded|queue is full|queue full|too many (?:concurrent|pending|parallel) "
+_CONCURRENCY = re.compile(r"queue is full|queue full|too many (?:concurrent|pending|parallel) "
                           r"requests|concurren(?:cy|t) limit|max(?:imum)? concurrent|server is busy", re.I)
+# TGI's full queue: 429 "Model is overloaded" (its router's max_concurrent_requests). Only as a 429: Gemini's 503
+# "The model is overloaded. Please try again later." (status UNAVAILABLE) is Google's capacity, and read as a
+# concurrency limit it shrank the lane's in-flight bound at every 503
+_TGI_FULL = re.compile(r"model is overloaded", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +154,7 @@ def parse_message(message: str) -> tuple[str | None, float | None, float | None,
     >>> parse_message("LiteLLM Rate Limit Handler for rate limit type = key. Crossed TPM / RPM / Max Parallel Request "
     ...               "Limit. current rpm: 3, rpm limit: 100, current tpm: 9100, tpm limit: 9000")[0]
     'tokens'
-    >>> parse_message("Model is overloaded")
+    >>> parse_message("the server's queue is full")
     ('concurrency', None, None, None)
     >>> parse_message("Request rate increased too quickly. Please scale requests more smoothly over time.")
     ('requests', None, None, None)
@@ -213,11 +218,17 @@ def parse_signal(status: int | None, message: str | None, headers: Mapping[str, 
     'concurrency'
     >>> parse_signal(529, "Overloaded", {}).limit is None
     True
+    >>> parse_signal(429, "Model is overloaded", {}).limit      # TGI's full queue
+    'concurrency'
+    >>> parse_signal(503, "The model is overloaded. Please try again later.", {}).limit is None   # Gemini's capacity
+    True
     """
     parsed = parse_rate_headers(headers, now_epoch) if headers else RateSignals()
     limit = value = retry = basis = None
     if status is not None and status >= 400 and message:
         limit, value, retry, basis = parse_message(message)
+        if limit is None and status == 429 and _TGI_FULL.search(message):
+            limit = CONCURRENCY
     if retry is None:
         retry = parsed.retry_after_s
     return RateSignal(limit, value, retry, parsed, basis)
