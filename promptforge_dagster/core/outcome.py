@@ -39,6 +39,9 @@ _QUOTA = re.compile(r"insufficient[_ ]quota|exceeded your current quota|billing|
 # for metric: ..., limit: 15 ... Please retry in 39.6s"): a refusal that says when to retry passes with time.
 _PASSES = re.compile(r"retry in|retry after|try again in|quota exceeded for metric|per minute|rate limit", re.I)
 _OVERLOAD = re.compile(r"overload", re.I)
+# the provider short of capacity: 503, Anthropic's 529 overloaded_error, Groq's 498 capacity_exceeded (its flex
+# tier at capacity: "Add jittered backoff and retries", Groq docs, "Flex Processing")
+CAPACITY_STATUSES = (498, 503, 529)
 # Refusals that do not pass within a job: a daily limit spent (OpenAI: "on requests per day (RPD)";
 # Gemini's quota violations name ``GenerateRequestsPerDayPerProjectPerModel``), or a limit of zero
 # (Gemini: "limit: 0", a model outside the account's tier). The job stops; a rerun resumes.
@@ -94,7 +97,7 @@ def classify(status_code: int | None, message: str = "", error_type: str | None 
         return OutcomeKind.FATAL
     if status_code == 402 or _QUOTA.search(text):
         return OutcomeKind.FATAL
-    if status_code in (503, 529) or _OVERLOAD.search(text):
+    if status_code in CAPACITY_STATUSES or _OVERLOAD.search(text):
         return OutcomeKind.OVERLOADED
     if status_code in (408, 409, 425) or status_code >= 500:
         return OutcomeKind.TRANSIENT

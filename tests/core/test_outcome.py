@@ -43,6 +43,7 @@ K = OutcomeKind
         (502, "bad gateway", K.TRANSIENT),
         (503, "Service Unavailable", K.OVERLOADED),
         (529, "Overloaded", K.OVERLOADED),
+        (498, "capacity_exceeded", K.OVERLOADED),  # Groq's flex tier at capacity: retried, not a bad request
         (500, "the engine is overloaded", K.OVERLOADED),
         (408, "timeout", K.TRANSIENT),
         (None, "connection reset", K.TRANSIENT),
