@@ -31,10 +31,12 @@ class OutcomeKind(enum.Enum):
     FATAL = "fatal"  # 401/403, quota exhausted: stop the job
 
 
-# (the LiteLLM proxy's spend limit on a key, team or user: "Budget has been exceeded! Key=... Current cost: 10.2,
-# Max budget: 10.0", or "ExceededBudget: ...", answered 422 by recent proxies and 429 by older ones)
+# (Anthropic's spend limit, a 400: "You have reached your specified API usage limits. You will regain access on
+# 2026-08-01 at 00:00 UTC.", or "... specified workspace API usage limits"; the LiteLLM proxy's on a key, team or
+# user: "Budget has been exceeded! Key=... Current cost: 10.2, Max budget: 10.0", or "ExceededBudget: ...",
+# answered 422 by recent proxies and 429 by older ones)
 _QUOTA = re.compile(r"insufficient[_ ]quota|exceeded your current quota|billing|credit balance|budget has been "
-                    r"exceeded|ExceededBudget", re.I)
+                    r"exceeded|ExceededBudget|reached your specified (?:workspace )?API usage limits", re.I)
 # Gemini words its per-minute refusals as quota ("You exceeded your current quota ... Quota exceeded
 # for metric: ..., limit: 15 ... Please retry in 39.6s"): a refusal that says when to retry passes with time.
 _PASSES = re.compile(r"retry in|retry after|try again in|quota exceeded for metric|per minute|rate limit", re.I)

@@ -26,6 +26,9 @@ K = OutcomeKind
         (429, "* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, "
               "limit: 15, model: gemini-2.0-flash\nPlease retry in 39.6s. {'quotaId': "
               "'GenerateRequestsPerMinutePerProjectPerModel-FreeTier'}", K.RATE_LIMITED),
+        # Anthropic's spend limit, a 400: the job stops (a rerun resumes once access is back)
+        (400, "You have reached your specified API usage limits. You will regain access on 2026-08-01 at 00:00 UTC.",
+         K.FATAL),
         # the LiteLLM proxy's spend limit: does not pass within a job (422 now, 429 from older proxies)
         (429, "Budget has been exceeded! Key=batch-key Current cost: 10.2, Max budget: 10.0", K.FATAL),
         (422, "Budget has been exceeded! Team=ml Current cost: 51.0, Max budget: 50.0", K.FATAL),
