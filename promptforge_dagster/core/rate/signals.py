@@ -32,8 +32,9 @@ guessed: a field the provider did not state stays None. Sources, one per provide
   the tokens used, in none of the bases below, so no value is kept); the older limiter,
   "Crossed TPM / RPM / Max Parallel Request Limit. current rpm: 1, rpm limit: 1, current tpm:
   348, tpm limit: ...", names the one crossed by its counts.
-* Self-hosted (vLLM behind a gateway, TGI): ``Model is overloaded`` (TGI's 429), ``queue is
-  full``, ``too many concurrent requests``: a concurrency limit, with no per-minute value.
+* Self-hosted (vLLM behind a gateway, TGI, Ollama): ``Model is overloaded`` (TGI's 429), ``queue
+  is full``, ``too many concurrent requests``, ``maximum pending requests exceeded`` (Ollama's
+  503): a concurrency limit, with no per-minute value.
   Gemini's 503 "The model is overloaded. Please try again later." is Google's capacity.
 
 >>> s = parse_signal(429, "Rate limit reached for gpt-4o in organization org-1 on tokens per min (TPM): "
@@ -88,8 +89,10 @@ _LITELLM_PROXY_V1 = re.compile(r"current rpm: (\d+), rpm limit: (\d+), current t
 _CAPACITY = re.compile(r"experiencing high demand|allowed during peak load", re.I)
 # vLLM/TGI and their gateways when the batch queue is full; a bare "overloaded" (Anthropic's 529,
 # OpenAI's 503) is the provider's capacity, not this account's concurrency, and is not matched.
+# (Ollama's full queue, a 503: "server busy, please try again.  maximum pending requests exceeded", OLLAMA_MAX_QUEUE)
 _CONCURRENCY = re.compile(r"queue is full|queue full|too many (?:concurrent|pending|parallel) "
-                          r"requests|concurren(?:cy|t) limit|max(?:imum)? concurrent|server is busy", re.I)
+                          r"requests|concurren(?:cy|t) limit|max(?:imum)? concurrent|server is busy|"
+                          r"maximum pending requests exceeded", re.I)
 # TGI's full queue: 429 "Model is overloaded" (its router's max_concurrent_requests). Only as a 429: Gemini's 503
 # "The model is overloaded. Please try again later." (status UNAVAILABLE) is Google's capacity, and read as a
 # concurrency limit it shrank the lane's in-flight bound at every 503
@@ -219,6 +222,8 @@ def parse_signal(status: int | None, message: str | None, headers: Mapping[str, 
     >>> parse_signal(529, "Overloaded", {}).limit is None
     True
     >>> parse_signal(429, "Model is overloaded", {}).limit      # TGI's full queue
+    'concurrency'
+    >>> parse_signal(503, "server busy, please try again.  maximum pending requests exceeded", {}).limit  # Ollama's
     'concurrency'
     >>> parse_signal(503, "The model is overloaded. Please try again later.", {}).limit is None   # Gemini's capacity
     True
