@@ -145,15 +145,19 @@ class AdaptiveController:
         self.capacity_refused += 1
         self._overloads += 1
         if self._overloads > 1:
-            pause = OVERLOAD_PAUSE_S * 2 ** min(self._overloads - 2, OVERLOAD_DOUBLINGS_MAX)
-            self.pause(sample.at, pause, cap=OVERLOAD_PAUSE_MAX_S)
+            self._back_off(sample.at, doublings=self._overloads - 2)
 
     def _overloaded(self, now: float, signal: RateSignal) -> None:
         """The provider is short of capacity: pause, doubling per overload in a row (at least
         as long as it asked), and lower nothing."""
         self._overloads += 1
-        pause = min(OVERLOAD_PAUSE_MAX_S, OVERLOAD_PAUSE_S * 2 ** min(self._overloads - 1, OVERLOAD_DOUBLINGS_MAX))
-        self.pause(now, max(pause, signal.retry_after_s or 0.0), cap=OVERLOAD_PAUSE_MAX_S)
+        self._back_off(now, doublings=self._overloads - 1, at_least=signal.retry_after_s or 0.0)
+
+    def _back_off(self, now: float, *, doublings: int, at_least: float = 0.0) -> None:
+        """Pause :data:`OVERLOAD_PAUSE_S` doubled ``doublings`` times, no shorter than
+        ``at_least`` and no longer than :data:`OVERLOAD_PAUSE_MAX_S`."""
+        pause = OVERLOAD_PAUSE_S * 2 ** min(doublings, OVERLOAD_DOUBLINGS_MAX)
+        self.pause(now, max(pause, at_least), cap=OVERLOAD_PAUSE_MAX_S)
 
     def _on_refused(self, sample: RateSample, signal: RateSignal) -> None:
         room = signal.limit is None and self._had_room(sample)
