@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import random
 
+from promptforge_dagster.core.doubling import doubled
 from promptforge_dagster.core.job.errors import (
     MISSING_CREDENTIALS, PROVIDER_ERROR, RATE_LIMITED, RETRIES_EXHAUSTED,
 )
@@ -41,7 +42,6 @@ from promptforge_dagster.core.outcome import OutcomeKind
 from promptforge_dagster.core.pipeline_config import PipelineConfig
 
 REFUSAL_BACKOFF_STEPS_MAX = 4  # a refused prompt's own wait stops doubling here (the lane's pacer does the rest)
-BACKOFF_DOUBLINGS_MAX = 30  # past any cap (2^30 x base); more is too large for a float (--max-attempts 2000)
 
 
 class Retries:
@@ -69,5 +69,5 @@ class Retries:
         return max(self._backoff(self.attempts, rng), retry_after_s or 0.0)
 
     def _backoff(self, attempt: int, rng: random.Random) -> float:
-        cap = min(self.config.backoff_cap_s, self.config.backoff_base_s * 2 ** min(attempt - 1, BACKOFF_DOUBLINGS_MAX))
+        cap = doubled(self.config.backoff_base_s, attempt - 1, cap=self.config.backoff_cap_s)
         return rng.uniform(cap / 2, cap)

@@ -15,6 +15,8 @@ import random
 import time
 from typing import Any, Callable, Protocol
 
+from promptforge_dagster.core.doubling import doubled
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
@@ -142,7 +144,7 @@ class RetryingStorage:
             try:
                 return fn(*args, **kwargs)
             except TransientStorageError as exc:
-                cap = min(self.cap_s, self.base_s * 2 ** (attempt - 1))
+                cap = doubled(self.base_s, attempt - 1, cap=self.cap_s)
                 delay = cap / 2 + self._rng() * cap / 2
                 spent = self._clock() - started
                 if attempt == self.attempts or spent + delay > self.budget_s:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from promptforge_dagster.core.doubling import doubled
 from promptforge_dagster.core.outcome import OutcomeKind
 from promptforge_dagster.core.rate import report, stated
 from promptforge_dagster.core.rate.attribution import SilentLimit
@@ -46,8 +47,6 @@ from promptforge_dagster.core.rate_controller import RateSample
 
 OVERLOAD_PAUSE_S = 0.5  # first pause after an overload answer; doubles per consecutive one
 OVERLOAD_PAUSE_MAX_S = 30.0  # ... up to this: capacity problems pass in seconds to minutes
-OVERLOAD_DOUBLINGS_MAX = 10  # the doublings counted: 0.5 s x 2^10 is past the cap (an outage of thousands of
-# overloads in a row made 2^n too large for a float and ended the job)
 TOKEN_START_S = 10.0  # a tokens axis opened by a refusal starts at the token rate sent over this span
 RETRY_PAUSE_MAX_S = 0.25  # a refusal's retry-after pauses the lane this long at most: longer is the refused
 # request's own wait (pacing answers the rest); a longer lane pause would hide the refill being measured
@@ -156,7 +155,7 @@ class AdaptiveController:
     def _back_off(self, now: float, *, doublings: int, at_least: float = 0.0) -> None:
         """Pause :data:`OVERLOAD_PAUSE_S` doubled ``doublings`` times, no shorter than
         ``at_least`` and no longer than :data:`OVERLOAD_PAUSE_MAX_S`."""
-        pause = OVERLOAD_PAUSE_S * 2 ** min(doublings, OVERLOAD_DOUBLINGS_MAX)
+        pause = doubled(OVERLOAD_PAUSE_S, doublings, cap=OVERLOAD_PAUSE_MAX_S)
         self.pause(now, max(pause, at_least), cap=OVERLOAD_PAUSE_MAX_S)
 
     def _on_refused(self, sample: RateSample, signal: RateSignal) -> None:

@@ -69,12 +69,14 @@ _RETRY_SECONDS = re.compile(r"(?:retry|try again) (?:after|in) (\d+(?:\.\d+)?) ?
                             re.I)
 _ANTHROPIC = re.compile(r"rate limit for your organization.*? of ([\d,]+) (requests|input tokens|output tokens|tokens)"
                         r" per minute", re.I | re.S)
-_GEMINI_METRIC = re.compile(r"Quota exceeded for metric: \S*?(requests|token_count|tokens)\S*, limit: ([\d,]+)", re.I)
+# Google's quotas name their metric: Gemini's "Quota exceeded for metric: ..._requests, limit: 15", a Vertex AI
+# project's own "Quota exceeded for aiplatform.googleapis.com/..._requests_per_minute_per_project..." (no value;
+# a quota that follows the rate, not the shared pool's)
+_GOOGLE_QUOTA = re.compile(r"Quota exceeded for (?:metric: )?\S*?(requests|token_count|tokens)(?:\S*?, limit: ([\d,]+))?",
+                           re.I)
 # Anthropic's wording that names the limit and states no value ("request tokens": the prompt's, ITPM)
 _ANTHROPIC_NUMBER = re.compile(r"Number of (requests|request tokens|input tokens|output tokens) has exceeded your",
                                re.I)
-# A Vertex AI project's own quota, named by its metric (a quota that follows the rate, not the shared pool's)
-_VERTEX_QUOTA = re.compile(r"Quota exceeded for aiplatform\.googleapis\.com/\S*?(requests|tokens)_per_", re.I)
 _GEMINI_DELAY = re.compile(r'"?retryDelay"?\s*[:=]\s*"(\d+(?:\.\d+)?)s"', re.I)
 _SAYS_TOKENS = re.compile(r"tokens?(?:_usage_based)? per min|\(TPM\)|\bTPM\b|tokens-per-min", re.I)
 _SAYS_REQUESTS = re.compile(r"requests? per min|\(RPM\)|\bRPM\b|requests-per-min", re.I)
@@ -177,9 +179,6 @@ def parse_message(message: str) -> tuple[str | None, float | None, float | None,
         kind = m.group(1).lower()
         limit = REQUESTS if kind == "requests" else TOKENS
         basis = OUTPUT if kind.startswith("output") else INPUT if limit == TOKENS else None
-    elif m := _VERTEX_QUOTA.search(message):
-        limit = REQUESTS if m.group(1).lower() == "requests" else TOKENS
-        basis = INPUT if limit == TOKENS and "input_token" in m.group(0).lower() else None
     elif m := _LITELLM_PROXY.search(message):
         kind = m.group(1).lower()
         limit = REQUESTS if kind == "requests" else TOKENS if kind == "tokens" else CONCURRENCY
@@ -188,10 +187,10 @@ def parse_message(message: str) -> tuple[str | None, float | None, float | None,
         rpm, rpm_limit, tpm, tpm_limit = (int(g) for g in m.groups())
         limit = REQUESTS if rpm >= rpm_limit else TOKENS if tpm >= tpm_limit else CONCURRENCY
         value = float(rpm_limit) if limit == REQUESTS else None
-    elif m := _GEMINI_METRIC.search(message):
+    elif m := _GOOGLE_QUOTA.search(message):
         limit = REQUESTS if m.group(1).lower() == "requests" else TOKENS
         basis = INPUT if limit == TOKENS and "input_token" in m.group(0).lower() else None
-        value = _number(m.group(2)) if limit == REQUESTS or basis else None
+        value = _number(m.group(2)) if m.group(2) and (limit == REQUESTS or basis) else None
     elif m := _AZURE.search(message):
         limit = REQUESTS if m.group(1).lower() == "call" else TOKENS
         basis = ADMISSION if limit == TOKENS else None  # Azure estimates from the prompt and max tokens

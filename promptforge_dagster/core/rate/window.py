@@ -26,6 +26,8 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+from promptforge_dagster.core.doubling import doubled
+
 MINUTE_S = 60.0  # the span per-minute limits are counted over: what was admitted in it is always safe again
 MIN_WINDOW_S = 1.0  # the shortest interval a provider documents counting over (Azure OpenAI: 1 s)
 READ_BACK_S = 0.05  # the send history's grain: the first admitted request is read to this
@@ -39,8 +41,6 @@ RETRY_GRAIN_S = 0.05  # a window freeing when the provider said is looked at thi
 # request aged out: refused)
 DRY_PAUSE_MAX_S = 16.0  # ... up to this: a minute-long dry spell is probed ~7 times, each a refusal (and never
 # past a window after the oldest request it admitted, when the window has freed)
-DRY_PAUSE_DOUBLINGS_MAX = 5  # the doublings counted: 0.5 s x 2^5 is the cap (a dry spell of thousands of
-# pauses, hours of a limit no message called daily, made 2^n too large for a float)
 
 
 class WindowLearner:
@@ -105,7 +105,7 @@ class WindowLearner:
         """
         if retry_after_s:
             return now + min(MINUTE_S, retry_after_s) + RETRY_GRAIN_S
-        until = now + min(DRY_PAUSE_MAX_S, DRY_PAUSE_S * 2 ** min(pauses - 1, DRY_PAUSE_DOUBLINGS_MAX))
+        until = now + doubled(DRY_PAUSE_S, pauses - 1, cap=DRY_PAUSE_MAX_S)
         if oldest_admitted is not None and (pauses <= CAPPED_PAUSES or not self.known):
             soonest = now + (DRY_PAUSE_S if pauses > 1 else 0.0)
             until = min(until, max(soonest, oldest_admitted + self.span_s) + READ_BACK_S)
