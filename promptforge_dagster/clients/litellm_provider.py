@@ -164,7 +164,7 @@ class LiteLLMProvider:
             except Exception:
                 headers = {}
         message = public_message(self._scrub(str(getattr(exc, "message", None) or exc), api_key))
-        kind = classify(status, message, error_type)
+        kind = classify(status, message, error_type, headers)
         return Outcome(
             kind, status or 0, headers=headers, error_type=error_type, message=message,
             request_id=headers.get("x-request-id"),

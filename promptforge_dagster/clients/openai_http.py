@@ -176,7 +176,7 @@ class OpenAIHttpProvider:
             message = raw.decode("utf-8", "replace") if raw else f"Error code: {status}"
         message = public_message(self._scrub(message))
         error_type = error_type_of(status)
-        return Outcome(classify(status, message, error_type), status, headers=headers, error_type=error_type,
+        return Outcome(classify(status, message, error_type, headers), status, headers=headers, error_type=error_type,
                        message=message, request_id=headers.get("x-request-id"))
 
     def _scrub(self, text: str) -> str:

@@ -47,7 +47,14 @@ CAPACITY_STATUSES = (498, 503, 529)
 # Refusals that do not pass within a job: a daily limit spent (OpenAI: "on requests per day (RPD)";
 # Gemini's quota violations name ``GenerateRequestsPerDayPerProjectPerModel``), or a limit of zero
 # (Gemini: "limit: 0", a model outside the account's tier). The job stops; a rerun resumes.
-_DAILY = re.compile(r"per[ _]?day(?![a-z])|PerDay|\((?:RPD|TPD)\)", re.I)  # (a metric's "_per_day_per_project" too)
+# (a metric's "_per_day_per_project" too, and OpenRouter's free models' "Rate limit exceeded: free-models-per-day")
+_DAILY = re.compile(r"per[ _-]?day(?![a-z])|PerDay|\((?:RPD|TPD)\)", re.I)
+# ... or a month's: Cohere's trial keys ("limited to 1,000 API calls a month", its docs), Mistral's monthly token
+# limit ("Monthly token limit exceeded", or its per-minute words with ``x-ratelimit-remaining-tokens-month: 0``)
+_MONTHLY = re.compile(r"monthly (?:token |request |usage |spend(?:ing)? )?(?:limit|quota)|"
+                      r"(?:calls?|requests?|tokens?) (?:per|/|a) ?month\b", re.I)
+_MONTH_LEFT = ("x-ratelimit-remaining-tokens-month", "x-ratelimit-remaining-req-month",
+               "x-ratelimit-remaining-requests-month")
 _ZERO_LIMIT = re.compile(r"\blimit:? 0\b(?![.,]\d)", re.I)
 
 
@@ -78,13 +85,16 @@ class Outcome:
         return self.tokens_in + self.tokens_out
 
 
-def classify(status_code: int | None, message: str = "", error_type: str | None = None) -> OutcomeKind:
-    """Classify a non-success answer by status code and error text.
+def classify(status_code: int | None, message: str = "", error_type: str | None = None,
+             headers: Mapping[str, str] | None = None) -> OutcomeKind:
+    """Classify a non-success answer by status code, error text and (a month's quota) headers.
 
     ``status_code`` None means no HTTP answer (timeout, connection reset): transient.
 
     >>> [classify(s).name for s in (None, 400, 401, 404, 408, 500, 529)]
     ['TRANSIENT', 'PERMANENT', 'FATAL', 'PERMANENT', 'TRANSIENT', 'TRANSIENT', 'OVERLOADED']
+    >>> classify(429, "Tokens rate limit exceeded", headers={"x-ratelimit-remaining-tokens-month": "0"}).name
+    'FATAL'
     """
     text = f"{error_type or ''} {message or ''}"
     if status_code is None:
@@ -92,7 +102,8 @@ def classify(status_code: int | None, message: str = "", error_type: str | None 
     if 200 <= status_code < 300:
         return OutcomeKind.SUCCESS
     if status_code == 429:
-        if _DAILY.search(text) or _ZERO_LIMIT.search(text) or (_QUOTA.search(text) and not _PASSES.search(text)):
+        if _DAILY.search(text) or _ZERO_LIMIT.search(text) or _month_spent(text, headers) or (
+                _QUOTA.search(text) and not _PASSES.search(text)):
             return OutcomeKind.FATAL
         return OutcomeKind.RATE_LIMITED
     if status_code in (401, 403):
@@ -106,6 +117,14 @@ def classify(status_code: int | None, message: str = "", error_type: str | None 
     return OutcomeKind.PERMANENT
 
 
+def _month_spent(text: str, headers: Mapping[str, str] | None) -> bool:
+    """Whether a 429 is a month's limit spent: its words say so, or its headers leave none."""
+    if _MONTHLY.search(text):
+        return True
+    lower = {k.lower().removeprefix("llm_provider-"): str(v).strip() for k, v in (headers or {}).items()}
+    return any(lower.get(name) == "0" for name in _MONTH_LEFT)
+
+
 def stop_reason(outcome: Outcome) -> str:
     """The line a job stopped by ``outcome`` (a fatal answer) reports: the provider's words,
     with what they mean when the limit is a daily or a zero one.
@@ -117,6 +136,8 @@ def stop_reason(outcome: Outcome) -> str:
     text = outcome.message or f"HTTP {outcome.status_code}"
     if outcome.status_code == 429 and _DAILY.search(text):
         return f"the provider's daily limit is spent: {text}"
+    if outcome.status_code == 429 and _month_spent(text, outcome.headers):
+        return f"the provider's monthly limit is spent: {text}"
     if outcome.status_code == 429 and _ZERO_LIMIT.search(text):
         return f"the account's limit for this model is 0: {text}"
     return text

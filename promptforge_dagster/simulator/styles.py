@@ -4,7 +4,8 @@ Shared by the HTTP simulator and the fake-clock model, so both speak like real p
 Sources: OpenAI rate-limits guide and 429s users posted; Microsoft Learn "Azure OpenAI
 quotas and limits" and Q&A answers; Anthropic docs "Rate limits" and "Errors"; Google
 "Gemini API rate limits" and Vertex AI "Error code 429"; Groq docs "Rate Limits" (an
-OpenAI-compatible API whose ``x-ratelimit-limit-requests`` is requests per *day*); vLLM/TGI
+OpenAI-compatible API whose ``x-ratelimit-limit-requests`` is requests per *day*); AWS re:Post
+"Bedrock throttling error"; Mistral's API answers (mistralai/client-ts#169); vLLM/TGI
 router and server code (a full queue answers 429 "Model is overloaded" or 503).
 
 >>> from promptforge_dagster.simulator.account import Admission
@@ -21,13 +22,16 @@ import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-STYLES = ("openai", "azure", "anthropic", "gemini", "vertex", "vllm", "groq", "bare")
+STYLES = ("openai", "azure", "anthropic", "gemini", "vertex", "vllm", "groq", "bedrock", "mistral", "bare")
 
 
 POOL_MESSAGE = "Resource exhausted, please try again later."
 AZURE_PEAK_MESSAGE = ("The system is currently experiencing high demand and cannot process your request. Your request "
                       "exceeds the maximum usage size allowed during peak load. Please retry after 6 seconds. For "
                       "improved latency reliability, consider switching to Provisioned Throughput.")  # Microsoft Q&A
+BEDROCK_MESSAGES = {"requests": "Too many requests, please wait before trying again. You have sent too many requests."
+                                "  Wait before trying again.",
+                    "tokens": "Too many tokens, please wait before trying again."}
 GROQ_DAILY_REQUESTS = 14_400  # the requests per day in Groq's docs' header example (x-ratelimit-limit-requests)
 DAY_S = 86_400.0
 AZURE_COUNT_S = 10.0  # Azure OpenAI's x-ratelimit-*-requests count 10 s: a 48 RPM deployment (8,000 TPM) answered
@@ -115,6 +119,12 @@ def refusal(style: str, adm: Any, *, model: str = "sim-model", now_epoch: float 
         return 429, {"error": {"code": 429, "message": "Resource exhausted. Please try again later. Please refer to "
                                "https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details.",
                                "status": "RESOURCE_EXHAUSTED"}}, {}
+    if style == "bedrock":  # its ThrottlingException (AWS re:Post, "Bedrock throttling error"): no value, no headers
+        return 429, {"message": BEDROCK_MESSAGES[kind]}, {}
+    if style == "mistral":  # its 1300, the limit named, no value; a minute's counts in its headers
+        message = "Requests rate limit exceeded" if kind == "requests" else "Tokens rate limit exceeded"
+        return 429, {"object": "error", "message": message, "type": "rate_limited", "param": None,
+                     "code": "1300"}, mistral_headers(h) if headers else {}
     if style == "bare":
         return 429, None, {}
     raise ValueError(f"unknown provider style {style!r} (one of {', '.join(STYLES)})")
@@ -183,8 +193,8 @@ def groq_headers(openai_style: dict[str, str], requests_today: int) -> dict[str,
 def success_headers(style: str, openai_style: dict[str, str], now_epoch: float,
                     tokens_basis: str = "admission", requests_today: int = 0) -> dict[str, str]:
     """Rate headers on a successful answer: OpenAI's and Azure's ``x-ratelimit-*``,
-    Anthropic's ``anthropic-ratelimit-*``, Groq's (requests per day); Gemini, Vertex, vLLM
-    and bare send none."""
+    Anthropic's ``anthropic-ratelimit-*``, Groq's (requests per day), Mistral's (a minute's);
+    Gemini, Vertex, Bedrock, vLLM and bare send none."""
     if style in ("openai",):
         return dict(openai_style)
     if style == "groq":
@@ -193,7 +203,22 @@ def success_headers(style: str, openai_style: dict[str, str], now_epoch: float,
         return azure_headers(openai_style)
     if style == "anthropic":
         return anthropic_headers(openai_style, now_epoch, tokens_basis)
+    if style == "mistral":
+        return mistral_headers(openai_style)
     return {}
+
+
+def mistral_headers(openai_style: dict[str, str]) -> dict[str, str]:
+    """Mistral's rate headers (mistralai/client-ts#169): a minute's request and token counts,
+    the minute in their names, no resets.
+
+    >>> mistral_headers({"x-ratelimit-limit-requests": "720", "x-ratelimit-remaining-requests": "717",
+    ...                  "x-ratelimit-reset-requests": "1s"})
+    {'x-ratelimit-limit-req-minute': '720', 'x-ratelimit-remaining-req-minute': '717'}
+    """
+    names = {f"x-ratelimit-{field}-{kind}": f"x-ratelimit-{field}-{short}-minute"
+             for field in ("limit", "remaining") for kind, short in (("requests", "req"), ("tokens", "tokens"))}
+    return {names[k]: v for k, v in openai_style.items() if k in names}
 
 
 def azure_headers(openai_style: dict[str, str]) -> dict[str, str]:
@@ -229,4 +254,4 @@ def message_of(body: dict | None) -> str:
     err = body.get("error")
     if isinstance(err, dict):
         return str(err.get("message") or "")
-    return str(err or "")
+    return str(err or body.get("message") or "")  # (Bedrock's and Mistral's: the message at the top)

@@ -92,6 +92,9 @@ SCENARIOS = [
              {"style": "azure", "headers": True}, goal=STEADY_GOAL),
     Scenario("azure-600-1s-window", AccountLimits(rpm=600, limiter="fixed", window_s=1.0), 0.75, 0.01,
              {"style": "azure", "headers": True}, goal=STEADY_GOAL),
+    # (seventeenth session) Mistral states a minute's counts in its own header names; Bedrock names the limit
+    # it throttles on (requests or tokens) and states nothing else
+    Scenario("mistral-600-headers", AccountLimits(rpm=600), 0.95, 0.01, {"style": "mistral", "headers": True}),
     Scenario("vertex-600", AccountLimits(rpm=600), 0.95, 0.01, {"style": "vertex"}),
     Scenario("bare-600", AccountLimits(rpm=600), 0.95, 0.01, {"style": "bare"}),
     # TPM charged at admission on prompt + max_tokens, mixed prompt sizes
@@ -99,6 +102,8 @@ SCENARIOS = [
              {"style": "openai", "request": mixed_sizes}, measure="tokens"),
     Scenario("tpm-120k-bare-mixed", AccountLimits(rpm=None, tpm=120_000), 0.90, 0.02,
              {"request": mixed_sizes}, measure="tokens"),
+    Scenario("tpm-120k-bedrock-mixed", AccountLimits(rpm=None, tpm=120_000), 0.90, 0.02,
+             {"style": "bedrock", "request": mixed_sizes}, measure="tokens"),
     # token limits that count other than prompt + max_tokens, by their own names (Anthropic's ITPM and
     # OTPM, a bucket holding a minute; Gemini's TPM on input tokens, a fixed minute)
     Scenario("anthropic-itpm-60k-headers", AccountLimits(rpm=None, tpm=60_000, tokens_basis="input", burst_s=60.0),

@@ -37,6 +37,17 @@ K = OutcomeKind
               "resets at: 2026-12-03 10:00:00 UTC", K.RATE_LIMITED),
         (429, "Quota exceeded for aiplatform.googleapis.com/generate_content_requests_per_day_per_project_per_base_"
               "model with base model: gemini-1.5-pro. Please submit a quota increase request.", K.FATAL),  # a day's
+        # OpenRouter's free models: a day's, in its own words (the "high balance" tier says nothing more)
+        (429, "Rate limit exceeded: free-models-per-day-high-balance.", K.FATAL),
+        (429, "Rate limit exceeded: free-models-per-min.", K.RATE_LIMITED),
+        # Bedrock's ThrottlingException: a minute's TPM passes, a day's does not
+        (429, "Too many tokens, please wait before trying again.", K.RATE_LIMITED),
+        (429, "Too many tokens per day, please wait before trying again.", K.FATAL),
+        # a month's limit: Cohere's trial keys, Mistral's monthly tokens
+        (429, "You are using a Trial key, which is limited to 10 API calls / minute.", K.RATE_LIMITED),
+        (429, "You are using a Trial key, which is limited to 1,000 API calls a month.", K.FATAL),
+        (429, "Monthly token limit exceeded", K.FATAL),
+        (429, "Tokens rate limit exceeded", K.RATE_LIMITED),
         (401, "Incorrect API key", K.FATAL),
         (403, "forbidden", K.FATAL),
         (400, "Invalid value for 'messages'", K.PERMANENT),
@@ -54,6 +65,20 @@ K = OutcomeKind
 )
 def test_classification(status, message, kind):
     assert classify(status, message) is kind
+
+
+def test_a_month_spent_is_read_from_mistrals_headers_and_says_so():
+    """Mistral words its monthly token limit as its minute's ("Tokens rate limit exceeded");
+    only ``x-ratelimit-remaining-tokens-month: 0`` tells the month is spent: the job stops
+    (a rerun resumes) instead of retrying each line until its attempts run out."""
+    from promptforge_dagster.core.outcome import Outcome, stop_reason
+
+    month = {"llm_provider-x-ratelimit-remaining-tokens-month": "0"}
+    assert classify(429, "Tokens rate limit exceeded", headers=month) is K.FATAL
+    assert classify(429, "Tokens rate limit exceeded", headers={"x-ratelimit-remaining-tokens-month": "9"}) \
+        is K.RATE_LIMITED
+    reason = stop_reason(Outcome(K.FATAL, 429, headers=month, message="Tokens rate limit exceeded"))
+    assert reason == "the provider's monthly limit is spent: Tokens rate limit exceeded"
 
 
 def test_openai_headers_with_litellm_prefix():

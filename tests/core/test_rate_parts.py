@@ -25,6 +25,7 @@ from tests.core.rate_scenarios import Scenario, budgeted_answers, run
 @pytest.mark.parametrize("style, limit, value", [
     ("openai", "requests", 500.0), ("azure", "requests", None), ("anthropic", "requests", 500.0),
     ("gemini", "requests", 500.0), ("vertex", None, None), ("bare", None, None),
+    ("bedrock", "requests", None), ("mistral", "requests", None),
 ])
 def test_each_providers_refusal_says_what_it_says(style, limit, value):
     status, body, headers = refusal(style, Admission(False, "requests", 2.5, {}, 500.0, 500.0), now_epoch=1e9)
@@ -34,7 +35,7 @@ def test_each_providers_refusal_says_what_it_says(style, limit, value):
 
 
 def test_token_refusals_are_told_apart_from_request_refusals():
-    for style in ("openai", "azure", "anthropic", "gemini"):
+    for style in ("openai", "azure", "anthropic", "gemini", "bedrock", "mistral"):
         status, body, headers = refusal(style, Admission(False, "tokens", 1.0, {}, 90_000.0, 89_000.0))
         assert parse_signal(status, message_of(body), headers).limit == "tokens", style
 

@@ -2,7 +2,8 @@
 
 OpenAI style (``x-ratelimit-limit-requests``, ``-remaining-*``, ``-reset-*`` with
 durations like ``6m0s``), Anthropic style (``anthropic-ratelimit-requests-limit``,
-``...-reset`` as an RFC 3339 time) and ``retry-after`` / ``retry-after-ms``. Every
+``...-reset`` as an RFC 3339 time), Mistral's (``x-ratelimit-limit-req-minute``) and
+``retry-after`` / ``retry-after-ms``. Every
 field is optional: a provider that sends no headers yields an empty
 :class:`RateSignals`.
 
@@ -122,6 +123,12 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+# Mistral's names, a minute's count stated in the name (mistralai/client-ts#169: "x-ratelimit-limit-req-minute: 720",
+# "x-ratelimit-remaining-tokens-minute"); its token limit counts the prompt and the answer, in none of the bases
+# the engine keeps, so only what is left of it is read
+_MISTRAL = {"requests": "req", "tokens": "tokens"}
+
+
 def parse_rate_headers(headers: Mapping[str, str], now_epoch: float | None = None) -> RateSignals:
     """Read rate-limit headers (keys any case; LiteLLM's ``llm_provider-`` prefix allowed).
 
@@ -130,6 +137,11 @@ def parse_rate_headers(headers: Mapping[str, str], now_epoch: float | None = Non
     >>> parse_rate_headers({"anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-tokens-limit": "8000",
     ...                     "anthropic-ratelimit-tokens-remaining": "0", "retry-after": "3"})
     RateSignals(retry_after_s=3.0, limit_requests=50, remaining_requests=None, reset_requests_s=None, limit_tokens=None, remaining_tokens=0, reset_tokens_s=None, limit_input_tokens=None, limit_output_tokens=None, resets_read_at_receipt=False, requests_unreset=False)
+    >>> m = parse_rate_headers({"x-ratelimit-limit-req-minute": "720", "x-ratelimit-remaining-req-minute": "717",
+    ...                         "x-ratelimit-limit-tokens-minute": "5000000",
+    ...                         "x-ratelimit-remaining-tokens-minute": "4999911"})
+    >>> m.requests_per_minute, m.remaining_requests, m.limit_tokens, m.remaining_tokens    # Mistral's
+    (720, 717, None, 4999911)
     """
     h: dict[str, str] = {}
     for k, v in headers.items():
@@ -147,7 +159,8 @@ def parse_rate_headers(headers: Mapping[str, str], now_epoch: float | None = Non
             retry_after = _seconds_until_http_date(h["retry-after"], now_epoch)
 
     def pick(kind: str, field: str) -> str | None:
-        return h.get(f"x-ratelimit-{field}-{kind}") or h.get(f"anthropic-ratelimit-{kind}-{field}")
+        return (h.get(f"x-ratelimit-{field}-{kind}") or h.get(f"anthropic-ratelimit-{kind}-{field}")
+                or h.get(f"x-ratelimit-{field}-{_MISTRAL[kind]}-minute"))
 
     def reset(kind: str) -> float | None:
         raw = h.get(f"x-ratelimit-reset-{kind}")

@@ -32,6 +32,19 @@ guessed: a field the provider did not state stays None. Sources, one per provide
   the tokens used, in none of the bases below, so no value is kept); the older limiter,
   "Crossed TPM / RPM / Max Parallel Request Limit. current rpm: 1, rpm limit: 1, current tpm:
   348, tpm limit: ...", names the one crossed by its counts.
+* Amazon Bedrock (AWS re:Post, "Bedrock throttling error"; ``ThrottlingException``, "exceeding the
+  account quotas", botocore's reference): "Too many requests, please wait before trying again. You
+  have sent too many requests.  Wait before trying again.", "Your request rate is too high. Reduce
+  the frequency of requests." (its RPM), "Too many tokens, please wait before trying again." (its
+  TPM, reserved at the start as the prompt plus ``max_tokens``: the admission basis); no value, no
+  rate headers.
+* Mistral (its API's errors and headers, mistralai/client-ts#169): 429 "Requests rate limit
+  exceeded" / "Tokens rate limit exceeded" (``rate_limited``, code 1300), with
+  ``x-ratelimit-limit-req-minute`` and ``x-ratelimit-*-tokens-minute`` headers
+  (:mod:`~promptforge_dagster.core.rate.headers`); "Service tier capacity exceeded for this model."
+  (``service_tier_capacity_exceeded``) is its capacity, no quota's.
+* Cohere (its docs, "Rate limits"; trial keys): "You are using a Trial key, which is limited to 10
+  API calls / minute."; OpenRouter's free models: "Rate limit exceeded: free-models-per-min."
 * Self-hosted (vLLM behind a gateway, TGI, Ollama): ``Model is overloaded`` (TGI's 429), ``queue
   is full``, ``too many concurrent requests``, ``maximum pending requests exceeded`` (Ollama's
   503): a concurrency limit, with no per-minute value.
@@ -87,8 +100,16 @@ _SLOW_DOWN = re.compile(r"slow[ _-]?down|rate increased too quickly|reduce your 
 # The LiteLLM proxy's own key limits, as its limiter words them (now, and in its older limiter)
 _LITELLM_PROXY = re.compile(r"Limit type: (requests|tokens|max_parallel_requests)\. Current limit: (\d+)", re.I)
 _LITELLM_PROXY_V1 = re.compile(r"current rpm: (\d+), rpm limit: (\d+), current tpm: (\d+), tpm limit: (\d+)", re.I)
-# A 429 of the provider's capacity, not the account's limit (Azure OpenAI's peak-load throttling)
-_CAPACITY = re.compile(r"experiencing high demand|allowed during peak load", re.I)
+# A 429 of the provider's capacity, not the account's limit (Azure OpenAI's peak-load throttling, Mistral's
+# service tier at capacity)
+_CAPACITY = re.compile(r"experiencing high demand|allowed during peak load|service[ _]tier[ _]capacity[ _]exceeded",
+                       re.I)
+# Limits named with no value: Bedrock's ThrottlingException (its RPM, or its TPM; "... tokens per day" is a day's,
+# stopped by ``outcome.classify``), Mistral's 1300, OpenRouter's free models' minute
+_NAMED = re.compile(r"Too many (requests|tokens), please wait|Your (request) rate is too high|"
+                    r"\b(Requests|Tokens) rate limit exceeded|Rate limit exceeded: [\w-]*-per-min\b", re.I)
+# Cohere's trial keys: "limited to 10 API calls / minute"
+_CALLS_PER_MINUTE = re.compile(r"limited to ([\d,]+) API calls? (?:/|per) ?min(?:ute)?", re.I)
 # vLLM/TGI and their gateways when the batch queue is full; a bare "overloaded" (Anthropic's 529,
 # OpenAI's 503) is the provider's capacity, not this account's concurrency, and is not matched.
 # (Ollama's full queue, a 503: "server busy, please try again.  maximum pending requests exceeded", OLLAMA_MAX_QUEUE)
@@ -159,6 +180,18 @@ def parse_message(message: str) -> tuple[str | None, float | None, float | None,
     >>> parse_message("LiteLLM Rate Limit Handler for rate limit type = key. Crossed TPM / RPM / Max Parallel Request "
     ...               "Limit. current rpm: 3, rpm limit: 100, current tpm: 9100, tpm limit: 9000")[0]
     'tokens'
+    >>> parse_message("Too many tokens, please wait before trying again.")      # Amazon Bedrock's TPM
+    ('tokens', None, None, 'admission')
+    >>> parse_message("Your request rate is too high. Reduce the frequency of requests.")[0]     # ... its RPM
+    'requests'
+    >>> parse_message("Tokens rate limit exceeded")[:2]          # Mistral's, and its capacity:
+    ('tokens', None)
+    >>> parse_message("Service tier capacity exceeded for this model.")[0]
+    'capacity'
+    >>> parse_message("You are using a Trial key, which is limited to 10 API calls / minute.")[:2]   # Cohere's
+    ('requests', 10.0)
+    >>> parse_message("Rate limit exceeded: free-models-per-min.")[0]      # OpenRouter's
+    'requests'
     >>> parse_message("the server's queue is full")
     ('concurrency', None, None, None)
     >>> parse_message("Request rate increased too quickly. Please scale requests more smoothly over time.")
@@ -191,6 +224,11 @@ def parse_message(message: str) -> tuple[str | None, float | None, float | None,
         limit = REQUESTS if m.group(1).lower() == "requests" else TOKENS
         basis = INPUT if limit == TOKENS and "input_token" in m.group(0).lower() else None
         value = _number(m.group(2)) if m.group(2) and (limit == REQUESTS or basis) else None
+    elif m := _CALLS_PER_MINUTE.search(message):
+        limit, value = REQUESTS, _number(m.group(1))
+    elif m := _NAMED.search(message):
+        limit = TOKENS if "".join(g or "" for g in m.groups()).lower() == "tokens" else REQUESTS
+        basis = ADMISSION if limit == TOKENS and m.group(1) else None  # Bedrock reserves the prompt + max_tokens
     elif m := _AZURE.search(message):
         limit = REQUESTS if m.group(1).lower() == "call" else TOKENS
         basis = ADMISSION if limit == TOKENS else None  # Azure estimates from the prompt and max tokens
