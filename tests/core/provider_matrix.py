@@ -49,6 +49,7 @@ class Trace:
     ok: dict[int, int] = field(default_factory=dict)
     refused: dict[int, int] = field(default_factory=dict)
     ok_tokens: dict[int, int] = field(default_factory=dict)
+    timed_out: dict[int, int] = field(default_factory=dict)  # admitted, no answer within the client's deadline
     max_in_flight: int = 0
 
     def _add(self, table: dict[int, int], t: float, n: int = 1) -> None:
@@ -66,7 +67,9 @@ class Trace:
         return self.between(t0, t1)[2] / (tpm / 60.0 * (t1 - t0))
 
     def refused_share(self, t0: float, t1: float) -> float:
+        """Refused (and timed-out: failed as surely) over all answers between t0 and t1."""
         ok, refused, _ = self.between(t0, t1)
+        refused += sum(self.timed_out.get(k, 0) for k in range(int(t0), int(t1)))
         return refused / max(1, ok + refused)
 
 
@@ -86,10 +89,12 @@ def run_matrix(
     max_in_flight: int | None = None,
     wake_late_s: float = WAKE_LATE_S,
     prompt_estimate: float = 1.0,
+    timeout_s: float | None = None,
 ) -> Trace:
     """Run ``duration`` fake seconds; ``demand(t)`` says whether the client has work at t.
     ``prompt_estimate``: the client's estimate of a prompt's tokens over the provider's count
-    (characters / 4 reads CJK text or code low, padded prose high)."""
+    (characters / 4 reads CJK text or code low, padded prose high). ``timeout_s``: the client's deadline
+    for an answer (``--timeout``); past it the request fails as transient and the server drops it."""
 
     def estimate(req: Request) -> int:  # what the client believes a request costs: its prompt estimate + max_tokens
         return max(1, round(req.prompt_tokens * prompt_estimate)) + req.max_tokens
@@ -120,9 +125,13 @@ def run_matrix(
             break
         if kind == "done":
             in_flight -= 1
-            sent_at, adm, req, flying = payload
+            sent_at, adm, req, flying, gave_up = payload
             epoch = EPOCH + now
-            if adm.ok:
+            if adm.ok and gave_up:  # the client's deadline passed first: it gave up, and the server dropped it
+                account.release(now, 0)
+                trace._add(trace.timed_out, now)
+                status, message, hdrs = None, "", {}
+            elif adm.ok:
                 account.release(now, limits.token_refund(req.max_tokens, req.completion_tokens))
                 trace._add(trace.ok, now)
                 used = (limits.token_charge(req.prompt_tokens, req.max_tokens)  # what the TPM limit counted
@@ -140,7 +149,8 @@ def run_matrix(
             signal = parse_signal(status, message, hdrs, epoch)
             controller.record(RateSample(sent_at, now, outcome, estimate(req), estimate(req),
                                          signal.headers, signal=signal, in_flight=flying, max_tokens=req.max_tokens,
-                                         usage=(req.prompt_tokens, req.completion_tokens) if adm.ok else None))
+                                         usage=(req.prompt_tokens, req.completion_tokens)
+                                         if adm.ok and not gave_up else None))
         elif kind == "wake" and now < wake_at - 1e-12:
             continue
         while demand(now) and in_flight < limit():
@@ -163,7 +173,8 @@ def run_matrix(
                 delay *= max(1.0, account.load())
             else:  # refusals come back at once
                 delay = 0.02 * rng.uniform(0.5, 1.5)
-            push(now + delay, "done", (now, adm, req, in_flight))
+            gave_up = timeout_s is not None and delay > timeout_s
+            push(now + (timeout_s if gave_up else delay), "done", (now, adm, req, in_flight, gave_up))
         else:
             if not demand(now):
                 wake_at = now + 0.1

@@ -5,8 +5,9 @@ requests in flight; a fixed bound caps the rate at ``bound / L`` (64 in flight w
 answers can never exceed 640 RPM). So the bound follows the allowed rate and the
 observed latency, with headroom, within a byte budget for prompts in flight and a hard
 maximum. A self-hosted server (vLLM, TGI) limits concurrency rather than rate: when it
-says its queue is full, the bound learns that ceiling (a little under what was in flight
-when refused) and probes it upward as the rate engine probes rates.
+(or its gateway) says its queue is full, the bound learns that ceiling (a little under what
+was in flight when refused); one that queues without a word is read from its answers'
+times (:mod:`~promptforge_dagster.core.rate.queueing`).
 
 >>> c = InFlightLimit(Concurrency())
 >>> for _ in range(20):
@@ -27,7 +28,6 @@ from promptforge_dagster.core.rate.config import Concurrency
 LATENCY_SAMPLES = 256  # recent answers kept for the latency quantile: a few seconds of a busy lane
 RESORT_EVERY = 16  # answers between recomputations of the quantile once it has many (read on every send);
 # while it has few, every answer moves it (a 16th of the samples at most, so the first answers count at once)
-PROBE_STEP = 1.1  # a learned concurrency ceiling rises this much per clean window
 UNANSWERED_LATENCY_S = 30.0  # assumed before any answer: long completions take this long (Little's law then)
 
 
@@ -40,7 +40,7 @@ class InFlightLimit:
         self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._quantile: float | None = None
         self._unsorted = 0  # answers since the quantile was last computed
-        self.ceiling: float | None = None  # learned from a server that said "queue full"
+        self.ceiling: float | None = None  # learned from a server that said "queue full", or that queued
 
     def observe_latency(self, seconds: float) -> None:
         self._latencies.append(max(0.0, seconds))
@@ -60,11 +60,6 @@ class InFlightLimit:
         """The server refused with ``in_flight`` requests out: its concurrency is under that."""
         bound = max(float(self.config.min_in_flight), in_flight * self.config.conc_cut)
         self.ceiling = bound if self.ceiling is None else min(self.ceiling, bound)
-
-    def probe(self) -> None:
-        """A clean window at the learned concurrency ceiling: try a little more."""
-        if self.ceiling is not None:
-            self.ceiling *= PROBE_STEP
 
     def limit(self, rate_per_s: float | None, prompt_bytes: float = 0.0) -> int:
         """The bound now: Little's law (unbounded rate: the hard maximum), the learned

@@ -16,7 +16,9 @@
   exponentially and lowers nothing, as does a run of 429s that name the provider's capacity
   (Azure's peak load; one alone is waited out by its own request);
 * the in-flight bound follows Little's law (:mod:`~promptforge_dagster.core.rate.concurrency`),
-  and a server that says its queue is full teaches it a concurrency ceiling.
+  and a server that says its queue is full teaches it a concurrency ceiling, as does one that
+  queues without a word, its answers slowing as the lane sends more
+  (:mod:`~promptforge_dagster.core.rate.queueing`).
 
 Nothing here reads a clock: ``now`` is passed in. The client being slow lowers nothing:
 only refusals lower a rate, and a step grows only when the pacer, not the client, held
@@ -41,6 +43,7 @@ from promptforge_dagster.core.rate.client import ClientMeter
 from promptforge_dagster.core.rate.concurrency import InFlightLimit
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.headroom import Headroom
+from promptforge_dagster.core.rate.queueing import QueueWatch
 from promptforge_dagster.core.rate.signals import ADMISSION, CAPACITY, CONCURRENCY, TOKENS, RateSignal
 from promptforge_dagster.core.rate.token_units import TokenUnits
 from promptforge_dagster.core.rate_controller import RateSample
@@ -62,6 +65,7 @@ class AdaptiveController:
         self.units = TokenUnits(cfg)  # what the tokens axis counts, and what was sent before it opened
         self.tokens: Axis | None = self.token_axis(cfg.tpm_hint / 60.0, now) if cfg.tpm_hint else None
         self.in_flight = InFlightLimit(cfg.concurrency, cfg.max_in_flight)
+        self.queue = QueueWatch()  # a server that queues, not refuses, past its batch
         self.background = Background()  # refusals that do not follow the rate (a shared pool's)
         self.headroom = Headroom()  # ... or that came while the headers showed room
         self._paused_until = 0.0
@@ -94,6 +98,7 @@ class AdaptiveController:
         for axis, units in axes:
             axis.sent(now, units)
         self.sent += 1
+        self.queue.sent(now)
         self.background.sent(now, min(axis.per_s / units for axis, units in axes), self._under_ceiling())
         self.client.sent(now)
         if self.tokens is None:  # what was sent in each token basis, for a tokens axis opened later
@@ -107,6 +112,7 @@ class AdaptiveController:
     # -- learning --------------------------------------------------------------
     def record(self, sample: RateSample) -> None:
         self.latest = max(self.latest, sample.at)
+        self._watch_queue(sample)
         if sample.kind is OutcomeKind.FATAL:  # a bad key, no quota, a day's limit spent: nothing about the pace
             return
         signal = sample.signal or RateSignal()
@@ -133,6 +139,16 @@ class AdaptiveController:
                 self.in_flight.refused_at(sample.in_flight)
             else:
                 self._overloaded(sample.at, signal)
+
+    def _watch_queue(self, sample: RateSample) -> None:
+        """A server that queues (:class:`QueueWatch`): answers and timeouts (a transient
+        failure counts as slow as it took) teach the in-flight ceiling; refusals do not."""
+        answer = sample.kind in (OutcomeKind.SUCCESS, OutcomeKind.TRANSIENT)
+        ceiling = self.queue.answered(sample.at, sample.at - sample.sent_at if answer else None,
+                                      self.in_flight_limit(), self.in_flight.ceiling,
+                                      served=sample.kind is OutcomeKind.SUCCESS)
+        if ceiling is not None:
+            self.in_flight.ceiling = ceiling
 
     def _short_of_capacity(self, sample: RateSample) -> None:
         """A 429 of the provider's capacity, no quota's (Azure's peak load): the refused

@@ -1,0 +1,133 @@
+"""A server that queues instead of refusing: its answers slow down as the lane sends more.
+
+A self-hosted server (vLLM, TGI, Ollama) with no gateway in front refuses nothing: past its
+batch size requests wait in its queue and every answer takes longer, while what it serves a
+second stays what its batch serves. Sending faster only lengthens the queue, and nothing
+ever says stop: the rate climbs, Little's law follows the longer answers, and the queue grows
+until answers take longer than the client waits (600 s in LiteLLM and the SDKs), when every
+request times out.
+
+Watched per window of answers (at least :data:`WINDOW_MIN_S` and two unloaded answer times):
+the server is *queueing* when, :data:`QUEUEING_WINDOWS` windows in a row, answers took
+:data:`SLOW_RATIO` times as long as in the lane's fastest window (its *floor*) and the lane
+sent more than came back (the queue grew) or sent all its in-flight bound allowed (the queue
+is as long as the lane may make it: a hosted API's slower answers are paced by the rate, and
+its Little's-law bound leaves room). A request that timed out counts as an answer as slow as
+its deadline. The server's concurrency is then the most it served a second in any window (a
+queue past the client's deadline serves nothing: every request times out) times the floor's
+answer time (Little's law, unloaded), with :data:`BATCH_HEADROOM` to keep its batch full:
+the lane's in-flight ceiling. A ceiling that holds the lane while answers come
+back near the floor, or whose last raise served more, is raised :data:`PROBE_STEP` (the server
+got faster, others left, or it was a hosted API's slow spell, which no queue explains), at most
+every :data:`PROBE_EVERY_S`, up to where answers slow again.
+
+A slow answer shows a queue only an answer time after the queue began: a lane ramping its
+rate up may have sent thousands into it by then, which time out once (each a retried
+attempt); the ceiling then holds, and the job goes on at what the server serves. Only the
+ceilings this watch set are raised: one a gateway taught by refusing stays (each raise past
+it would cost a refusal).
+
+>>> w = QueueWatch()
+>>> def second(s, sent, answer_s, ceiling=None):   # one second: ``sent`` sent, 32 answers back
+...     bound = int(ceiling) if ceiling else 10_000
+...     for i in range(sent):
+...         w.sent(s + i / sent)
+...     return [c for i in range(32) if (c := w.answered(s + (i + 1) / 32, answer_s, bound, ceiling))]
+>>> [second(s, 32, 1.0) for s in range(10)][-1]     # unloaded: as many sent as served, answers in 1 s
+[]
+>>> found = [(s, c) for s in range(10, 40) for c in second(s, 64, 1.0 + (s - 9) * 1.0)]   # a queue grows
+>>> found[0][0], round(found[0][1])   # two slow windows on: 32 served a second x 1 s unloaded x 1.25
+(12, 40)
+>>> ceiling, changes = 40.0, []     # the queue's last slow answers, then held at 40 with answers near the floor:
+>>> for s in range(40, 70):        # raised a tenth every 10 s
+...     for ceiling in second(s, 32, 1.2, ceiling=ceiling):
+...         changes.append((s, round(ceiling, 1)))
+>>> changes
+[(40, 40.0), (42, 44.0), (52, 48.4), (62, 53.2)]
+
+"""
+
+from __future__ import annotations
+
+WINDOW_MIN_S = 1.0  # a window lasts at least this (and two floor answer times): answers enough to read a median
+WINDOW_MIN_ANSWERS = 16  # ... and holds this many answers: fewer measure no typical answer time
+SLOW_RATIO = 1.5  # answers this much slower than the floor: requests wait in a queue (a hosted API's own
+# slowdowns are waited out: the queue condition below does not hold once its longer answers are in flight)
+GROWTH_RATIO = 1.1  # sent over came back in a window: the queue grew (a lane ramping its rate up sends a few %
+# more than comes back; one paced at a rate ceiling, what comes back)
+QUEUEING_WINDOWS = 2  # windows in a row: a hosted API that slows down fills its longer answers within one
+BATCH_HEADROOM = 1.25  # in flight over what the server serves at the floor: its batch kept full, a short queue
+PROBE_NEAR_FLOOR = 1.2  # held at the ceiling with answers this close to the floor: there is room
+PROBE_STEP = 1.1  # the ceiling's rise per window with room
+PROBE_EVERY_S = 10.0  # ... at most this often: a raise past a gateway's queue limit costs a refusal
+PROBE_PAID = 1.05  # a raise that served this much more (a tenth more in flight): the lane was not queueing
+class QueueWatch:
+    """Reads whether the lane's server is queueing its requests, and the in-flight ceiling
+    that keeps its batch full without a queue."""
+
+    def __init__(self) -> None:
+        self.floor_s: float | None = None  # the fastest window's median answer time (the server unloaded)
+        self.served_per_s = 0.0  # the most answers a second any window had: what the server serves
+        self.in_flight = 0  # the lane's requests out (sent, not back)
+        self._start: float | None = None
+        self._sent = 0
+        self._back = 0  # answers of any kind in the window (a refusal came back too)
+        self._latencies: list[float] = []  # answer times in the window (a timeout's, its deadline)
+        self._served = 0  # ... of which answered
+        self._full = False  # the in-flight bound held the lane in this window
+        self._held = False  # ... and it was the ceiling
+        self._slow = 0  # queueing windows in a row
+        self._raised: tuple[float, float] | None = None  # when the ceiling was last raised, and what it served
+        self.ceiling: float | None = None  # the last ceiling this watch set
+
+    def sent(self, now: float) -> None:
+        if self._start is None:
+            self._start = now
+        self._sent += 1
+        self.in_flight += 1
+
+    def answered(self, now: float, latency: float | None, bound: int, ceiling: float | None,
+                 served: bool = True) -> float | None:
+        """One answer back after ``latency`` seconds (None: a refusal, which measures no
+        queue; ``served`` False: no answer, a timeout); ``bound`` the lane's in-flight bound
+        now and ``ceiling`` the ceiling in it. A new ceiling when a window closes that calls
+        for one, else None."""
+        if self._start is None:
+            self._start = now
+        if self.in_flight >= bound - 1:  # (as this answer came back, the lane was full)
+            self._full = True
+            self._held = self._held or (ceiling is not None and ceiling <= bound + 1)
+        self.in_flight = max(0, self.in_flight - 1)
+        self._back += 1
+        if latency is not None:
+            self._latencies.append(latency)
+            self._served += served
+        span = now - self._start
+        if span < max(WINDOW_MIN_S, 2.0 * (self.floor_s or 0.0)) or len(self._latencies) < WINDOW_MIN_ANSWERS:
+            return None
+        median = sorted(self._latencies)[len(self._latencies) // 2]
+        served, held = self._served / span, self._held
+        self.served_per_s = max(self.served_per_s, served)
+        queue_grew = self._sent >= GROWTH_RATIO * self._back or self._full
+        self._start, self._sent, self._back, self._latencies, self._served = now, 0, 0, [], 0
+        self._full = self._held = False
+        self.floor_s = median if self.floor_s is None else min(self.floor_s, median)
+        self._slow = self._slow + 1 if median >= SLOW_RATIO * self.floor_s and queue_grew else 0
+        if self._slow >= QUEUEING_WINDOWS:
+            self._slow = 0
+            self.ceiling = max(1.0, self.served_per_s * self.floor_s * BATCH_HEADROOM)
+            return self.ceiling
+        if held and ceiling is not None and ceiling == self.ceiling and self._room(now, median, served):
+            self._raised = (now, served)
+            self.ceiling = ceiling * PROBE_STEP
+            return self.ceiling
+        return None
+
+    def _room(self, now: float, median: float, served: float) -> bool:
+        """Whether a ceiling that held the lane may rise: not lately, and answers near the
+        floor or the last raise served more."""
+        if self._raised is None:
+            return median <= PROBE_NEAR_FLOOR * self.floor_s
+        at, served_then = self._raised
+        return now - at >= PROBE_EVERY_S and (median <= PROBE_NEAR_FLOOR * self.floor_s
+                                              or served >= PROBE_PAID * served_then)
