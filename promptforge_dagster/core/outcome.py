@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from promptforge_dagster.core.rate.signals import parse_signal
+
 
 class OutcomeKind(enum.Enum):
     """How the pipeline treats an outcome."""
@@ -53,6 +55,10 @@ _DAILY = re.compile(r"per[ _-]?day(?![a-z])|PerDay|\((?:RPD|TPD)\)", re.I)
 # limit ("Monthly token limit exceeded", or its per-minute words with ``x-ratelimit-remaining-tokens-month: 0``)
 _MONTHLY = re.compile(r"monthly (?:token |request |usage |spend(?:ing)? )?(?:limit|quota)|"
                       r"(?:calls?|requests?|tokens?) (?:per|/|a) ?month\b", re.I)
+# ... or one that asks for a wait no per-minute limit asks for: Azure OpenAI's free tier answers "have exceeded token
+# rate limit of your current AIServices S0 pricing tier. Please retry after 86400 seconds." (and retry-after: 86400);
+# waited out, every line would sleep a day, the job silent
+LONG_RETRY_S = 3600.0
 _MONTH_LEFT = ("x-ratelimit-remaining-tokens-month", "x-ratelimit-remaining-req-month",
                "x-ratelimit-remaining-requests-month")
 _ZERO_LIMIT = re.compile(r"\blimit:? 0\b(?![.,]\d)", re.I)
@@ -95,6 +101,9 @@ def classify(status_code: int | None, message: str = "", error_type: str | None 
     ['TRANSIENT', 'PERMANENT', 'FATAL', 'PERMANENT', 'TRANSIENT', 'TRANSIENT', 'OVERLOADED']
     >>> classify(429, "Tokens rate limit exceeded", headers={"x-ratelimit-remaining-tokens-month": "0"}).name
     'FATAL'
+    >>> classify(429, "... have exceeded token rate limit of your current AIServices S0 pricing tier. Please retry "
+    ...          "after 86400 seconds.").name, classify(429, "", headers={"retry-after": "86400"}).name
+    ('FATAL', 'FATAL')
     """
     text = f"{error_type or ''} {message or ''}"
     if status_code is None:
@@ -103,7 +112,7 @@ def classify(status_code: int | None, message: str = "", error_type: str | None 
         return OutcomeKind.SUCCESS
     if status_code == 429:
         if _DAILY.search(text) or _ZERO_LIMIT.search(text) or _month_spent(text, headers) or (
-                _QUOTA.search(text) and not _PASSES.search(text)):
+                _QUOTA.search(text) and not _PASSES.search(text)) or _asks_hours(message, headers):
             return OutcomeKind.FATAL
         return OutcomeKind.RATE_LIMITED
     if status_code in (401, 403):
@@ -125,6 +134,13 @@ def _month_spent(text: str, headers: Mapping[str, str] | None) -> bool:
     return any(lower.get(name) == "0" for name in _MONTH_LEFT)
 
 
+def _asks_hours(message: str, headers: Mapping[str, str] | None) -> bool:
+    """Whether a 429 asks for a wait longer than :data:`LONG_RETRY_S` (its words or its
+    ``retry-after``)."""
+    wait = parse_signal(429, message, headers or {}).retry_after_s
+    return wait is not None and wait > LONG_RETRY_S
+
+
 def stop_reason(outcome: Outcome) -> str:
     """The line a job stopped by ``outcome`` (a fatal answer) reports: the provider's words,
     with what they mean when the limit is a daily or a zero one.
@@ -138,6 +154,9 @@ def stop_reason(outcome: Outcome) -> str:
         return f"the provider's daily limit is spent: {text}"
     if outcome.status_code == 429 and _month_spent(text, outcome.headers):
         return f"the provider's monthly limit is spent: {text}"
+    if outcome.status_code == 429 and _asks_hours(text, outcome.headers):
+        wait = parse_signal(429, text, outcome.headers).retry_after_s or 0.0
+        return f"the provider asks to retry after {wait / 3600:.3g} h, a limit no job waits out: {text}"
     if outcome.status_code == 429 and _ZERO_LIMIT.search(text):
         return f"the account's limit for this model is 0: {text}"
     return text

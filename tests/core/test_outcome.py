@@ -81,6 +81,21 @@ def test_a_month_spent_is_read_from_mistrals_headers_and_says_so():
     assert reason == "the provider's monthly limit is spent: Tokens rate limit exceeded"
 
 
+def test_a_refusal_that_asks_for_hours_stops_the_job_and_says_so():
+    """Azure OpenAI's free tier: "Please retry after 86400 seconds." Waited out, every line
+    would sleep a day with the job silent; it stops with that line (a rerun resumes)."""
+    from promptforge_dagster.core.outcome import Outcome, stop_reason
+
+    text = ("Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-05-01-preview have "
+            "exceeded token rate limit of your current OpenAI S0 pricing tier. Please retry after 86400 seconds.")
+    assert classify(429, text) is K.FATAL
+    assert classify(429, text.replace("86400", "6")) is K.RATE_LIMITED
+    assert classify(429, "Rate limit exceeded", headers={"retry-after": "86400"}) is K.FATAL
+    assert classify(429, "Rate limit exceeded", headers={"retry-after": "60"}) is K.RATE_LIMITED
+    assert stop_reason(Outcome(K.FATAL, 429, message=text)).startswith(
+        "the provider asks to retry after 24 h, a limit no job waits out: Requests to")
+
+
 def test_openai_headers_with_litellm_prefix():
     s = parse_rate_headers({
         "llm_provider-x-ratelimit-limit-requests": "500",
