@@ -55,6 +55,11 @@ _DAILY = re.compile(r"per[ _-]?day(?![a-z])|PerDay|\((?:RPD|TPD)\)", re.I)
 # limit ("Monthly token limit exceeded", or its per-minute words with ``x-ratelimit-remaining-tokens-month: 0``)
 _MONTHLY = re.compile(r"monthly (?:token |request |usage |spend(?:ing)? )?(?:limit|quota)|"
                       r"(?:calls?|requests?|tokens?) (?:per|/|a) ?month\b", re.I)
+# A request larger than the limit itself (OpenAI: 429 "Request too large for gpt-4o in organization org-x on tokens
+# per min (TPM): Limit 30000, Requested 45000. The input or output tokens must be reduced in order to run
+# successfully."): no wait admits it, so it is that line's error, not a refusal to retry (retried, each attempt was
+# refused again, and counted against the lane's token rate)
+_TOO_LARGE = re.compile(r"Request too large|Limit ([\d,]+), Requested ([\d,]+)", re.I)
 # ... or one that asks for a wait no per-minute limit asks for: Azure OpenAI's free tier answers "have exceeded token
 # rate limit of your current AIServices S0 pricing tier. Please retry after 86400 seconds." (and retry-after: 86400);
 # waited out, every line would sleep a day, the job silent
@@ -111,6 +116,8 @@ def classify(status_code: int | None, message: str = "", error_type: str | None 
     if 200 <= status_code < 300:
         return OutcomeKind.SUCCESS
     if status_code == 429:
+        if _too_large(text):
+            return OutcomeKind.PERMANENT
         if _DAILY.search(text) or _ZERO_LIMIT.search(text) or _month_spent(text, headers) or (
                 _QUOTA.search(text) and not _PASSES.search(text)) or _asks_hours(message, headers):
             return OutcomeKind.FATAL
@@ -132,6 +139,16 @@ def _month_spent(text: str, headers: Mapping[str, str] | None) -> bool:
         return True
     lower = {k.lower().removeprefix("llm_provider-"): str(v).strip() for k, v in (headers or {}).items()}
     return any(lower.get(name) == "0" for name in _MONTH_LEFT)
+
+
+def _too_large(text: str) -> bool:
+    """Whether a 429 says the request alone is over the limit (:data:`_TOO_LARGE`)."""
+    m = _TOO_LARGE.search(text)
+    if m is None:
+        return False
+    if m.group(1) is None:  # "Request too large"
+        return True
+    return float(m.group(2).replace(",", "")) > float(m.group(1).replace(",", ""))
 
 
 def _asks_hours(message: str, headers: Mapping[str, str] | None) -> bool:

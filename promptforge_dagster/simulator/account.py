@@ -103,11 +103,12 @@ class Admission:
     """Whether a request was admitted, which limit refused it, and the rate headers."""
 
     ok: bool
-    limit: str | None = None  # "requests", "tokens", "concurrency" or "pool" (a shared pool's) when refused
+    limit: str | None = None  # "requests", "tokens", "concurrency", "pool" (a shared pool's) or "too_large" (the
+    # request alone is over the TPM limit) when refused
     retry_after_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     limit_value: float | None = None  # the per-minute limit (or concurrency) that refused it
-    used: float | None = None  # what the account had counted against it
+    used: float | None = None  # what the account had counted against it (too_large: what the request needs)
 
 
 def _duration(seconds: float) -> str:
@@ -168,6 +169,9 @@ class SimulatedAccount:
         if conc is not None and self.in_system >= conc + self.limits.queue:
             self.refused += 1
             return Admission(False, "concurrency", 0.0, {}, float(conc), float(self.in_system))
+        if self._tpm and tokens > self._tpm:  # larger than the limit itself: no wait admits it
+            self.refused += 1
+            return Admission(False, "too_large", 0.0, {}, self._tpm, float(tokens))
         wait_r = self._req.wait(t, 1.0) if self._req else 0.0
         wait_t = self._tok.wait(t, float(tokens)) if self._tok else 0.0
         if wait_r > 0.0 or wait_t > 0.0:

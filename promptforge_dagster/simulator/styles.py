@@ -57,6 +57,13 @@ def refusal(style: str, adm: Any, *, model: str = "sim-model", now_epoch: float 
     used = int(adm.used) if adm.used is not None else limit
     retry = max(0.001, adm.retry_after_s)
     h = dict(adm.headers) if headers else {}
+    if kind == "too_large":  # OpenAI's words (a 429); the other styles word it as their token limit's refusal
+        if style in ("openai", "groq"):
+            message = (f"Request too large for {model} in organization org-sim on tokens per min (TPM): Limit {limit}, "
+                       f"Requested {used}. The input or output tokens must be reduced in order to run successfully.")
+            return 429, {"error": {"message": message, "type": "tokens", "param": None,
+                                   "code": "rate_limit_exceeded"}}, {}
+        kind, used = "tokens", limit
     if kind == "pool" and style == "azure":  # a busy region, in Azure OpenAI's words (its peak-load throttling)
         return 429, {"error": {"code": "429", "message": AZURE_PEAK_MESSAGE}}, {"retry-after": "6"} if headers else {}
     if kind == "pool":  # a busy shared pool, in Vertex AI's words (its docs, "Error code 429"): any other style

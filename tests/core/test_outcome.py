@@ -48,6 +48,11 @@ K = OutcomeKind
         (429, "You are using a Trial key, which is limited to 1,000 API calls a month.", K.FATAL),
         (429, "Monthly token limit exceeded", K.FATAL),
         (429, "Tokens rate limit exceeded", K.RATE_LIMITED),
+        # a request larger than the limit itself: that line's error (no wait admits it)
+        (429, "Request too large for gpt-4o in organization org-1 on tokens per min (TPM): Limit 30000, Requested "
+              "45000. The input or output tokens must be reduced in order to run successfully.", K.PERMANENT),
+        (429, "Rate limit reached for gpt-4o in organization org-1 on tokens per min (TPM): Limit 30000, Used 29000, "
+              "Requested 1200. Please try again in 2.4s.", K.RATE_LIMITED),
         (401, "Incorrect API key", K.FATAL),
         (403, "forbidden", K.FATAL),
         (400, "Invalid value for 'messages'", K.PERMANENT),

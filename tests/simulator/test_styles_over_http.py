@@ -24,6 +24,7 @@ async def burst(provider, n):
 @pytest.mark.parametrize("style, limit, value", [
     ("openai", "requests", 60.0), ("azure", "requests", None), ("anthropic", "requests", 60.0),
     ("gemini", "requests", 60.0), ("vertex", None, None), ("groq", "requests", 60.0), ("bare", None, None),
+    ("bedrock", "requests", None), ("mistral", "requests", None),
 ])
 def test_a_refusal_in_each_providers_words_reaches_the_engine_as_that_signal(simulator_factory, style, limit, value):
     sim = simulator_factory("--rpm", "60", "--burst-s", "1", "--latency-ms", "0", "--style", style)
@@ -80,3 +81,23 @@ def test_groqs_headers_reach_the_engine_as_a_days_count_and_its_refusal_names_th
     assert said.limit_requests == 14_400 and said.requests_per_minute is None  # x-ratelimit-limit-requests: RPD
     signal = parse_signal(refused[0].status_code, refused[0].message, refused[0].headers)
     assert (signal.limit, signal.limit_value, signal.headers.requests_per_minute) == ("requests", 60.0, None)
+
+
+def test_a_request_larger_than_the_token_limit_is_that_lines_error_not_a_refusal_to_retry(simulator_factory):
+    """OpenAI answers a request over the TPM limit itself 429 "Request too large ...": no
+    wait admits it, so it is a permanent error for its line, and the rest go on."""
+    sim = simulator_factory("--rpm", "0", "--tpm", "1000", "--latency-ms", "0", "--style", "openai")
+    provider = LiteLLMProvider(api_base=sim.api_base, api_key="sk-test")
+    huge = PromptRequest(0, 1, 0, "c0", {"model": "sim-model", "max_tokens": 5,
+                                         "messages": [{"role": "user", "content": "word " * 2_000}]})
+    big, small = asyncio.run(provider.complete(huge)), asyncio.run(provider.complete(req(1)))
+    assert big.kind is OutcomeKind.PERMANENT and "Request too large" in big.message
+    assert small.kind is OutcomeKind.SUCCESS
+
+
+def test_a_mistral_answer_states_its_minutes_request_count_in_its_header_names(simulator_factory):
+    sim = simulator_factory("--rpm", "60", "--burst-s", "1", "--latency-ms", "0", "--style", "mistral")
+    outcomes = asyncio.run(burst(LiteLLMProvider(api_base=sim.api_base, api_key="sk-test"), 2))
+    admitted = [o for o in outcomes if o.kind is OutcomeKind.SUCCESS]
+    said = parse_signal(admitted[0].status_code, admitted[0].message, admitted[0].headers).headers
+    assert said.requests_per_minute == 60
