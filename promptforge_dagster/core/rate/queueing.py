@@ -4,7 +4,7 @@ A self-hosted server (vLLM, TGI, Ollama) with no gateway in front refuses nothin
 batch size requests wait in its queue and every answer takes longer, while what it serves a
 second stays what its batch serves. Sending faster only lengthens the queue, and nothing
 ever says stop: the rate climbs, Little's law follows the longer answers, and the queue grows
-until answers take longer than the client waits (600 s in LiteLLM and the SDKs), when every
+until answers take longer than the client waits (``--timeout``, 120 s by default), when every
 request times out.
 
 Watched per window of answers (at least :data:`WINDOW_MIN_S` and two unloaded answer times):
@@ -44,7 +44,6 @@ it would cost a refusal).
 ...         changes.append((s, round(ceiling, 1)))
 >>> changes
 [(40, 40.0), (42, 44.0), (52, 48.4), (62, 53.2)]
-
 """
 
 from __future__ import annotations
@@ -61,6 +60,8 @@ PROBE_NEAR_FLOOR = 1.2  # held at the ceiling with answers this close to the flo
 PROBE_STEP = 1.1  # the ceiling's rise per window with room
 PROBE_EVERY_S = 10.0  # ... at most this often: a raise past a gateway's queue limit costs a refusal
 PROBE_PAID = 1.05  # a raise that served this much more (a tenth more in flight): the lane was not queueing
+
+
 class QueueWatch:
     """Reads whether the lane's server is queueing its requests, and the in-flight ceiling
     that keeps its batch full without a queue."""
@@ -101,7 +102,7 @@ class QueueWatch:
         self._back += 1
         if latency is not None:
             self._latencies.append(latency)
-            self._served += served
+            self._served += int(served)
         span = now - self._start
         if span < max(WINDOW_MIN_S, 2.0 * (self.floor_s or 0.0)) or len(self._latencies) < WINDOW_MIN_ANSWERS:
             return None
