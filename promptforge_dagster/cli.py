@@ -344,9 +344,11 @@ def _lanes_line(lanes: dict) -> str:
         bound = snap.get("client_bound_rpm")
         pool = snap.get("background_refused_share")
         capacity = snap.get("capacity_refused")
+        queued = snap.get("concurrency_ceiling") if snap.get("concurrency_source") == "answers slowed" else None
         parts.append(f"{lane}: {snap.get('controller')} {snap.get('phase', '')}, allowed {snap.get('allowed_rpm')} RPM"
                      + (f", learned ceiling {learned} RPM{source}" if learned else "")
                      + (f", client-bound at {bound:.0f} RPM" if bound else "")
+                     + (f", the server queues: {queued:.0f} in flight" if queued else "")
                      + f", {snap.get('rate_limited', 0)} refused"
                      + (f" (about {pool:.1%} of requests by a busy shared pool: retried, not a limit)" if pool else "")
                      + (f" ({capacity} for the provider's capacity, not a limit: retried)" if capacity else ""))

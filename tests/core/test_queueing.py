@@ -54,6 +54,10 @@ def test_a_server_that_queues_is_held_near_its_batch_and_answers_come_back_withi
     trace = run_matrix(c, AccountLimits(rpm=None, concurrency=32, queue=10**6), 300.0, seed=seed, style="vllm",
                        latency_s=1.0, timeout_s=120.0)
     assert 32 <= c.in_flight.ceiling <= 32 * 1.25 * 1.5  # its batch, kept full, no queue to speak of
+    snap = c.snapshot()  # what users see: summary.json, the Dagster metadata, the progress line
+    assert snap["concurrency_source"] == "answers slowed"
+    from promptforge_dagster.cli import _lanes_line
+    assert f"the server queues: {snap['concurrency_ceiling']:.0f} in flight" in _lanes_line({"hosted_vllm/m": snap})
     assert trace.goodput_share(180.0, 300.0, 32 * 60) >= 0.95
     assert sum(trace.timed_out.get(k, 0) for k in range(180, 300)) == 0
 

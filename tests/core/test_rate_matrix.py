@@ -108,6 +108,7 @@ def test_a_full_queue_is_learned_as_a_concurrency_ceiling_not_a_rate():
     run_matrix(c, AccountLimits(rpm=None, concurrency=16, queue=4), 60.0, style="vllm", latency_s=0.5)
     snap = c.snapshot()
     assert snap["concurrency_ceiling"] is not None and 12 <= snap["concurrency_ceiling"] <= 30
+    assert snap["concurrency_source"] == "queue full"
     assert snap["in_flight_limit"] <= 30
 
 

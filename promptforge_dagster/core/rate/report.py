@@ -43,6 +43,9 @@ def snapshot(c: "AdaptiveController") -> dict[str, Any]:
         "in_flight_limit": c.in_flight_limit(),
         "latency_s": _round(c.in_flight.latency()),
         "concurrency_ceiling": round(c.in_flight.ceiling, 1) if c.in_flight.ceiling else None,
+        # what taught it: the server's answers slowing as it queued (queueing.py), or a "queue full" refusal
+        "concurrency_source": (("answers slowed" if c.in_flight.ceiling == c.queue.ceiling else "queue full")
+                               if c.in_flight.ceiling else None),
         "rate_limited": c.rate_limited,
         # refusals of a busy shared pool, retried and learned nothing from (a share of those answered)
         "background_refused_share": round(c.background.share, 4) if c.background.found else None,
