@@ -62,35 +62,12 @@ def test_a_server_that_queues_is_held_near_its_batch_and_answers_come_back_withi
     assert sum(trace.timed_out.get(k, 0) for k in range(180, 300)) == 0
 
 
-def hosted(latency_at, seconds: float = 300.0, per_s: float = 20.0) -> tuple[QueueWatch, dict[int, int]]:
-    """A hosted API paced at ``per_s`` whose answers take ``latency_at(t)`` whatever is in
-    flight (no queue of this lane's making), under the ceilings the watch sets; answers a
-    second."""
-    import heapq
-
-    watch, events, answered, in_flight, ceiling = QueueWatch(), [], {}, 0, None
-    for i in range(int(seconds * per_s)):
-        heapq.heappush(events, (i / per_s, 0))
-    while events:
-        t, kind = heapq.heappop(events)
-        if kind == 0:  # a send, when the ceiling leaves room (else it waits for the next slot)
-            if ceiling is None or in_flight < ceiling:
-                watch.sent(t)
-                in_flight += 1
-                heapq.heappush(events, (t + latency_at(t), latency_at(t)))
-            continue
-        in_flight -= 1
-        answered[int(t)] = answered.get(int(t), 0) + 1
-        found = watch.answered(t, kind, 10**6 if ceiling is None else int(ceiling), ceiling)
-        ceiling = found if found is not None else ceiling
-    return watch, answered
-
-
-def test_a_hosted_api_whose_answers_slow_down_over_seconds_is_not_held_at_a_fraction_of_its_rate():
-    """Answers 2 s, then 6 s after a 20-s slide: the lane's in flight grows with them for a
-    while, as a queue's would, but the API answers fewer a second meanwhile (a queue forms at a
-    server serving all it can). Read as a queue, the ceiling (20 a second x 2 s x 1.25) held
-    the lane at 0.42 of its rate for as long as the answers stayed slow."""
-    watch, answered = hosted(lambda t: 2.0 if t < 60 else min(6.0, 2.0 + (t - 60) / 5.0), seconds=400.0)
-    late = sum(answered.get(k, 0) for k in range(300, 380)) / 80.0
-    assert late >= 0.95 * 20 and watch.ceiling is None
+def test_timeouts_count_as_answers_as_slow_as_the_deadline():
+    """A queue past the client's deadline serves nothing: every request times out. The
+    watch still reads the queue, and sizes the ceiling by the most the server served."""
+    watch = QueueWatch()
+    assert paced(watch, range(0, 10), 40, 1.0) == []  # 40 a second answered in 1 s
+    for _ in range(4_000):  # then a flood: 4,000 out, the lane's bound
+        watch.sent(10.0)
+    found = paced(watch, range(130, 140), 40, 120.0, bound=4_000, kind="timeout")
+    assert found and found[0] == pytest.approx(40 * 1.0 * 1.25, rel=0.05)

@@ -9,20 +9,17 @@ request times out.
 
 Watched per window of answers (at least :data:`WINDOW_MIN_S` and two unloaded answer times):
 the server is *queueing* when, :data:`QUEUEING_WINDOWS` windows in a row, answers took
-:data:`SLOW_RATIO` times as long as in the lane's fastest window (its *floor*), it served
-about the most it ever served a second (:data:`SATURATED`), and the lane sent more than came
-back (the queue grew) or sent all its in-flight bound allowed (the queue is as long as the
-lane may make it: a hosted API's slower answers are paced by the rate, and its Little's-law
-bound leaves room). A request that timed out counts as an answer as slow as
+:data:`SLOW_RATIO` times as long as in the lane's fastest window (its *floor*) and the lane
+sent more than came back (the queue grew) or sent all its in-flight bound allowed (the queue
+is as long as the lane may make it: a hosted API's slower answers are paced by the rate, and
+its Little's-law bound leaves room). A request that timed out counts as an answer as slow as
 its deadline. The server's concurrency is then the most it served a second in any window (a
 queue past the client's deadline serves nothing: every request times out) times the floor's
 answer time (Little's law, unloaded), with :data:`BATCH_HEADROOM` to keep its batch full:
 the lane's in-flight ceiling. A ceiling that holds the lane while answers come
 back near the floor, or whose last raise served more, is raised :data:`PROBE_STEP` (the server
-got faster, others left, or it was a hosted API's slow spell, which no queue explains: its
-answers slide from 2 s to 6 s, in flight grows with them, and that reads as a queue), once
-unconditionally after it was set, at most every :data:`PROBE_EVERY_S`, up to where answers
-slow again or a raise serves no more.
+got faster, others left, or it was a hosted API's slow spell, which no queue explains), at most
+every :data:`PROBE_EVERY_S`, up to where answers slow again.
 
 A slow answer shows a queue only an answer time after the queue began: a lane ramping its
 rate up may have sent thousands into it by then, which time out once (each a retried
@@ -46,7 +43,7 @@ it would cost a refusal).
 ...     for ceiling in second(s, 32, 1.2, ceiling=ceiling):
 ...         changes.append((s, round(ceiling, 1)))
 >>> changes
-[(40, 40.0), (50, 44.0), (60, 48.4)]
+[(40, 40.0), (42, 44.0), (52, 48.4), (62, 53.2)]
 """
 
 from __future__ import annotations
@@ -57,8 +54,6 @@ SLOW_RATIO = 1.5  # answers this much slower than the floor: requests wait in a 
 # slowdowns are waited out: the queue condition below does not hold once its longer answers are in flight)
 GROWTH_RATIO = 1.1  # sent over came back in a window: the queue grew (a lane ramping its rate up sends a few %
 # more than comes back; one paced at a rate ceiling, what comes back)
-SATURATED = 0.9  # ... while it served this share of the most it ever served a second: a queue forms at a server
-# serving all it can, while a hosted API whose answers slow down answers fewer a second until they are in flight
 QUEUEING_WINDOWS = 2  # windows in a row: a hosted API that slows down fills its longer answers within one
 BATCH_HEADROOM = 1.25  # in flight over what the server serves at the floor: its batch kept full, a short queue
 PROBE_NEAR_FLOOR = 1.2  # held at the ceiling with answers this close to the floor: there is room
@@ -80,11 +75,10 @@ class QueueWatch:
         self._back = 0  # answers of any kind in the window (a refusal came back too)
         self._latencies: list[float] = []  # answer times in the window (a timeout's, its deadline)
         self._served = 0  # ... of which answered
-        self._full = False  # a bound held the lane in this window (not this watch's ceiling: that is no queue)
-        self._held = False  # ... this watch's ceiling did
+        self._full = False  # the in-flight bound held the lane in this window
+        self._held = False  # ... and it was the ceiling
         self._slow = 0  # queueing windows in a row
-        self._raised: tuple[float, float | None] | None = None  # when the ceiling last changed, and what the
-        # lane served then (None: set, not raised)
+        self._raised: tuple[float, float] | None = None  # when the ceiling was last raised, and what it served
         self.ceiling: float | None = None  # the last ceiling this watch set
 
     def sent(self, now: float) -> None:
@@ -101,10 +95,9 @@ class QueueWatch:
         for one, else None."""
         if self._start is None:
             self._start = now
-        if self.in_flight >= bound - 1:  # (as this answer came back, the lane was full: held by this watch's
-            own = ceiling is not None and ceiling == self.ceiling and ceiling <= bound + 1  # ceiling, or another bound)
-            self._held = self._held or own
-            self._full = self._full or not own
+        if self.in_flight >= bound - 1:  # (as this answer came back, the lane was full)
+            self._full = True
+            self._held = self._held or (ceiling is not None and ceiling <= bound + 1)
         self.in_flight = max(0, self.in_flight - 1)
         self._back += 1
         if latency is not None:
@@ -120,12 +113,10 @@ class QueueWatch:
         self._start, self._sent, self._back, self._latencies, self._served = now, 0, 0, [], 0
         self._full = self._held = False
         self.floor_s = median if self.floor_s is None else min(self.floor_s, median)
-        saturated = served >= SATURATED * self.served_per_s
-        self._slow = self._slow + 1 if median >= SLOW_RATIO * self.floor_s and queue_grew and saturated else 0
+        self._slow = self._slow + 1 if median >= SLOW_RATIO * self.floor_s and queue_grew else 0
         if self._slow >= QUEUEING_WINDOWS:
             self._slow = 0
             self.ceiling = max(1.0, self.served_per_s * self.floor_s * BATCH_HEADROOM)
-            self._raised = (now, None)
             return self.ceiling
         if held and ceiling is not None and ceiling == self.ceiling and self._room(now, median, served):
             self._raised = (now, served)
@@ -134,12 +125,10 @@ class QueueWatch:
         return None
 
     def _room(self, now: float, median: float, served: float) -> bool:
-        """Whether a ceiling that held the lane may rise: not within :data:`PROBE_EVERY_S` of
-        the last change, and answers near the floor, or it is the first try since the ceiling
-        was set (a hosted API's slow spell looks like a queue while its longer answers fill
-        in), or the last raise served more (:data:`PROBE_PAID`: the lane was not queueing)."""
+        """Whether a ceiling that held the lane may rise: not lately, and answers near the
+        floor or the last raise served more."""
         if self._raised is None:
             return median <= PROBE_NEAR_FLOOR * self.floor_s
         at, served_then = self._raised
-        return now - at >= PROBE_EVERY_S and (median <= PROBE_NEAR_FLOOR * self.floor_s or served_then is None
+        return now - at >= PROBE_EVERY_S and (median <= PROBE_NEAR_FLOOR * self.floor_s
                                               or served >= PROBE_PAID * served_then)
