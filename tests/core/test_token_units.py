@@ -122,7 +122,7 @@ def test_the_simulated_account_counts_tokens_as_its_basis_says(basis, charged_af
 
 def test_the_simulator_names_anthropics_token_limits_as_anthropic_does():
     limits = AccountLimits(rpm=None, tpm=8000, burst_s=60.0, tokens_basis="output")
-    adm = SimulatedAccount(limits, now=0.0).admit(0.0, limits.token_charge(100, 9000))
+    adm = SimulatedAccount(limits, now=0.0).admit(0.0, limits.token_charge(100, 4000))
     status, body, headers = refusal("anthropic", Admission(False, "tokens", 1.0, adm.headers, 8000.0, 8000.0),
                                     now_epoch=1e9, tokens_basis="output")
     signal = parse_signal(status, message_of(body), headers, 1e9)
