@@ -51,22 +51,22 @@ CAPACITY_STATUSES = (498, 503, 529)
 # (Gemini: "limit: 0", a model outside the account's tier). The job stops; a rerun resumes.
 # (a metric's "_per_day_per_project" too, and OpenRouter's free models' "Rate limit exceeded: free-models-per-day")
 _DAILY = re.compile(r"per[ _-]?day(?![a-z])|PerDay|\((?:RPD|TPD)\)", re.I)
+_ZERO_LIMIT = re.compile(r"\blimit:? 0\b(?![.,]\d)", re.I)
 # ... or a month's: Cohere's trial keys ("limited to 1,000 API calls a month", its docs), Mistral's monthly token
 # limit ("Monthly token limit exceeded", or its per-minute words with ``x-ratelimit-remaining-tokens-month: 0``)
 _MONTHLY = re.compile(r"monthly (?:token |request |usage |spend(?:ing)? )?(?:limit|quota)|"
                       r"(?:calls?|requests?|tokens?) (?:per|/|a) ?month\b", re.I)
+_MONTH_LEFT = ("x-ratelimit-remaining-tokens-month", "x-ratelimit-remaining-req-month",
+               "x-ratelimit-remaining-requests-month")
 # A request larger than the limit itself (OpenAI: 429 "Request too large for gpt-4o in organization org-x on tokens
 # per min (TPM): Limit 30000, Requested 45000. The input or output tokens must be reduced in order to run
 # successfully."): no wait admits it, so it is that line's error, not a refusal to retry (retried, each attempt was
 # refused again, and counted against the lane's token rate)
 _TOO_LARGE = re.compile(r"Request too large|Limit ([\d,]+), Requested ([\d,]+)", re.I)
-# ... or one that asks for a wait no per-minute limit asks for: Azure OpenAI's free tier answers "have exceeded token
-# rate limit of your current AIServices S0 pricing tier. Please retry after 86400 seconds." (and retry-after: 86400);
-# waited out, every line would sleep a day, the job silent
+# Nor does a refusal that asks for a wait no per-minute limit asks for: Azure OpenAI's free tier answers "have exceeded
+# token rate limit of your current AIServices S0 pricing tier. Please retry after 86400 seconds." (and retry-after:
+# 86400); waited out, every line would sleep a day, the job silent
 LONG_RETRY_S = 3600.0
-_MONTH_LEFT = ("x-ratelimit-remaining-tokens-month", "x-ratelimit-remaining-req-month",
-               "x-ratelimit-remaining-requests-month")
-_ZERO_LIMIT = re.compile(r"\blimit:? 0\b(?![.,]\d)", re.I)
 
 
 @dataclass(slots=True)
