@@ -144,11 +144,12 @@ SCENARIOS = [
              {"style": "vllm", "latency_s": 1.0}, measure="concurrency"),
     # (seventeenth session) ... and with no gateway (vLLM served directly): nothing refused, past its batch requests
     # wait and answers slow; the client gives up after --timeout (120 s). A lane that kept climbing held 20,000 in
-    # its queue, and every request timed out from the third minute on (0.05 of it). The first flood, sent before
-    # any answer could show the queue, still times out once (a retried attempt each): phase 1's failures
-    Scenario("vllm-no-gateway-32", AccountLimits(rpm=None, concurrency=32, queue=10**6), 0.90, 0.70,
+    # its queue, and every request timed out from the third minute on (0.05 of it). Until the nineteenth session
+    # the first flood, 20,000 sent in 10 s before any slow answer showed the queue, timed out once (64% of the
+    # run's attempts); the watch now reads the answers going flat while the sends still climb
+    Scenario("vllm-no-gateway-32", AccountLimits(rpm=None, concurrency=32, queue=10**6), 0.95, 0.01,
              {"style": "vllm", "latency_s": 1.0, "timeout_s": 120.0}, duration=300.0, measure="concurrency",
-             phases=((0.0, 300.0, 0.0), (180.0, 300.0, 0.0)), goal=(0.95, 0.01)),
+             phases=((0.0, 300.0, 0.0), (180.0, 300.0, 0.0))),
     Scenario("shifting-900-300-1200", AccountLimits(rpm=900, schedule=parse_schedule("0:900,120:300,240:1200")),
              0.80, 0.02, duration=360.0, phases=((0.0, 120.0, 900.0), (120.0, 240.0, 300.0), (240.0, 360.0, 1200.0)),
              goal=SHIFT_GOAL),

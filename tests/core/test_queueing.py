@@ -71,3 +71,36 @@ def test_timeouts_count_as_answers_as_slow_as_the_deadline():
         watch.sent(10.0)
     found = paced(watch, range(130, 140), 40, 120.0, bound=4_000, kind="timeout")
     assert found and found[0] == pytest.approx(40 * 1.0 * 1.25, rel=0.05)
+
+
+def ramp(watch: QueueWatch, seconds: range, sent_at, answers_at, answer_s: float = 1.0) -> list[float]:
+    """Second by second, ``sent_at(s)`` sent and ``answers_at(s)`` answered (taking
+    ``answer_s``), a lane with no ceiling yet; the ceilings the watch asked for."""
+    found = []
+    for s in seconds:
+        sent, back = sent_at(s), answers_at(s)
+        for i in range(max(sent, back)):
+            if i < sent:
+                watch.sent(s + i / sent)
+            if i < back and (c := watch.answered(s + (i + 0.5) / max(sent, back), answer_s, 20_000, None)):
+                found.append((s, c))
+    return found
+
+
+def test_a_cold_ramp_into_a_queue_is_held_as_soon_as_the_answers_stop_following_the_sends():
+    """The climb quadruples the sends each second; a server serving 32 a second answers 32
+    whatever it is sent. The ceiling comes within two seconds of the answers going flat,
+    before any slow answer has come back (the slow-answer rule alone came seconds later,
+    with thousands queued)."""
+    watch = QueueWatch()
+    found = ramp(watch, range(0, 12), lambda s: 4 ** (s - 2) if s >= 3 else 2, lambda s: min(32, 4 ** max(0, s - 3) + 2))
+    assert found and found[0][0] <= 8  # flat from second 6 to 7: read as second 7 closes
+    assert found[0][1] == pytest.approx(32 * 1.0 * 1.25, rel=0.2)
+
+
+def test_a_hosted_api_ramped_into_gets_no_ceiling_its_answers_follow_the_sends():
+    """6-s answers to a climb: each second answers what was sent 6 s before, growing as the
+    sends did; then the lane is paced at its rate ceiling and sends as many as come back."""
+    watch = QueueWatch()
+    sends = lambda s: min(2 ** s, 600)  # doubling each second up to 600 a second
+    assert ramp(watch, range(0, 40), sends, lambda s: sends(s - 6) if s >= 6 else 0, answer_s=6.0) == []

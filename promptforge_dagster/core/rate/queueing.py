@@ -22,10 +22,14 @@ got faster, others left, or it was a hosted API's slow spell, which no queue exp
 every :data:`PROBE_EVERY_S`, up to where answers slow again.
 
 A slow answer shows a queue only an answer time after the queue began: a lane ramping its
-rate up may have sent thousands into it by then, which time out once (each a retried
-attempt); the ceiling then holds, and the job goes on at what the server serves. Only the
-ceilings this watch set are raised: one a gateway taught by refusing stays (each raise past
-it would cost a refusal).
+rate up from a cold start (twice as fast every half second) would have sent thousands into it
+by then, to time out once each. So the ramp is watched per second too: the lane **sent
+:data:`RAMP_GROWTH` times more than the second before while the answers served grew less than
+:data:`RAMP_FLAT`** (at least :data:`RAMP_MIN_ANSWERS` of them): the answers no longer follow
+the sends, what the server serves is reached, and the same ceiling is set at once. A hosted
+API's answers follow its sends an answer time later, growing as they did; a lane paced at a
+rate sends no more than the second before. Only the ceilings this watch set are raised: one a
+gateway taught by refusing stays (each raise past it would cost a refusal).
 
 >>> w = QueueWatch()
 >>> def second(s, sent, answer_s, ceiling=None):   # one second: ``sent`` sent, 32 answers back
@@ -60,6 +64,11 @@ PROBE_NEAR_FLOOR = 1.2  # held at the ceiling with answers this close to the flo
 PROBE_STEP = 1.1  # the ceiling's rise per window with room
 PROBE_EVERY_S = 10.0  # ... at most this often: a raise past a gateway's queue limit costs a refusal
 PROBE_PAID = 1.05  # a raise that served this much more (a tenth more in flight): the lane was not queueing
+RAMP_BIN_S = 1.0  # sends and answers counted per second for the ramp rule: the climb doubles per half second
+RAMP_GROWTH = 3.0  # sent this many times more than the second before: a cold start's climb (nothing else
+# grows a lane threefold in a second: a probe is +50%, a climb back halfway to a refused rate)
+RAMP_FLAT = 1.5  # ... while the answers served grew less than this (a hosted API's grow as its sends did)
+RAMP_MIN_ANSWERS = 8  # answers served in the second before: fewer are no rate to call flat
 
 
 class QueueWatch:
@@ -80,12 +89,15 @@ class QueueWatch:
         self._slow = 0  # queueing windows in a row
         self._raised: tuple[float, float] | None = None  # when the ceiling was last raised, and what it served
         self.ceiling: float | None = None  # the last ceiling this watch set
+        self._bins: list[list[float]] = []  # [start, sent, served] of the latest seconds, for the ramp rule
+        self._ramp_read = 0.0  # the start of the latest second the ramp rule has read
 
     def sent(self, now: float) -> None:
         if self._start is None:
             self._start = now
         self._sent += 1
         self.in_flight += 1
+        self._bin(now)[1] += 1
 
     def answered(self, now: float, latency: float | None, bound: int, ceiling: float | None,
                  served: bool = True) -> float | None:
@@ -103,6 +115,11 @@ class QueueWatch:
         if latency is not None:
             self._latencies.append(latency)
             self._served += int(served)
+        self._bin(now)[2] += int(latency is not None and served)
+        if ceiling is None and self._ramp_outran_answers():
+            self.ceiling = max(1.0, max(self.served_per_s, self._bins[-2][2] / RAMP_BIN_S) * self.floor_s
+                               * BATCH_HEADROOM)
+            return self.ceiling
         span = now - self._start
         if span < max(WINDOW_MIN_S, 2.0 * (self.floor_s or 0.0)) or len(self._latencies) < WINDOW_MIN_ANSWERS:
             return None
@@ -123,6 +140,25 @@ class QueueWatch:
             self.ceiling = ceiling * PROBE_STEP
             return self.ceiling
         return None
+
+    def _bin(self, now: float) -> list[float]:
+        """The counts of the second ``now`` falls in (the latest three kept, empty ones too)."""
+        if not self._bins:
+            self._bins.append([now, 0, 0])
+        while now >= self._bins[-1][0] + RAMP_BIN_S:
+            self._bins.append([self._bins[-1][0] + RAMP_BIN_S, 0, 0])
+            del self._bins[:-3]
+        return self._bins[-1]
+
+    def _ramp_outran_answers(self) -> bool:
+        """Whether the latest full second sent :data:`RAMP_GROWTH` times the one before while
+        the answers it served grew less than :data:`RAMP_FLAT` (read once per second)."""
+        if len(self._bins) < 3 or self.floor_s is None or self._bins[-2][0] <= self._ramp_read:
+            return False
+        self._ramp_read = self._bins[-2][0]
+        (_, sent_before, served_before), (_, sent, served) = self._bins[-3][:3], self._bins[-2][:3]
+        return (served_before >= RAMP_MIN_ANSWERS and sent_before >= served_before
+                and sent >= RAMP_GROWTH * sent_before and served < RAMP_FLAT * served_before)
 
     def _room(self, now: float, median: float, served: float) -> bool:
         """Whether a ceiling that held the lane may rise: not lately, and answers near the
