@@ -90,11 +90,14 @@ def run_matrix(
     wake_late_s: float = WAKE_LATE_S,
     prompt_estimate: float = 1.0,
     timeout_s: float | None = None,
+    slowdown: Callable[[float], float] = lambda t: 1.0,
 ) -> Trace:
     """Run ``duration`` fake seconds; ``demand(t)`` says whether the client has work at t.
     ``prompt_estimate``: the client's estimate of a prompt's tokens over the provider's count
     (characters / 4 reads CJK text or code low, padded prose high). ``timeout_s``: the client's deadline
-    for an answer (``--timeout``); past it the request fails as transient and the server drops it."""
+    for an answer (``--timeout``); past it the request fails as transient and the server drops it.
+    ``slowdown(t)``: how many times longer than ``latency_s`` the model answers at t (a hosted API's
+    slow spell, whatever the lane sends)."""
 
     def estimate(req: Request) -> int:  # what the client believes a request costs: its prompt estimate + max_tokens
         return max(1, round(req.prompt_tokens * prompt_estimate)) + req.max_tokens
@@ -169,7 +172,7 @@ def run_matrix(
             trace.max_in_flight = max(trace.max_in_flight, in_flight)
             client_free_at = now + client_s_per_request
             if adm.ok:  # answers take the model's time, longer under a busy server's load
-                delay = (latency_s + s_per_token * req.completion_tokens) * rng.uniform(0.8, 1.25)
+                delay = (latency_s + s_per_token * req.completion_tokens) * rng.uniform(0.8, 1.25) * slowdown(now)
                 delay *= max(1.0, account.load())
             else:  # refusals come back at once
                 delay = 0.02 * rng.uniform(0.5, 1.5)

@@ -150,6 +150,12 @@ SCENARIOS = [
     Scenario("vllm-no-gateway-32", AccountLimits(rpm=None, concurrency=32, queue=10**6), 0.95, 0.01,
              {"style": "vllm", "latency_s": 1.0, "timeout_s": 120.0}, duration=300.0, measure="concurrency",
              phases=((0.0, 300.0, 0.0), (180.0, 300.0, 0.0))),
+    # (nineteenth session) a hosted API whose answers slide from 2 s to 6 s over 20 s, whatever the lane sends: its
+    # in flight grows with them as a queue's would; read as a queue, the lane was held at 0.42 of its rate (last 2
+    # minutes 0.506). Goodput counts answers: a fixed bucket told the limit gets 0.978 of the whole run
+    Scenario("answers-slide-2s-6s-1200", AccountLimits(rpm=1200), 0.93, 0.01,
+             {"latency_s": 2.0, "slowdown": lambda t: 1.0 if t < 60 else min(3.0, 1.0 + (t - 60) / 10.0)},
+             duration=240.0, phases=((0.0, 240.0, 1200.0), (120.0, 240.0, 1200.0)), goal=STEADY_GOAL),
     Scenario("shifting-900-300-1200", AccountLimits(rpm=900, schedule=parse_schedule("0:900,120:300,240:1200")),
              0.80, 0.02, duration=360.0, phases=((0.0, 120.0, 900.0), (120.0, 240.0, 300.0), (240.0, 360.0, 1200.0)),
              goal=SHIFT_GOAL),

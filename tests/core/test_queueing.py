@@ -104,3 +104,39 @@ def test_a_hosted_api_ramped_into_gets_no_ceiling_its_answers_follow_the_sends()
     watch = QueueWatch()
     sends = lambda s: min(2 ** s, 600)  # doubling each second up to 600 a second
     assert ramp(watch, range(0, 40), sends, lambda s: sends(s - 6) if s >= 6 else 0, answer_s=6.0) == []
+
+
+def hosted(latency_at, seconds: float = 300.0, per_s: float = 20.0) -> tuple[QueueWatch, dict[int, int]]:
+    """A hosted API paced at ``per_s`` whose answers take ``latency_at(t)`` whatever is in
+    flight (no queue of this lane's making), under the ceilings the watch sets; answers a
+    second."""
+    import heapq
+
+    watch, events, answered, in_flight, ceiling = QueueWatch(), [], {}, 0, None
+    for i in range(int(seconds * per_s)):
+        heapq.heappush(events, (i / per_s, 0))
+    while events:
+        t, kind = heapq.heappop(events)
+        if kind == 0:  # a send, when the ceiling leaves room (else this slot is lost)
+            if ceiling is None or in_flight < ceiling:
+                watch.sent(t)
+                in_flight += 1
+                heapq.heappush(events, (t + latency_at(t), latency_at(t)))
+            continue
+        in_flight -= 1
+        answered[int(t)] = answered.get(int(t), 0) + 1
+        found = watch.answered(t, kind, 10**6 if ceiling is None else int(ceiling), ceiling)
+        ceiling = found if found is not None else ceiling
+    return watch, answered
+
+
+def test_a_hosted_api_whose_answers_slow_down_over_seconds_is_not_held_at_a_fraction_of_its_rate():
+    """Answers 2 s, then 6 s after a 20-s slide: the lane's in flight grows with them, as a
+    queue's would, and the watch sets a ceiling (20 a second x 2 s x 1.25); held there, the
+    answers stay slow and fewer a second come back than the API served (a queue at a server
+    serving all it can serves as many): the ceiling makes room for the slower answers. It
+    held the lane at 0.42 of its rate for as long as they stayed slow."""
+    watch, answered = hosted(lambda t: 2.0 if t < 60 else min(6.0, 2.0 + (t - 60) / 5.0), seconds=400.0)
+    late = sum(answered.get(k, 0) for k in range(200, 380)) / 180.0
+    assert late >= 0.95 * 20
+    assert watch.ceiling is None or watch.ceiling >= 20 * 6.0

@@ -21,6 +21,14 @@ back near the floor, or whose last raise served more, is raised :data:`PROBE_STE
 got faster, others left, or it was a hosted API's slow spell, which no queue explains), at most
 every :data:`PROBE_EVERY_S`, up to where answers slow again.
 
+A hosted API whose answers slow down by themselves (2 s, then 6 s) also fills the lane's
+in flight with its longer answers, and reads as a queue. Held at the ceiling, a queue of the
+lane's making is short and its server serves all it did; so when, two windows in a row,
+answers *sent under the ceiling* are still slow and fewer than :data:`UNSATURATED` of the most
+ever served come back a second (every one served: a timeout is a queue's), the slowness is
+the model's own: the ceiling makes room by Little's law at the slower answers, and they
+become the floor.
+
 A slow answer shows a queue only an answer time after the queue began: a lane ramping its
 rate up from a cold start (twice as fast every half second) would have sent thousands into it
 by then, to time out once each. So the ramp is watched per second too: the lane **sent
@@ -64,6 +72,9 @@ PROBE_NEAR_FLOOR = 1.2  # held at the ceiling with answers this close to the flo
 PROBE_STEP = 1.1  # the ceiling's rise per window with room
 PROBE_EVERY_S = 10.0  # ... at most this often: a raise past a gateway's queue limit costs a refusal
 PROBE_PAID = 1.05  # a raise that served this much more (a tenth more in flight): the lane was not queueing
+UNSATURATED = 0.6  # held at the watch's ceiling with slow answers, served under this share of the most the
+# server served a second: a hosted API whose answers slide from 2 s to 6 s answers 0.42 of it (its in flight
+# grew with the answers, which reads as a queue); a queue serves all it did, its batch full (0.9-1.0)
 RAMP_BIN_S = 1.0  # sends and answers counted per second for the ramp rule: the climb doubles per half second
 RAMP_GROWTH = 3.0  # sent this many times more than the second before: a cold start's climb (nothing else
 # grows a lane threefold in a second: a probe is +50%, a climb back halfway to a refused rate)
@@ -87,6 +98,9 @@ class QueueWatch:
         self._full = False  # the in-flight bound held the lane in this window
         self._held = False  # ... and it was the ceiling
         self._slow = 0  # queueing windows in a row
+        self._unqueued = 0  # windows in a row whose slow answers were no queue of the lane's making
+        self._set_at = 0.0  # when this watch last set its ceiling
+        self._oldest_sent = float("inf")  # the earliest send of the window's answers
         self._raised: tuple[float, float] | None = None  # when the ceiling was last raised, and what it served
         self.ceiling: float | None = None  # the last ceiling this watch set
         self._bins: list[list[float]] = []  # [start, sent, served] of the latest seconds, for the ramp rule
@@ -115,31 +129,47 @@ class QueueWatch:
         if latency is not None:
             self._latencies.append(latency)
             self._served += int(served)
+            self._oldest_sent = min(self._oldest_sent, now - latency)
         self._bin(now)[2] += int(latency is not None and served)
         if ceiling is None and self._ramp_outran_answers():
-            self.ceiling = max(1.0, max(self.served_per_s, self._bins[-2][2] / RAMP_BIN_S) * self.floor_s
-                               * BATCH_HEADROOM)
-            return self.ceiling
+            return self._set(now, max(1.0, max(self.served_per_s, self._bins[-2][2] / RAMP_BIN_S) * self.floor_s
+                                      * BATCH_HEADROOM))
         span = now - self._start
         if span < max(WINDOW_MIN_S, 2.0 * (self.floor_s or 0.0)) or len(self._latencies) < WINDOW_MIN_ANSWERS:
             return None
         median = sorted(self._latencies)[len(self._latencies) // 2]
-        served, held = self._served / span, self._held
+        served, held, all_served = self._served / span, self._held, self._served == len(self._latencies)
+        since_set = self._oldest_sent >= self._set_at  # every answer was sent under the ceiling in force
+        self._oldest_sent = float("inf")
         self.served_per_s = max(self.served_per_s, served)
         queue_grew = self._sent >= GROWTH_RATIO * self._back or self._full
         self._start, self._sent, self._back, self._latencies, self._served = now, 0, 0, [], 0
         self._full = self._held = False
         self.floor_s = median if self.floor_s is None else min(self.floor_s, median)
-        self._slow = self._slow + 1 if median >= SLOW_RATIO * self.floor_s and queue_grew else 0
+        slow, own = median >= SLOW_RATIO * self.floor_s, held and ceiling is not None and ceiling == self.ceiling
+        # held at this watch's ceiling, answers slow though sent under it (a queue held there is short), every one
+        # served, fewer a second than the server served (a queue serves as many): the answers slowed by themselves
+        self._unqueued = self._unqueued + 1 if (own and slow and all_served and since_set
+                                                and served < UNSATURATED * self.served_per_s) else 0
+        if self._unqueued >= QUEUEING_WINDOWS:
+            self._unqueued = self._slow = 0
+            self._raised = (now, served)
+            self.floor_s = median  # the model's own answer time now: slower ones than that would be a queue
+            return self._set(now, max(ceiling * PROBE_STEP, self.served_per_s * median * BATCH_HEADROOM))
+        self._slow = self._slow + 1 if slow and queue_grew and not self._unqueued else 0
         if self._slow >= QUEUEING_WINDOWS:
             self._slow = 0
-            self.ceiling = max(1.0, self.served_per_s * self.floor_s * BATCH_HEADROOM)
-            return self.ceiling
+            return self._set(now, max(1.0, self.served_per_s * self.floor_s * BATCH_HEADROOM))
         if held and ceiling is not None and ceiling == self.ceiling and self._room(now, median, served):
             self._raised = (now, served)
-            self.ceiling = ceiling * PROBE_STEP
-            return self.ceiling
+            return self._set(now, ceiling * PROBE_STEP)
         return None
+
+    def _set(self, now: float, ceiling: float) -> float:
+        if ceiling != self.ceiling:
+            self._set_at = now
+        self.ceiling = ceiling
+        return ceiling
 
     def _bin(self, now: float) -> list[float]:
         """The counts of the second ``now`` falls in (the latest three kept, empty ones too)."""
