@@ -4,7 +4,8 @@
   tokens per minute once anything says tokens are limited (a refusal that names them,
   OpenAI's header, a hint): each paces, measures and probes its own limit, the tokens axis
   in what its limit counts (:mod:`~promptforge_dagster.core.rate.token_units`);
-* a refusal is attributed by evidence only (:mod:`~promptforge_dagster.core.rate.signals`):
+* a refusal is attributed by evidence only (:mod:`~promptforge_dagster.core.rate.signals`,
+  routed in :mod:`~promptforge_dagster.core.rate.refusals`):
   the limit the message or headers name; a refusal that names none counts against requests
   (pacing requests paces their tokens too), until the refused requests are clearly larger
   than the admitted ones: a request limit does not care about size, a token limit does;
@@ -33,9 +34,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptforge_dagster.core.doubling import doubled
 from promptforge_dagster.core.outcome import OutcomeKind
-from promptforge_dagster.core.rate import report, stated
+from promptforge_dagster.core.rate import refusals, report, stated
 from promptforge_dagster.core.rate.attribution import SilentLimit
 from promptforge_dagster.core.rate.axis import Axis, Phase
 from promptforge_dagster.core.rate.background import Background
@@ -44,15 +44,11 @@ from promptforge_dagster.core.rate.concurrency import InFlightLimit
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.headroom import Headroom
 from promptforge_dagster.core.rate.queueing import QueueWatch
-from promptforge_dagster.core.rate.signals import ADMISSION, CAPACITY, CONCURRENCY, TOKENS, RateSignal
+from promptforge_dagster.core.rate.signals import CAPACITY, CONCURRENCY, RateSignal
 from promptforge_dagster.core.rate.token_units import TokenUnits
 from promptforge_dagster.core.rate_controller import RateSample
 
-OVERLOAD_PAUSE_S = 0.5  # first pause after an overload answer; doubles per consecutive one
-OVERLOAD_PAUSE_MAX_S = 30.0  # ... up to this: capacity problems pass in seconds to minutes
 TOKEN_START_S = 10.0  # a tokens axis opened by a refusal starts at the token rate sent over this span
-RETRY_PAUSE_MAX_S = 0.25  # a refusal's retry-after pauses the lane this long at most: longer is the refused
-# request's own wait (pacing answers the rest); a longer lane pause would hide the refill being measured
 
 
 class AdaptiveController:
@@ -69,7 +65,7 @@ class AdaptiveController:
         self.background = Background()  # refusals that do not follow the rate (a shared pool's)
         self.headroom = Headroom()  # ... or that came while the headers showed room
         self._paused_until = 0.0
-        self._overloads = 0
+        self.overloads_in_a_row = 0
         self.client = ClientMeter(now)  # whether the client, not the provider, holds the lane back
         self.silent = SilentLimit()  # what refusals that name no limit are charged to
         self.rpm_said: float | None = None  # the requests per minute a refusal's message stated
@@ -118,7 +114,7 @@ class AdaptiveController:
         signal = sample.signal or RateSignal()
         stated.learn(self, signal, sample.at, sample.sent_at)
         if sample.kind is OutcomeKind.SUCCESS:
-            self._overloads = 0
+            self.overloads_in_a_row = 0
             self.in_flight.observe_latency(sample.latency)
             self.requests.admitted(sample.sent_at, sample.at, 1.0)
             self.background.answered(sample.sent_at, False, sample.at)
@@ -130,15 +126,15 @@ class AdaptiveController:
         elif sample.kind is OutcomeKind.RATE_LIMITED:
             self.rate_limited += 1
             if signal.limit == CAPACITY:
-                self._short_of_capacity(sample)
+                refusals.short_of_capacity(self, sample)
             else:
-                self._on_refused(sample, signal)
+                refusals.on_refused(self, sample, signal)
         elif sample.kind is OutcomeKind.OVERLOADED:
             self.overloaded += 1
             if signal.limit == CONCURRENCY:
                 self.in_flight.refused_at(sample.in_flight)
             else:
-                self._overloaded(sample.at, signal)
+                refusals.overloaded(self, sample.at, signal)
 
     def _watch_queue(self, sample: RateSample) -> None:
         """A server that queues (:class:`QueueWatch`): answers and timeouts (a transient
@@ -150,94 +146,9 @@ class AdaptiveController:
         if ceiling is not None:
             self.in_flight.ceiling = ceiling
 
-    def _short_of_capacity(self, sample: RateSample) -> None:
-        """A 429 of the provider's capacity, no quota's (Azure's peak load): the refused
-        request waits its own retry. One alone lowers and pauses nothing (a busy region
-        refuses a share whatever the rate, as a shared pool does: a pause per refusal held a
-        lane to a third of its rate at a 3% share); a run of them with no answer between
-        backs off as an overload does, from the first step."""
-        self._lost(sample)
-        self.capacity_refused += 1
-        self._overloads += 1
-        if self._overloads > 1:
-            self._back_off(sample.at, doublings=self._overloads - 2)
-
-    def _overloaded(self, now: float, signal: RateSignal) -> None:
-        """The provider is short of capacity: pause, doubling per overload in a row (at least
-        as long as it asked), and lower nothing."""
-        self._overloads += 1
-        self._back_off(now, doublings=self._overloads - 1, at_least=signal.retry_after_s or 0.0)
-
-    def _back_off(self, now: float, *, doublings: int, at_least: float = 0.0) -> None:
-        """Pause :data:`OVERLOAD_PAUSE_S` doubled ``doublings`` times, no shorter than
-        ``at_least`` and no longer than :data:`OVERLOAD_PAUSE_MAX_S`."""
-        pause = doubled(OVERLOAD_PAUSE_S, doublings, cap=OVERLOAD_PAUSE_MAX_S)
-        self.pause(now, max(pause, at_least), cap=OVERLOAD_PAUSE_MAX_S)
-
-    def _on_refused(self, sample: RateSample, signal: RateSignal) -> None:
-        room = signal.limit is None and self._had_room(sample)
-        self.headroom.answered(True)
-        if room:
-            self._lost(sample)
-            return
-        if signal.limit is None and not self._a_limits(sample):
-            return
-        limit = signal.limit or self._silent_limit(sample)
-        if limit == CONCURRENCY:
-            self.in_flight.refused_at(sample.in_flight)
-        elif limit == TOKENS:
-            if self.tokens is None:  # counted as the refusal says its limit counts (else as OpenAI does)
-                self.units.basis = signal.token_basis or ADMISSION
-                # at the token rate it was sending, its step begun when the refused request went: the
-                # refusal that opened it is its own first, cut from there as any (and a window's dry spell)
-                self.tokens = self.token_axis(self._token_rate(sample.sent_at) or 1.0, sample.sent_at)
-            units = self.units.of(sample.est_tokens, sample.max_tokens)
-            self.tokens.refused(sample.sent_at, sample.at, units, signal.retry_after_s)
-        else:
-            self.requests.refused(sample.sent_at, sample.at, 1.0, signal.retry_after_s)
-        if signal.retry_after_s:
-            self.pause(sample.at, signal.retry_after_s, cap=RETRY_PAUSE_MAX_S)
-
-    def _a_limits(self, sample: RateSample) -> bool:  # (a limit's, not the background's)
-        """Whether a refusal that names no limit is a limit's; the background's (a shared
-        pool's, whatever the rate) are counted as not admitted and teach nothing."""
-        found = self.background.found
-        if self.background.answered(sample.sent_at, True, sample.at):
-            return True
-        if not found:  # what the axes learned was the background's
-            for axis in (self.requests, self.tokens):
-                if axis is not None:
-                    axis.release(sample.at)
-        self._lost(sample)
-        return False
-
-    def _lost(self, sample: RateSample) -> None:
-        """A refusal that was no limit's: not admitted, and no dry moment either."""
-        self.requests.estimator.lost(sample.sent_at, 1.0)
-        if self.tokens is not None:
-            self.tokens.estimator.lost(sample.sent_at, self.units.of(sample.est_tokens, sample.max_tokens))
-
-    def _had_room(self, sample: RateSample) -> bool:
-        """Whether a refusal that names no limit went while the headers showed room on every
-        limit they state (:meth:`Headroom.had_room`)."""
-        tokens = self.tokens
-        return self.headroom.had_room(
-            sample.sent_at, requests_since=lambda t: self.requests.estimator.requests_between(t, sample.sent_at),
-            tokens_since=lambda t: tokens.estimator.sent_between(t, sample.sent_at) if tokens is not None else None,
-            units=self.units.of(sample.est_tokens, sample.max_tokens))
-
     def _under_ceiling(self) -> bool:
         """Paced under a measured ceiling (where a limit refuses nothing), on every axis."""
         return all(axis.phase is Phase.STEADY for axis in (self.requests, self.tokens) if axis is not None)
-
-    def _silent_limit(self, sample: RateSample) -> str:
-        """Which limit a refusal that names none hit (:class:`SilentLimit`): once the sizes say
-        tokens, what the requests axis learned was the token limit's doing."""
-        before = self.silent.limit
-        limit = self.silent.refused(sample.est_tokens)
-        if limit != before:
-            self.requests.release(sample.at)
-        return limit
 
     # -- helpers ---------------------------------------------------------------
     def token_axis(self, start_per_s: float, now: float) -> Axis:
@@ -250,7 +161,7 @@ class AdaptiveController:
         """Send nothing on this lane for ``seconds`` (at most ``cap``)."""
         self._paused_until = max(self._paused_until, now + min(seconds, cap))
 
-    def _token_rate(self, now: float) -> float | None:
+    def token_rate(self, now: float) -> float | None:
         return self.units.rate(self.units.basis, now, min(TOKEN_START_S, now - self._born)) or None
 
     def client_bound_rpm(self, now: float) -> float | None:
