@@ -23,6 +23,9 @@ Each scenario is one phase from a cold start (the client is never told the limit
   otpm          Anthropic's output tokens per minute: 16,000, reserved as max_tokens (1,024) and
                 settled to the 200-token answer
   vllm          a self-hosted server: concurrency 32, queue 8, ~1 s answers growing with load
+  vllm-no-gateway  the same served directly: no queue limit, nothing refused, answers slower the
+                more wait; not in the default list: run it with --phase 300, as the client gives
+                up on an answer after 120 s (a flood shows as answers no client waited for)
   latency-Xs    3,000 RPM bucket, bare 429, answers taking X s (0.2, 2, 6, 20); goodput counts
                 answers, so X s of the phase have none whatever the pacing (a fixed bucket told
                 the exact limit shows that bound: latency-6s and latency-20s run beside them)
@@ -211,6 +214,8 @@ def main() -> None:
                                 uniform, 1200.0, None),
             "vllm": (["--rpm", "0", "--concurrency", "32", "--queue", "8", "--style", "vllm", "--latency-ms", "1000",
                       "--latency-sigma", "0.1"], 32.0, uniform, None, None),
+            "vllm-no-gateway": (["--rpm", "0", "--concurrency", "32", "--queue", "1000000", "--style", "vllm",
+                                 "--latency-ms", "1000", "--latency-sigma", "0.1"], 32.0, uniform, None, None),
         }
         for seconds in (0.2, 2, 6, 20):
             scenarios[f"latency-{seconds}s"] = (["--rpm", "3000", *bare, "--latency-ms", str(seconds * 1000),
