@@ -140,3 +140,17 @@ def test_a_hosted_api_whose_answers_slow_down_over_seconds_is_not_held_at_a_frac
     late = sum(answered.get(k, 0) for k in range(200, 380)) / 180.0
     assert late >= 0.95 * 20
     assert watch.ceiling is None or watch.ceiling >= 20 * 6.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_slow_local_server_floods_once_and_then_runs_at_what_it_serves(seed):
+    """Ollama-like: 4 slots, 20-s answers, no queue limit. Before its first answer nothing
+    tells it from a slow hosted API, and the first flood times out once; the timeouts (most
+    of a window) set the ceiling at once, and the floor is read from served answers only (a
+    floor read from timeouts, 120 s, hid the queue: a flood every 120 s, 0.45-0.5 of it)."""
+    c = controller()
+    trace = run_matrix(c, AccountLimits(rpm=None, concurrency=4, queue=10**6), 500.0, seed=seed, style="vllm",
+                       latency_s=20.0, timeout_s=120.0)
+    assert c.sent < 25_000  # one flood (the lane's hard maximum in flight), not one per deadline
+    assert sum(trace.timed_out.get(k, 0) for k in range(300, 500)) == 0
+    assert trace.goodput_share(300.0, 500.0, 4 / 20.0 * 60) >= 0.9

@@ -13,7 +13,9 @@ the server is *queueing* when, :data:`QUEUEING_WINDOWS` windows in a row, answer
 sent more than came back (the queue grew) or sent all its in-flight bound allowed (the queue
 is as long as the lane may make it: a hosted API's slower answers are paced by the rate, and
 its Little's-law bound leaves room). A request that timed out counts as an answer as slow as
-its deadline. The server's concurrency is then the most it served a second in any window (a
+its deadline, but not for the floor, which only served answers set; a window most of whose
+answers timed out closes at once and is enough alone (a server with 20-s answers and 4
+slots was otherwise flooded again every deadline). The server's concurrency is then the most it served a second in any window (a
 queue past the client's deadline serves nothing: every request times out) times the floor's
 answer time (Little's law, unloaded), with :data:`BATCH_HEADROOM` to keep its batch full:
 the lane's in-flight ceiling. A ceiling that holds the lane while answers come
@@ -94,6 +96,8 @@ class QueueWatch:
         self._sent = 0
         self._back = 0  # answers of any kind in the window (a refusal came back too)
         self._latencies: list[float] = []  # answer times in the window (a timeout's, its deadline)
+        self._served_latencies: list[float] = []  # ... of the answers served (the floor's: a timeout measures no
+        # server's answer time, and a floor read from them hid a queue every request timed out in)
         self._served = 0  # ... of which answered
         self._full = False  # the in-flight bound held the lane in this window
         self._held = False  # ... and it was the ceiling
@@ -128,6 +132,8 @@ class QueueWatch:
         self._back += 1
         if latency is not None:
             self._latencies.append(latency)
+            if served:
+                self._served_latencies.append(latency)
             self._served += int(served)
             self._oldest_sent = min(self._oldest_sent, now - latency)
         self._bin(now)[2] += int(latency is not None and served)
@@ -135,7 +141,10 @@ class QueueWatch:
             return self._set(now, max(1.0, max(self.served_per_s, self._bins[-2][2] / RAMP_BIN_S) * self.floor_s
                                       * BATCH_HEADROOM))
         span = now - self._start
-        if span < max(WINDOW_MIN_S, 2.0 * (self.floor_s or 0.0)) or len(self._latencies) < WINDOW_MIN_ANSWERS:
+        timed_out = 2 * (len(self._latencies) - self._served) > len(self._latencies)  # most gave up waiting (no
+        # need to wait two answer times: a timeout says the queue at once)
+        if (span < max(WINDOW_MIN_S, 0.0 if timed_out else 2.0 * (self.floor_s or 0.0))
+                or len(self._latencies) < WINDOW_MIN_ANSWERS):
             return None
         median = sorted(self._latencies)[len(self._latencies) // 2]
         served, held, all_served = self._served / span, self._held, self._served == len(self._latencies)
@@ -145,7 +154,12 @@ class QueueWatch:
         queue_grew = self._sent >= GROWTH_RATIO * self._back or self._full
         self._start, self._sent, self._back, self._latencies, self._served = now, 0, 0, [], 0
         self._full = self._held = False
-        self.floor_s = median if self.floor_s is None else min(self.floor_s, median)
+        if self._served_latencies:
+            typical = sorted(self._served_latencies)[len(self._served_latencies) // 2]
+            self.floor_s = typical if self.floor_s is None else min(self.floor_s, typical)
+        self._served_latencies = []
+        if self.floor_s is None:
+            return None
         slow, own = median >= SLOW_RATIO * self.floor_s, held and ceiling is not None and ceiling == self.ceiling
         # held at this watch's ceiling, answers slow though sent under it (a queue held there is short), every one
         # served, fewer a second than the server served (a queue serves as many): the answers slowed by themselves
@@ -156,7 +170,9 @@ class QueueWatch:
             self._raised = (now, served)
             self.floor_s = median  # the model's own answer time now: slower ones than that would be a queue
             return self._set(now, max(ceiling * PROBE_STEP, self.served_per_s * median * BATCH_HEADROOM))
-        self._slow = self._slow + 1 if slow and queue_grew and not self._unqueued else 0
+        # (a window most of whose requests timed out is enough: no hosted API's slow spell outlasts the deadline,
+        # and the next window of a slow floor starts minutes later, after another flood)
+        self._slow = self._slow + (QUEUEING_WINDOWS if timed_out else 1) if slow and queue_grew and not self._unqueued else 0
         if self._slow >= QUEUEING_WINDOWS:
             self._slow = 0
             return self._set(now, max(1.0, self.served_per_s * self.floor_s * BATCH_HEADROOM))
