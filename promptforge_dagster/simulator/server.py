@@ -245,7 +245,9 @@ class Simulator:
 
 async def serve(config: SimulatorConfig, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
     """Start the simulator; returns the runner (to clean up) and the bound port."""
-    runner = web.AppRunner(Simulator(config).app(), access_log=None)
+    # a client that gave up (its --timeout) disconnects, and the request is dropped as vLLM aborts one (aiohttp's
+    # default finishes it: its answer, logged as served, went to no one, and a flood of timeouts looked served)
+    runner = web.AppRunner(Simulator(config).app(), access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()

@@ -101,3 +101,18 @@ def test_a_mistral_answer_states_its_minutes_request_count_in_its_header_names(s
     admitted = [o for o in outcomes if o.kind is OutcomeKind.SUCCESS]
     said = parse_signal(admitted[0].status_code, admitted[0].message, admitted[0].headers).headers
     assert said.requests_per_minute == 60
+
+
+def test_a_request_the_client_gave_up_on_is_dropped_not_served(simulator_factory):
+    """As vLLM aborts a request whose client disconnected: the answer no one waits for is not
+    counted as served (it was, and a flood of timeouts over HTTP looked like goodput), and its
+    batch slot is free again."""
+    import time
+
+    sim = simulator_factory("--rpm", "0", "--concurrency", "1", "--queue", "10", "--latency-ms", "1500",
+                            "--latency-sigma", "0", "--style", "vllm")
+    outcome = asyncio.run(LiteLLMProvider(api_base=sim.api_base, api_key="sk-test", timeout_s=0.3).complete(req(0)))
+    assert outcome.kind is not OutcomeKind.SUCCESS
+    time.sleep(2.0)  # past the answer time: a request served anyway would be counted by now
+    stats = sim.stats()
+    assert stats["received"] == 1 and stats["ok"] == 0
