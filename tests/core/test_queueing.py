@@ -93,7 +93,8 @@ def test_a_cold_ramp_into_a_queue_is_held_as_soon_as_the_answers_stop_following_
     before any slow answer has come back (the slow-answer rule alone came seconds later,
     with thousands queued)."""
     watch = QueueWatch()
-    found = ramp(watch, range(0, 12), lambda s: 4 ** (s - 2) if s >= 3 else 2, lambda s: min(32, 4 ** max(0, s - 3) + 2))
+    sends, answers = (lambda s: 4 ** (s - 2) if s >= 3 else 2), (lambda s: min(32, 4 ** max(0, s - 3) + 2))
+    found = ramp(watch, range(0, 12), sends, answers)
     assert found and found[0][0] <= 8  # flat from second 6 to 7: read as second 7 closes
     assert found[0][1] == pytest.approx(32 * 1.0 * 1.25, rel=0.2)
 

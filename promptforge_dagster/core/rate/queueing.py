@@ -14,9 +14,10 @@ sent more than came back (the queue grew) or sent all its in-flight bound allowe
 is as long as the lane may make it: a hosted API's slower answers are paced by the rate, and
 its Little's-law bound leaves room). A request that timed out counts as an answer as slow as
 its deadline, but not for the floor, which only served answers set; a window most of whose
-answers timed out closes at once and is enough alone (a server with 20-s answers and 4
-slots was otherwise flooded again every deadline). The server's concurrency is then the most it served a second in any window (a
-queue past the client's deadline serves nothing: every request times out) times the floor's
+answers timed out closes at once and is enough alone (a server with 20-s answers and 4 slots
+was otherwise flooded again every deadline). The server's concurrency is then the most it
+served a second in any window (a queue past the client's deadline serves nothing: every
+request times out) times the floor's
 answer time (Little's law, unloaded), with :data:`BATCH_HEADROOM` to keep its batch full:
 the lane's in-flight ceiling. A ceiling that holds the lane while answers come
 back near the floor, or whose last raise served more, is raised :data:`PROBE_STEP` (the server
@@ -141,8 +142,8 @@ class QueueWatch:
             return self._set(now, max(1.0, max(self.served_per_s, self._bins[-2][2] / RAMP_BIN_S) * self.floor_s
                                       * BATCH_HEADROOM))
         span = now - self._start
-        timed_out = 2 * (len(self._latencies) - self._served) > len(self._latencies)  # most gave up waiting (no
-        # need to wait two answer times: a timeout says the queue at once)
+        # most of the window gave up waiting: no need to wait two answer times, a timeout says the queue at once
+        timed_out = 2 * (len(self._latencies) - self._served) > len(self._latencies)
         if (span < max(WINDOW_MIN_S, 0.0 if timed_out else 2.0 * (self.floor_s or 0.0))
                 or len(self._latencies) < WINDOW_MIN_ANSWERS):
             return None
@@ -172,7 +173,8 @@ class QueueWatch:
             return self._set(now, max(ceiling * PROBE_STEP, self.served_per_s * median * BATCH_HEADROOM))
         # (a window most of whose requests timed out is enough: no hosted API's slow spell outlasts the deadline,
         # and the next window of a slow floor starts minutes later, after another flood)
-        self._slow = self._slow + (QUEUEING_WINDOWS if timed_out else 1) if slow and queue_grew and not self._unqueued else 0
+        queueing = slow and queue_grew and not self._unqueued
+        self._slow = self._slow + (QUEUEING_WINDOWS if timed_out else 1) if queueing else 0
         if self._slow >= QUEUEING_WINDOWS:
             self._slow = 0
             return self._set(now, max(1.0, self.served_per_s * self.floor_s * BATCH_HEADROOM))
@@ -189,8 +191,8 @@ class QueueWatch:
 
     def _bin(self, now: float) -> list[float]:
         """The counts of the second ``now`` falls in (the latest three kept, empty ones too)."""
-        if not self._bins:
-            self._bins.append([now, 0, 0])
+        if not self._bins or now >= self._bins[-1][0] + 3 * RAMP_BIN_S:  # (after a lull, anew: nothing in them)
+            self._bins = [[now, 0, 0]]
         while now >= self._bins[-1][0] + RAMP_BIN_S:
             self._bins.append([self._bins[-1][0] + RAMP_BIN_S, 0, 0])
             del self._bins[:-3]
@@ -202,7 +204,7 @@ class QueueWatch:
         if len(self._bins) < 3 or self.floor_s is None or self._bins[-2][0] <= self._ramp_read:
             return False
         self._ramp_read = self._bins[-2][0]
-        (_, sent_before, served_before), (_, sent, served) = self._bins[-3][:3], self._bins[-2][:3]
+        (_, sent_before, served_before), (_, sent, served) = self._bins[-3], self._bins[-2]
         return (served_before >= RAMP_MIN_ANSWERS and sent_before >= served_before
                 and sent >= RAMP_GROWTH * sent_before and served < RAMP_FLAT * served_before)
 
