@@ -247,7 +247,12 @@ def main() -> None:
                                     for label, (g, r) in zip(["whole phase", "second half"], res))
                 pool = [c.snapshot().get("background_refused_share") for lanes in made for _, c in lanes.items()]
                 told = f"  (a busy pool's share found: {max(p for p in pool if p):.2%})" if any(pool) else ""
-                print(f"  {cname:>9}: {figures}{told}", flush=True)
+                # attempts the lane sent: beyond what the server answered, they failed in the client (a request
+                # waiting in the connection pool past --timeout never reaches the server's log)
+                sent = sum(c.snapshot().get("sent") or 0 for lanes in made for _, c in lanes.items())
+                served = round(res[0][0] * ceiling * P) if name.startswith("vllm") else None
+                attempts = f"  (sent {sent:,}, answered {served:,})" if made and served is not None else ""
+                print(f"  {cname:>9}: {figures}{told}{attempts}", flush=True)
 
 
 TOKEN_COUNTS = {  # what each token limit counts of a line, as the simulator counts it (prompt chars / 4 + 1)
