@@ -155,3 +155,17 @@ def test_a_slow_local_server_floods_once_and_then_runs_at_what_it_serves(seed):
     assert c.sent < 25_000  # one flood (the lane's hard maximum in flight), not one per deadline
     assert sum(trace.timed_out.get(k, 0) for k in range(300, 500)) == 0
     assert trace.goodput_share(300.0, 500.0, 4 / 20.0 * 60) >= 0.9
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_big_batch_with_long_answers_is_flooded_no_further_than_its_answers_can_wait(seed):
+    """256 slots, 5-s answers, no queue limit: the first answers come 5 s after the climb began,
+    when it had 20,000 in flight (54% of a 5-minute run's attempts timed out). In flight is held
+    to what the real client holds open to one host (1,000) until the answers show more: a
+    queue of 20 s, within the deadline."""
+    c = controller()
+    trace = run_matrix(c, AccountLimits(rpm=None, concurrency=256, queue=10**6), 300.0, seed=seed, style="vllm",
+                       latency_s=5.0, timeout_s=120.0)
+    assert trace.max_in_flight <= 5_000  # (the flood held 20,000: the hard maximum)
+    assert sum(trace.timed_out.values()) == 0
+    assert trace.goodput_share(0.0, 300.0, 256 / 5.0 * 60) >= 0.9

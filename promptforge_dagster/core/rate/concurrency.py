@@ -28,6 +28,14 @@ from promptforge_dagster.core.rate.config import Concurrency
 LATENCY_SAMPLES = 256  # recent answers kept for the latency quantile: a few seconds of a busy lane
 RESORT_EVERY = 16  # answers between recomputations of the quantile once it has many (read on every send);
 # while it has few, every answer moves it (a 16th of the samples at most, so the first answers count at once)
+BLIND_IN_FLIGHT = 1_000  # in flight before the answers show more: what the real client holds open to one host
+# anyway (LiteLLM's aiohttp transport: 500 per host, 1,000 in all; the OpenAI SDK's httpx pool: 1,000), past which
+# requests wait in its pool; a server that queues (vLLM served directly, 256 slots, 5-s answers) is flooded by
+# no more before its answers can show it (with 20,000, 54% of a 5-minute run's attempts timed out)
+EVIDENCE_GAIN = 8.0  # ... and past it, 8x what the answers showed the server holds: a server that queues keeps a
+# queue of 7 batches (answers in 8 unloaded answer times: 40 s at 5 s, within the 120-s deadline up to 15 s), while
+# a hosted API's answers, showing what the lane sent an answer time ago, let it climb 8x per answer time (2x cost a
+# 10,000 RPM account with 20-s answers 0.16 of its first 2 minutes)
 UNANSWERED_LATENCY_S = 30.0  # assumed before any answer: long completions take this long (Little's law then)
 
 
@@ -61,15 +69,19 @@ class InFlightLimit:
         bound = max(float(self.config.min_in_flight), in_flight * self.config.conc_cut)
         self.ceiling = bound if self.ceiling is None else min(self.ceiling, bound)
 
-    def limit(self, rate_per_s: float | None, prompt_bytes: float = 0.0) -> int:
-        """The bound now: Little's law (unbounded rate: the hard maximum), the learned
-        ceiling, the byte budget at ``prompt_bytes`` per request, the user's cap."""
+    def limit(self, rate_per_s: float | None, prompt_bytes: float = 0.0, shown: float | None = None) -> int:
+        """The bound now: Little's law (unbounded rate: the hard maximum), what the answers
+        have ``shown`` the server holds (:data:`BLIND_IN_FLIGHT` at least; None: no such
+        bound, a fixed rate the user set), the learned ceiling, the byte budget at
+        ``prompt_bytes`` per request, the user's cap."""
         cfg = self.config
         latency = self.latency()
         if latency is None:  # no answer yet: allow for long ones (the pacer still bounds the rate)
             latency = UNANSWERED_LATENCY_S
         little = cfg.hard_max if rate_per_s is None else rate_per_s * latency * cfg.headroom
         bound = min(float(cfg.hard_max), max(float(cfg.min_in_flight), math.ceil(little)))
+        if shown is not None:
+            bound = min(bound, max(float(BLIND_IN_FLIGHT), EVIDENCE_GAIN * shown))
         if self.ceiling is not None:
             bound = min(bound, self.ceiling)
         if prompt_bytes > 0:

@@ -103,7 +103,7 @@ class AdaptiveController:
 
     def in_flight_limit(self, prompt_bytes: float = 0.0) -> int:
         """How many requests of this lane may be in flight now."""
-        return self.in_flight.limit(self.requests.per_s, prompt_bytes)
+        return self.in_flight.limit(self.requests.per_s, prompt_bytes, shown=self.queue.shown())
 
     # -- learning --------------------------------------------------------------
     def record(self, sample: RateSample) -> None:

@@ -183,6 +183,13 @@ class QueueWatch:
             return self._set(now, ceiling * PROBE_STEP)
         return None
 
+    def shown(self) -> float:
+        """What the answers have shown the server holds: the most served a second (in a window
+        or any recent second) x the unloaded answer time; 0 before a served answer."""
+        if self.floor_s is None:
+            return 0.0
+        return max([self.served_per_s] + [b[2] / RAMP_BIN_S for b in self._bins]) * self.floor_s
+
     def _set(self, now: float, ceiling: float) -> float:
         if ceiling != self.ceiling:
             self._set_at = now
