@@ -7,13 +7,17 @@ observed latency, with headroom, within a byte budget for prompts in flight and 
 maximum. A self-hosted server (vLLM, TGI) limits concurrency rather than rate: when it
 (or its gateway) says its queue is full, the bound learns that ceiling (a little under what
 was in flight when refused); one that queues without a word is read from its answers'
-times (:mod:`~promptforge_dagster.core.rate.queueing`).
+times (:mod:`~promptforge_dagster.core.rate.queueing`). Nothing refuses a rate it cannot
+serve, so an adaptive lane is also held to what its answers have *shown* the server holds:
+:data:`BLIND_IN_FLIGHT` before they show more, then :data:`EVIDENCE_GAIN` times it.
 
 >>> c = InFlightLimit(Concurrency())
 >>> for _ in range(20):
 ...     c.observe_latency(6.0)
 >>> c.limit(rate_per_s=50.0)   # 3,000 RPM x 6 s x 1.5
 450
+>>> c.limit(rate_per_s=500.0), c.limit(rate_per_s=500.0, shown=0.0), c.limit(rate_per_s=500.0, shown=200.0)
+(4500, 1000, 1600)
 >>> c.refused_at(in_flight=100); c.limit(rate_per_s=50.0)
 90
 """
