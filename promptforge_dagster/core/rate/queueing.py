@@ -99,7 +99,6 @@ class QueueWatch:
         self._latencies: list[float] = []  # answer times in the window (a timeout's, its deadline)
         self._served_latencies: list[float] = []  # ... of the answers served (the floor's: a timeout measures no
         # server's answer time, and a floor read from them hid a queue every request timed out in)
-        self._served = 0  # ... of which answered
         self._full = False  # the in-flight bound held the lane in this window
         self._held = False  # ... and it was the ceiling
         self._slow = 0  # queueing windows in a row
@@ -135,7 +134,6 @@ class QueueWatch:
             self._latencies.append(latency)
             if served:
                 self._served_latencies.append(latency)
-            self._served += int(served)
             self._oldest_sent = min(self._oldest_sent, now - latency)
         self._bin(now)[2] += int(latency is not None and served)
         if ceiling is None and self._ramp_outran_answers():
@@ -143,17 +141,18 @@ class QueueWatch:
                                       * BATCH_HEADROOM))
         span = now - self._start
         # most of the window gave up waiting: no need to wait two answer times, a timeout says the queue at once
-        timed_out = 2 * (len(self._latencies) - self._served) > len(self._latencies)
+        timed_out = 2 * (len(self._latencies) - len(self._served_latencies)) > len(self._latencies)
         if (span < max(WINDOW_MIN_S, 0.0 if timed_out else 2.0 * (self.floor_s or 0.0))
                 or len(self._latencies) < WINDOW_MIN_ANSWERS):
             return None
         median = sorted(self._latencies)[len(self._latencies) // 2]
-        served, held, all_served = self._served / span, self._held, self._served == len(self._latencies)
+        n_served = len(self._served_latencies)
+        served, held, all_served = n_served / span, self._held, n_served == len(self._latencies)
         since_set = self._oldest_sent >= self._set_at  # every answer was sent under the ceiling in force
         self._oldest_sent = float("inf")
         self.served_per_s = max(self.served_per_s, served)
         queue_grew = self._sent >= GROWTH_RATIO * self._back or self._full
-        self._start, self._sent, self._back, self._latencies, self._served = now, 0, 0, [], 0
+        self._start, self._sent, self._back, self._latencies = now, 0, 0, []
         self._full = self._held = False
         if self._served_latencies:
             typical = sorted(self._served_latencies)[len(self._served_latencies) // 2]
