@@ -177,7 +177,7 @@ class QueueWatch:
         if self._slow >= QUEUEING_WINDOWS:
             self._slow = 0
             return self._set(now, max(1.0, self.served_per_s * self.floor_s * BATCH_HEADROOM))
-        if held and ceiling is not None and ceiling == self.ceiling and self._room(now, median, served):
+        if own and self._room(now, median, served):
             self._raised = (now, served)
             return self._set(now, ceiling * PROBE_STEP)
         return None
