@@ -161,8 +161,7 @@ def test_a_slow_local_server_floods_once_and_then_runs_at_what_it_serves(seed):
 def test_a_big_batch_with_long_answers_is_flooded_no_further_than_its_answers_can_wait(seed):
     """256 slots, 5-s answers, no queue limit: the first answers come 5 s after the climb began,
     when it had 20,000 in flight (54% of a 5-minute run's attempts timed out). In flight is held
-    to what the real client holds open to one host (1,000) until the answers show more: a
-    queue of 20 s, within the deadline."""
+    to 1,000 until the answers show more: a queue of 20 s, within the deadline."""
     c = controller()
     trace = run_matrix(c, AccountLimits(rpm=None, concurrency=256, queue=10**6), 300.0, seed=seed, style="vllm",
                        latency_s=5.0, timeout_s=120.0)

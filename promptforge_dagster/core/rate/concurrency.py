@@ -32,10 +32,11 @@ from promptforge_dagster.core.rate.config import Concurrency
 LATENCY_SAMPLES = 256  # recent answers kept for the latency quantile: a few seconds of a busy lane
 RESORT_EVERY = 16  # answers between recomputations of the quantile once it has many (read on every send);
 # while it has few, every answer moves it (a 16th of the samples at most, so the first answers count at once)
-BLIND_IN_FLIGHT = 1_000  # in flight before the answers show more: what the real client holds open to one host
-# anyway (LiteLLM's aiohttp transport: 500 per host, 1,000 in all; the OpenAI SDK's httpx pool: 1,000), past which
-# requests wait in its pool; a server that queues (vLLM served directly, 256 slots, 5-s answers) is flooded by
-# no more before its answers can show it (with 20,000, 54% of a 5-minute run's attempts timed out)
+BLIND_IN_FLIGHT = 1_000  # in flight before the answers show more: nothing tells a server that queues from a
+# hosted API with long answers until it answers (vLLM served directly, 256 slots, 5-s answers: 20,000 in flight, 54%
+# of a 5-minute run's attempts timed out; 14% with a client spending 3.5 ms a send, as LiteLLM does). It costs the
+# first answer time of a fast account with long answers (3,000 RPM at 20 s, 10,000 at 6 s; our client's pool is
+# sized to Concurrency.hard_max, so the cost is real over HTTP too)
 EVIDENCE_GAIN = 8.0  # ... and past it, 8x what the answers showed the server holds: a server that queues keeps a
 # queue of 7 batches (answers in 8 unloaded answer times: 40 s at 5 s, within the 120-s deadline up to 15 s), while
 # a hosted API's answers, showing what the lane sent an answer time ago, let it climb 8x per answer time (2x cost a
