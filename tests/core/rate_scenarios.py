@@ -63,6 +63,11 @@ SCENARIOS = [
     Scenario("bucket-20000-40ms", AccountLimits(rpm=20000), 0.95, 0.01, {"latency_s": 0.04}),
     # refused requests charged (OpenAI: "unsuccessful requests contribute to your per-minute limit")
     Scenario("bucket-1200-refusals-charged", AccountLimits(rpm=1200, refusals_count=True), 0.95, 0.01),
+    # (twentieth session) a bucket that holds a minute (as Anthropic documents its own), refusals charged, no
+    # headers: its first minute's burst read as a window of ~10 s at 5.7x the ceiling, each refusal waited out as a
+    # spent window's for three of those spans (7.7% refused); a window refuses only once its quota is used
+    Scenario("bucket-1000-holds-a-minute-charged", AccountLimits(rpm=1000, refusals_count=True, burst_s=60.0),
+             0.95, 0.04, goal=STEADY_GOAL),
     # window counters: sliding 60 s and fixed per minute (gateways, Gemini's per-minute quotas)
     Scenario("sliding-1200", AccountLimits(rpm=1200, limiter="sliding"), 0.95, 0.03, goal=STEADY_GOAL),
     # (a job that starts late in a minute measures the first, partial minute as the whole: 2.5x too high,

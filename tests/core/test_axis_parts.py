@@ -14,6 +14,7 @@ from promptforge_dagster.core.rate.controller import AdaptiveController
 from promptforge_dagster.core.rate.dry import DrySpell
 from promptforge_dagster.core.rate.estimator import CeilingEstimator
 from promptforge_dagster.core.rate.report import export_state
+from promptforge_dagster.core.rate.spent import unfilled
 from promptforge_dagster.core.rate.step import Step
 from promptforge_dagster.core.rate.window import WindowLearner
 
@@ -136,6 +137,14 @@ def test_a_dry_spell_ends_only_with_a_request_sent_after_it_began():
     d.pause(now=5.3, retry_after_s=5.0)
     assert d.resumed(sent_at=4.95, now=5.4) is None and d.pauses == 1  # sent before the first refusal
     assert d.resumed(sent_at=10.3, now=10.5) is not None and d.pauses == 0  # sent after: the window freed
+
+
+def test_a_refusal_under_half_a_windows_quota_sent_over_its_span_is_no_windows():
+    h = _history(10.0, 30.0)  # 10 a second for 30 s
+    assert not unfilled(h, 29.9, span_s=10.0, per_s=10.0)  # 100 sent over the 10 s: the quota is used
+    assert unfilled(h, 29.9, span_s=10.0, per_s=25.0)  # a window of 250 would have admitted it
+    slow = _history(1.0, 30.0)  # one a second: a 1-s window of 3.5 is short by 2.5 requests, too few to tell
+    assert not unfilled(slow, 29.9, span_s=1.0, per_s=3.5) and unfilled(slow, 29.9, span_s=1.0, per_s=4.0)
 
 
 def test_a_provider_retry_delay_is_the_pause_and_a_grain_past_it():

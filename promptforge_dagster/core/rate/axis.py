@@ -31,7 +31,7 @@ from promptforge_dagster.core.rate.estimator import HORIZON_S, CeilingEstimator,
 from promptforge_dagster.core.rate.pacer import Pacer
 from promptforge_dagster.core.rate.phases import TRANSITIONS, Event, Phase
 from promptforge_dagster.core.rate.prober import Prober
-from promptforge_dagster.core.rate.spent import Look, belied_since, spent, spent_at_floor
+from promptforge_dagster.core.rate.spent import Look, belied_since, spent, spent_at_floor, unfilled
 from promptforge_dagster.core.rate.step import Step
 from promptforge_dagster.core.rate.window import WindowLearner
 
@@ -114,8 +114,9 @@ class Axis:
             excess = (self.estimator.net_between(start, sent_at) or 0.0) - self.estimate * (sent_at - start)
             self.burst.observe(excess, per_s=self.estimate)
         at_window = self.phase is Phase.STEADY and self.window.known
-        if at_window and not self.known and belied_since(self.estimator, self._estimated_at, sent_at,
-                                                         self.window.span_s):
+        if at_window and not self.known and (
+                belied_since(self.estimator, self._estimated_at, sent_at, self.window.span_s)
+                or unfilled(self.estimator, sent_at, span_s=self.window.span_s, per_s=self.estimate or self.per_s)):
             self.window.forget()  # no window's (a stated limit's refusals are told apart by its retry)
             at_window = False
         # (one sent before the rate changed says nothing new, unless the provider states the limit and when

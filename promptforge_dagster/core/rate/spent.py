@@ -13,7 +13,9 @@ refusal is read as a spent window (the lane pauses until it frees) when:
   over :data:`BELIED_SPANS` of the window's spans since, more than :data:`BELIED_SHARE` of
   what it sent was refused (:func:`belied`): a window refuses about once per span, so the
   reading was no window's (a bucket's refill read as one); the window is forgotten, and the
-  refusal is a ceiling's;
+  refusal is a ceiling's. So too at once when the lane had sent under :data:`UNFILLED_SHARE` of
+  the window's quota over its span (:func:`unfilled`): a window counter refuses only once its
+  quota is used (a bucket that holds a minute gives a first burst that reads as a window);
 * it is the **look** after a cut (the one request sent alone once the cut's pause ended; a
   dry spell's second pause and later end with one too)
   and the provider says to retry in :data:`LOOK_WAIT_MIN_S` or more (Azure OpenAI: "Please
@@ -59,6 +61,10 @@ BELIED_SPANS = 3.0  # a window's estimate is judged once this many of its spans 
 BELIED_SHARE = 0.05  # ... refusing more than this share of what was sent meanwhile: no window's (a 30,000 TPM
 # bucket read as a 5.5-s window of 62,000 TPM refused 30% of its requests, each refusal waited out, never cut)
 BELIED_MIN = 3  # ... and at least this many refusals (a few are noise at ~25 requests a minute)
+UNFILLED_SHARE = 0.5  # refused with under this share of a window's quota sent over its span: no window's (a
+# window counter refuses only once its quota is used; a bucket holding a minute, read as an 18-s window of 70 at
+# 62 RPM, refused 2 of every 3 requests for a minute, each waited out, at 3.5x its ceiling)
+UNFILLED_MIN = 3  # ... and this many requests short of it at least (a 1-s window's quota is a few requests)
 LOOK_MATCH_S = 0.05  # a refusal sent this close to the look is the look's (the clock read at the send and at
 # the pacer differ by the event loop's turn; the next request goes a settle time, 0.25 s or more, later)
 
@@ -114,3 +120,20 @@ def belied_since(history: CeilingEstimator, since: float, until: float, span_s: 
     refused = (history.sent_between(since, until) - (history.net_between(since, until) or 0.0))
     return belied(sent=history.requests_between(since, until), refusals=refused / history.units_per_request,
                   spans=(until - since) / span_s)
+
+
+def unfilled(history: CeilingEstimator, sent_at: float, *, span_s: float, per_s: float) -> bool:
+    """Whether a request sent at ``sent_at`` was refused though what the lane sent over the
+    ``span_s`` before it (refused or not) is well under the quota a window of that span holds
+    at ``per_s``: a window counter would have admitted it (a sliding window counts those
+    sends, a fixed one no more than them).
+
+    >>> h = CeilingEstimator()
+    >>> for i in range(60):
+    ...     h.sent(i * 1.0, 1.0)
+    >>> unfilled(h, 59.5, span_s=60.0, per_s=1.0), unfilled(h, 59.5, span_s=20.0, per_s=3.0)
+    (False, True)
+    """
+    quota = per_s * span_s
+    sent = history.sent_between(sent_at - span_s, sent_at)
+    return sent < UNFILLED_SHARE * quota and quota - sent >= UNFILLED_MIN * history.units_per_request
