@@ -1,6 +1,6 @@
 """What one request costs against a token limit, counted as that limit counts.
 
-Providers count tokens differently (the bases in :mod:`~promptforge_dagster.core.rate.signals`):
+Providers count tokens differently (the bases in :mod:`~promptforge_dagster.core.rate.messages`):
 OpenAI and Azure OpenAI charge the prompt plus ``max_tokens`` when a request arrives;
 Anthropic's ITPM counts the prompt's tokens, its OTPM the answer's (reserved as
 ``max_tokens``, settled to the answer), and Gemini's TPM the input tokens. A tokens axis
