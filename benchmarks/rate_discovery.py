@@ -178,6 +178,9 @@ def main() -> None:
             "charged": (["--rpm", "1200", "--refusals-count", *bare], 20.0, uniform, 1200.0, None),
             "sliding": (["--rpm", "1200", "--limiter", "sliding", *bare], 20.0, uniform, 1200.0, None),
             "burst-60s": (["--rpm", "1200", "--burst-s", "60", *bare], 20.0, uniform, 1200.0, None),
+            # (twentieth session) a bucket that holds a minute and charges refusals, stating nothing
+            "burst-60s-charged": (["--rpm", "1000", "--burst-s", "60", "--refusals-count", *bare], 1000 / 60.0,
+                                  uniform, 1000.0, None),
             "fixed": (["--rpm", "600", "--limiter", "fixed", "--headers", "none", "--style", "gemini"], 10.0,
                       uniform, 600.0, None),
             "openai": (["--rpm", "3000", "--style", "openai"], 50.0, uniform, 3000.0, None),
