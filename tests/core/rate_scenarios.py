@@ -90,6 +90,13 @@ SCENARIOS = [
     Scenario("anthropic-600-headers", AccountLimits(rpm=600), 0.95, 0.01, {"style": "anthropic", "headers": True}),
     Scenario("gemini-600-fixed", AccountLimits(rpm=600, limiter="fixed"), 0.95, 0.02, {"style": "gemini"},
              goal=STEADY_GOAL),
+    # (twenty-first session) a 10-s window counter whose refusals state the minute's limit (OpenAI's words, no
+    # headers; a gateway counting as Azure does), the job starting anywhere in a window: the first dry spell, read
+    # from the lane's first requests, spans a reset the lane never saw (1.4x too long), and that lower bound was
+    # taken under the stated limit (0.908); the stated limit now stands against it. The worst seed is refused at
+    # the limit while the flood's window is spent, cut to 158 RPM, and climbs back for 10 s (0.939)
+    Scenario("openai-6000-10s-fixed-message-only", AccountLimits(rpm=6000, limiter="fixed", window_s=10.0), 0.93,
+             0.01, {"style": "openai"}, goal=STEADY_GOAL),
     # Azure OpenAI evaluates RPM over 1- or 10-s intervals (PROVIDERS.md): a window counter, not a minute
     # (begun anywhere in one, a cut's look refused "retry after N seconds" waits as told: the worst seed of
     # 8 reads its first window 1.36x too long, 0.86; cut again on each look instead it was 0.56)

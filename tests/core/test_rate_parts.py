@@ -642,3 +642,31 @@ def test_a_search_refused_while_admitting_far_under_its_floor_waits_for_the_wind
     a.refused(sent_at=look, now=look + 0.02, units=1.0, retry_after_s=4.0)
     assert a.per_s == 10.0  # not cut again ...
     assert a.pause_until >= look + 4.0  # ... but paused until the window frees, as the provider said
+
+
+def _spell(a: Axis, start: float, end: float, free_at: float) -> None:
+    """Sends every 0.1 s from ``start``, admitted until ``end``, refused there with a retry until
+    ``free_at`` (a spent window, as the provider said), then one admitted at ``free_at``."""
+    t = start
+    while t < end - 1e-9:
+        a.sent(t, 1.0)
+        a.admitted(t, t + 0.3, 1.0)
+        t += 0.1
+    a.sent(end, 1.0)
+    a.refused(sent_at=end, now=end + 0.02, units=1.0, retry_after_s=free_at - end - 0.1)
+    a.sent(free_at, 1.0)
+    a.admitted(free_at, free_at + 0.3, 1.0)
+
+
+def test_a_stated_limit_stands_against_a_window_read_from_the_lanes_first_requests():
+    # a fixed 10-s window that began before the lane's first request resets unseen in the lane's first
+    # sends: the dry spell's span reads longer than the window (14 s here), its rate low (0.43 of the
+    # limit); a lane on a 7,905 RPM account stated in OpenAI's words held 0.73 of it and probed back for 40 s
+    a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
+    a.known_limit(600.0, now=0.0)
+    _spell(a, 0.0, 6.0, free_at=14.0)
+    assert (a.phase, round(a.estimate * 60.0)) == (Phase.STEADY, 600)
+    assert a.window.known and a.window.from_start
+    # a later spell starts after a refusal the lane saw: its reading is this lane's share (other jobs)
+    _spell(a, 30.0, 36.0, free_at=44.0)
+    assert round(a.estimate * 60.0) < 300 and not a.window.from_start

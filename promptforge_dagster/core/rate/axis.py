@@ -33,7 +33,7 @@ from promptforge_dagster.core.rate.phases import TRANSITIONS, Event, Phase
 from promptforge_dagster.core.rate.prober import Prober
 from promptforge_dagster.core.rate.spent import Look, belied_since, spent, spent_at_floor, unfilled
 from promptforge_dagster.core.rate.step import Step
-from promptforge_dagster.core.rate.window import WindowLearner
+from promptforge_dagster.core.rate.window import WindowLearner, against_stated
 
 
 def new_estimator(config: RateConfig, horizon_s: float = HORIZON_S) -> CeilingEstimator:
@@ -96,7 +96,11 @@ class Axis:
         when its end showed them, is the ceiling)."""
         window = self.dry.resumed(sent_at, now)
         if window is not None and (self.estimate is None or window.per_s < self.estimate):
-            self._measured(window, now)
+            stated = None  # (a limit the provider stated may stand against a reading from the lane's first sends)
+            if self.cap is not None and self.window.from_start:
+                stated = against_stated(window.per_s, window.span_s, stated=self.cap, margin=self.cfg.steady.margin,
+                                        unit=self.estimator.units_per_request)
+            self._measured(window, now, at_least=stated)
 
     def refused(self, sent_at: float, now: float, units: float, retry_after_s: float | None = None) -> None:
         self.step.heard(sent_at, now)

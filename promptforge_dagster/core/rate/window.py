@@ -39,6 +39,9 @@ CAPPED_PAUSES = 2  # a dry spell's pauses end when its window frees by the span 
 RETRY_GRAIN_S = 0.05  # a window freeing when the provider said is looked at this much later: a retry rounded to
 # a tenth ("Please retry in 39.6s") is up to half a tenth early (a 10 RPM lane looked 16 ms before its first
 # request aged out: refused)
+UNSEEN_RESET_MIN = 2.0  # requests a window read from the lane's first requests falls short of a stated limit over
+# its span before the reading is taken for one across a reset unseen (a 69 RPM limit counted over fixed 10-s windows
+# holds 11 requests, not 11.5: read right, half a request short; paced at the stated limit instead, refused every 30 s)
 DRY_PAUSE_MAX_S = 16.0  # ... up to this: a minute-long dry spell is probed ~7 times, each a refusal (and never
 # past a window after the oldest request it admitted, when the window has freed)
 
@@ -48,6 +51,7 @@ class WindowLearner:
         self.span_s = MINUTE_S
         self.known = False  # a dry spell ended as a window's does: the account counts over ``span_s``
         self._fill: tuple[float, float] | None = None
+        self.from_start = False  # the latest reading's fill began with the lane's first requests (see resumed)
         self.last_refused: float | None = None  # the latest refusal's send time
         self._episode_after: float | None = None  # the last refusal before this episode of refusals
 
@@ -63,6 +67,7 @@ class WindowLearner:
         start = max(now - self.span_s, self._episode_after if self._episode_after is not None else -math.inf)
         oldest = first_admitted(start, now)
         self._fill = (oldest, dry_at) if oldest is not None and oldest < dry_at else None
+        self.from_start = self._episode_after is None
 
     def forget(self) -> None:
         """What was read was no window's: the account is not known to count over one."""
@@ -115,7 +120,11 @@ class WindowLearner:
                 units_per_request: float = 1.0) -> float | None:
         """A request sent at ``sent_at`` was admitted after the dry spell: the window freed.
         Returns the ceiling per second this window shows (None if the fill was not seen, or
-        was under :data:`MIN_FILL_REQUESTS`: no window is read then).
+        was under :data:`MIN_FILL_REQUESTS`: no window is read then). When the fill began with
+        the lane's first requests (:attr:`from_start`), a fixed window may have reset anywhere
+        in it, unseen: the span read is then as long as the window or longer by up to one, and
+        the ceiling read is a lower bound (a 10-s window began 3.9 s before the lane's first
+        request read as 13.9 s, at 0.77 of its quota's rate).
 
         >>> w = WindowLearner()
         >>> w.refused(5.0, first_of_episode=True)
@@ -133,3 +142,24 @@ class WindowLearner:
         self.span_s = min(self.span_s, max(MIN_WINDOW_S, sent_at - start))
         self.known = True
         return filled / self.span_s
+
+
+def against_stated(per_s: float, span_s: float, *, stated: float, margin: float, unit: float = 1.0) -> float:
+    """The ceiling to take from a window read from the lane's first requests (:attr:`WindowLearner.from_start`)
+    at ``per_s`` over ``span_s``, when the provider stated the limit, ``stated`` per second: the
+    stated limit where the reading agrees with it within ``margin`` (the provider's count is
+    exact), or falls short of it by :data:`UNSEEN_RESET_MIN` requests (of ``unit``) or more (a
+    fixed window reset unseen in the fill: the reading is a lower bound); else the reading (a
+    window holds whole requests, and a fraction of one is not a reset).
+
+    >>> against_stated(19.9, 10.0, stated=20.0, margin=0.03)   # agrees with it
+    20.0
+    >>> against_stated(1.1, 10.0, stated=1.15, margin=0.03)    # half a request short: whole requests
+    1.1
+    >>> against_stated(14.0, 14.0, stated=20.0, margin=0.03)   # 84 short: a reset unseen
+    20.0
+    """
+    short = (stated - per_s) * span_s
+    if per_s >= stated * (1.0 - margin) or short >= UNSEEN_RESET_MIN * unit:
+        return stated
+    return per_s
