@@ -73,6 +73,12 @@ SCENARIOS = [
     # (a job that starts late in a minute measures the first, partial minute as the whole: 2.5x too high,
     # and each later minute refuses from its quota's end, a refusal per look; the worst seed of 8 2.1%)
     Scenario("fixed-1200", AccountLimits(rpm=1200, limiter="fixed"), 0.95, 0.03, goal=STEADY_GOAL),
+    # (twenty-first session) a fixed minute that charges refusals, in Anthropic's words (its limit stated, no
+    # headers, answers of 2 s): the cold start's flood spends the minute, and each refusal at the stated limit cut
+    # the lane on, to 8 RPM, where a step of 8 requests takes a minute: 7 seeds of 8 sent nothing more for the
+    # rest of the run (0.50). Cut under a quarter of its ceiling, a step is now timed (5 s)
+    Scenario("anthropic-300-fixed-minute-charged", AccountLimits(rpm=300, limiter="fixed", refusals_count=True), 0.75,
+             0.05, {"style": "anthropic", "latency_s": 2.0}, goal=STEADY_GOAL),
     # a sliding minute whose refusals state the limit (OpenAI's words, no headers): the cold start's flood
     # spends the minute at once, and the lane waits it out as told; once the flood ages out, it climbs to the
     # limit (it held the rate the flood's echo allowed, 0.66 of it, for the rest of that minute: 0.815)

@@ -59,6 +59,13 @@ def test_a_search_step_that_sent_under_half_its_rate_never_tried_it_and_proves_n
     assert t.proven(0.76, searching=True, per_s=8000.0) and not t.proven(0.76, searching=True, per_s=30000.0)
 
 
+def test_a_step_timed_longer_is_full_after_its_time_not_a_searchs():
+    # (cut far under a measured ceiling, a lane climbs back by timed steps of 5 s: by requests, 8 of them at 3 RPM
+    # took 160 s a step; by a search's 0.5 s, a small account refused a request per step)
+    assert not _step(2, searching=True).proven(0.76, searching=True, per_s=2.0, full_after_s=5.0)
+    assert _step(2, searching=True).proven(5.3, searching=True, per_s=0.3, full_after_s=5.0)
+
+
 def test_an_unheld_step_proves_nothing():
     s = _step(8, searching=False)
     s.blocked = False  # demand, not the rate, limited it

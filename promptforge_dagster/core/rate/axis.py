@@ -36,6 +36,13 @@ from promptforge_dagster.core.rate.step import Step
 from promptforge_dagster.core.rate.window import WindowLearner, against_stated
 
 
+DEEP_SHARE = 0.25  # cut under this share of a measured ceiling (a window spent, a debt: each refusal cut on), the
+# climb back is timed as a search's: a step of 8 requests at 3 RPM takes 160 s (a fixed minute spent at 4x its rate
+# cut a 15,000 RPM lane to 3 RPM in 20 s, and nothing was admitted for the next 100 s)
+DEEP_STEP_S = 5.0  # ... a step full after this long, or its requests: a small account shows a refusal per step
+# (a 62 RPM bucket read at 223 climbed back by 0.5-s steps, each over its ceiling: 18% refused, not 12%)
+
+
 def new_estimator(config: RateConfig, horizon_s: float = HORIZON_S) -> CeilingEstimator:
     """The send history and ceiling estimator of one axis, as ``config`` sets it."""
     s = config.steady
@@ -89,7 +96,7 @@ class Axis:
         if self.look.sent(now):  # the first request after a cut goes alone: wait to hear whether it was refused
             self.pause_until = max(self.pause_until, now + self.step.settle)
         self.estimator.sent(now, units)
-        self.step.sent(now, searching=self.phase is Phase.DISCOVER, units=units)
+        self.step.sent(now, searching=self._searching(), units=units, full_after_s=self._full_after())
 
     def admitted(self, sent_at: float, now: float, units: float) -> None:
         """An answer came back admitted: a dry spell is over (a window's quota over its span,
@@ -166,7 +173,7 @@ class Axis:
             elif self.prober.expired(now):
                 self._fire(Event.EXPIRED, now)
             return
-        if self.step.proven(now, searching=self.phase is Phase.DISCOVER, per_s=self.per_s):
+        if self.step.proven(now, searching=self._searching(), per_s=self.per_s, full_after_s=self._full_after()):
             recovered = (self.phase is Phase.BACKOFF and self.estimate is not None
                          and self.per_s >= self._target() * 0.999)
             outgrown = self.phase is Phase.BACKOFF and self.estimate is None and self.climb.outgrown(self.per_s)
@@ -272,6 +279,17 @@ class Axis:
         self._fire(Event.MEASURED, now)
 
     # -- helpers ---------------------------------------------------------------
+    def _searching(self) -> bool:
+        """Discovering, or cut under :data:`DEEP_SHARE` of a measured ceiling: a step is timed
+        (full after ``step_max_s``, or :data:`DEEP_STEP_S`, whatever it sent), not by requests."""
+        return self.phase is Phase.DISCOVER or self._deep()
+
+    def _deep(self) -> bool:
+        return self.phase is Phase.BACKOFF and self.estimate is not None and self.per_s < self.estimate * DEEP_SHARE
+
+    def _full_after(self) -> float | None:
+        return DEEP_STEP_S if self._deep() else None
+
     def _target(self) -> float:
         """Just under the estimate: by the margin of a measurement, or by the smaller one of a
         limit the provider stated (this lane's share of it is the whole of it)."""

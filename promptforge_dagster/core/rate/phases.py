@@ -11,7 +11,8 @@ listed leaves the phase as it is. How each action moves the rate is told in the 
   says nothing new). Refused at the floor (or admitting under half of it), the account counts
   over a window: pause until it frees; so too when the look itself is refused with a wait of
   seconds (:mod:`~promptforge_dagster.core.rate.spent`); a refusal at an estimate a window
-  gave is a spent window again: a pause, not a cut.
+  gave is a spent window again: a pause, not a cut. Cut under a quarter of a measured ceiling,
+  the climb back's steps are timed, not counted in requests (8 of them at 3 RPM take 160 s).
 * ``STEADY``: paced at the measured ceiling less a margin; refused there, a step back
   (``steady_cut``) and the estimator measures again.
 * ``PROBE``: above the estimate until refused (back to steady: a refused probe never lowers the

@@ -8,7 +8,9 @@ refusal of them to be back: twice the slowest refusal heard (the *settle* time),
 :data:`SEARCH_USED` of its rate: a client that cannot keep up (an event loop short of CPU)
 meets the pacer in bursts, yet never sent at the rate it would double. Searching before
 any refusal, a step is full after ``step_max_s`` whatever it sent: a slow lane's next send
-may be a second away, and the sends it made are as old.
+may be a second away, and the sends it made are as old. So too, after ``full_after_s``, a
+lane climbing back from far under its ceiling (the axis says when: a step of 8 requests at
+3 RPM takes 160 s).
 
 >>> from promptforge_dagster.core.rate.config import Discovery
 >>> s = Step(Discovery(step_requests=2), now=0.0)
@@ -45,12 +47,13 @@ class Step:
         self.full_at = math.inf  # when it sent enough to prove its rate
         self.blocked = False  # the pacer held a request back during it: the rate, not demand, limits
 
-    def sent(self, now: float, *, searching: bool, units: float = 1.0) -> None:
-        """One request went at this step's rate (``searching``: nothing refused yet)."""
+    def sent(self, now: float, *, searching: bool, units: float = 1.0, full_after_s: float | None = None) -> None:
+        """One request went at this step's rate (``searching``: timed, full after ``full_after_s``,
+        by default ``step_max_s``, whatever it sent)."""
         self.sends += 1
         self.units += units
         d = self.discovery
-        quick = searching and now - self.start >= d.step_max_s
+        quick = searching and now - self.start >= (full_after_s or d.step_max_s)
         if self.full_at == math.inf and (self.sends >= d.step_requests or quick):
             self.full_at = now
 
@@ -58,11 +61,11 @@ class Step:
         """A refusal of a request sent at ``sent_at`` came back at ``now``."""
         self.settle = max(self.settle, SETTLE_FACTOR * (now - sent_at))
 
-    def proven(self, now: float, *, searching: bool, per_s: float) -> bool:
+    def proven(self, now: float, *, searching: bool, per_s: float, full_after_s: float | None = None) -> bool:
         """``per_s``: the step's rate; searching, it must have been used (:data:`SEARCH_USED`)."""
         full_at = self.full_at
         if searching:
-            full_at = min(full_at, self.start + self.discovery.step_max_s)
+            full_at = min(full_at, self.start + (full_after_s or self.discovery.step_max_s))
             if self.units < SEARCH_USED * per_s * (now - self.start):
                 return False
         return (self.blocked and self.sends > 0 and now - self.start >= self.discovery.step_min_s
