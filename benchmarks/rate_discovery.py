@@ -184,6 +184,12 @@ def main() -> None:
             "fixed": (["--rpm", "600", "--limiter", "fixed", "--headers", "none", "--style", "gemini"], 10.0,
                       uniform, 600.0, None),
             "openai": (["--rpm", "3000", "--style", "openai"], 50.0, uniform, 3000.0, None),
+            # (twenty-first session) a fixed minute that charges refusals, in Anthropic's words without headers; a
+            # 10-s window counter whose refusals state the minute's limit in OpenAI's words
+            "fixed-charged": (["--rpm", "300", "--limiter", "fixed", "--refusals-count", "--headers", "none", "--style",
+                               "anthropic"], 5.0, uniform, 300.0, None),
+            "fixed-10s-stated": (["--rpm", "6000", "--limiter", "fixed", "--window-s", "10", "--headers", "none",
+                                  "--style", "openai"], 100.0, uniform, 6000.0, None),
             # small accounts, under the 60 RPM a lane starts at: Gemini's free tier (15 RPM, a minute's quota, its
             # words stating the limit and the retry), and a first tier stating 30 RPM in OpenAI's headers
             "gemini-15": (["--rpm", "15", "--limiter", "fixed", "--headers", "none", "--style", "gemini"], 0.25,
