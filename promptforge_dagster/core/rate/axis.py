@@ -96,7 +96,7 @@ class Axis:
         if self.look.sent(now):  # the first request after a cut goes alone: wait to hear whether it was refused
             self.pause_until = max(self.pause_until, now + self.step.settle)
         self.estimator.sent(now, units)
-        self.step.sent(now, searching=self._searching(), units=units, full_after_s=self._full_after())
+        self.step.sent(now, units=units, **self._timing())
 
     def admitted(self, sent_at: float, now: float, units: float) -> None:
         """An answer came back admitted: a dry spell is over (a window's quota over its span,
@@ -173,7 +173,7 @@ class Axis:
             elif self.prober.expired(now):
                 self._fire(Event.EXPIRED, now)
             return
-        if self.step.proven(now, searching=self._searching(), per_s=self.per_s, full_after_s=self._full_after()):
+        if self.step.proven(now, per_s=self.per_s, **self._timing()):
             recovered = (self.phase is Phase.BACKOFF and self.estimate is not None
                          and self.per_s >= self._target() * 0.999)
             outgrown = self.phase is Phase.BACKOFF and self.estimate is None and self.climb.outgrown(self.per_s)
@@ -279,16 +279,12 @@ class Axis:
         self._fire(Event.MEASURED, now)
 
     # -- helpers ---------------------------------------------------------------
-    def _searching(self) -> bool:
-        """Discovering, or cut under :data:`DEEP_SHARE` of a measured ceiling: a step is timed
-        (full after ``step_max_s``, or :data:`DEEP_STEP_S`, whatever it sent), not by requests."""
-        return self.phase is Phase.DISCOVER or self._deep()
-
-    def _deep(self) -> bool:
-        return self.phase is Phase.BACKOFF and self.estimate is not None and self.per_s < self.estimate * DEEP_SHARE
-
-    def _full_after(self) -> float | None:
-        return DEEP_STEP_S if self._deep() else None
+    def _timing(self) -> dict[str, bool | float | None]:
+        """How this axis's step is proven: discovering, or cut under :data:`DEEP_SHARE` of a
+        measured ceiling, it is timed (full after ``step_max_s``, or :data:`DEEP_STEP_S`, whatever
+        it sent), else counted in requests (:class:`Step`)."""
+        deep = self.phase is Phase.BACKOFF and self.estimate is not None and self.per_s < self.estimate * DEEP_SHARE
+        return {"searching": self.phase is Phase.DISCOVER or deep, "full_after_s": DEEP_STEP_S if deep else None}
 
     def _target(self) -> float:
         """Just under the estimate: by the margin of a measurement, or by the smaller one of a

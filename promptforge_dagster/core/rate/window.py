@@ -39,11 +39,11 @@ CAPPED_PAUSES = 2  # a dry spell's pauses end when its window frees by the span 
 RETRY_GRAIN_S = 0.05  # a window freeing when the provider said is looked at this much later: a retry rounded to
 # a tenth ("Please retry in 39.6s") is up to half a tenth early (a 10 RPM lane looked 16 ms before its first
 # request aged out: refused)
+DRY_PAUSE_MAX_S = 16.0  # ... up to this: a minute-long dry spell is probed ~7 times, each a refusal (and never
+# past a window after the oldest request it admitted, when the window has freed)
 UNSEEN_RESET_MIN = 2.0  # requests a window read from the lane's first requests falls short of a stated limit over
 # its span before the reading is taken for one across a reset unseen (a 69 RPM limit counted over fixed 10-s windows
 # holds 11 requests, not 11.5: read right, half a request short; paced at the stated limit instead, refused every 30 s)
-DRY_PAUSE_MAX_S = 16.0  # ... up to this: a minute-long dry spell is probed ~7 times, each a refusal (and never
-# past a window after the oldest request it admitted, when the window has freed)
 
 
 class WindowLearner:
