@@ -132,10 +132,12 @@ class Axis:
             at_window = False
         # (one sent before the rate changed says nothing new, unless the provider states the limit and when
         # it frees: the refusal that told the limit restarted the step, its retry is the window's now)
-        told = self.known and spent(stated=True, retry_after_s=retry_after_s, looked=False, at_window_estimate=False)
+        interval = self.estimator.units_per_request / self.cap if self.cap else None
+        told = self.known and spent(stated=True, retry_after_s=retry_after_s, looked=False, at_window_estimate=False,
+                                    interval_s=interval)
         if sent_at >= self.step.start or told:
             if spent(stated=self.known, retry_after_s=retry_after_s, looked=self.look.was(sent_at),
-                     at_window_estimate=at_window):
+                     at_window_estimate=at_window, interval_s=interval):
                 self._dry(now, retry_after_s)  # the window is spent: wait it out
             else:
                 self._fire(Event.REFUSED, now)

@@ -7,8 +7,9 @@ refusal is read as a spent window (the lane pauses until it frees) when:
 * searching, the lane is refused at its floor (what the account admitted over the last
   window) or while the account admits under :data:`DRY_SHARE` of it: a bucket refills at
   least that much however dry, a window refuses all until it frees (:func:`spent_at_floor`);
-* the provider stated the limit and says to retry in :data:`SPENT_WINDOW_RETRY_S` or more:
-  the lane is paced under the stated limit, so its window is spent (by others, or by itself);
+* the provider stated the limit and says to retry in :data:`SPENT_WINDOW_RETRY_S` or more, or
+  to a fraction of a second in :data:`SPENT_INTERVALS` of the limit's intervals or more: the
+  lane is paced under the stated limit, so its window is spent (by others, or by itself);
 * the lane is steady at an estimate a window gave: refused at the end of its quota. Unless,
   over :data:`BELIED_SPANS` of the window's spans since, more than :data:`BELIED_SHARE` of
   what it sent was refused (:func:`belied`): a window refuses about once per span, so the
@@ -55,6 +56,9 @@ DRY_SHARE = 0.5  # searching, refused while admitting under half the floor: a sp
 SPENT_WINDOW_RETRY_S = 2.0  # refused under a stated limit with a retry this long: the window is spent, wait it out
 # (not at 1 s: Anthropic rounds its retry-after up to whole seconds, so 1 s is any short wait; three jobs on
 # one account each paused 1 s on each refusal instead of stepping back to their share, and refused 3%)
+SPENT_INTERVALS = 10.0  # ... or with a retry to a fraction of a second (OpenAI's "Please try again in 1.558s", not a
+# whole second rounded up) this many of the stated limit's intervals long: the provider counts that many requests
+# to wait for (a 6,000 RPM lane refused at the limit in a 10-s window its flood spent, told 1.56 s, cut to 158 RPM)
 LOOK_WAIT_MIN_S = 2.0  # a cut's look refused with a retry this long: the window is spent (retries are rounded
 # up to whole seconds, Azure's and Anthropic's: 1 s is any short wait, a bucket's or a 1-s window's)
 BELIED_SPANS = 3.0  # a window's estimate is judged once this many of its spans passed (a pause is at most one)
@@ -93,11 +97,20 @@ class Look:
         return self.sent_at is not None and abs(sent_at - self.sent_at) <= LOOK_MATCH_S
 
 
-def spent(*, stated: bool, retry_after_s: float | None, at_window_estimate: bool, looked: bool) -> bool:
-    """Whether a refusal says the account's window is spent (see the module)."""
+def spent(*, stated: bool, retry_after_s: float | None, at_window_estimate: bool, looked: bool,
+          interval_s: float | None = None) -> bool:
+    """Whether a refusal says the account's window is spent (see the module); ``interval_s``:
+    the time between two requests at the stated limit.
+
+    >>> spent(stated=True, retry_after_s=1.558, at_window_estimate=False, looked=False, interval_s=0.01)
+    True
+    >>> spent(stated=True, retry_after_s=1.0, at_window_estimate=False, looked=False, interval_s=0.01)  # whole
+    False
+    """
     wait = retry_after_s or 0.0
-    return ((stated and wait >= SPENT_WINDOW_RETRY_S) or at_window_estimate or (looked and wait >= LOOK_WAIT_MIN_S)
-            or (looked and stated and retry_after_s is not None))
+    precise = wait % 1.0 > 0.0 and interval_s is not None and wait >= SPENT_INTERVALS * interval_s
+    return ((stated and (wait >= SPENT_WINDOW_RETRY_S or precise)) or at_window_estimate
+            or (looked and wait >= LOOK_WAIT_MIN_S) or (looked and stated and retry_after_s is not None))
 
 
 def spent_at_floor(per_s: float, *, floor: float, admitted: float) -> bool:
