@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from promptforge_dagster.core.rate.signals import TOKEN_BASES
+from promptforge_dagster.core.rate.messages import TOKEN_BASES
 from promptforge_dagster.simulator.limiters import make_limiter
 
 # What a TPM limit counts (TOKEN_BASES), as each provider documents it:

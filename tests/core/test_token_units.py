@@ -10,7 +10,8 @@ from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.controller import AdaptiveController
 from promptforge_dagster.core.rate.phases import Phase
 from promptforge_dagster.core.rate.estimator import CeilingEstimator
-from promptforge_dagster.core.rate.signals import ADMISSION, INPUT, OUTPUT, parse_signal
+from promptforge_dagster.core.rate.messages import ADMISSION, INPUT, OUTPUT
+from promptforge_dagster.core.rate.signals import parse_signal
 from promptforge_dagster.core.rate.token_units import TokenUnits, stated_token_limits
 from promptforge_dagster.core.rate_controller import RateSample
 from promptforge_dagster.simulator.account import AccountLimits, Admission, SimulatedAccount

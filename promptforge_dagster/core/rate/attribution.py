@@ -14,7 +14,7 @@ of a token limit, and from then on silent refusals are charged to tokens.
 
 from __future__ import annotations
 
-from promptforge_dagster.core.rate.signals import REQUESTS, TOKENS
+from promptforge_dagster.core.rate.messages import REQUESTS, TOKENS
 
 SIZE_EVIDENCE_REFUSALS = 8  # silent refusals seen before their sizes are read as evidence
 SIZE_EVIDENCE_RATIO = 1.25  # refused requests this much larger than admitted ones: tokens are what is limited

@@ -44,7 +44,8 @@ from promptforge_dagster.core.rate.concurrency import InFlightLimit
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.headroom import Headroom
 from promptforge_dagster.core.rate.queueing import QueueWatch
-from promptforge_dagster.core.rate.signals import CAPACITY, CONCURRENCY, RateSignal
+from promptforge_dagster.core.rate.messages import CAPACITY, CONCURRENCY
+from promptforge_dagster.core.rate.signals import RateSignal
 from promptforge_dagster.core.rate.token_units import TokenUnits
 from promptforge_dagster.core.rate_controller import RateSample
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from promptforge_dagster.core.doubling import doubled
-from promptforge_dagster.core.rate.signals import ADMISSION, CONCURRENCY, TOKENS, RateSignal
+from promptforge_dagster.core.rate.messages import ADMISSION, CONCURRENCY, TOKENS
+from promptforge_dagster.core.rate.signals import RateSignal
 from promptforge_dagster.core.rate_controller import RateSample
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from promptforge_dagster.core.rate.signals import ADMISSION
+from promptforge_dagster.core.rate.messages import ADMISSION
 
 if TYPE_CHECKING:
     from promptforge_dagster.core.rate.controller import AdaptiveController

@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from promptforge_dagster.core.rate.headers import RateSignals, parse_rate_headers
-from promptforge_dagster.core.rate.messages import (  # noqa: F401 - the limits' names, imported from here too
-    ADMISSION, CAPACITY, CONCURRENCY, INPUT, OUTPUT, REQUESTS, TOKEN_BASES, TOKENS, parse_message)
+from promptforge_dagster.core.rate.messages import CONCURRENCY, parse_message
 
 # TGI's full queue: 429 "Model is overloaded" (its router's max_concurrent_requests). Only as a 429: Gemini's 503
 # "The model is overloaded. Please try again later." (status UNAVAILABLE) is Google's capacity, and read as a

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from promptforge_dagster.core.rate.signals import ADMISSION, REQUESTS, TOKENS, RateSignal
+from promptforge_dagster.core.rate.messages import ADMISSION, REQUESTS, TOKENS
+from promptforge_dagster.core.rate.signals import RateSignal
 from promptforge_dagster.core.rate.token_units import stated_token_limits
 
 if TYPE_CHECKING:

@@ -27,7 +27,8 @@ from typing import Mapping
 from promptforge_dagster.core.rate.axis import new_estimator
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.estimator import HORIZON_S, CeilingEstimator
-from promptforge_dagster.core.rate.signals import ADMISSION, INPUT, OUTPUT, TOKEN_BASES, TOKENS, RateSignal
+from promptforge_dagster.core.rate.messages import ADMISSION, INPUT, OUTPUT, TOKEN_BASES, TOKENS
+from promptforge_dagster.core.rate.signals import RateSignal
 
 ANSWER_EWMA = 0.05  # weight of one answer in the running mean of answer tokens (about the last 20-40)
 UNOPENED_HORIZON_S = 120.0  # history kept per count before a tokens axis opens: its floor reads a minute
