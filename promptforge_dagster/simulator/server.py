@@ -114,7 +114,8 @@ class Simulator:
         self.config = config
         self.rng = random.Random(config.seed)
         self.account = SimulatedAccount(config.limits, now=time.monotonic(), seed=config.seed or 0)
-        self.counts = {"received": 0, "ok": 0, "rate_limited": 0, "errors": 0, "hung": 0}
+        self.counts = {"received": 0, "ok": 0, "rate_limited": 0, "errors": 0, "hung": 0, "peak_in_flight": 0}
+        self._in_flight = 0  # requests being answered now (a client's in-flight cap shows as their peak)
         self._log = open(config.request_log, "a", buffering=1) if config.request_log else None
 
     def app(self) -> web.Application:
@@ -151,6 +152,14 @@ class Simulator:
             self._log.write(json.dumps({"t": round(time.time(), 4), "custom_id": custom_id, "status": status}) + "\n")
 
     async def chat(self, request: web.Request, endpoint: str = "chat") -> web.Response:
+        self._in_flight += 1
+        self.counts["peak_in_flight"] = max(self.counts["peak_in_flight"], self._in_flight)
+        try:
+            return await self._answer(request, endpoint)
+        finally:
+            self._in_flight -= 1
+
+    async def _answer(self, request: web.Request, endpoint: str) -> web.Response:
         cfg = self.config
         self.counts["received"] += 1
         custom_id = request.headers.get(CUSTOM_ID_HEADER)

@@ -97,3 +97,18 @@ def test_an_unknown_partition_fails_with_a_clear_message(tmp_path, simulator):
         assert not result.success
         failure = result.get_step_failure_events()[0]
         assert "not in the job registry" in str(failure.step_failure_data.error.message)
+
+
+def test_the_llm_resources_max_in_flight_caps_what_the_asset_sends_at_once(tmp_path, simulator_factory):
+    # --max-in-flight is an optional cap, in the Dagster resource too: the server never holds more than it
+    sim = simulator_factory("--rpm", "0", "--latency-ms", "200")
+    lines = [{"id": f"r{i}", "prompt": f"question {i}"} for i in range(40)]
+    peaks = []
+    for cap in (3, None):  # the capped job first: the server's peak is of its whole life
+        key, _, resources = make_job(tmp_path / f"cap-{cap}", lines)
+        llm = LLMResource(model="openai/sim-model", api_base=sim.api_base, api_key="sk-test", max_in_flight=cap)
+        with dg.DagsterInstance.ephemeral() as instance:
+            instance.add_dynamic_partitions(jobs_partitions.name, [key])
+            assert materialize(key, resources, llm, instance).success
+        peaks.append(sim.stats()["peak_in_flight"])
+    assert peaks[0] == 3 and peaks[1] > 3, peaks  # capped at 3; uncapped, the lane sends more at once
