@@ -14,7 +14,7 @@ from promptforge_dagster.core.rate.controller import AdaptiveController
 from promptforge_dagster.core.rate.dry import DrySpell
 from promptforge_dagster.core.rate.estimator import CeilingEstimator
 from promptforge_dagster.core.rate.report import export_state
-from promptforge_dagster.core.rate.spent import unfilled
+from promptforge_dagster.core.rate.spent import Verdict, unfilled, verdict
 from promptforge_dagster.core.rate.step import Step
 from promptforge_dagster.core.rate.window import WindowLearner
 
@@ -152,6 +152,18 @@ def test_a_refusal_under_half_a_windows_quota_sent_over_its_span_is_no_windows()
     assert unfilled(h, 29.9, span_s=10.0, per_s=25.0)  # a window of 250 would have admitted it
     slow = _history(1.0, 30.0)  # one a second: a 1-s window of 3.5 is short by 2.5 requests, too few to tell
     assert not unfilled(slow, 29.9, span_s=1.0, per_s=3.5) and unfilled(slow, 29.9, span_s=1.0, per_s=4.0)
+
+
+def test_a_refusal_sent_before_the_rate_changed_says_nothing_unless_a_stated_limit_says_when_it_frees():
+    def said(sent_at: float, **kw) -> Verdict:
+        facts = {"stated": False, "retry_after_s": None, "at_window_estimate": False, "looked": False} | kw
+        return verdict(sent_at=sent_at, step_start=10.0, **facts)
+    assert said(9.0) is Verdict.STALE and said(11.0) is Verdict.SLOW
+    assert said(9.0, stated=True, retry_after_s=1.0) is Verdict.STALE  # a short wait: any bucket's
+    assert said(9.0, stated=True, retry_after_s=30.0) is Verdict.WAIT  # the stated window is spent
+    assert said(11.0, at_window_estimate=True) is Verdict.WAIT  # refused at the end of a window's quota
+    assert said(11.0, looked=True, retry_after_s=4.0) is Verdict.WAIT  # the cut's look: Azure's "retry after 4 s"
+    assert said(11.0, stated=True, retry_after_s=1.558, interval_s=0.01) is Verdict.WAIT  # 156 intervals away
 
 
 def test_a_provider_retry_delay_is_the_pause_and_a_grain_past_it():

@@ -6,7 +6,9 @@ follows Little's law, and the axis moves through its transition table."""
 import pytest
 
 from promptforge_dagster.core.outcome import OutcomeKind, classify
-from promptforge_dagster.core.rate.axis import TRANSITIONS, Axis, Event, Phase
+from promptforge_dagster.core.rate.axis import Axis
+from promptforge_dagster.core.rate.machine import AxisMachine
+from promptforge_dagster.core.rate.phases import TRANSITIONS, Event, Phase
 from promptforge_dagster.core.rate.burst import BurstLearner
 from promptforge_dagster.core.rate.concurrency import InFlightLimit
 from promptforge_dagster.core.rate.config import Concurrency, RateConfig, Steady
@@ -109,7 +111,7 @@ def test_in_flight_follows_rate_times_latency_within_the_byte_budget_and_cap():
 
 def test_every_transition_leads_to_a_phase_and_names_an_action():
     for (phase, event), (after, action) in TRANSITIONS.items():
-        assert isinstance(after, Phase) and hasattr(Axis, "_" + action), (phase, event, action)
+        assert isinstance(after, Phase) and hasattr(AxisMachine, "_" + action), (phase, event, action)
     assert TRANSITIONS[(Phase.DISCOVER, Event.REFUSED)][0] is Phase.BACKOFF
     assert all(TRANSITIONS[(p, Event.KNOWN)][0] is Phase.STEADY for p in Phase)
 

@@ -1,8 +1,10 @@
 """One limit of one lane (requests per minute, or tokens per minute) as a state machine.
 
 Its phases, and what moves between them, are one table in
-:mod:`~promptforge_dagster.core.rate.phases`, whose actions are the methods named there. The
-parts it composes are each told in their own module: a
+:mod:`~promptforge_dagster.core.rate.phases`, whose actions are the methods of the
+:class:`~promptforge_dagster.core.rate.machine.AxisMachine`; this module reads what the
+controller tells an axis (sent, admitted, refused, a stated limit, time) into that table's
+events. The parts it composes are each told in their own module: a
 :class:`~promptforge_dagster.core.rate.pacer.Pacer` holds sends to the rate; a
 :class:`~promptforge_dagster.core.rate.step.Step` says when a rate is proven; the
 :class:`~promptforge_dagster.core.rate.estimator.CeilingEstimator` measures a ceiling between
@@ -21,72 +23,16 @@ where a cut goes and how the climb back nears the rates refused; the
 
 from __future__ import annotations
 
-import math
-
-from promptforge_dagster.core.rate.burst import BurstLearner
-from promptforge_dagster.core.rate.climb import SUSTAINED_REQUESTS, SUSTAINED_S, Climb
 from promptforge_dagster.core.rate.config import RateConfig
-from promptforge_dagster.core.rate.dry import DrySpell
-from promptforge_dagster.core.rate.estimator import HORIZON_S, CeilingEstimator, Estimate
-from promptforge_dagster.core.rate.pacer import Pacer
-from promptforge_dagster.core.rate.phases import TRANSITIONS, Event, Phase
-from promptforge_dagster.core.rate.prober import Prober
-from promptforge_dagster.core.rate.spent import Look, belied_since, spent, spent_at_floor, unfilled
-from promptforge_dagster.core.rate.step import Step
-from promptforge_dagster.core.rate.window import WindowLearner, against_stated
+from promptforge_dagster.core.rate.machine import AxisMachine
+from promptforge_dagster.core.rate.phases import Event, Phase
+from promptforge_dagster.core.rate.spent import Verdict, verdict, window_belied
+from promptforge_dagster.core.rate.window import against_stated
 
 
-DEEP_SHARE = 0.25  # cut under this share of a measured ceiling (a window spent, a debt: each refusal cut on), the
-# climb back is timed as a search's: a step of 8 requests at 3 RPM takes 160 s (a fixed minute spent at 4x its rate
-# cut a 15,000 RPM lane to 3 RPM in 20 s, and nothing was admitted for the next 100 s)
-DEEP_STEP_S = 5.0  # ... a step full after this long, or its requests: a small account shows a refusal per step
-# (a 62 RPM bucket read at 223 climbed back by 0.5-s steps, each over its ceiling: 18% refused, not 12%)
+class Axis(AxisMachine):
+    """One limit of one lane: the machine, read from what the controller tells it."""
 
-
-def new_estimator(config: RateConfig, horizon_s: float = HORIZON_S) -> CeilingEstimator:
-    """The send history and ceiling estimator of one axis, as ``config`` sets it."""
-    s = config.steady
-    return CeilingEstimator(min_sends=s.measure_min_requests, min_span_s=s.measure_min_s,
-                            refusal_weight=s.counted_refusals_weight, horizon_s=horizon_s)
-
-
-class Axis:
-    """Rate, estimate and phase of one limit; a :class:`Pacer` holds sends to the rate."""
-
-    def __init__(self, config: RateConfig, start_per_s: float, now: float, *, min_per_s: float | None = None,
-                 max_per_s: float | None = None, history: CeilingEstimator | None = None) -> None:
-        """``history``: what was sent before this axis paced (a tokens axis opened by a refusal
-        measures its floor from the sends before it, not from nothing)."""
-        self.cfg = config
-        self.min_per_s = min_per_s if min_per_s is not None else config.min_rpm / 60.0
-        self.max_per_s = max_per_s if max_per_s is not None else config.max_rpm / 60.0
-        self.phase = Phase.DISCOVER
-        self.known = False  # the provider stated the limit: ``cap``
-        self.cap: float | None = None  # the stated limit is the account's: never paced past, shared with others
-        self.per_s = self._clamp(start_per_s)
-        self.estimate: float | None = None  # the measured (or stated) ceiling, per second
-        self._estimated_at = now  # ... since when
-        self.climb = Climb()  # the rates refused since the last estimate, and the climb back toward them
-        self.born = now
-        self.first_dry_at: float | None = None  # the first refusal of a cold start: where the burst is read
-        self.burst = BurstLearner()
-        self.prober = Prober(config.steady, config.window_s)
-        self._proof: float | None = None
-        self.pacer = Pacer(self.per_s, now)
-        self.estimator = history or new_estimator(config)
-        self.step = Step(config.discovery, now)
-        self.decreases = 0
-        self.pause_until = 0.0  # a dry spell: the controller sends nothing on this axis until then
-        self.look = Look()  # after a cut: the next request goes alone, then a pause to hear of it
-        self.dry = DrySpell(self.estimator, config.discovery.step_requests)
-        self._retry_after: float | None = None  # the latest refusal's retry delay, when the provider said
-
-    @property
-    def window(self) -> WindowLearner:
-        """The span the account counts over, as dry spells showed it."""
-        return self.dry.window
-
-    # -- what the controller tells it -----------------------------------------
     def blocked(self) -> None:
         """The pacer held a request back: the rate, not demand, is what limits sending."""
         self.step.blocked = True
@@ -125,22 +71,17 @@ class Axis:
             excess = (self.estimator.net_between(start, sent_at) or 0.0) - self.estimate * (sent_at - start)
             self.burst.observe(excess, per_s=self.estimate)
         at_window = self.phase is Phase.STEADY and self.window.known
-        if at_window and not self.known and (
-                belied_since(self.estimator, self._estimated_at, sent_at, self.window.span_s)
-                or unfilled(self.estimator, sent_at, span_s=self.window.span_s, per_s=self.estimate or self.per_s)):
+        if at_window and not self.known and window_belied(self.estimator, since=self._estimated_at, sent_at=sent_at,
+                                                          span_s=self.window.span_s, per_s=self.estimate or self.per_s):
             self.window.forget()  # no window's (a stated limit's refusals are told apart by its retry)
             at_window = False
-        # (one sent before the rate changed says nothing new, unless the provider states the limit and when
-        # it frees: the refusal that told the limit restarted the step, its retry is the window's now)
-        interval = self.estimator.units_per_request / self.cap if self.cap else None
-        told = self.known and spent(stated=True, retry_after_s=retry_after_s, looked=False, at_window_estimate=False,
-                                    interval_s=interval)
-        if sent_at >= self.step.start or told:
-            if spent(stated=self.known, retry_after_s=retry_after_s, looked=self.look.was(sent_at),
-                     at_window_estimate=at_window, interval_s=interval):
-                self._dry(now, retry_after_s)  # the window is spent: wait it out
-            else:
-                self._fire(Event.REFUSED, now)
+        said = verdict(sent_at=sent_at, step_start=self.step.start, stated=self.known, retry_after_s=retry_after_s,
+                       looked=self.look.was(sent_at), at_window_estimate=at_window,
+                       interval_s=self.estimator.units_per_request / self.cap if self.cap else None)
+        if said is Verdict.WAIT:
+            self._dry(now, retry_after_s)  # the window is spent: wait it out
+        elif said is Verdict.SLOW:
+            self.fire(Event.REFUSED, now)
         if estimate is not None and not self.dry.windowed(now):  # (within a minute of a dry window the
             self._measured(estimate, now, at_least=kept)  # account admits the echo of our own first burst)
 
@@ -152,7 +93,7 @@ class Axis:
         self.cap, self.known = per_minute / 60.0, True
         if self.estimate is None or self.estimate > self.cap:
             self.estimate = self.cap
-        self._fire(Event.KNOWN, now)
+        self.fire(Event.KNOWN, now)
 
     def tick(self, now: float) -> None:
         """Check the proof of a step and whether a probe is due (call often; cheap)."""
@@ -163,7 +104,7 @@ class Axis:
             # probes are spaced by requests, whatever a request's units)
             if (self.step.blocked and not self.dry.windowed(now)
                     and self.prober.due(now, self.step.start, self.per_s / self.estimator.units_per_request)):
-                self._fire(Event.PROBE_DUE, now)
+                self.fire(Event.PROBE_DUE, now)
             return
         if self.phase is Phase.PROBE:
             estimate = self.estimate or self.per_s
@@ -171,137 +112,15 @@ class Axis:
                                                  estimate=estimate, burst=self.burst.units(estimate),
                                                  requests=self.estimator.requests_between)
             if self._proof is not None:
-                self._fire(Event.PROVEN, now)
+                self.fire(Event.PROVEN, now)
             elif self.prober.expired(now):
-                self._fire(Event.EXPIRED, now)
+                self.fire(Event.EXPIRED, now)
             return
         if self.step.proven(now, per_s=self.per_s, **self._timing()):
             recovered = (self.phase is Phase.BACKOFF and self.estimate is not None
                          and self.per_s >= self._target() * 0.999)
             outgrown = self.phase is Phase.BACKOFF and self.estimate is None and self.climb.outgrown(self.per_s)
-            self._fire(Event.RECOVERED if recovered else Event.OUTGROWN if outgrown else Event.PROVEN, now)
-
-    # -- the machine -----------------------------------------------------------
-    def _fire(self, event: Event, now: float) -> None:
-        step = TRANSITIONS.get((self.phase, event))
-        if step is None:
-            return
-        if event is not Event.REFUSED:
-            self.dry.ended()
-        self.phase, action = step
-        getattr(self, "_" + action)(now)
-
-    def _grow(self, now: float) -> None:
-        self._set(self.per_s * self.cfg.discovery.growth, now)
-
-    def _cut(self, now: float) -> None:
-        self.climb.refused_at(self.per_s)
-        floor = admitted = 0.0
-        if self.estimate is None:  # searching: what the account admits per minute, and admitted just now
-            floor = self.dry.floor(now, self.step.settle)
-            admitted = self.dry.recent_admitted(now, self.step.settle, self.per_s)
-        if spent_at_floor(self.per_s, floor=floor, admitted=admitted):
-            self._dry(now, self._retry_after)
-            return
-        self.decreases += 1
-        target = self.per_s * self.cfg.discovery.backoff  # (searching, the climb says; never under the floor)
-        if self.estimate is None:
-            target = self.climb.cut(self.per_s, halved=target, admitted=admitted, steady_cut=self.cfg.steady.steady_cut,
-                                    sustained=(now - self.step.start >= SUSTAINED_S
-                                               and self.step.sends >= SUSTAINED_REQUESTS))
-        else:
-            self.climb.restart()  # (a cut ends the climb; Climb.cut ends it itself)
-        self._set(max(floor, target), now)
-        # look before sending on: what was sent before the cut comes back refused meanwhile, and a dry
-        # window costs one refusal per cut, not a wave at the new rate (a bucket refills meanwhile)
-        if self.estimate is None:  # searching: the rate may be far above the ceiling
-            self.pause_until = max(self.pause_until, now + self.step.settle)
-            self.look.arm()  # then the first request alone: its refusal would be back within the settle time
-        self.pacer.drain(now)  # resume one interval at a time, not with the pacer's saved-up burst
-
-    def _step_back(self, now: float) -> None:
-        self.climb.refused_at(self.per_s)
-        self.decreases += 1
-        self._set(self.per_s * self.cfg.steady.steady_cut, now)
-
-    def _dry(self, now: float, retry_after_s: float | None) -> None:
-        """Pause this axis until the account's window frees (:meth:`DrySpell.pause`)."""
-        self.pause_until = self.dry.pause(now, retry_after_s)
-        if self.dry.pauses > 1 or (self.known and retry_after_s):  # refused after a pause, or told when the window
-            self.look.arm()  # frees: the next one goes alone (not a burst at the rate into a window still spent)
-        self.estimator.forget()
-        self.step.restart(now)
-
-    def _approach(self, now: float) -> None:
-        """Climb back (:meth:`Climb.step`) toward just under the estimate, else the rates
-        refused (within a window of a dry one, first to the floor: what ages out of it)."""
-        margin = self.cfg.steady.margin
-        floor = self.dry.floor(now, self.step.settle) * (1.0 - margin) if self.dry.windowed(now) else 0.0
-        if floor > self.per_s:
-            self._set(floor, now)
-            return
-        target = self._target() if self.estimate is not None else None
-        self._set(self.climb.step(self.per_s, target=target, margin=margin, growth=self.cfg.discovery.growth), now)
-
-    def _fall_back(self, now: float) -> None:  # a probe was refused: under the estimate again
-        window_s = self.window.span_s if self.window.known else 0.0
-        self.prober.ended(refused_at=self.window.last_refused, window_s=window_s)
-        self._hold(now)
-
-    def _hold(self, now: float) -> None:
-        self.prober.ended()
-        if self.estimate is not None:
-            self._set(self._target(), now)
-        else:
-            self.step.restart(now)
-
-    def _probe(self, now: float) -> None:
-        self._set(self.prober.reach(self.estimate or self.per_s), now)
-        self.prober.start(now)
-
-    def _raise(self, now: float) -> None:
-        """The probe proved a higher ceiling: take what it proved and probe on, reaching
-        further (the proof is over the whole probe, so it tightens as the probe goes on)."""
-        self.estimate = min(max(self.estimate or 0.0, self._proof or 0.0), self.cap or math.inf)
-        self._estimated_at = now
-        self.prober.proven(now)
-        self.estimator.forget()
-        self._set(self.prober.reach(self.estimate), now)
-
-    def _measured(self, estimate: Estimate, now: float, at_least: float | None = None) -> None:
-        """A span between two dry moments measured the ceiling (``at_least``: what a refused
-        probe leaves standing; at a few requests a second one request more or less is 5%)."""
-        per_s = max(estimate.per_s, at_least or 0.0)
-        self.estimate = min(per_s, self.cap) if self.cap is not None else per_s
-        self._estimated_at = now
-        self.climb.forget()
-        if self.burst.burst_s is None and self.first_dry_at is not None:
-            self.burst.learn(self.estimator.net_between, per_s=estimate.per_s, dry_at=self.first_dry_at,
-                             since=self.born)
-        self._fire(Event.MEASURED, now)
-
-    # -- helpers ---------------------------------------------------------------
-    def _timing(self) -> dict[str, bool | float | None]:
-        """How this axis's step is proven: discovering, or cut under :data:`DEEP_SHARE` of a
-        measured ceiling, it is timed (full after ``step_max_s``, or :data:`DEEP_STEP_S`, whatever
-        it sent), else counted in requests (:class:`Step`)."""
-        deep = self.phase is Phase.BACKOFF and self.estimate is not None and self.per_s < self.estimate * DEEP_SHARE
-        return {"searching": self.phase is Phase.DISCOVER or deep, "full_after_s": DEEP_STEP_S if deep else None}
-
-    def _target(self) -> float:
-        """Just under the estimate: by the margin of a measurement, or by the smaller one of a
-        limit the provider stated (this lane's share of it is the whole of it)."""
-        at_stated = self.cap is not None and self.estimate is not None and self.estimate >= self.cap
-        margin = self.cfg.steady.stated_margin if at_stated else self.cfg.steady.margin
-        return self._clamp((self.estimate or self.per_s) * (1.0 - margin))
-
-    def _clamp(self, per_s: float) -> float:
-        return min(self.max_per_s, self.cap if self.cap is not None else math.inf, max(self.min_per_s, per_s))
-
-    def _set(self, per_s: float, now: float) -> None:
-        self.per_s = self._clamp(per_s)
-        self.pacer.set_rate(self.per_s, now)
-        self.step.restart(now)
+            self.fire(Event.RECOVERED if recovered else Event.OUTGROWN if outgrown else Event.PROVEN, now)
 
     def release(self, now: float) -> None:
         """What this axis learned was another limit's doing: search again from its rate."""

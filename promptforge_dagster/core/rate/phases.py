@@ -1,8 +1,9 @@
 """The phases of one limit's rate and the one table of what moves between them.
 
 Each entry is ``(phase, event) -> (next phase, action)``; the action names a method of
-:class:`~promptforge_dagster.core.rate.axis.Axis` (``"cut"`` is ``Axis._cut``). A pair not
-listed leaves the phase as it is. How each action moves the rate is told in the axis.
+:class:`~promptforge_dagster.core.rate.machine.AxisMachine` (``"cut"`` is ``AxisMachine._cut``). A
+pair not listed leaves the phase as it is. How each action moves the rate is told there; which
+event a provider's answer is, in :class:`~promptforge_dagster.core.rate.axis.Axis`.
 
 * ``DISCOVER``: no ceiling known; the rate doubles each time a step is proven.
 * ``BACKOFF``: refused while searching: cut, no lower than the floor, and then the next request

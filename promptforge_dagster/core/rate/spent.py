@@ -45,9 +45,14 @@ False
 False
 >>> spent(stated=True, retry_after_s=0.0, at_window_estimate=False, looked=True)   # ... but its look: wait as told
 True
+
+:func:`verdict` says it as one of three: wait (the window is spent), slow down (a ceiling's
+refusal), or nothing new (a request sent before the rate last changed).
 """
 
 from __future__ import annotations
+
+import enum
 
 from promptforge_dagster.core.rate.estimator import CeilingEstimator
 
@@ -113,6 +118,36 @@ def spent(*, stated: bool, retry_after_s: float | None, at_window_estimate: bool
             or (looked and wait >= LOOK_WAIT_MIN_S) or (looked and stated and retry_after_s is not None))
 
 
+class Verdict(str, enum.Enum):
+    WAIT = "wait"  # the window is spent: pause until it frees
+    SLOW = "slow"  # over the ceiling: the transition table's REFUSED
+    STALE = "stale"  # sent before the rate last changed: says nothing new
+
+
+def verdict(*, sent_at: float, step_start: float, stated: bool, retry_after_s: float | None,
+            at_window_estimate: bool, looked: bool, interval_s: float | None = None) -> Verdict:
+    """What the refusal of a request sent at ``sent_at`` says, the lane's rate set at
+    ``step_start`` (the other arguments as :func:`spent`'s). One sent before the rate changed
+    says nothing new, unless the provider states the limit and when it frees: the refusal that
+    told the limit restarted the step, its retry is the window's now.
+
+    >>> verdict(sent_at=1.0, step_start=2.0, stated=False, retry_after_s=None, at_window_estimate=False, looked=False)
+    <Verdict.STALE: 'stale'>
+    >>> verdict(sent_at=1.0, step_start=2.0, stated=True, retry_after_s=20.0, at_window_estimate=False, looked=False)
+    <Verdict.WAIT: 'wait'>
+    >>> verdict(sent_at=3.0, step_start=2.0, stated=False, retry_after_s=None, at_window_estimate=False, looked=False)
+    <Verdict.SLOW: 'slow'>
+    """
+    told = stated and spent(stated=True, retry_after_s=retry_after_s, looked=False, at_window_estimate=False,
+                            interval_s=interval_s)
+    if sent_at < step_start and not told:
+        return Verdict.STALE
+    if spent(stated=stated, retry_after_s=retry_after_s, looked=looked, at_window_estimate=at_window_estimate,
+             interval_s=interval_s):
+        return Verdict.WAIT
+    return Verdict.SLOW
+
+
 def spent_at_floor(per_s: float, *, floor: float, admitted: float) -> bool:
     """Searching and refused at ``per_s``: whether the window is spent, the lane at or below its
     ``floor`` or the account ``admitted`` (per second, just now) under :data:`DRY_SHARE` of it."""
@@ -150,3 +185,11 @@ def unfilled(history: CeilingEstimator, sent_at: float, *, span_s: float, per_s:
     quota = per_s * span_s
     sent = history.sent_between(sent_at - span_s, sent_at)
     return sent < UNFILLED_SHARE * quota and quota - sent >= UNFILLED_MIN * history.units_per_request
+
+
+def window_belied(history: CeilingEstimator, *, since: float, sent_at: float, span_s: float, per_s: float) -> bool:
+    """Whether a refusal of a request sent at ``sent_at``, steady since ``since`` at a window's
+    estimate (``per_s`` over ``span_s``), says the reading was no window's: :func:`belied_since`
+    or :func:`unfilled`."""
+    return (belied_since(history, since, sent_at, span_s)
+            or unfilled(history, sent_at, span_s=span_s, per_s=per_s))

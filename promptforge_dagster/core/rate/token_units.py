@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from promptforge_dagster.core.rate.axis import new_estimator
+from promptforge_dagster.core.rate.machine import new_estimator
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.estimator import HORIZON_S, CeilingEstimator
 from promptforge_dagster.core.rate.messages import ADMISSION, INPUT, OUTPUT, TOKEN_BASES, TOKENS
