@@ -487,6 +487,22 @@ def test_a_lane_on_a_ten_second_window_learns_its_ceiling_and_waits_out_a_spent_
     assert not cuts, cuts  # refused at the estimate (a probe's spent window): paused, never cut
 
 
+def test_a_window_read_across_a_reset_unseen_is_read_again_when_a_probe_spends_one():
+    # a 10-s window begun 6 s before the lane's first request: the first dry spell's fill spans a reset the
+    # lane never saw, a lower bound (~0.8 of the quota's rate). Only lower readings were taken after it, and the
+    # lane stayed there (0.87 of Azure's 600); a probe that spends a window reads it whole, over its own span
+    def lane(until: float) -> tuple[Axis, list[float]]:
+        account = SimulatedAccount(AccountLimits(rpm=600, limiter="fixed", window_s=10.0, window_phase_s=6.0), now=0.0)
+        a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
+        return a, _drive_axis(a, account, until)
+
+    early, _ = lane(25.0)
+    assert early.window.known and early.estimate * 60.0 < 540.0, early.estimate  # read across the reset: low
+    a, admitted = lane(120.0)
+    assert 560.0 <= a.estimate * 60.0 <= 630.0, a.estimate * 60.0  # read again, whole
+    assert len([t for t in admitted if t >= 60.0]) >= 0.9 * 600.0  # the last minute, at 600 RPM
+
+
 def test_a_probe_refused_within_two_seconds_makes_the_next_one_reach_half_as_far():
     # (a 1-s window refuses +25% after 1-2 s, once its sends line up with a window: reset to +50% then,
     # the probes alternated +50% / +25%, both refused, and the lane kept a low estimate: 0.83)

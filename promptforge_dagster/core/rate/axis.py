@@ -24,6 +24,7 @@ where a cut goes and how the climb back nears the rates refused; the
 from __future__ import annotations
 
 from promptforge_dagster.core.rate.config import RateConfig
+from promptforge_dagster.core.rate.estimator import Estimate
 from promptforge_dagster.core.rate.machine import AxisMachine
 from promptforge_dagster.core.rate.phases import Event, Phase
 from promptforge_dagster.core.rate.spent import Verdict, verdict, window_belied
@@ -46,9 +47,15 @@ class Axis(AxisMachine):
 
     def admitted(self, sent_at: float, now: float, units: float) -> None:
         """An answer came back admitted: a dry spell is over (a window's quota over its span,
-        when its end showed them, is the ceiling)."""
+        when its end showed them, is the ceiling). Above the estimate, it is taken over the
+        reading's own span (:attr:`WindowLearner.read_s`), and only when its fill began after an
+        earlier dry spell: one from the lane's first requests may span a reset unseen."""
         window = self.dry.resumed(sent_at, now)
-        if window is not None and (self.estimate is None or window.per_s < self.estimate):
+        if window is not None and self.estimate is not None and window.per_s >= self.estimate:
+            whole = window.sends / self.window.read_s  # (a probe spent a window the first reading had read low)
+            if not self.window.from_start and whole > self.estimate:
+                self._measured(Estimate(whole, self.window.read_s, window.sends, 0.0), now)
+        elif window is not None:
             stated = None  # (a limit the provider stated may stand against a reading from the lane's first sends)
             if self.cap is not None and self.window.from_start:
                 stated = against_stated(window.per_s, window.span_s, stated=self.cap, margin=self.cfg.steady.margin,

@@ -12,6 +12,12 @@ window that reset since then counts afresh), within the span known so far. Only 
 span is taken: a lane that sends without pause finds the oldest request of a window one
 window back, so a later dry spell reads at least the span already known.
 
+A reading from the lane's first requests (:attr:`WindowLearner.from_start`) may span a fixed
+window's reset the lane never saw: its span is too long and its ceiling a lower bound. A later
+dry spell (a probe that spends a window) reads one again; over the span already known, a fill
+longer than a window would read high, so above the estimate the reading's own span
+(:attr:`WindowLearner.read_s`) is what counts.
+
 >>> w = WindowLearner()
 >>> w.refused(5.0, first_of_episode=True)
 >>> w.went_dry(lambda t0, t1: max(t0, 0.0), now=5.1, dry_at=5.0)   # admitted from 0 s until dry at 5 s
@@ -54,6 +60,7 @@ class WindowLearner:
         self.from_start = False  # the latest reading's fill began with the lane's first requests (see resumed)
         self.last_refused: float | None = None  # the latest refusal's send time
         self._episode_after: float | None = None  # the last refusal before this episode of refusals
+        self.read_s = MINUTE_S  # the latest reading's own span, from its fill's first request to the window freeing
 
     def refused(self, sent_at: float, *, first_of_episode: bool) -> None:
         if first_of_episode:
@@ -139,7 +146,8 @@ class WindowLearner:
         filled = admitted(start - READ_BACK_S, dry_at) or 0.0
         if filled < MIN_FILL_REQUESTS * units_per_request:
             return None
-        self.span_s = min(self.span_s, max(MIN_WINDOW_S, sent_at - start))
+        self.read_s = max(MIN_WINDOW_S, sent_at - start)
+        self.span_s = min(self.span_s, self.read_s)
         self.known = True
         return filled / self.span_s
 
