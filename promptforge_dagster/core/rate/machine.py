@@ -31,7 +31,6 @@ from promptforge_dagster.core.rate.step import Step
 from promptforge_dagster.core.rate.window import WindowLearner
 
 
-
 DEEP_SHARE = 0.25  # cut under this share of a measured ceiling (a window spent, a debt: each refusal cut on), the
 # climb back is timed as a search's: a step of 8 requests at 3 RPM takes 160 s (a fixed minute spent at 4x its rate
 # cut a 15,000 RPM lane to 3 RPM in 20 s, and nothing was admitted for the next 100 s)
@@ -44,7 +43,6 @@ def new_estimator(config: RateConfig, horizon_s: float = HORIZON_S) -> CeilingEs
     s = config.steady
     return CeilingEstimator(min_sends=s.measure_min_requests, min_span_s=s.measure_min_s,
                             refusal_weight=s.counted_refusals_weight, horizon_s=horizon_s)
-
 
 
 class AxisMachine:
