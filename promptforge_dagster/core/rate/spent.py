@@ -113,9 +113,16 @@ def spent(*, stated: bool, retry_after_s: float | None, at_window_estimate: bool
     False
     """
     wait = retry_after_s or 0.0
-    precise = wait % 1.0 > 0.0 and interval_s is not None and wait >= SPENT_INTERVALS * interval_s
-    return ((stated and (wait >= SPENT_WINDOW_RETRY_S or precise)) or at_window_estimate
+    return ((stated and told_spent(retry_after_s, interval_s)) or at_window_estimate
             or (looked and wait >= LOOK_WAIT_MIN_S) or (looked and stated and retry_after_s is not None))
+
+
+def told_spent(retry_after_s: float | None, interval_s: float | None) -> bool:
+    """Under a stated limit, whether the retry says its window is spent: :data:`SPENT_WINDOW_RETRY_S`
+    or more, or to a fraction of a second :data:`SPENT_INTERVALS` of the limit's intervals long."""
+    wait = retry_after_s or 0.0
+    precise = wait % 1.0 > 0.0 and interval_s is not None and wait >= SPENT_INTERVALS * interval_s
+    return wait >= SPENT_WINDOW_RETRY_S or precise
 
 
 class Verdict(str, enum.Enum):
@@ -138,9 +145,7 @@ def verdict(*, sent_at: float, step_start: float, stated: bool, retry_after_s: f
     >>> verdict(sent_at=3.0, step_start=2.0, stated=False, retry_after_s=None, at_window_estimate=False, looked=False)
     <Verdict.SLOW: 'slow'>
     """
-    told = stated and spent(stated=True, retry_after_s=retry_after_s, looked=False, at_window_estimate=False,
-                            interval_s=interval_s)
-    if sent_at < step_start and not told:
+    if sent_at < step_start and not (stated and told_spent(retry_after_s, interval_s)):
         return Verdict.STALE
     if spent(stated=stated, retry_after_s=retry_after_s, looked=looked, at_window_estimate=at_window_estimate,
              interval_s=interval_s):

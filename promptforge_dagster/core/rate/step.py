@@ -53,9 +53,13 @@ class Step:
         self.sends += 1
         self.units += units
         d = self.discovery
-        quick = searching and now - self.start >= (full_after_s or d.step_max_s)
+        quick = searching and now - self.start >= self._timed(full_after_s)
         if self.full_at == math.inf and (self.sends >= d.step_requests or quick):
             self.full_at = now
+
+    def _timed(self, full_after_s: float | None) -> float:
+        """How long a timed step lasts before it is full whatever it sent."""
+        return full_after_s or self.discovery.step_max_s
 
     def heard(self, sent_at: float, now: float) -> None:
         """A refusal of a request sent at ``sent_at`` came back at ``now``."""
@@ -65,7 +69,7 @@ class Step:
         """``per_s``: the step's rate; searching, it must have been used (:data:`SEARCH_USED`)."""
         full_at = self.full_at
         if searching:
-            full_at = min(full_at, self.start + (full_after_s or self.discovery.step_max_s))
+            full_at = min(full_at, self.start + self._timed(full_after_s))
             if self.units < SEARCH_USED * per_s * (now - self.start):
                 return False
         return (self.blocked and self.sends > 0 and now - self.start >= self.discovery.step_min_s
