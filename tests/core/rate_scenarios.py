@@ -77,7 +77,9 @@ SCENARIOS = [
     # headers, answers of 2 s): the cold start's flood spends the minute, and each refusal at the stated limit cut
     # the lane on, to 8 RPM, where a step of 8 requests takes a minute: 7 seeds of 8 sent nothing more for the
     # rest of the run (0.50). Cut under a quarter of its ceiling, a step is now timed (5 s)
-    Scenario("anthropic-300-fixed-minute-charged", AccountLimits(rpm=300, limiter="fixed", refusals_count=True), 0.75,
+    # (twenty-third session) ... and the lane still cut on each refusal while the minute was spent, eleven times, and
+    # climbed back until 95 s (0.78): under a known ceiling, an account that admits next to nothing is a spent window
+    Scenario("anthropic-300-fixed-minute-charged", AccountLimits(rpm=300, limiter="fixed", refusals_count=True), 0.90,
              0.05, {"style": "anthropic", "latency_s": 2.0}, goal=STEADY_GOAL),
     # a sliding minute whose refusals state the limit (OpenAI's words, no headers): the cold start's flood
     # spends the minute at once, and the lane waits it out as told; once the flood ages out, it climbs to the

@@ -125,6 +125,22 @@ def test_a_dry_spell_reads_the_share_admitted_since_it_began():
     assert d.recent_admitted(now=9.5, settle=0.25, per_s=10.0) == pytest.approx(10.0 * (1 - 6 / 13), rel=0.1)
 
 
+def test_under_a_measured_ceiling_only_an_account_that_admits_next_to_nothing_is_a_spent_window():
+    # (a fixed minute spent by a cold start's flood under a stated 300 RPM: each refusal was a cut, eleven while the
+    # minute was spent, and the lane climbed back until 95 s; a bucket still admits its refill)
+    spent = DrySpell(_history(10.0, 40.0, refused_after=30.0), step_requests=8)  # 10 a second, none admitted from 30 s
+    spent.refused(30.0)
+    assert spent.admits_nothing(now=31.5, settle=0.25, per_s=10.0)
+    h = CeilingEstimator(min_sends=12, min_span_s=1.0)
+    for i in range(400):  # a bucket whose ceiling fell to a third: two of every three refused from 30 s
+        h.sent(i / 10.0, 1.0)
+        if i >= 300 and i % 3:
+            h.refused(i / 10.0, 1.0)
+    fallen = DrySpell(h, step_requests=8)
+    fallen.refused(30.1)
+    assert not fallen.admits_nothing(now=31.5, settle=0.25, per_s=10.0)
+
+
 def test_a_dry_spell_under_a_minute_window_looks_again_when_its_oldest_admitted_request_ages_out():
     d = DrySpell(_history(10.0, 20.0), step_requests=8)
     d.refused(20.0)

@@ -381,10 +381,10 @@ def test_a_probe_reaches_half_again_above_the_estimate_but_a_quarter_on_a_slow_l
     assert (p.reach(20.0), p.reach(1.0)) == (pytest.approx(40.0), pytest.approx(1.5))
 
 
-def _drive_axis(a: Axis, account: SimulatedAccount, t1: float, on_refusal=None) -> list[float]:
-    """Pace ``a`` against ``account`` until ``t1``; refusals come back 20 ms after sending.
-    Returns the send times of the admitted requests."""
-    t, admitted = 0.0, []
+def _drive_axis(a: Axis, account: SimulatedAccount, t1: float, on_refusal=None, start: float = 0.0) -> list[float]:
+    """Pace ``a`` against ``account`` from ``start`` until ``t1``; refusals come back 20 ms after
+    sending. Returns the send times of the admitted requests."""
+    t, admitted = start, []
     while t < t1:
         wait = max(a.pause_until - t, a.pacer.wait(t, 1.0))
         if wait > 0.0:
@@ -501,6 +501,18 @@ def test_a_window_read_across_a_reset_unseen_is_read_again_when_a_probe_spends_o
     a, admitted = lane(120.0)
     assert 560.0 <= a.estimate * 60.0 <= 630.0, a.estimate * 60.0  # read again, whole
     assert len([t for t in admitted if t >= 60.0]) >= 0.9 * 600.0  # the last minute, at 600 RPM
+
+
+def test_a_window_read_low_across_a_reset_unseen_is_probed_further_when_a_probe_cannot_spend_it():
+    # a 16,000 RPM 10-s window begun 5 s before the lane's first request, read at 9,400: a +50% probe stayed under
+    # the quota, never refused, never proven (its excess within the burst the first fill showed), and expired; the
+    # next reached no further, and the lane kept 0.59 of the account. Now the next one reaches twice as far
+    account = SimulatedAccount(AccountLimits(rpm=16000, limiter="fixed", window_s=10.0, window_phase_s=5.0), now=0.0)
+    a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
+    _drive_axis(a, account, 40.0)
+    assert a.window.from_start and a.estimate * 60.0 < 10000.0, a.estimate * 60.0  # the low reading
+    _drive_axis(a, account, 150.0, start=40.0)
+    assert a.estimate * 60.0 >= 14000.0, a.estimate * 60.0
 
 
 def test_a_probe_refused_within_two_seconds_makes_the_next_one_reach_half_as_far():

@@ -109,11 +109,17 @@ class Prober:
         self.marks = (self.marks + [now])[-MAX_MARKS:]
         self.refused = False
 
-    def ended(self, refused_at: float | None = None, window_s: float = 0.0) -> None:
+    def ended(self, refused_at: float | None = None, window_s: float = 0.0, *, further: bool = False) -> None:
         """Refused (a request sent at ``refused_at``), expired, or the estimate was measured or
         told: the next probe reaches as far as a first one, or half as far as this one if it
         was refused within :data:`QUICK_REFUSAL_S`, or within a window of a window counter
-        (``window_s``, when one is known: it refuses only once its count passes the quota)."""
+        (``window_s``, when one is known: it refuses only once its count passes the quota), or
+        twice as far when ``further`` (expired, admitted all along, from an estimate known to be
+        a lower bound: the next one spends the window, and its end reads it again).
+
+        >>> p = Prober(Steady(), window_s=5.0); p.start(0.0); p.ended(further=True); p.gain
+        1.0
+        """
         if self.started_at is not None and not self._proofs:
             self.refused = True  # ended before it proved anything: as good as refused, for spacing
         quick = max(QUICK_REFUSAL_S, window_s)
@@ -122,5 +128,5 @@ class Prober:
             # window counter refuses +50% at once and +25% within 1-2 s), so a far probe never proves: nearer
             self.gain = max(self.steady.probe_gain_min, self.gain / 2.0)
         elif self.started_at is not None:
-            self.gain = self.steady.probe_gain
+            self.gain = min(self.steady.probe_gain_max, self.gain * 2.0) if further else self.steady.probe_gain
         self.started_at = None
