@@ -8,9 +8,10 @@ by send time, over sends old enough (``settle``) for their refusals to be back:
   counts over a window (a bucket refills continuously: it cannot stay dry below what it
   admits). Then the lane pauses until the window frees.
 * **recent admitted**: what a dry account gives while it refuses (a far overshoot is undone
-  in one cut to it). Under a measured ceiling a cut is a dry spell only where the account
-  admits next to nothing (:meth:`DrySpell.admits_nothing`): a window spent by a fill the
-  estimator read as a rate, not a ceiling crossed.
+  in one cut to it). Under a known ceiling (measured or stated) a cut is a dry spell only
+  where the account admits next to nothing (:meth:`DrySpell.admits_nothing`): a window
+  spent (by the cold start's flood, or by a fill the estimator read as a rate), not a
+  ceiling crossed.
 * the **pause**: when to look again (:meth:`WindowLearner.frees_at`); and when a request is
   admitted after one, what the end of the spell says: the window's span and quota are the
   ceiling (:class:`~promptforge_dagster.core.rate.window.WindowLearner`; Azure counts over 10 s).
@@ -35,7 +36,7 @@ from promptforge_dagster.core.rate.window import WindowLearner
 READ_BACK_S = 0.05  # the send history's grain: sends this close before the first refusal were as dry
 RECENT_S = 10.0  # what a dry account admits is read over this long (or 10 sends of a slow lane) ...
 RECENT_MIN_S = 1.0  # ... and at least this long (the pacer's and the clock's grain)
-NOTHING_SHARE = 0.25  # cut under a measured ceiling, the account admitting under this share of the floor is a window
+NOTHING_SHARE = 0.25  # cut under a known ceiling, the account admitting under this share of the floor is a window
 # spent, not a ceiling crossed (a 300 RPM fixed minute spent by the cold start's flood, cut on each refusal down to a
 # few RPM, climbed back until 95 s: 0.78 -> 0.96; a 10-s window's fill measured at 1.4x its rate); a bucket admits its
 # refill (a ceiling fallen from 900 to 300 RPM, a third): at half, that fall and a bucket that holds a

@@ -101,7 +101,7 @@ class AxisMachine:
             floor = self.dry.floor(now, self.step.settle)
             admitted = self.dry.recent_admitted(now, self.step.settle, self.per_s)
             spent = spent_at_floor(self.per_s, floor=floor, admitted=admitted)
-        else:  # cut under a measured ceiling: a spent window only where the account admits next to nothing
+        else:  # cut under a known ceiling: a spent window only where the account admits next to nothing
             spent = self.dry.admits_nothing(now, self.step.settle, self.per_s)
         if spent:
             self._dry(now, self._retry_after)

@@ -9,18 +9,19 @@ event a provider's answer is, in :class:`~promptforge_dagster.core.rate.axis.Axi
 * ``BACKOFF``: refused while searching: cut, no lower than the floor, and then the next request
   goes alone (what was sent before the cut comes back refused meanwhile, not a wave at the new
   rate). Cut again only when a request sent *after* the cut is refused (one sent before it
-  says nothing new). Refused at the floor (or admitting under half of it; under a measured
-  ceiling, next to nothing), the account counts over a window: pause until it frees; so too when the look itself is refused with a wait of
-  seconds (:mod:`~promptforge_dagster.core.rate.spent`); a refusal at an estimate a window
-  gave is a spent window again: a pause, not a cut. Cut under a quarter of a measured ceiling,
+  says nothing new). Refused at the floor (or admitting under half of it; under a known
+  ceiling, measured or stated, next to nothing), the account counts over a window: pause
+  until it frees; so too when the look itself is refused with a wait of seconds
+  (:mod:`~promptforge_dagster.core.rate.spent`); a refusal at an estimate a window gave is a
+  spent window again: a pause, not a cut. Cut under a quarter of a measured ceiling,
   the climb back's steps are timed, not counted in requests (8 of them at 3 RPM take 160 s).
 * ``STEADY``: paced at the measured ceiling less a margin; refused there, a step back
   (``steady_cut``) and the estimator measures again.
 * ``PROBE``: above the estimate until refused (back to steady: a refused probe never lowers the
   estimate it started from) or expired (from a window read across a reset unseen, a lower
-  bound, the next probe then reaches twice as far). Each time it has sent more beyond the estimate than the
-  account's burst could absorb (:mod:`~promptforge_dagster.core.rate.burst`), the estimate
-  rises to what it proved and the probe reaches further.
+  bound, the next probe then reaches twice as far). Each time it has sent more beyond the
+  estimate than the account's burst could absorb (:mod:`~promptforge_dagster.core.rate.burst`),
+  the estimate rises to what it proved and the probe reaches further.
 
 ``MEASURED`` leads to ``STEADY`` from any phase; ``KNOWN`` (headers or the message stated the
 limit) does too: a stated limit is the account's, a cap never paced past, while this lane's
