@@ -149,7 +149,7 @@ class AxisMachine:
     def _fall_back(self, now: float) -> None:  # a probe was refused: under the estimate again
         window_s = self.window.span_s if self.window.known else 0.0
         self.prober.ended(refused_at=self.window.last_refused, window_s=window_s)
-        self._hold(now)
+        self._at_estimate(now)
 
     def _expire(self, now: float) -> None:
         """A probe admitted all along proved nothing (its excess within the burst): as :meth:`_hold`,
@@ -158,10 +158,14 @@ class AxisMachine:
         at +50% a 10-s window read at 0.59 of its rate was never spent, so never read again."""
         lower_bound = self.window.known and self.window.from_start and not self.known
         self.prober.ended(further=lower_bound)
-        self._hold(now)
+        self._at_estimate(now)
 
     def _hold(self, now: float) -> None:
         self.prober.ended()
+        self._at_estimate(now)
+
+    def _at_estimate(self, now: float) -> None:
+        """Pace just under the estimate (none yet: the step starts again at the rate)."""
         if self.estimate is not None:
             self._set(self._target(), now)
         else:
