@@ -103,7 +103,7 @@ class Prober:
         return self.started_at is not None and now - self._progress_at >= PROBE_MAX_WINDOWS * self.window_s
 
     def proven(self, now: float) -> None:
-        self.gain = min(self.steady.probe_gain_max, self.gain * 2.0)
+        self.gain = self._twice_as_far()
         self._progress_at = now
         self._proofs += 1
         self.marks = (self.marks + [now])[-MAX_MARKS:]
@@ -128,5 +128,8 @@ class Prober:
             # window counter refuses +50% at once and +25% within 1-2 s), so a far probe never proves: nearer
             self.gain = max(self.steady.probe_gain_min, self.gain / 2.0)
         elif self.started_at is not None:
-            self.gain = min(self.steady.probe_gain_max, self.gain * 2.0) if further else self.steady.probe_gain
+            self.gain = self._twice_as_far() if further else self.steady.probe_gain
         self.started_at = None
+
+    def _twice_as_far(self) -> float:
+        return min(self.steady.probe_gain_max, self.gain * 2.0)
