@@ -113,7 +113,9 @@ SCENARIOS = [
     # session: a probe's spent window is read again, above the estimate too, over its own span (worst 0.871 -> 0.914)
     Scenario("azure-600-10s-window", AccountLimits(rpm=600, limiter="fixed", window_s=10.0), 0.90, 0.025,
              {"style": "azure", "headers": True}, goal=STEADY_GOAL),
-    Scenario("azure-600-1s-window", AccountLimits(rpm=600, limiter="fixed", window_s=1.0), 0.75, 0.01,
+    # A probe past a 1-s window's quota is refused within a second; after one such, a proven probe reaches no further
+    # than halfway to the rate refused (twenty-fourth session: worst seed 0.856 -> 0.863)
+    Scenario("azure-600-1s-window", AccountLimits(rpm=600, limiter="fixed", window_s=1.0), 0.86, 0.01,
              {"style": "azure", "headers": True}, goal=STEADY_GOAL),
     # (seventeenth session) Mistral states a minute's counts in its own header names; Bedrock names the limit
     # it throttles on (requests or tokens) and states nothing else

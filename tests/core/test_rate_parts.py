@@ -529,6 +529,34 @@ def test_a_probe_refused_within_two_seconds_makes_the_next_one_reach_half_as_far
     assert reaches == [15.0, 12.5, 11.25, 11.25, 11.25, 15.0]
 
 
+def test_after_a_probe_refused_at_once_a_proven_one_reaches_no_further_than_halfway_to_the_rate_refused():
+    # a 1-s window (Azure OpenAI's documented interval) refuses a probe past its quota within a second: +50% and
+    # +25% refused, +12.5% proven, and the next reached twice as far again, past the rate refused a minute before:
+    # refused at once, and the lane kept 0.86 of the account
+    p = Prober(Steady(), window_s=5.0)
+    for start, estimate in ((0.0, 10.0), (30.0, 10.0)):  # +50% and +25%, each refused half a second in
+        p.start(start)
+        reached = p.reach(estimate)
+        p.ended(refused_at=start + 0.5, reached=reached)
+    assert p.reach(10.0) == pytest.approx(11.25)  # +12.5%: under the rate refused (12.5)
+    p.start(60.0)
+    p.proven(65.0)
+    assert p.reach(10.8) == pytest.approx((10.8 + 12.5) / 2.0)  # +25% would pass 12.5: halfway to it
+    p.proven(70.0)  # proven there: the ceiling may have risen since, the rate refused says nothing now
+    assert p.reach(11.6) == pytest.approx(11.6 * 1.5)
+
+
+def test_a_probe_refused_slowly_leaves_no_rate_for_the_next_to_stop_short_of():
+    # refused after its burst ran out (a bucket's, 5 s in), a probe says the ceiling was under its reach
+    # then; ceilings rise (a shift from 300 to 1,200 RPM was probed halfway to 333 RPM for 30 s: 0.31)
+    p = Prober(Steady(), window_s=5.0)
+    p.start(0.0)
+    p.ended(refused_at=5.0, reached=p.reach(10.0))
+    p.start(30.0)
+    p.proven(35.0)
+    assert p.reach(10.5) == pytest.approx(10.5 * 2.0)  # twice as far: nothing refused to stop short of
+
+
 def test_on_a_window_counter_a_probe_refused_within_a_window_makes_the_next_one_reach_half_as_far():
     # a 10-s window refuses +25% only once its count passes the quota, up to 10 s in: still a quick refusal
     # (reset to +50% instead, a lane measured 20% low on Azure's 10-s windows never probed near enough)

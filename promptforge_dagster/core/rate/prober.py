@@ -14,7 +14,8 @@ Probes are spaced by time (``probe_every_windows``); once one was refused, also 
 rate. After a proven probe the next comes soon (a risen ceiling is climbed in seconds). A
 probe refused within :data:`QUICK_REFUSAL_S`, about as soon as a proof could span, says the
 account's slack is a second or two (a 1-s window counter, a tiny bucket): the next one
-reaches half as far.
+reaches half as far, and a probe that would reach past that rate stops halfway to it (a
+bisection) until one proven there, or one that ended otherwise, says the ceiling may have risen.
 
 >>> from promptforge_dagster.core.rate.config import Steady
 >>> p = Prober(Steady(), window_s=5.0)
@@ -55,6 +56,8 @@ class Prober:
         self._proofs = 0  # proofs in this probe
         self.marks: list[float] = []  # the probe's start and each proof: where its reach changed
         self.refused = False  # a probe was refused since the last proven one: space them by sends too
+        self.refused_reach: float | None = None  # the reach of a probe refused at once: none goes past it
+        self._halfway = False  # the latest reach stopped halfway to ``refused_reach``
 
     @property
     def rising(self) -> bool:
@@ -77,11 +80,22 @@ class Prober:
         self.marks = [now]
 
     def reach(self, estimate: float) -> float:
-        """Where a probe from ``estimate`` (per second) paces: further on a fast lane."""
+        """Where a probe from ``estimate`` (per second) paces: further on a fast lane, but
+        halfway to :attr:`refused_reach` where it would reach that (noted: a proof there
+        forgets it).
+
+        >>> p = Prober(Steady(), window_s=5.0); p.refused_reach = 12.0
+        >>> p.reach(10.0), p.reach(7.0)
+        (11.0, 10.5)
+        """
         s, gain = self.steady, self.gain
         if estimate * 60.0 < s.slow_rpm:  # the same doublings after each proof, from a smaller first reach
             gain *= s.slow_probe_gain / s.probe_gain
-        return estimate * (1.0 + gain)
+        reach = estimate * (1.0 + gain)
+        self._halfway = self.refused_reach is not None and estimate < self.refused_reach <= reach
+        if self._halfway:
+            return (estimate + self.refused_reach) / 2.0  # halfway to a rate refused: a bisection
+        return reach
 
     def proof(self, *, admitted: float, span: float, estimate: float, burst: float) -> float | None:
         """The ceiling proven by ``admitted`` units over ``span`` seconds of probing, or None."""
@@ -108,14 +122,18 @@ class Prober:
         self._proofs += 1
         self.marks = (self.marks + [now])[-MAX_MARKS:]
         self.refused = False
+        if self._halfway:  # proven halfway to the rate refused: the ceiling may have risen since
+            self.refused_reach = None
 
-    def ended(self, refused_at: float | None = None, window_s: float = 0.0, *, further: bool = False) -> None:
+    def ended(self, refused_at: float | None = None, window_s: float = 0.0, *, further: bool = False,
+              reached: float | None = None) -> None:
         """Refused (a request sent at ``refused_at``), expired, or the estimate was measured or
         told: the next probe reaches as far as a first one, or half as far as this one if it
         was refused within :data:`QUICK_REFUSAL_S`, or within a window of a window counter
         (``window_s``, when one is known: it refuses only once its count passes the quota), or
         twice as far when ``further`` (expired, admitted all along, from an estimate known to be
-        a lower bound: the next one spends the window, and its end reads it again).
+        a lower bound: the next one spends the window, and its end reads it again). Refused
+        quickly, the rate it ``reached`` (if given) is one the next probes stop halfway to.
 
         >>> p = Prober(Steady(), window_s=5.0); p.start(0.0); p.ended(further=True); p.gain
         1.0
@@ -127,7 +145,9 @@ class Prober:
             # refused about as soon as a proof could span: the account's slack is a second or two (a 1-s
             # window counter refuses +50% at once and +25% within 1-2 s), so a far probe never proves: nearer
             self.gain = max(self.steady.probe_gain_min, self.gain / 2.0)
+            self.refused_reach = reached
         elif self.started_at is not None:
+            self.refused_reach = None
             self.gain = self._twice_as_far() if further else self.steady.probe_gain
         self.started_at = None
 
