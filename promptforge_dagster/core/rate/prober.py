@@ -56,7 +56,7 @@ class Prober:
         self._proofs = 0  # proofs in this probe
         self.marks: list[float] = []  # the probe's start and each proof: where its reach changed
         self.refused = False  # a probe was refused since the last proven one: space them by sends too
-        self.refused_reach: float | None = None  # the reach of a probe refused at once: none goes past it
+        self.refused_reach: float | None = None  # the reach of a probe refused at once: later ones stop halfway
         self._halfway = False  # the latest reach stopped halfway to ``refused_reach``
 
     @property
