@@ -534,10 +534,9 @@ def test_after_a_probe_refused_at_once_a_proven_one_reaches_no_further_than_half
     # +25% refused, +12.5% proven, and the next reached twice as far again, past the rate refused a minute before:
     # refused at once, and the lane kept 0.86 of the account
     p = Prober(Steady(), window_s=5.0)
-    for start, estimate in ((0.0, 10.0), (30.0, 10.0)):  # +50% and +25%, each refused half a second in
+    for start in (0.0, 30.0):  # +50% and +25% from an estimate of 10, each refused half a second in
         p.start(start)
-        reached = p.reach(estimate)
-        p.ended(refused_at=start + 0.5, reached=reached)
+        p.ended(refused_at=start + 0.5, reached=p.reach(10.0))
     assert p.reach(10.0) == pytest.approx(11.25)  # +12.5%: under the rate refused (12.5)
     p.start(60.0)
     p.proven(65.0)

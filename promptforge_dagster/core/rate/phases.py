@@ -20,9 +20,9 @@ event a provider's answer is, in :class:`~promptforge_dagster.core.rate.axis.Axi
 * ``PROBE``: above the estimate until refused (back to steady: a refused probe never lowers the
   estimate it started from; refused at once, later probes stop halfway to its rate) or expired
   (from a window read across a reset unseen, a lower bound, the next probe then reaches twice
-  as far). Each time it has sent more beyond the
-  estimate than the account's burst could absorb (:mod:`~promptforge_dagster.core.rate.burst`),
-  the estimate rises to what it proved and the probe reaches further.
+  as far). Each time it has sent more beyond the estimate than the account's burst could absorb
+  (:mod:`~promptforge_dagster.core.rate.burst`), the estimate rises to what it proved and the
+  probe reaches further.
 
 ``MEASURED`` leads to ``STEADY`` from any phase; ``KNOWN`` (headers or the message stated the
 limit) does too: a stated limit is the account's, a cap never paced past, while this lane's
