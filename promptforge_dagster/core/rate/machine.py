@@ -148,10 +148,7 @@ class AxisMachine:
 
     def _fall_back(self, now: float) -> None:  # a probe was refused: under the estimate again
         window_s = self.window.span_s if self.window.known else 0.0
-        # (a known window is read again at the end of the dry spell a probe past it causes: a probe halfway
-        # under it reads nothing, and a 6,000 RPM 10-s window read low stayed there, 0.894 -> 0.877)
-        self.prober.ended(refused_at=self.window.last_refused, window_s=window_s,
-                          reached=None if self.window.known else self.per_s)
+        self.prober.ended(refused_at=self.window.last_refused, window_s=window_s, reached=self.per_s)
         self._at_estimate(now)
 
     def _expire(self, now: float) -> None:
