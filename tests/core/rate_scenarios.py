@@ -150,9 +150,12 @@ SCENARIOS = [
              goal=SHIFT_GOAL),
     # a busy shared pool refuses a share of requests whatever the rate (Vertex AI's dynamic shared quota):
     # no client avoids those, so the goal on refusals is the pool's share plus the steady 1%
-    Scenario("vertex-1200-pool-1pct", AccountLimits(rpm=1200, pool_refusals=0.01), 0.65, 0.045, {"style": "vertex"},
+    # (twenty-fifth session) each refusal cut a cold start and stepped a steady lane back, whose estimate was then
+    # measured at its own lowered rate: 3% cut one from 480 to 60 RPM in 14 s (0.05). Vertex's words say a shared
+    # pool's: one with no other among the latest answers now teaches nothing, searching or steady (0.05 -> 0.70)
+    Scenario("vertex-1200-pool-1pct", AccountLimits(rpm=1200, pool_refusals=0.01), 0.90, 0.045, {"style": "vertex"},
              goal=(0.95, 0.02)),
-    Scenario("vertex-1200-pool-3pct", AccountLimits(rpm=1200, pool_refusals=0.03), 0.04, 0.09, {"style": "vertex"},
+    Scenario("vertex-1200-pool-3pct", AccountLimits(rpm=1200, pool_refusals=0.03), 0.70, 0.09, {"style": "vertex"},
              goal=(0.95, 0.04)),
     # (sixteenth session) a busy Azure region: its peak-load 429s ("experiencing high demand", retry after 6 s)
     # are no quota's; the deployment's own limit is counted per 10 s as Azure does

@@ -16,6 +16,9 @@ refuses most of what it sends), the share at the low rates is the *background*. 
 a refusal is a limit's only when the latest answers hold more refusals than the background
 would give but rarely; the others are retried, and lower nothing. The share is read again
 from the answers sent while paced under a measured ceiling, where a limit refuses nothing.
+Before it is found, a refusal is :attr:`Background.lone` when no other came among the
+latest answers: in a shared pool's words, such a one teaches the lane nothing yet
+(:mod:`~promptforge_dagster.core.rate.refusals`).
 
 Other jobs pacing on the same account look the same from one lane: their load refuses a
 share that this lane's rate does not move. So while lane sharing says others pace on the
@@ -62,6 +65,8 @@ FIRST_WINDOW = 8  # the shortest run of recent answers judged: a limit refuses a
 KEPT_RUN = 8  # answers of a run that showed a limit kept in the next: with 4, or a fresh run, a lane climbing
 # back over a bucket refused 10-30% before each run showed (fake clock, 3% background)
 EVIDENCE = 9.2  # a run of answers refused this improbably under the background (ln 10,000) is a limit's
+LONE_RUN = 8  # a refusal with no other among this many latest answers is lone: a limit passed refuses a run (one
+# past by a quarter refuses a fifth of what it sends); in a shared pool's words, lone is the pool's until it is found
 
 
 class Background:
@@ -79,6 +84,7 @@ class Background:
         self._paced = self._paced_refused = 0  # answers (and refusals) paced under a measured ceiling, since found
         self._since = -math.inf  # answers to requests sent before this were counted for the last limit
         self._refused: deque[int] = deque([0])  # refusals before each recent answer (cumulative)
+        self._latest: deque[bool] = deque(maxlen=LONE_RUN)  # the latest answers, refused or not
 
     @property
     def found(self) -> bool:
@@ -96,6 +102,7 @@ class Background:
 
     def answered(self, sent_at: float, refused: bool, now: float) -> bool:
         """Note an answer; for a refusal, whether it is a limit's (to be learned from)."""
+        self._latest.append(refused)
         code = self._bands.get(math.floor(sent_at / GRAIN_S))
         band, under_ceiling = (None, False) if code is None else divmod(code, 2)
         if band is not None:
@@ -123,6 +130,11 @@ class Background:
         self._since = now  # keep the end of the run that showed it: a flood's next refusal is a limit's too
         self._refused = deque(list(self._refused)[-KEPT_RUN - 1:])
         return True
+
+    @property
+    def lone(self) -> bool:
+        """The latest answer was refused, and none other of the last :data:`LONE_RUN`."""
+        return bool(self._latest) and self._latest[-1] and sum(self._latest) == 1
 
     def _improbable(self, share: float) -> bool:
         """Whether the last n answers (n = 8, 16, 32, ...) hold more refusals than the

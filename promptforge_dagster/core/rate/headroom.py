@@ -87,6 +87,11 @@ class Headroom:
     def answered(self, refused: bool) -> None:
         self._recent.append(refused)
 
+    @property
+    def counting(self) -> bool:
+        """The headers state what is left of the limits: they, not a refusal's words, say whose it is."""
+        return bool(self._readings)
+
     def had_room(self, sent_at: float, *, requests_since: Callable[[float], int],
                  tokens_since: Callable[[float], float | None], units: float) -> bool:
         """Whether the request sent at ``sent_at`` (``units`` tokens) went while the limits had

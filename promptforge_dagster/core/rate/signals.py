@@ -27,6 +27,9 @@ from promptforge_dagster.core.rate.messages import CONCURRENCY, parse_message
 # "The model is overloaded. Please try again later." (status UNAVAILABLE) is Google's capacity, and read as a
 # concurrency limit it shrank the lane's in-flight bound at every 503
 _TGI_FULL = re.compile(r"model is overloaded", re.I)
+# Vertex AI's pay-as-you-go 429, its shared pool's ("Resource exhausted, please try again later": its docs, "Error
+# code 429"); a project's own quota names its metric ("Quota exceeded for aiplatform.googleapis.com/...")
+_POOLED = re.compile(r"resource exhausted[.,]? please try again later", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,7 @@ class RateSignal:
     retry_after_s: float | None = None
     headers: RateSignals = field(default_factory=RateSignals)
     token_basis: str | None = None  # what the token limit named counts (``TOKEN_BASES``), when the message says
+    pooled: bool = False  # worded as a shared pool's refusal (Vertex AI's pay-as-you-go): maybe no limit's
 
     @property
     def says_nothing(self) -> bool:
@@ -67,6 +71,11 @@ def parse_signal(status: int | None, message: str | None, headers: Mapping[str, 
     'concurrency'
     >>> parse_signal(503, "The model is overloaded. Please try again later.", {}).limit is None   # Gemini's capacity
     True
+    >>> parse_signal(429, "Resource exhausted, please try again later.", {}).pooled   # Vertex AI's shared pool
+    True
+    >>> parse_signal(429, "Quota exceeded for aiplatform.googleapis.com/generate_content_requests_per_minute_per_"
+    ...              "project_per_base_model with base model: gemini-1.5-pro.", {}).pooled   # a project's own quota
+    False
     """
     parsed = parse_rate_headers(headers, now_epoch) if headers else RateSignals()
     limit = value = retry = basis = None
@@ -76,4 +85,5 @@ def parse_signal(status: int | None, message: str | None, headers: Mapping[str, 
             limit = CONCURRENCY
     if retry is None:
         retry = parsed.retry_after_s
-    return RateSignal(limit, value, retry, parsed, basis)
+    pooled = bool(status == 429 and message and limit is None and _POOLED.search(message))
+    return RateSignal(limit, value, retry, parsed, basis, pooled)
