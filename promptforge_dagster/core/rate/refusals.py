@@ -40,7 +40,7 @@ OVERLOAD_PAUSE_MAX_S = 30.0  # ... up to this: capacity problems pass in seconds
 LONE_PHASES = (Phase.DISCOVER, Phase.STEADY)  # where a lone refusal in a shared pool's words teaches nothing yet:
 # a pool refusing 3% cut a cold start from 480 to 60 RPM in 14 s and ratcheted a steady estimate down each time
 # (worst of 8 seeds 0.05 -> 0.70 of the ceiling; at 1%, 0.67 -> 0.91). Not climbing back nor probing, where a refusal
-# is the rate's answer, heard at once: there a 600 RPM limit worded so refused 1.24% for 0.92% (pools 0.86 / 0.85)
+# is the rate's answer, heard at once: with those too, a 600 RPM limit in these words refused 1.24%, not 0.92%
 RETRY_PAUSE_MAX_S = 0.25  # a refusal's retry-after pauses the lane this long at most: longer is the refused
 # request's own wait (pacing answers the rest); a longer lane pause would hide the refill being measured
 
