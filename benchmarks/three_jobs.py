@@ -24,18 +24,11 @@ WORDINGS = [("openai", True, False), ("openai", False, False), ("anthropic", Tru
             ("vertex", False, True)]  # (style, headers, known: lane sharing tells each job that others pace on its lane)
 
 
-def jobs(known: bool) -> ThreeJobs:
-    three = ThreeJobs()
-    for job in three.jobs if known else ():
-        job.shared_by(3)
-    return three
-
-
 def main() -> None:
     for style, headers, known in WORDINGS:
         rows = []
         for seed in range(8):
-            trace = run_matrix(jobs(known), AccountLimits(rpm=CEILING_RPM), 120.0, seed=seed, style=style,
+            trace = run_matrix(ThreeJobs(known), AccountLimits(rpm=CEILING_RPM), 120.0, seed=seed, style=style,
                                headers=headers)
             rows.append((trace.goodput_share(60.0, 120.0, CEILING_RPM), trace.refused_share(60.0, 120.0)))
         goodput, refused = [r[0] for r in rows], [r[1] for r in rows]

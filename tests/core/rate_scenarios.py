@@ -232,10 +232,13 @@ def fixed_told(share: float, s: Scenario) -> Callable[[], FixedRateController]:
 
 class ThreeJobs:
     """Three independent jobs (no sharing) on one account: each send attempt goes to the jobs
-    in turn, each answer back to the job that sent it."""
+    in turn, each answer back to the job that sent it. ``known``: each job is told that others
+    pace on its lane, as lane sharing (the default) tells it."""
 
-    def __init__(self):
+    def __init__(self, known: bool = False):
         self.jobs = [controller() for _ in range(3)]
+        for job in self.jobs if known else ():
+            job.shared_by(3)
         self._turn = 0
         self._sender = {}
 

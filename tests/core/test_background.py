@@ -91,12 +91,15 @@ START_S = 3.0  # the lane has climbed to ~8 requests/s: its climb back from one 
 
 
 class OneRefusal(SimulatedAccount):
-    """A 3,000 RPM bucket that refuses, once, the first request sent after START_S (a busy pool's)."""
+    """A 3,000 RPM bucket that refuses, once, the first request sent after START_S, as ``KIND``
+    words it (a busy pool's, unless told)."""
+
+    KIND = "pool"
 
     def admit(self, now, tokens):
         if now >= START_S and not getattr(self, "spent", False):
             self.spent = True
-            return Admission(False, "pool")
+            return Admission(False, self.KIND)
         return super().admit(now, tokens)
 
 
@@ -156,16 +159,6 @@ def test_no_background_is_looked_for_while_other_jobs_pace_on_the_lane():
     b.looking = True  # they left: the same evidence, read again
     feed(b, 60, 8.0, 0.04, start=90.0, under_ceiling=True, rng=rng)
     assert b.found
-class OneRefusalOfKind(SimulatedAccount):
-    """A 3,000 RPM bucket that refuses, once, the first request sent after START_S, as ``KIND`` words it."""
-
-    KIND = "pool"
-
-    def admit(self, now, tokens):
-        if now >= START_S and not getattr(self, "spent", False):
-            self.spent = True
-            return Admission(False, self.KIND)
-        return super().admit(now, tokens)
 
 
 @pytest.mark.parametrize("kind, style, cut", [
@@ -177,7 +170,7 @@ def test_a_lone_refusal_in_a_shared_pools_words_does_not_cut_a_cold_start(monkey
     """Vertex AI's pay-as-you-go 429 is its shared pool's (its docs, "Error code 429"): one
     with no other refusal among the latest answers teaches nothing while the lane searches
     (a pool refusing 3% cut a cold start from 480 to 60 RPM in 14 s); any other refusal cuts."""
-    account = type("Account", (OneRefusalOfKind,), {"KIND": kind})
+    account = type("Account", (OneRefusal,), {"KIND": kind})
     monkeypatch.setattr(pm, "SimulatedAccount", account)
     c = controller()
     pm.run_matrix(c, AccountLimits(rpm=3000), START_S + 1.0, seed=0, style=style, latency_s=0.05)
