@@ -97,7 +97,7 @@ def on_refused(c: AdaptiveController, sample: RateSample, signal: RateSignal) ->
         c.pause(sample.at, signal.retry_after_s, cap=RETRY_PAUSE_MAX_S)
 
 
-def a_limits(c: AdaptiveController, sample: RateSample, pooled: bool = False) -> bool:  # (a limit's, or the pool's)
+def a_limits(c: AdaptiveController, sample: RateSample, pooled: bool) -> bool:  # (a limit's, or the pool's)
     """Whether a refusal that names no limit is a limit's; the background's (a shared
     pool's, whatever the rate) are counted as not admitted and teach nothing. Worded as a
     shared pool's (``pooled``) with no other refusal among the latest answers, searching or
