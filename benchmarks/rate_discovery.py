@@ -158,7 +158,8 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=5.0)
     ap.add_argument("--phase", type=float, default=120.0)
     ap.add_argument("--scenarios", default="bucket,charged,sliding,burst-60s,fixed,openai,gemini-15,openai-30,azure,azure-10s,azure-1s,anthropic,groq,"
-                                           "tpm,azure-tpm,azure-tpm-10s,itpm,otpm,vllm,pool-3pct,pool-3pct-openai,azure-peak-3pct,"
+                                           "tpm,azure-tpm,azure-tpm-10s,itpm,otpm,vllm,pool-3pct,pool-3pct-openai,"
+                                           "pool-3pct-vertex-quota,azure-peak-3pct,"
                                            "latency-0.2s,latency-2s,latency-6s,latency-20s")
     ap.add_argument("--fixed-on", default="bucket,pool-3pct,latency-6s,latency-20s", help="scenarios also run with fixed buckets")
     args = ap.parse_args()
@@ -218,6 +219,9 @@ def main() -> None:
             # ... behind OpenAI's headers, which show the room left when the pool refuses
             "pool-3pct-openai": (["--rpm", "1200", "--pool-refusals", "0.03", "--style", "openai"], 20.0,
                                  uniform, 1200.0, None),
+            # (twenty-sixth session) ... on a Vertex AI project's quota, whose 429 names its metric
+            "pool-3pct-vertex-quota": (["--rpm", "1200", "--pool-refusals", "0.03", "--style", "vertex-quota"], 20.0,
+                                       uniform, 1200.0, None),
             # (sixteenth session) a busy Azure region: 3% refused in its peak-load words, whatever the rate
             "azure-peak-3pct": (["--rpm", "1200", "--pool-refusals", "0.03", "--style", "azure"], 20.0,
                                 uniform, 1200.0, None),

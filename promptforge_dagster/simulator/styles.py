@@ -3,7 +3,8 @@
 Shared by the HTTP simulator and the fake-clock model, so both speak like real providers.
 Sources: OpenAI rate-limits guide and 429s users posted; Microsoft Learn "Azure OpenAI
 quotas and limits" and Q&A answers; Anthropic docs "Rate limits" and "Errors"; Google
-"Gemini API rate limits" and Vertex AI "Error code 429"; Groq docs "Rate Limits" (an
+"Gemini API rate limits" and Vertex AI "Error code 429" (a project's own quota names its
+metric: "Quota exceeded for aiplatform.googleapis.com/...", cocoindex-io/cocoindex#1151); Groq docs "Rate Limits" (an
 OpenAI-compatible API whose ``x-ratelimit-limit-requests`` is requests per *day*); AWS re:Post
 "Bedrock throttling error"; Mistral's API answers (mistralai/client-ts#169); vLLM/TGI
 router and server code (a full queue answers 429 "Model is overloaded" or 503).
@@ -22,7 +23,10 @@ import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-STYLES = ("openai", "azure", "anthropic", "gemini", "vertex", "vllm", "groq", "bedrock", "mistral", "bare")
+STYLES = ("openai", "azure", "anthropic", "gemini", "vertex", "vertex-quota", "vllm", "groq", "bedrock", "mistral",
+          "bare")
+VERTEX_QUOTA_METRICS = {"requests": "generate_content_requests_per_minute_per_project_per_base_model",
+                        "tokens": "generate_content_input_tokens_per_minute_per_base_model"}
 
 
 POOL_MESSAGE = "Resource exhausted, please try again later."
@@ -126,6 +130,12 @@ def refusal(style: str, adm: Any, *, model: str = "sim-model", now_epoch: float 
         return 429, {"error": {"code": 429, "message": "Resource exhausted. Please try again later. Please refer to "
                                "https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details.",
                                "status": "RESOURCE_EXHAUSTED"}}, {}
+    if style == "vertex-quota":  # a project's own quota (Vertex AI's quota framework) names its metric (a 429 users
+        # posted: cocoindex-io/cocoindex#1151); its shared pool's refusals keep the pay-as-you-go words (above)
+        message = (f"Quota exceeded for aiplatform.googleapis.com/{VERTEX_QUOTA_METRICS[kind]} with base model: "
+                   f"{model}. Please submit a quota increase request. "
+                   "https://cloud.google.com/vertex-ai/docs/generative-ai/quotas-genai.")
+        return 429, {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED"}}, {}
     if style == "bedrock":  # its ThrottlingException (AWS re:Post, "Bedrock throttling error"): no value, no headers
         return 429, {"message": BEDROCK_MESSAGES[kind]}, {}
     if style == "mistral":  # its 1300, the limit named, no value; a minute's counts in its headers

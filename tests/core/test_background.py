@@ -7,8 +7,13 @@ import statistics
 
 import pytest
 
+from promptforge_dagster.core.outcome import OutcomeKind
 from promptforge_dagster.core.rate.background import Background
+from promptforge_dagster.core.rate.controller import AdaptiveController
+from promptforge_dagster.core.rate.signals import parse_signal
+from promptforge_dagster.core.rate_controller import RateSample
 from promptforge_dagster.simulator.account import AccountLimits, Admission, SimulatedAccount
+from promptforge_dagster.simulator.styles import message_of, refusal
 from tests.core import provider_matrix as pm
 from tests.core.rate_scenarios import SCENARIOS, controller, run
 
@@ -186,3 +191,26 @@ def test_a_second_refusal_among_the_latest_answers_is_a_limits_in_any_words():
         if i == 3:
             assert b.lone  # the first refusal, alone among the latest answers
     assert not b.lone  # the second, three answers later: a run, not a lone one
+
+
+def vertex_quota_signal(kind):
+    status, body, headers = refusal("vertex-quota", Admission(False, kind, 1.0, {}, 1200.0, 1200.0))
+    return parse_signal(status, message_of(body), headers)
+
+
+@pytest.mark.parametrize("named_first", [True, False])
+def test_once_a_refusal_named_the_limit_one_in_a_shared_pools_words_is_the_pools(named_first):
+    """Vertex AI words a project's quota by its metric and its busy shared pool as "Resource
+    exhausted, please try again later" (its docs, "Error code 429"): once a 429 named the
+    limit, one in the pool's words is the provider's capacity and lowers nothing; before,
+    it may be the limit's (a provider that words its limit so)."""
+    c = AdaptiveController.from_state({"ceiling_rpm": 1200.0}, now=0.0)
+    if named_first:
+        c.record(RateSample(0.0, 0.1, OutcomeKind.RATE_LIMITED, 1, 1, signal=vertex_quota_signal("requests")))
+    for i in range(40):  # admitted at the estimate, then one refused in the pool's words among them
+        c.record(RateSample(1.0 + i * 0.05, 1.3 + i * 0.05, OutcomeKind.SUCCESS, 1, 1))
+    estimate, decreases = c.requests.estimate, c.requests.decreases
+    c.record(RateSample(3.0, 3.1, OutcomeKind.RATE_LIMITED, 1, 1, signal=vertex_quota_signal("pool")))
+    assert c.capacity_refused == (1 if named_first else 0)
+    if named_first:
+        assert (c.requests.estimate, c.requests.decreases) == (estimate, decreases)

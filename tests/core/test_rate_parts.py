@@ -26,7 +26,7 @@ from tests.core.rate_scenarios import Scenario, budgeted_answers, run
 
 @pytest.mark.parametrize("style, limit, value", [
     ("openai", "requests", 500.0), ("azure", "requests", None), ("anthropic", "requests", 500.0),
-    ("gemini", "requests", 500.0), ("vertex", None, None), ("bare", None, None),
+    ("gemini", "requests", 500.0), ("vertex", None, None), ("vertex-quota", "requests", None), ("bare", None, None),
     ("bedrock", "requests", None), ("mistral", "requests", None),
 ])
 def test_each_providers_refusal_says_what_it_says(style, limit, value):

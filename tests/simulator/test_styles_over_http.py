@@ -23,8 +23,8 @@ async def burst(provider, n):
 
 @pytest.mark.parametrize("style, limit, value", [
     ("openai", "requests", 60.0), ("azure", "requests", None), ("anthropic", "requests", 60.0),
-    ("gemini", "requests", 60.0), ("vertex", None, None), ("groq", "requests", 60.0), ("bare", None, None),
-    ("bedrock", "requests", None), ("mistral", "requests", None),
+    ("gemini", "requests", 60.0), ("vertex", None, None), ("vertex-quota", "requests", None),
+    ("groq", "requests", 60.0), ("bare", None, None), ("bedrock", "requests", None), ("mistral", "requests", None),
 ])
 def test_a_refusal_in_each_providers_words_reaches_the_engine_as_that_signal(simulator_factory, style, limit, value):
     sim = simulator_factory("--rpm", "60", "--burst-s", "1", "--latency-ms", "0", "--style", style)

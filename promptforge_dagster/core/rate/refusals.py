@@ -12,6 +12,10 @@ no full queue reaches :func:`overloaded`. What a refusal teaches is decided by e
   (Vertex AI's pay-as-you-go "Resource exhausted, please try again later": its docs,
   "Error code 429"; a project's own quota names its metric) with no other refusal among
   the latest answers (:attr:`Background.lone`) teaches nothing while searching or steady;
+* once a 429 named its limit, one in a shared pool's words is the provider's capacity
+  (:func:`short_of_capacity`): Vertex AI words a project's quota by its metric ("Quota
+  exceeded for aiplatform.googleapis.com/..._requests_per_minute_...") and its busy pool
+  otherwise, so a provider that names its limits does not word them as the pool;
 * otherwise it goes to the limit it names, or, naming none, to requests until the refused
   requests are clearly larger than the admitted ones
   (:class:`~promptforge_dagster.core.rate.attribution.SilentLimit`); a refusal of tokens opens
