@@ -4,10 +4,11 @@ Shared by the HTTP simulator and the fake-clock model, so both speak like real p
 Sources: OpenAI rate-limits guide and 429s users posted; Microsoft Learn "Azure OpenAI
 quotas and limits" and Q&A answers; Anthropic docs "Rate limits" and "Errors"; Google
 "Gemini API rate limits" and Vertex AI "Error code 429" (a project's own quota names its
-metric: "Quota exceeded for aiplatform.googleapis.com/...", cocoindex-io/cocoindex#1151); Groq docs "Rate Limits" (an
-OpenAI-compatible API whose ``x-ratelimit-limit-requests`` is requests per *day*); AWS re:Post
-"Bedrock throttling error"; Mistral's API answers (mistralai/client-ts#169); vLLM/TGI
-router and server code (a full queue answers 429 "Model is overloaded" or 503).
+metric: "Quota exceeded for aiplatform.googleapis.com/...", cocoindex-io/cocoindex#1151);
+Groq docs "Rate Limits" (an OpenAI-compatible API whose ``x-ratelimit-limit-requests`` is
+requests per *day*); AWS re:Post "Bedrock throttling error"; Mistral's API answers
+(mistralai/client-ts#169); vLLM/TGI router and server code (a full queue answers 429 "Model
+is overloaded" or 503).
 
 >>> from promptforge_dagster.simulator.account import Admission
 >>> status, body, headers = refusal("openai", Admission(False, "requests", 0.12, {}, 500.0, 500.0))

@@ -44,7 +44,7 @@ from promptforge_dagster.core.rate.concurrency import InFlightLimit
 from promptforge_dagster.core.rate.config import RateConfig
 from promptforge_dagster.core.rate.headroom import Headroom
 from promptforge_dagster.core.rate.queueing import QueueWatch
-from promptforge_dagster.core.rate.messages import CAPACITY, CONCURRENCY, REQUESTS, TOKENS
+from promptforge_dagster.core.rate.messages import CONCURRENCY
 from promptforge_dagster.core.rate.signals import RateSignal
 from promptforge_dagster.core.rate.token_units import TokenUnits
 from promptforge_dagster.core.rate_controller import RateSample
@@ -73,8 +73,7 @@ class AdaptiveController:
         self.latest = now  # the latest time seen, for reports made without one
         self.sent = self.rate_limited = self.overloaded = 0
         self.capacity_refused = 0  # 429s that named the provider's capacity (of rate_limited)
-        self.names_limits = False  # a 429 named its limit (requests or tokens): then one in a shared pool's
-        # words is the pool's, the provider's capacity (a provider that names its limits words them so: refusals)
+        self.names_limits = False  # a 429 named its limit (requests or tokens): see refusals.of_capacity
 
     # -- pacing ----------------------------------------------------------------
     def acquire(self, now: float, est_tokens: int, max_tokens: int = 0) -> float:
@@ -128,8 +127,7 @@ class AdaptiveController:
                 self.tokens.admitted(sample.sent_at, sample.at, self.units.of(sample.est_tokens, sample.max_tokens))
         elif sample.kind is OutcomeKind.RATE_LIMITED:
             self.rate_limited += 1
-            self.names_limits = self.names_limits or signal.limit in (REQUESTS, TOKENS)
-            if signal.limit == CAPACITY or (signal.pooled and self.names_limits):
+            if refusals.of_capacity(self, signal):
                 refusals.short_of_capacity(self, sample)
             else:
                 refusals.on_refused(self, sample, signal)

@@ -1,8 +1,9 @@
 """Where a refusal goes: the limit it teaches, or none.
 
-A 429 reaches :func:`on_refused` unless it named the provider's capacity
-(:func:`short_of_capacity`: Azure's peak load, waited out, not learned); a 503/529 that names
-no full queue reaches :func:`overloaded`. What a refusal teaches is decided by evidence only:
+A 429 reaches :func:`on_refused` unless it is the provider's capacity (:func:`of_capacity`:
+Azure's peak load, or a shared pool's words once a 429 named the limit;
+:func:`short_of_capacity` waits it out and learns nothing); a 503/529 that names no full queue
+reaches :func:`overloaded`. What a refusal teaches is decided by evidence only:
 
 * a refusal that names no limit, sent while the headers showed room on every limit they
   state, is no limit's (:class:`~promptforge_dagster.core.rate.headroom.Headroom`);
@@ -12,10 +13,6 @@ no full queue reaches :func:`overloaded`. What a refusal teaches is decided by e
   (Vertex AI's pay-as-you-go "Resource exhausted, please try again later": its docs,
   "Error code 429"; a project's own quota names its metric) with no other refusal among
   the latest answers (:attr:`Background.lone`) teaches nothing while searching or steady;
-* once a 429 named its limit, one in a shared pool's words is the provider's capacity
-  (:func:`short_of_capacity`): Vertex AI words a project's quota by its metric ("Quota
-  exceeded for aiplatform.googleapis.com/..._requests_per_minute_...") and its busy pool
-  otherwise, so a provider that names its limits does not word them as the pool;
 * otherwise it goes to the limit it names, or, naming none, to requests until the refused
   requests are clearly larger than the admitted ones
   (:class:`~promptforge_dagster.core.rate.attribution.SilentLimit`); a refusal of tokens opens
@@ -31,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from promptforge_dagster.core.doubling import doubled
-from promptforge_dagster.core.rate.messages import ADMISSION, CONCURRENCY, TOKENS
+from promptforge_dagster.core.rate.messages import ADMISSION, CAPACITY, CONCURRENCY, REQUESTS, TOKENS
 from promptforge_dagster.core.rate.phases import Phase
 from promptforge_dagster.core.rate.signals import RateSignal
 from promptforge_dagster.core.rate_controller import RateSample
@@ -47,6 +44,16 @@ LONE_PHASES = (Phase.DISCOVER, Phase.STEADY)  # where a lone refusal in a shared
 # is the rate's answer, heard at once: with those too, a 600 RPM limit in these words refused 1.24%, not 0.92%
 RETRY_PAUSE_MAX_S = 0.25  # a refusal's retry-after pauses the lane this long at most: longer is the refused
 # request's own wait (pacing answers the rest); a longer lane pause would hide the refill being measured
+
+
+def of_capacity(c: AdaptiveController, signal: RateSignal) -> bool:
+    """Whether a 429 is the provider's capacity, no quota's: it says so, or it is worded as a
+    shared pool's after another 429 named the limit (:attr:`AdaptiveController.names_limits`,
+    noted here): a provider that names its limits does not word them as its pool (Vertex AI:
+    "Quota exceeded for aiplatform.googleapis.com/..." against "Resource exhausted, please try
+    again later"). Before any names it, a pool's words may be the limit's own."""
+    c.names_limits = c.names_limits or signal.limit in (REQUESTS, TOKENS)
+    return signal.limit == CAPACITY or (signal.pooled and c.names_limits)
 
 
 def short_of_capacity(c: AdaptiveController, sample: RateSample) -> None:
