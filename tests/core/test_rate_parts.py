@@ -617,6 +617,45 @@ def test_a_bucket_read_as_a_window_is_forgotten_once_it_refuses_more_than_a_wind
     assert refused < 0.2 and goodput > 0.95, (goodput, refused)
 
 
+def _probe_refused_after(span_s: float, *, dry: bool) -> tuple[float, float, float]:
+    """An axis paced for 90 s on a charged 600 RPM bucket of a second's burst, whose probe is then
+    admitted for ``span_s`` more and refused. Returns (the estimate before the refusal, after
+    it, and what the probe admitted beyond the burst per second of it)."""
+    account = SimulatedAccount(AccountLimits(rpm=600, burst_s=1.0, refusals_count=True), now=0.0)
+    a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
+    admitted = _drive_axis(a, account, 90.0)
+    t, end = 90.0, None
+    while end is None or (t < end and a.phase is Phase.PROBE):
+        if end is None and a.phase is Phase.PROBE:
+            end = t + span_s
+        wait = max(a.pause_until - t, a.pacer.wait(t, 1.0))
+        if wait > 0.0:
+            a.blocked()
+            t += wait + 1e-6
+        else:
+            a.sent(t, 1.0)
+            a.admitted(t, t + 0.3, 1.0)
+            admitted.append(t)
+        a.tick(t)
+    assert a.phase is Phase.PROBE  # not proven yet: under 1.5 bursts beyond the estimate
+    start, before = a.prober.started_at, a.estimate
+    proved = (len([x for x in admitted if start <= x < t]) - a.burst.units(before)) / (t - start)
+    a.sent(t, 1.0)
+    a.refused(sent_at=t, now=t + 0.3, units=1.0, dry=dry)
+    return before, a.estimate, proved
+
+
+def test_a_probe_refused_before_its_proof_still_raises_the_estimate_to_what_it_admitted_beyond_a_burst():
+    # A charged 395 RPM bucket of a second's burst, 0.3-s answers: its probes were refused about 1.2 bursts beyond
+    # the estimate, short of a proof (1.5), and each left the estimate where it was (0.878 of the ceiling). Its
+    # refusal says the account ran dry: what the probe admitted, less a full burst at most, was refilled meanwhile
+    before, after, proved = _probe_refused_after(1.5, dry=True)
+    assert before < proved and after == pytest.approx(proved, rel=0.05)  # the history's grain: about a request
+    # refused where a shared pool may have refused it, the account need not have run dry: no bound
+    before, pooled, proved = _probe_refused_after(1.5, dry=False)
+    assert pooled < 0.95 * proved
+
+
 def test_a_lane_on_a_one_second_window_finds_its_ceiling_and_climbs_past_a_low_estimate():
     # Azure OpenAI also counts over 1-s intervals (and OpenAI may enforce 600 RPM as 10 per second).
     # Measured while the climb back swung between half the refused rate and just under it, the

@@ -62,7 +62,8 @@ class Axis(AxisMachine):
                                         unit=self.estimator.units_per_request)
             self._measured(window, now, at_least=stated)
 
-    def refused(self, sent_at: float, now: float, units: float, retry_after_s: float | None = None) -> None:
+    def refused(self, sent_at: float, now: float, units: float, retry_after_s: float | None = None, *,
+                dry: bool = True) -> None:
         self.step.heard(sent_at, now)
         # a refused probe says the ceiling is under its reach, not under the estimate it started from
         kept = self.estimate if self.phase is Phase.PROBE and sent_at >= (self.prober.started_at or now) else None
@@ -74,9 +75,14 @@ class Axis(AxisMachine):
             self.first_dry_at = sent_at
         start = self.prober.started_at
         if self.phase is Phase.PROBE and start is not None and sent_at > start and self.estimate:
-            # admitted beyond the estimate until the probe ran dry: the burst was at least that
-            excess = (self.estimator.net_between(start, sent_at) or 0.0) - self.estimate * (sent_at - start)
-            self.burst.observe(excess, per_s=self.estimate)
+            admitted = self.estimator.net_between(start, sent_at) or 0.0
+            bound = self.prober.refused_proof(admitted=admitted, span=sent_at - start,
+                                              estimate=self.estimate, burst=self.burst.units(self.estimate),
+                                              requests=self.estimator.requests_between(start, sent_at)) if dry else None
+            if bound is not None:
+                kept = max(kept or 0.0, bound)
+            else:  # admitted beyond the estimate until the probe ran dry: the burst was at least that
+                self.burst.observe(admitted - self.estimate * (sent_at - start), per_s=self.estimate)
         at_window = self.phase is Phase.STEADY and self.window.known
         if at_window and not self.known and window_belied(self.estimator, since=self._estimated_at, sent_at=sent_at,
                                                           span_s=self.window.span_s, per_s=self.estimate or self.per_s):

@@ -18,7 +18,8 @@ event a provider's answer is, in :class:`~promptforge_dagster.core.rate.axis.Axi
 * ``STEADY``: paced at the measured ceiling less a margin; refused there, a step back
   (``steady_cut``) and the estimator measures again.
 * ``PROBE``: above the estimate until refused (back to steady: a refused probe never lowers the
-  estimate it started from; refused at once, later probes stop halfway to its rate) or expired
+  estimate it started from, and raises it to what it admitted beyond a full burst; refused at
+  once, later probes stop halfway to its rate) or expired
   (from a window read across a reset unseen, a lower bound, the next probe then reaches twice
   as far). Each time it has sent more beyond the estimate than the account's burst could absorb
   (:mod:`~promptforge_dagster.core.rate.burst`), the estimate rises to what it proved and the

@@ -6,8 +6,11 @@ has sent more beyond the estimate than the account's burst could have absorbed
 (:mod:`~promptforge_dagster.core.rate.burst`): a bucket rested under its ceiling admits a
 too-high rate for a while. Once it has sent :data:`PROOF_BURSTS` bursts more, the ceiling is
 at least ``(admitted - burst) / span`` over the whole probe, a bound no burst can fake; the
-probe then goes on, reaching twice as far each time it proves more. A probe that proves
-nothing new and is not refused for a few windows (demand or the client held it back) ends.
+probe then goes on, reaching twice as far each time it proves more. Refused before a proof,
+it still proved that bound if it beats the estimate (:meth:`Prober.refused_proof`): the refusal
+says the account ran dry, so a full burst at most was spent from it (not where a shared pool may
+have refused it). A probe that proves nothing new and is not refused for a few windows (demand
+or the client held it back) ends.
 
 Probes are spaced by time (``probe_every_windows``); once one was refused, also by sends
 (:data:`PROBE_MIN_SENDS`), so failed probes' refusals stay under 1% of what is sent at any
@@ -103,6 +106,23 @@ class Prober:
         if span < PROOF_MIN_S or admitted - estimate * span < least:
             return None
         return (admitted - burst) / span
+
+    def refused_proof(self, *, admitted: float, span: float, estimate: float, burst: float,
+                      requests: int) -> float | None:
+        """The ceiling a refused probe proved: its refusal says the account ran dry, so what it
+        admitted over its span, less what a full burst could hold, was refilled (a lower bound),
+        or None when that is not above the estimate (or the span is too short or too thin to say).
+
+        >>> p = Prober(Steady(), window_s=5.0)
+        >>> round(p.refused_proof(admitted=22.0, span=2.2, estimate=5.9, burst=6.6, requests=22), 2)
+        7.0
+        >>> p.refused_proof(admitted=22.0, span=2.2, estimate=7.5, burst=6.6, requests=22) is None
+        True
+        """
+        if span < PROOF_MIN_S or requests < PROOF_MIN_REQUESTS:
+            return None
+        bound = (admitted - burst) / span
+        return bound if bound > estimate else None
 
     def best_proof(self, admitted: Callable[[float, float], float | None], end: float, *, estimate: float,
                    burst: float, requests: Callable[[float, float], int]) -> float | None:

@@ -101,9 +101,9 @@ def on_refused(c: AdaptiveController, sample: RateSample, signal: RateSignal) ->
             # refusal that opened it is its own first, cut from there as any (and a window's dry spell)
             c.tokens = c.token_axis(c.token_rate(sample.sent_at) or 1.0, sample.sent_at)
         units = c.units.of(sample.est_tokens, sample.max_tokens)
-        c.tokens.refused(sample.sent_at, sample.at, units, signal.retry_after_s)
+        c.tokens.refused(sample.sent_at, sample.at, units, signal.retry_after_s, dry=ran_dry(c, signal))
     else:
-        c.requests.refused(sample.sent_at, sample.at, 1.0, signal.retry_after_s)
+        c.requests.refused(sample.sent_at, sample.at, 1.0, signal.retry_after_s, dry=ran_dry(c, signal))
     if signal.retry_after_s:
         c.pause(sample.at, signal.retry_after_s, cap=RETRY_PAUSE_MAX_S)
 
@@ -125,6 +125,12 @@ def a_limits(c: AdaptiveController, sample: RateSample, pooled: bool) -> bool:  
                 axis.release(sample.at)
     lost(c, sample)
     return False
+
+
+def ran_dry(c: AdaptiveController, signal: RateSignal) -> bool:
+    """Whether a limit's refusal says its account ran dry: not where a shared pool may have
+    refused it (its words, or a background found), whatever was left."""
+    return not (signal.pooled or c.background.found)
 
 
 def lone(c: AdaptiveController) -> bool:
