@@ -87,6 +87,24 @@ def test_the_estimator_measures_nothing_across_a_pause_or_a_flood():
     assert e.refused(5.2, 1.0) is None
 
 
+@pytest.mark.parametrize("held_until", [10.0, 1.0])
+def test_the_estimator_measures_nothing_across_a_stretch_the_pacer_held_nothing_back(held_until):
+    # 16,282 RPM, 6-s answers: the lane's first 1,000 in flight (before answers show more) held it to ~10,000 RPM
+    # between two refusals, the pacer idle; the bucket refilled past its capacity meanwhile, and the span read as
+    # the ceiling was 0.59 of it (0.855 of the ceiling over two minutes, 0.898 once not read)
+    e = CeilingEstimator(min_sends=5, min_span_s=1.0, refusal_weight=0.0)
+    for i in range(100):  # 10 sends a second, steady: no pause in sending
+        if i / 10.0 < held_until:
+            e.held(i / 10.0 + 0.05)  # the pacer held the next one back: the lane sent at its rate
+        e.sent(i / 10.0, 1.0)
+    assert e.refused(0.05, 1.0) is None
+    est = e.refused(9.95, 1.0)
+    if held_until > 9.95:
+        assert est.per_s == pytest.approx(9.9, rel=0.05)
+    else:  # held for the first second only: the next 9 s were sent under the rate, not at it
+        assert est is None
+
+
 def test_the_pacer_is_smooth_and_takes_a_request_larger_than_its_bucket():
     p = Pacer(per_s=100.0, now=0.0)
     sent = 0

@@ -81,6 +81,8 @@ class AdaptiveController:
         axes = [(self.requests, 1.0)] + ([(self.tokens, self.units.of(est_tokens, max_tokens))] if self.tokens else [])
         paused_until = max([self._paused_until] + [axis.pause_until for axis, _ in axes])
         if now < paused_until:
+            for axis, _ in axes:  # held by a pause (a gap in sending, measured as such)
+                axis.estimator.held(now)
             return paused_until - now
         waits = []
         for axis, units in axes:
@@ -89,6 +91,7 @@ class AdaptiveController:
         wait = max(waits)
         if wait > 0.0:
             for (axis, _), w in zip(axes, waits):
+                axis.estimator.held(now)  # held to its rate (on any axis), not under it: its spans measure
                 if w >= wait:
                     axis.blocked()
             self.client.blocked(now)

@@ -13,6 +13,11 @@ that much. Window counters (a
 sliding or fixed minute) obey the same sum over spans of a minute or more; shorter spans
 read them less exactly.
 
+The sum holds only while the lane kept the account dry: a pause in sending, or a stretch in
+which the lane sent under its rate (its pacer, told by :meth:`CeilingEstimator.held`, held
+nothing back: the in-flight bound or the client was the limit), lets a bucket refill past its
+capacity, and the span reads low. Such a span measures nothing.
+
 Sends are kept as a cumulative count in small time buckets, so memory is bounded by the
 horizon, not by the rate. Refusals arrive with their send time: the estimate is in send
 time, never in answer time, so slow answers do not delay it.
@@ -36,6 +41,8 @@ BUCKET_S = 0.05  # resolution of the send history: finer than any refusal's roun
 HORIZON_S = 600.0  # the longest span measured: ten minutes of history, a few thousand buckets
 MAX_REFUSED_SHARE = 0.25  # a span mostly refused was a flood or a dry window, not a refill: no measurement
 MAX_GAP_S = 0.5  # a pause in sending this long lets a bucket refill past its capacity: no measurement
+# (so too a stretch this long in which the pacer held nothing back, once it says when it did: the lane sent under
+# its rate, held by its in-flight bound or its client, and a bucket refilled past capacity meanwhile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +133,8 @@ class CeilingEstimator:
         self._last_send: float | None = None
         self.first_sent: float | None = None  # when the history began
         self._gap = 0.0  # the longest pause in sending since the last dry moment
+        self._held_at: float | None = None  # when the pacer last held a request back (None: never told)
+        self._unheld = 0.0  # the longest stretch since the last dry moment in which it held nothing back
         self.last: Estimate | None = None
 
     def sent(self, at: float, units: float) -> None:
@@ -135,6 +144,18 @@ class CeilingEstimator:
         if self._last_send is not None:
             self._gap = max(self._gap, at - self._last_send)
         self._last_send = at
+
+    def held(self, at: float) -> None:
+        """The pacer held a request back at ``at``: the lane sent at its rate, not under it."""
+        if self._held_at is not None:
+            self._unheld = max(self._unheld, at - max(self._held_at, self._dry_at or self._held_at))
+        self._held_at = at
+
+    def _unheld_until(self, at: float) -> float:
+        """The longest stretch without a hold from the last dry moment to ``at`` (0: never told)."""
+        if self._held_at is None:
+            return 0.0
+        return max(self._unheld, at - max(self._held_at, self._dry_at or self._held_at))
 
     def refused(self, sent_at: float, units: float) -> Estimate | None:
         self._refused.add(sent_at, units)
@@ -151,7 +172,8 @@ class CeilingEstimator:
         requests = self.requests_between(self._dry_at, sent_at)
         if span < self.min_span_s or requests < self.min_sends:
             return None  # still the same dry spell: keep measuring from its start
-        self._dry_at, gap, self._gap = sent_at, self._gap, 0.0
+        gap = max(self._gap, self._unheld_until(sent_at))
+        self._dry_at, self._gap, self._unheld = sent_at, 0.0, 0.0
         if refused > MAX_REFUSED_SHARE * sends or gap > max(MAX_GAP_S, 4.0 * span / requests):
             return None  # a flood, a dry window, or a pause: the account did not spend its refill on us
         used = sends - refused * (1.0 - self.refusal_weight)
