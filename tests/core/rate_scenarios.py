@@ -184,6 +184,11 @@ SCENARIOS = [
     # seeds 0.842 before, 0.898 after (a fixed bucket told the limit 0.957: the first 6 s bring no answer)
     Scenario("answers-6s-16282-1s-burst", AccountLimits(rpm=16282, burst_s=1.0), 0.88, 0.01,
              {"style": "bedrock", "latency_s": 6.0}, goal=STEADY_GOAL),
+    # ... and 20-s answers (a reasoning model) on a 20,000 RPM account: refused before any answer came back, the
+    # lane sat at the 1,000 in flight allowed a server that queues without a word, then again when the answers to
+    # that stretch showed little (0.645 before; a fixed bucket told the limit: 0.838, its first 20 s bring nothing)
+    Scenario("answers-20s-20000", AccountLimits(rpm=20000, burst_s=1.0), 0.75, 0.01, {"latency_s": 20.0},
+             goal=STEADY_GOAL),
     Scenario("answers-grow-with-tokens-1200", AccountLimits(rpm=1200), 0.88, 0.012,
              {"latency_s": 0.2, "s_per_token": 0.02, "request": long_answers}, goal=(0.90, 0.01)),
     # a self-hosted server: concurrency, a queue, latency that grows with load

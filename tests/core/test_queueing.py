@@ -168,3 +168,19 @@ def test_a_big_batch_with_long_answers_is_flooded_no_further_than_its_answers_ca
     assert trace.max_in_flight <= 5_000  # (the flood held 20,000: the hard maximum)
     assert sum(trace.timed_out.values()) == 0
     assert trace.goodput_share(0.0, 300.0, 256 / 5.0 * 60) >= 0.9
+
+
+def test_what_the_answers_showed_the_server_holds_never_falls_when_the_lane_sent_fewer_an_answer_time_ago():
+    # 20,000 RPM, 20-s answers: the lane's first 1,000 in flight (before answers show more) held it for an answer
+    # time; the answers to that stretch came back few, "showed" a server of ~150, and held the lane to 1,204 in
+    # flight again, an answer time after the first stall
+    watch = QueueWatch()
+    events = [(i * 0.02, "sent") for i in range(500)] + [(i * 0.02 + 20.0, "back") for i in range(500)]
+    events += [(10.0 + i, "sent") for i in range(10)] + [(30.0 + i, "back") for i in range(10)]  # then a trickle
+    for t, kind in sorted(events):
+        if kind == "sent":
+            watch.sent(t)
+        else:
+            watch.answered(t, 20.0, 1_000, None)
+    assert watch.floor_s == pytest.approx(20.0)
+    assert watch.shown() >= 900.0  # 50 a second came back, each 20 s in flight: it held ~1,000

@@ -200,6 +200,23 @@ def test_the_controller_charges_a_silent_refusal_to_requests_and_a_named_one_to_
     assert c.tokens is not None and c.requests.phase is Phase.DISCOVER
 
 
+def test_before_any_answer_a_rate_limits_refusal_lifts_the_blind_in_flight_bound():
+    # 20,000 RPM, 20-s answers: refused at 30,000 RPM 7 s in, the lane then sat at 1,000 in flight (the bound for a
+    # server that queues without a word) for 13 s with nothing back, 0.65 of the account over two minutes (0.79
+    # lifted; a fixed bucket told the limit: 0.84). A server that queues refuses nothing; a limit that refused paces
+    c = AdaptiveController(RateConfig(window_s=5, rpm_hint=30_000), now=0.0)
+    t = 0.0
+    while t < 2.0:  # 500 a second for 2 s, none answered yet
+        t += c.acquire(t, 10) or 0.0
+        t += 0.001
+    assert c.in_flight_limit() == 1_000  # nothing back yet: blind
+    c.record(RateSample(t, t + 0.05, OutcomeKind.RATE_LIMITED, 10, 10, signal=parse_signal(429, "Too Many Requests", {})))
+    assert c.in_flight_limit() >= 10_000  # the rate (after the cut) x an unanswered request's 30 s x 1.5
+    for i in range(50):  # answers, 20 s each: what they show bounds it again (8 x what the server held)
+        c.record(RateSample(i * 0.02, 20.0 + i * 0.02, OutcomeKind.SUCCESS, 10, 10))
+    assert 0 < c.queue.shown() and c.in_flight_limit() <= max(1_000, 8 * c.queue.shown()) < 15_000
+
+
 GROQ_DAY = {"x-ratelimit-limit-requests": "14400", "x-ratelimit-remaining-requests": "14370",
             "x-ratelimit-reset-requests": "2m59.56s"}  # Groq's docs: the requests per *day*
 

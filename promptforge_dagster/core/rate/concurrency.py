@@ -9,7 +9,9 @@ maximum. A self-hosted server (vLLM, TGI) limits concurrency rather than rate: w
 was in flight when refused); one that queues without a word is read from its answers'
 times (:mod:`~promptforge_dagster.core.rate.queueing`). Nothing refuses a rate it cannot
 serve, so an adaptive lane is also held to what its answers have *shown* the server holds:
-:data:`BLIND_IN_FLIGHT` before they show more, then :data:`EVIDENCE_GAIN` times it.
+:data:`BLIND_IN_FLIGHT` before they show more, then :data:`EVIDENCE_GAIN` times it. Not
+before any answer once a rate limit refused the lane (the controller says so): a limit paces
+it, and a reasoning model's first answers may be a minute away.
 
 >>> c = InFlightLimit(Concurrency())
 >>> for _ in range(20):
@@ -36,7 +38,10 @@ BLIND_IN_FLIGHT = 1_000  # in flight before the answers show more: nothing tells
 # hosted API with long answers until it answers (vLLM served directly, 256 slots, 5-s answers: 20,000 in flight, 54%
 # of a 5-minute run's attempts timed out; 14% with a client spending 3.5 ms a send, as LiteLLM does). It costs the
 # first answer time of a fast account with long answers (3,000 RPM at 20 s, 10,000 at 6 s; our client's pool is
-# sized to Concurrency.hard_max, so the cost is real over HTTP too)
+# sized to Concurrency.hard_max, so the cost is real over HTTP too), until a rate limit refuses the lane: 20,000 RPM with
+# 20-s answers 0.645 -> 0.785 of its first 2 minutes. The cost of that: a gateway whose rate limit is far above the
+# server it fronts (60,000 RPM before 32 slots of 20-s answers) floods its queue before the first answer (its last
+# 2 minutes 0.833 -> 0.630 served, 7.5% -> 37% timed out; at 10,000 RPM 0.812 -> 0.906, 7.7% -> 0%)
 EVIDENCE_GAIN = 8.0  # ... and past it, 8x what the answers showed the server holds: a server that queues keeps a
 # queue of 7 batches (answers in 8 unloaded answer times: 40 s at 5 s, within the 120-s deadline up to 15 s), while
 # a hosted API's answers, showing what the lane sent an answer time ago, let it climb 8x per answer time (2x cost a
@@ -77,8 +82,9 @@ class InFlightLimit:
     def limit(self, rate_per_s: float | None, prompt_bytes: float = 0.0, shown: float | None = None) -> int:
         """The bound now: Little's law (unbounded rate: the hard maximum), what the answers
         have ``shown`` the server holds (:data:`BLIND_IN_FLIGHT` at least; None: no such
-        bound, a fixed rate the user set), the learned ceiling, the byte budget at
-        ``prompt_bytes`` per request, the user's cap."""
+        bound, a fixed rate the user set, or a rate limit refused the lane: a server that
+        queues refuses nothing, and a limit paces it), the learned ceiling, the byte budget
+        at ``prompt_bytes`` per request, the user's cap."""
         cfg = self.config
         latency = self.latency()
         if latency is None:  # no answer yet: allow for long ones (the pacer still bounds the rate)

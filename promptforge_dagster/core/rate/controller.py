@@ -107,8 +107,12 @@ class AdaptiveController:
         return 0.0
 
     def in_flight_limit(self, prompt_bytes: float = 0.0) -> int:
-        """How many requests of this lane may be in flight now."""
-        return self.in_flight.limit(self.requests.per_s, prompt_bytes, shown=self.queue.shown())
+        """How many requests of this lane may be in flight now (what the answers showed the
+        server holds bounds it until a rate limit refused it: then the limit paces it)."""
+        shown = self.queue.shown()
+        if self.rate_limited and not shown:
+            shown = None
+        return self.in_flight.limit(self.requests.per_s, prompt_bytes, shown=shown)
 
     # -- learning --------------------------------------------------------------
     def record(self, sample: RateSample) -> None:
