@@ -75,10 +75,11 @@ class Axis(AxisMachine):
             self.first_dry_at = sent_at
         start = self.prober.started_at
         if self.phase is Phase.PROBE and start is not None and sent_at > start and self.estimate:
-            admitted = self.estimator.net_between(start, sent_at) or 0.0
-            bound = self.prober.refused_proof(admitted=admitted, span=sent_at - start,
-                                              estimate=self.estimate, burst=self.burst.units(self.estimate),
-                                              requests=self.estimator.requests_between(start, sent_at)) if dry else None
+            admitted, bound = self.estimator.net_between(start, sent_at) or 0.0, None
+            if dry:  # the account ran dry: what the probe admitted beyond a full burst was refilled
+                bound = self.prober.refused_proof(admitted=admitted, span=sent_at - start, estimate=self.estimate,
+                                                  burst=self.burst.units(self.estimate),
+                                                  requests=self.estimator.requests_between(start, sent_at))
             if bound is not None:
                 kept = max(kept or 0.0, bound)
             else:  # admitted beyond the estimate until the probe ran dry: the burst was at least that

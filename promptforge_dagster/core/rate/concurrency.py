@@ -39,7 +39,7 @@ BLIND_IN_FLIGHT = 1_000  # in flight before the answers show more: nothing tells
 # of a 5-minute run's attempts timed out; 14% with a client spending 3.5 ms a send, as LiteLLM does). It costs the
 # first answer time of a fast account with long answers (3,000 RPM at 20 s, 10,000 at 6 s; our client's pool is
 # sized to Concurrency.hard_max, so the cost is real over HTTP too), until a rate limit refuses the lane: 20,000 RPM with
-# 20-s answers 0.645 -> 0.785 of its first 2 minutes. The cost of that: a gateway whose rate limit is far above the
+# 20-s answers 0.64 -> 0.78 of its first 2 minutes. The cost of that: a gateway whose rate limit is far above the
 # server it fronts (60,000 RPM before 32 slots of 20-s answers) floods its queue before the first answer (its last
 # 2 minutes 0.833 -> 0.630 served, 7.5% -> 37% timed out; at 10,000 RPM 0.812 -> 0.906, 7.7% -> 0%)
 EVIDENCE_GAIN = 8.0  # ... and past it, 8x what the answers showed the server holds: a server that queues keeps a

@@ -147,9 +147,7 @@ class CeilingEstimator:
 
     def held(self, at: float) -> None:
         """The pacer held a request back at ``at``: the lane sent at its rate, not under it."""
-        if self._held_at is not None:
-            self._unheld = max(self._unheld, at - max(self._held_at, self._dry_at or self._held_at))
-        self._held_at = at
+        self._unheld, self._held_at = self._unheld_until(at), at
 
     def _unheld_until(self, at: float) -> float:
         """The longest stretch without a hold from the last dry moment to ``at`` (0: never told)."""
