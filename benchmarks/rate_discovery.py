@@ -233,6 +233,9 @@ def main() -> None:
         for seconds in (0.2, 2, 6, 20):
             scenarios[f"latency-{seconds}s"] = (["--rpm", "3000", *bare, "--latency-ms", str(seconds * 1000),
                                                  "--latency-sigma", "0.1"], 50.0, uniform, 3000.0, None)
+        # (twenty-eighth session) a fast account with a reasoning model's answers: refused before any answer
+        scenarios["latency-20s-10000"] = (["--rpm", "10000", *bare, "--latency-ms", "20000", "--latency-sigma", "0.1"],
+                                          10000 / 60.0, uniform, 10000.0, None)
         for name in args.scenarios.split(","):
             flags, ceiling, path, true_rpm, true_tpm = scenarios[name]
             print(f"== {name}: {' '.join(flags)}", flush=True)
