@@ -146,14 +146,16 @@ class CeilingEstimator:
         self._last_send = at
 
     def held(self, at: float) -> None:
-        """The pacer held a request back at ``at``: the lane sent at its rate, not under it."""
+        """The lane held a request back at ``at`` (its pacer, or a pause): it sent at its rate,
+        not under it."""
         self._unheld, self._held_at = self._unheld_until(at), at
 
     def _unheld_until(self, at: float) -> float:
         """The longest stretch without a hold from the last dry moment to ``at`` (0: never told)."""
         if self._held_at is None:
             return 0.0
-        return max(self._unheld, at - max(self._held_at, self._dry_at or self._held_at))
+        since = self._held_at if self._dry_at is None else max(self._held_at, self._dry_at)
+        return max(self._unheld, at - since)
 
     def refused(self, sent_at: float, units: float) -> Estimate | None:
         self._refused.add(sent_at, units)

@@ -187,9 +187,9 @@ class QueueWatch:
 
     def shown(self) -> float:
         """What the answers have shown the server holds: the most served a second (in a window
-        or any second) x the unloaded answer time; 0 before a served answer. It never falls:
-        answers that came back fewer because the lane sent fewer an answer time ago (its first
-        in-flight bound, a pause) show nothing less of the server (a 20,000 RPM account with 20-s
+        or any second) x the unloaded answer time; 0 before a served answer. It does not fall
+        when fewer come back: answers fewer because the lane sent fewer an answer time ago (its
+        first in-flight bound, a pause) show nothing less of the server (a 20,000 RPM account with 20-s
         answers, its lane held an answer time ago, was held again by what those few showed)."""
         if self.floor_s is None:
             return 0.0
