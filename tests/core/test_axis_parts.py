@@ -59,6 +59,14 @@ def test_a_search_step_that_sent_under_half_its_rate_never_tried_it_and_proves_n
     assert t.proven(0.76, searching=True, per_s=8000.0) and not t.proven(0.76, searching=True, per_s=30000.0)
 
 
+def test_a_climbing_step_that_sent_under_half_its_rate_proves_nothing_either():
+    # climbing back in BACKOFF (not searching): over HTTP a client-bound lane doing ~150/s met the pacer in
+    # bursts, and its climb went on to an allowance of 92,533 RPM with nothing measured
+    s = _step(8, searching=False)
+    assert not s.proven(1.0, searching=False, per_s=100.0)  # 8 sent in 1 s of 100/s
+    assert s.proven(1.0, searching=False, per_s=12.0)  # ... of 12/s: the rate was used
+
+
 def test_a_step_timed_longer_is_full_after_its_time_not_a_searchs():
     # (cut far under a measured ceiling, a lane climbs back by timed steps of 5 s: by requests, 8 of them at 3 RPM
     # took 160 s a step; by a search's 0.5 s, a small account refused a request per step)
