@@ -90,7 +90,7 @@ async def drive(controller_factory, api_base: str, input_path: str, duration: fl
         storage = LocalStorage()
         provider = LiteLLMProvider(api_base=api_base, api_key="sk-bench", timeout_s=120)
         task = asyncio.create_task(run_job(spec, input_storage=gate or storage, output_storage=storage,
-                                           provider=provider, controller=controller_factory(),
+                                           provider=provider, controller=controller_factory(api_base),
                                            registry=SQLiteRegistry(os.path.join(out, "registry.sqlite3"))))
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=duration)
@@ -246,13 +246,13 @@ def main() -> None:
                 if cname == "adaptive":
                     cfg = RateConfig(window_s=args.window)
 
-                    def factory(cfg=cfg):
-                        made.append(RateLanes.adaptive(cfg, key_hash="bench", clock=time.monotonic))
+                    def factory(api_base, cfg=cfg):  # (the simulator's base: a server of unknown kind, not hosted)
+                        made.append(RateLanes.adaptive(cfg, key_hash="bench", clock=time.monotonic, api_base=api_base))
                         return made[-1]
                 else:
                     share = int(cname[5:]) / 100.0
 
-                    def factory(share=share):
+                    def factory(_api_base, share=share):
                         return FixedRateController(true_rpm * share if true_rpm else None, now=time.monotonic(),
                                                    tpm=true_tpm * share if true_tpm else None)
                 if name in TOKEN_COUNTS:

@@ -366,7 +366,7 @@ def build_lanes(args: argparse.Namespace, key_hash: str) -> RateLanes:
         config = RateConfig(window_s=args.rate_window, rpm_hint=args.rpm_hint, tpm_hint=args.tpm_hint,
                             max_in_flight=args.max_in_flight)
         return RateLanes.adaptive(config, key_hash=key_hash, default_provider=provider_of(args.model),
-                                  clock=time.monotonic)
+                                  clock=time.monotonic, api_base=args.api_base)
     return RateLanes(factory, key_hash=key_hash, default_provider=provider_of(args.model))
 
 

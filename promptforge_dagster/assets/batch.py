@@ -152,7 +152,7 @@ def batch_results(
         rerun_codes=RETRYABLE_ERROR_CODES if config.rerun_failed else (),
         share_lanes=rate_limiter.share_lanes,
     )
-    lanes = rate_limiter.lanes(llm.key_hash(), llm.default_provider(), llm.max_in_flight)
+    lanes = rate_limiter.lanes(llm.key_hash(), llm.default_provider(), llm.max_in_flight, llm.effective_api_base)
     try:
         lanes.groups = llm.groups()
         provider = llm.provider()

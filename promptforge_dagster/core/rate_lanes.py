@@ -13,10 +13,12 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any, Callable
 
 from promptforge_dagster.core.formats import qualify_model
+from promptforge_dagster.core.rate.hosted import hosted_api, lane_provider
 from promptforge_dagster.core.rate_controller import RateController
 
 
@@ -47,14 +49,36 @@ class RateLanes:
 
     @classmethod
     def adaptive(cls, config: Any, *, key_hash: str = "nokey", default_provider: str = "openai",
-                 clock: Callable[[], float]) -> "RateLanes":
+                 clock: Callable[[], float], api_base: str | None) -> "RateLanes":
         """An adaptive controller (``core/rate/controller.py``) per lane, warm-started from
-        an earlier attempt's (or another job's) learned state where there is one."""
+        an earlier attempt's (or another job's) learned state where there is one; each told
+        whether its server is a hosted API (:meth:`hosted`: the job's ``api_base``, None for
+        its provider's own endpoint, serves the job's provider, a deployment's its own)."""
         from promptforge_dagster.core.rate.controller import AdaptiveController
 
-        return cls(lambda _lane: AdaptiveController(config, now=clock()), key_hash=key_hash,
-                   default_provider=default_provider,
-                   restore=lambda _lane, state: AdaptiveController.from_state(state, clock(), config))
+        lanes = cls(lambda _lane: None, key_hash=key_hash, default_provider=default_provider)
+
+        def configured(lane: str) -> Any:
+            return dataclasses.replace(config, hosted=lanes.hosted(lane, api_base))
+
+        lanes._factory = lambda lane: AdaptiveController(configured(lane), now=clock())
+        lanes._restore = lambda lane, state: AdaptiveController.from_state(state, clock(), configured(lane))
+        return lanes
+
+    def hosted(self, lane: str, api_base: str | None) -> bool:
+        """Whether ``lane``'s server is a hosted API (:func:`~promptforge_dagster.core.rate.hosted.hosted_api`):
+        a deployment's lane by its own base URL; another by the job's ``api_base`` if it is of
+        the job's provider, else by its provider's default endpoint.
+
+        >>> lanes = RateLanes(lambda lane: None, default_provider="openai")
+        >>> lanes.hosted("openai/gpt-4o#k", "http://127.0.0.1:9000/v1"), lanes.hosted("anthropic/claude#k", "http://127.0.0.1:9000/v1")
+        (False, True)
+        """
+        provider, deployment = lane_provider(lane)
+        if deployment is not None:
+            bases = [d.api_base for g in self.groups.values() for d in g.deployments if d.id == deployment]
+            return bool(bases) and hosted_api(provider, bases[0])
+        return hosted_api(provider, api_base if provider == self.default_provider else None)
 
     @classmethod
     def single(cls, controller: RateController) -> "RateLanes":

@@ -23,10 +23,14 @@ class RateLimiterResource(dg.ConfigurableResource):
     fixed_tpm: Optional[float] = None
     share_lanes: bool = True  # share learned limits with other jobs on the lane (warm start, fair share)
 
-    def lanes(self, key_hash: str, default_provider: str = "openai", max_in_flight: Optional[int] = None) -> RateLanes:
+    def lanes(self, key_hash: str, default_provider: str = "openai", max_in_flight: Optional[int] = None,
+              api_base: Optional[str] = None) -> RateLanes:
+        """``api_base``: where the job's provider is called (None: its own endpoint), which
+        says whether its lanes' server is a hosted API (``core/rate/hosted.py``)."""
         if self.fixed_rpm or self.fixed_tpm:
             return RateLanes(lambda _lane: FixedRateController(self.fixed_rpm, now=time.monotonic(), tpm=self.fixed_tpm),
                              key_hash=key_hash, default_provider=default_provider)
         config = RateConfig(window_s=self.window_s, rpm_hint=self.rpm_hint, tpm_hint=self.tpm_hint,
                             max_in_flight=max_in_flight)
-        return RateLanes.adaptive(config, key_hash=key_hash, default_provider=default_provider, clock=time.monotonic)
+        return RateLanes.adaptive(config, key_hash=key_hash, default_provider=default_provider, clock=time.monotonic,
+                                  api_base=api_base)

@@ -86,7 +86,7 @@ def run_grouped(accounts: Accounts, n: int, text: str = YAML):
 
     async def go(loop):
         accounts.loop = loop
-        lanes = RateLanes.adaptive(RateConfig(window_s=5), key_hash="k", clock=loop.time)
+        lanes = RateLanes.adaptive(RateConfig(window_s=5), key_hash="k", clock=loop.time, api_base=None)
         p = Pipeline(job_id="job", lines=lambda pos: PromptReader(lambda s, k: data[s:s + k], len(data), start=pos),
                      parser=LineParser(JobDefaults("gpt-4o-mini")), provider=accounts, controller=lanes,
                      write_part=lambda envs: records.extend(envs), config=PipelineConfig(), clock=loop.time,

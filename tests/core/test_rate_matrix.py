@@ -5,6 +5,8 @@ the miss is recorded in docs/BENCHMARKS.md. Also: a client that cannot keep up i
 provider (it lowers nothing and reaches what a bucket told the exact limit reaches), and a
 concurrency-limited server is learned as a concurrency ceiling."""
 
+from dataclasses import replace
+
 import pytest
 
 from promptforge_dagster.simulator.account import AccountLimits
@@ -101,6 +103,19 @@ def test_a_client_bound_job_reaches_what_a_bucket_told_the_exact_limit_reaches(s
     snap = c.snapshot()
     assert snap["rate_limited"] == 0 and snap["learned_rpm_ceiling"] is None  # nothing was refused: nothing learned
     assert snap["client_bound_rpm"] and 0.9 * 15_000 <= snap["client_bound_rpm"] <= 1.1 * 15_000  # 250/s
+
+
+@pytest.mark.parametrize("seed", SEEDS[:2])
+def test_a_client_bound_job_on_a_hosted_api_with_long_answers_is_not_held_to_a_blind_in_flight_bound(seed):
+    """20-s answers, a client of ~9,100 RPM on a 10,000 RPM account: nothing is ever refused, so
+    only the lane's in-flight bound holds it before the first answers (1,000 in flight is 3,000
+    RPM at 20 s). A hosted API's lane has no such bound; a server of unknown kind keeps it."""
+    s = Scenario("client-bound-20s", AccountLimits(rpm=10_000, burst_s=1.0), 0.0, 1.0,
+                 {"style": "openai", "latency_s": 20.0, "client_s_per_request": 60.0 / 9_100}, config={"hosted": True})
+    hosted = run(s, seed)[0][0]
+    unknown = run(replace(s, config={}), seed)[0][0]
+    fixed = run(s, seed, fixed_told(1.0, s))[0][0]
+    assert hosted >= 0.95 * fixed and unknown < 0.9 * fixed, (hosted, unknown, fixed)
 
 
 def test_a_full_queue_is_learned_as_a_concurrency_ceiling_not_a_rate():

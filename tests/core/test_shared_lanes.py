@@ -24,7 +24,7 @@ class Clock:
 
 
 def job(registry, job_id, clock, ttl_s=30.0, stale_after_s=900.0):
-    lanes = RateLanes.adaptive(CFG, key_hash="k", clock=lambda: 0.0)
+    lanes = RateLanes.adaptive(CFG, key_hash="k", clock=lambda: 0.0, api_base=None)
     sync = LaneSync(registry, job_id, lanes, ttl_s=ttl_s, stale_after_s=stale_after_s, clock=clock)
     return lanes, sync
 
@@ -73,7 +73,7 @@ def test_stale_state_is_ignored_and_dead_members_expire(registry):
 
 
 def test_without_sharing_nothing_is_published(registry, tmp_path):
-    lanes = RateLanes.adaptive(CFG, key_hash="k", clock=lambda: 0.0)
+    lanes = RateLanes.adaptive(CFG, key_hash="k", clock=lambda: 0.0, api_base=None)
     lanes.controller(LANE)
     assert registry.lane(LANE) is None
 

@@ -11,7 +11,8 @@ times (:mod:`~promptforge_dagster.core.rate.queueing`). Nothing refuses a rate i
 serve, so an adaptive lane is also held to what its answers have *shown* the server holds:
 :data:`BLIND_IN_FLIGHT` before they show more, then :data:`EVIDENCE_GAIN` times it. Not
 before any answer once a rate limit refused the lane (the controller says so): a limit paces
-it, and a reasoning model's first answers may be a minute away.
+it, and a reasoning model's first answers may be a minute away; nor ever on a hosted API
+(:mod:`~promptforge_dagster.core.rate.hosted`), whose limits refuse what it cannot serve.
 
 >>> c = InFlightLimit(Concurrency())
 >>> for _ in range(20):

@@ -66,12 +66,14 @@ class Concurrency:
 @dataclass(frozen=True)
 class RateConfig:
     """All of the rate engine's settings. ``window_s`` paces probing (``--rate-window``);
-    ``rpm_hint``/``tpm_hint`` are start points, not caps; ``max_in_flight`` an optional cap."""
+    ``rpm_hint``/``tpm_hint`` are start points, not caps; ``max_in_flight`` an optional cap;
+    ``hosted``: the lane's server is a hosted API (:mod:`~promptforge_dagster.core.rate.hosted`)."""
 
     window_s: float = 30.0
     rpm_hint: float | None = None
     tpm_hint: float | None = None
     max_in_flight: int | None = None
+    hosted: bool = False  # its rate limits refuse what it cannot serve: no blind in-flight bound before answers
     min_rpm: float = 1.0  # the floor a lane is ever cut to: it must still learn that the ceiling returned
     max_rpm: float = 1_000_000.0  # above any account's limit; bounds arithmetic
     discovery: Discovery = field(default_factory=Discovery)

@@ -108,9 +108,10 @@ class AdaptiveController:
 
     def in_flight_limit(self, prompt_bytes: float = 0.0) -> int:
         """How many requests of this lane may be in flight now (what the answers showed the
-        server holds bounds it until a rate limit refused it: then the limit paces it)."""
+        server holds bounds it until a rate limit refused it, then the limit paces it; never
+        on a hosted API, whose limits refuse what it cannot serve)."""
         shown = self.queue.shown()
-        if self.rate_limited and not shown:
+        if self.cfg.hosted or (self.rate_limited and not shown):
             shown = None
         return self.in_flight.limit(self.requests.per_s, prompt_bytes, shown=shown)
 
