@@ -162,6 +162,10 @@ def main() -> None:
                                            "pool-3pct-vertex-quota,azure-peak-3pct,"
                                            "latency-0.2s,latency-2s,latency-6s,latency-20s")
     ap.add_argument("--fixed-on", default="bucket,pool-3pct,latency-6s,latency-20s", help="scenarios also run with fixed buckets")
+    ap.add_argument("--hosted", action="store_true",
+                    help="the adaptive lanes take the simulator for the provider's own endpoint (a hosted API: no "
+                         "blind in-flight bound before answers, core/rate/hosted.py); by default it is what its "
+                         "address says, a server of unknown kind")
     args = ap.parse_args()
     P = args.phase
     bare = ["--headers", "none", "--style", "bare"]
@@ -246,8 +250,9 @@ def main() -> None:
                 if cname == "adaptive":
                     cfg = RateConfig(window_s=args.window)
 
-                    def factory(api_base, cfg=cfg):  # (the simulator's base: a server of unknown kind, not hosted)
-                        made.append(RateLanes.adaptive(cfg, key_hash="bench", clock=time.monotonic, api_base=api_base))
+                    def factory(api_base, cfg=cfg):  # (the simulator's base: a server of unknown kind, unless --hosted)
+                        made.append(RateLanes.adaptive(cfg, key_hash="bench", clock=time.monotonic,
+                                                       api_base=None if args.hosted else api_base))
                         return made[-1]
                 else:
                     share = int(cname[5:]) / 100.0

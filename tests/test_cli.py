@@ -365,3 +365,17 @@ def test_azure_openai_deployments_are_reached_at_azures_address_with_its_header(
                 "--api-base", root, "--api-version", "2024-10-21", "--transport", transport, "--quiet",
                 env={"AZURE_API_KEY": "not-the-key"})
     assert wrong.returncode == 1 and "not-the-key" not in wrong.stderr + wrong.stdout
+
+
+@pytest.mark.parametrize("api_base, hosted", [(None, True), ("https://api.openai.com/v1", True),
+                                              ("http://127.0.0.1:8000/v1", False)])
+def test_run_tells_each_lane_whether_the_base_it_calls_is_the_providers_own(api_base, hosted):
+    import argparse
+
+    from promptforge_dagster.cli import build_lanes
+
+    args = argparse.Namespace(rpm=None, tpm=None, rate_window=5.0, rpm_hint=None, tpm_hint=None, max_in_flight=None,
+                              model="openai/gpt-4o-mini", api_base=api_base)
+    lanes = build_lanes(args, "k")
+    assert lanes.controller(lanes.lane("gpt-4o-mini")).cfg.hosted is hosted
+    assert lanes.controller(lanes.lane("anthropic/claude-sonnet-4")).cfg.hosted  # the job's base serves its provider only
