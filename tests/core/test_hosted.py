@@ -46,3 +46,16 @@ def test_a_hosted_lane_follows_littles_law_before_any_answer_an_unknown_one_hold
     for hosted, expected in ((True, 3_000 / 60 * 30 * 1.5), (False, BLIND_IN_FLIGHT)):
         c = AdaptiveController(RateConfig(window_s=5, rpm_hint=3_000, hosted=hosted), now=0.0)
         assert c.in_flight_limit() == pytest.approx(expected, abs=1)  # (30 s assumed before any answer)
+
+
+def test_a_hosted_lane_takes_no_in_flight_ceiling_from_its_answers_times():
+    # (the same account teaches a lane of unknown kind a ceiling: tests/core/test_queueing.py)
+    from tests.core.provider_matrix import run_matrix
+    from tests.core.rate_scenarios import controller
+    from promptforge_dagster.simulator.account import AccountLimits
+
+    for hosted in (False, True):
+        c = controller(hosted=hosted)
+        run_matrix(c, AccountLimits(rpm=None, concurrency=32, queue=10**6), 60.0, style="vllm", latency_s=1.0,
+                   timeout_s=120.0)
+        assert (c.in_flight.ceiling is None) is hosted, (hosted, c.in_flight.ceiling)

@@ -73,7 +73,7 @@ class RateConfig:
     rpm_hint: float | None = None
     tpm_hint: float | None = None
     max_in_flight: int | None = None
-    hosted: bool = False  # its rate limits refuse what it cannot serve: no blind in-flight bound before answers
+    hosted: bool = False  # its rate limits refuse what it cannot serve: no blind in-flight bound, no queue ceiling
     min_rpm: float = 1.0  # the floor a lane is ever cut to: it must still learn that the ceiling returned
     max_rpm: float = 1_000_000.0  # above any account's limit; bounds arithmetic
     discovery: Discovery = field(default_factory=Discovery)

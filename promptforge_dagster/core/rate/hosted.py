@@ -9,7 +9,8 @@ answers until it answers, so an adaptive lane holds it to a blind in-flight boun
 (:data:`~promptforge_dagster.core.rate.concurrency.BLIND_IN_FLIGHT`). On a hosted API that
 bound only costs: a reasoning model's first answers are a minute away, and a lane that is
 never refused (its client, not the account, the limit) would sit at 1,000 in flight, 3,000 RPM
-at 20-s answers, for that whole first answer time.
+at 20-s answers, for that whole first answer time. Nor does a hosted API's lane read a queue
+from its answers' times (:mod:`~promptforge_dagster.core.rate.queueing`): they slow by themselves.
 
 Hosted means: the provider is a hosted API's and the job calls its own endpoint (no base
 URL, or one on the provider's domain). Anything else, including a provider this list does
