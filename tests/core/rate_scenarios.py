@@ -214,6 +214,10 @@ SCENARIOS = [
     Scenario("answers-slide-2s-6s-1200", AccountLimits(rpm=1200), 0.93, 0.01,
              {"latency_s": 2.0, "slowdown": lambda t: 1.0 if t < 60 else min(3.0, 1.0 + (t - 60) / 10.0)},
              duration=240.0, phases=((0.0, 240.0, 1200.0), (120.0, 240.0, 1200.0)), goal=STEADY_GOAL),
+    # ... the same called at the provider's own endpoint (core/rate/hosted.py): its answers' times teach no queue
+    Scenario("answers-slide-2s-6s-1200-hosted", AccountLimits(rpm=1200), 0.95, 0.01,
+             {"latency_s": 2.0, "slowdown": lambda t: 1.0 if t < 60 else min(3.0, 1.0 + (t - 60) / 10.0)},
+             duration=240.0, phases=((0.0, 240.0, 1200.0), (120.0, 240.0, 1200.0)), config={"hosted": True}),
     Scenario("shifting-900-300-1200", AccountLimits(rpm=900, schedule=parse_schedule("0:900,120:300,240:1200")),
              0.80, 0.02, duration=360.0, phases=((0.0, 120.0, 900.0), (120.0, 240.0, 300.0), (240.0, 360.0, 1200.0)),
              goal=SHIFT_GOAL),
