@@ -56,13 +56,12 @@ class RateLanes:
         its provider's own endpoint, serves the job's provider, a deployment's its own)."""
         from promptforge_dagster.core.rate.controller import AdaptiveController
 
-        lanes = cls(lambda _lane: None, key_hash=key_hash, default_provider=default_provider)
-
-        def configured(lane: str) -> Any:
+        def configured(lane: str) -> Any:  # (called on a lane's first use, once the lanes below exist)
             return dataclasses.replace(config, hosted=lanes.hosted(lane, api_base))
 
-        lanes._factory = lambda lane: AdaptiveController(configured(lane), now=clock())
-        lanes._restore = lambda lane, state: AdaptiveController.from_state(state, clock(), configured(lane))
+        lanes = cls(lambda lane: AdaptiveController(configured(lane), now=clock()), key_hash=key_hash,
+                    default_provider=default_provider,
+                    restore=lambda lane, state: AdaptiveController.from_state(state, clock(), configured(lane)))
         return lanes
 
     def hosted(self, lane: str, api_base: str | None) -> bool:
