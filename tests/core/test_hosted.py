@@ -9,6 +9,9 @@ from promptforge_dagster.core.rate.concurrency import BLIND_IN_FLIGHT
 from promptforge_dagster.core.rate.controller import AdaptiveController
 from promptforge_dagster.core.rate.hosted import hosted_api
 from promptforge_dagster.core.rate_lanes import RateLanes
+from promptforge_dagster.simulator.account import AccountLimits
+from tests.core.provider_matrix import run_matrix
+from tests.core.rate_scenarios import controller
 
 
 @pytest.mark.parametrize("provider, api_base", [
@@ -50,10 +53,6 @@ def test_a_hosted_lane_follows_littles_law_before_any_answer_an_unknown_one_hold
 
 def test_a_hosted_lane_takes_no_in_flight_ceiling_from_its_answers_times():
     # (the same account teaches a lane of unknown kind a ceiling: tests/core/test_queueing.py)
-    from tests.core.provider_matrix import run_matrix
-    from tests.core.rate_scenarios import controller
-    from promptforge_dagster.simulator.account import AccountLimits
-
     for hosted in (False, True):
         c = controller(hosted=hosted)
         run_matrix(c, AccountLimits(rpm=None, concurrency=32, queue=10**6), 60.0, style="vllm", latency_s=1.0,

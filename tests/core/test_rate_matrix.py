@@ -110,8 +110,7 @@ def test_a_client_bound_job_on_a_hosted_api_with_long_answers_is_not_held_to_a_b
     """20-s answers, a client of ~9,100 RPM on a 10,000 RPM account: nothing is ever refused, so
     only the lane's in-flight bound holds it before the first answers (1,000 in flight is 3,000
     RPM at 20 s). A hosted API's lane has no such bound; a server of unknown kind keeps it."""
-    s = Scenario("client-bound-20s", AccountLimits(rpm=10_000, burst_s=1.0), 0.0, 1.0,
-                 {"style": "openai", "latency_s": 20.0, "client_s_per_request": 60.0 / 9_100}, config={"hosted": True})
+    s = next(x for x in SCENARIOS if x.name == "answers-20s-10000-client-bound-hosted")
     hosted = run(s, seed)[0][0]
     unknown = run(replace(s, config={}), seed)[0][0]
     fixed = run(s, seed, fixed_told(1.0, s))[0][0]
