@@ -2,7 +2,7 @@
 simulator across the provider matrix, plus a latency sweep, beside fixed token buckets told
 50%, 100% and 150% of the true limit, all in one run.
 
-    uv run python benchmarks/rate_discovery.py --phase 120 --window 5
+    uv run python benchmarks/rate_discovery.py --phase 120 --window 5 [--refusal-latency-ms 150]
 
 Each scenario is one phase from a cold start (the client is never told the limits):
   bucket        1,200 RPM token bucket, refusals free, a bare 429 (no headers, no words)
@@ -166,8 +166,12 @@ def main() -> None:
                     help="the adaptive lanes take the simulator for the provider's own endpoint (a hosted API: no "
                          "blind in-flight bound before answers, core/rate/hosted.py); by default it is what its "
                          "address says, a server of unknown kind")
+    ap.add_argument("--refusal-latency-ms", type=float, default=0.0,
+                    help="how long the simulator's 429s take to come back (a hosted API's cross the internet: "
+                         "50-300 ms); by default at once, as a server on this host")
     args = ap.parse_args()
     P = args.phase
+    trip = ["--refusal-latency-ms", str(args.refusal_latency_ms)] if args.refusal_latency_ms else []
     bare = ["--headers", "none", "--style", "bare"]
     with tempfile.TemporaryDirectory() as tmp:
         uniform = os.path.join(tmp, "uniform.jsonl")
@@ -242,6 +246,7 @@ def main() -> None:
                                           10000 / 60.0, uniform, 10000.0, None)
         for name in args.scenarios.split(","):
             flags, ceiling, path, true_rpm, true_tpm = scenarios[name]
+            flags = [*flags, *trip]
             print(f"== {name}: {' '.join(flags)}", flush=True)
             controllers = ["adaptive"] + (["fixed50", "fixed100", "fixed150"] if name in args.fixed_on.split(",")
                                           else [])

@@ -20,9 +20,8 @@ import sys
 from common import ROOT  # noqa: F401 - puts the project on sys.path
 
 from promptforge_dagster.simulator.account import AccountLimits
-from tests.core.rate_scenarios import SHIFT_GOAL, STEADY_GOAL, Scenario, budgeted_answers, mixed_sizes, run
-
-LITELLM_CPU_S = 0.0035  # the client's own cost per request (the brief's measurement of LiteLLM)
+from tests.core.rate_scenarios import (LITELLM_CPU_S, SHIFT_GOAL, STEADY_GOAL, Scenario, budgeted_answers,
+                                      mixed_sizes, run)
 
 SHAPES = [
     Scenario("openai-600-per-second-headers", AccountLimits(rpm=600, limiter="fixed", window_s=1.0), 0.0, 1.0,

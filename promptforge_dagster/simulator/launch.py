@@ -51,6 +51,8 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra latency per completion token (long answers take longer)")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="median latency (0: answer at once)")
     parser.add_argument("--latency-sigma", type=float, default=0.3)
+    parser.add_argument("--refusal-latency-ms", type=float, default=0.0,
+                        help="how long a 429 takes to come back, median (a hosted API's: 50-300 ms; 0: at once)")
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 503")
     parser.add_argument("--hang-rate", type=float, default=0.0, help="share of requests that hang")
     parser.add_argument("--hang-s", type=float, default=300.0)
@@ -81,6 +83,7 @@ def simulate(args: argparse.Namespace) -> int:
     config = SimulatorConfig(
         limits=limits, headers=args.headers, style=args.style, latency_ms=args.latency_ms,
         latency_per_token_ms=args.latency_per_token_ms, latency_sigma=args.latency_sigma,
+        refusal_latency_ms=args.refusal_latency_ms,
         error_rate=args.error_rate, hang_rate=args.hang_rate, hang_s=args.hang_s,
         completion_tokens=args.completion_tokens, api_key=args.api_key, request_log=args.request_log, seed=args.seed,
     )

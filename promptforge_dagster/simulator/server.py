@@ -36,6 +36,8 @@ class SimulatorConfig:
     latency_ms: float = 50.0  # median; 0 answers at once
     latency_per_token_ms: float = 0.0  # more per completion token: long answers take longer
     latency_sigma: float = 0.3  # lognormal spread
+    refusal_latency_ms: float = 0.0  # how long a 429 takes to come back (uniform over 0.5-1.5x of it): a hosted
+    # API's crosses the internet and the provider's gateway, 50-300 ms; 0 answers at once, as a server on this host
     error_rate: float = 0.0  # share of requests answered 500/503
     hang_rate: float = 0.0  # share of requests that hang for hang_s
     hang_s: float = 300.0
@@ -229,6 +231,8 @@ class Simulator:
                                            tokens_basis=limits.tokens_basis, requests_today=self.account.admitted)
             if cfg.headers == "retry-after":
                 headers = {k: v for k, v in headers.items() if k.startswith("retry-after")}
+            if cfg.refusal_latency_ms > 0:  # decided on arrival, answered after the trip back
+                await asyncio.sleep(cfg.refusal_latency_ms / 1000.0 * self.rng.uniform(0.5, 1.5))
             self._record(custom_id, status)
             if doc is None:  # a bare refusal: status only
                 return web.Response(status=status, headers=headers)

@@ -8,8 +8,10 @@ openai, azure, anthropic, gemini, vertex, vllm, bare; ``headers`` on or off), wh
 (``tokens_basis``: prompt plus ``max_tokens`` at admission, the prompt only, or the answer's
 tokens reserved as ``max_tokens``), refusals of a busy shared pool whatever the rate
 (``pool_refusals``), and latency that grows with the answer's
-length (``latency_s + s_per_token x completion tokens``) and with a server's load. The
-client can be made slow (``client_s_per_request``: CPU per send). Refusals and answers go
+length (``latency_s + s_per_token x completion tokens``) and with a server's load. A refusal
+comes back after ``refusal_s`` (the network's round trip and the provider's gateway: 10-30 ms
+by default, as from a server on the same host; a hosted API over the internet takes 50-300 ms).
+The client can be made slow (``client_s_per_request``: CPU per send). Refusals and answers go
 through the same parsing as production (``classify``, ``parse_signal``). Nothing sleeps.
 """
 
@@ -27,6 +29,8 @@ from promptforge_dagster.simulator.account import AccountLimits, SimulatedAccoun
 from promptforge_dagster.simulator.styles import message_of, refusal, success_headers
 
 EPOCH = 1_790_000_000.0  # wall-clock seconds at fake time 0 (Anthropic's resets are timestamps)
+REFUSAL_S = 0.02  # a refusal's round trip (uniform over 0.5-1.5x of it): a server on the same host, the
+# simulator's over loopback; a hosted API's 429 crosses the internet and its gateway, 50-300 ms
 WAKE_LATE_S = 0.002  # a client told to wait wakes up to this late (uniform): an event loop's timers fire
 # ~1 ms late on average, as measured over real HTTP (a pacer that lost it ran 2.4% under its rate)
 
@@ -91,13 +95,14 @@ def run_matrix(
     prompt_estimate: float = 1.0,
     timeout_s: float | None = None,
     slowdown: Callable[[float], float] = lambda t: 1.0,
+    refusal_s: float = REFUSAL_S,
 ) -> Trace:
     """Run ``duration`` fake seconds; ``demand(t)`` says whether the client has work at t.
     ``prompt_estimate``: the client's estimate of a prompt's tokens over the provider's count
     (characters / 4 reads CJK text or code low, padded prose high). ``timeout_s``: the client's deadline
     for an answer (``--timeout``); past it the request fails as transient and the server drops it.
     ``slowdown(t)``: how many times longer than ``latency_s`` the model answers at t (a hosted API's
-    slow spell, whatever the lane sends)."""
+    slow spell, whatever the lane sends). ``refusal_s``: how long a refusal takes to come back."""
 
     def estimate(req: Request) -> int:  # what the client believes a request costs: its prompt estimate + max_tokens
         return max(1, round(req.prompt_tokens * prompt_estimate)) + req.max_tokens
@@ -174,8 +179,8 @@ def run_matrix(
             if adm.ok:  # answers take the model's time, longer under a busy server's load
                 delay = (latency_s + s_per_token * req.completion_tokens) * rng.uniform(0.8, 1.25) * slowdown(now)
                 delay *= max(1.0, account.load())
-            else:  # refusals come back at once
-                delay = 0.02 * rng.uniform(0.5, 1.5)
+            else:  # refusals come back after the round trip: no model runs for them
+                delay = refusal_s * rng.uniform(0.5, 1.5)
             gave_up = timeout_s is not None and delay > timeout_s
             push(now + (timeout_s if gave_up else delay), "done", (now, adm, req, in_flight, gave_up))
         else:

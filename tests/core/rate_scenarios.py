@@ -33,6 +33,9 @@ def budgeted_answers(rng: random.Random) -> Request:
 
 STEADY_GOAL = (0.95, 0.01)  # issue 13: steady >= 0.95 of the ceiling with <= 1% refused
 SHIFT_GOAL = (0.90, 0.02)  # shifting ceilings, per phase; TPM-bound; 6-s answers (goodput only)
+LITELLM_CPU_S = 0.0035  # a real client's own cost per request: LiteLLM's CPU per call (the brief's measurement)
+HOSTED_TRIP_S = 0.2  # a hosted API's refusal crosses the internet and the provider's gateway (50-300 ms), not the
+# 10-30 ms of a server on the same host (the matrix's default)
 
 
 @dataclass(frozen=True)

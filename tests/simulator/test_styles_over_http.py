@@ -116,3 +116,27 @@ def test_a_request_the_client_gave_up_on_is_dropped_not_served(simulator_factory
     time.sleep(2.0)  # past the answer time: a request served anyway would be counted by now
     stats = sim.stats()
     assert stats["received"] == 1 and stats["ok"] == 0
+
+
+def test_a_refusal_comes_back_after_the_round_trip_it_is_told_and_an_answer_at_once(simulator_factory):
+    # a hosted API's 429 crosses the internet and its gateway (50-300 ms): whatever a lane sends meanwhile is
+    # refused too, so the simulator can be told how long a refusal takes (benchmarks/refusal_trip.py)
+    import time
+
+    sim = simulator_factory("--rpm", "60", "--burst-s", "1", "--latency-ms", "0", "--refusal-latency-ms", "400")
+    provider = LiteLLMProvider(api_base=sim.api_base, api_key="sk-test")
+
+    async def timed(i):
+        start = time.monotonic()
+        outcome = await provider.complete(req(i))
+        return outcome.kind, time.monotonic() - start
+
+    async def three():
+        first = await timed(0)  # (admitted: the bucket holds one request; the client's first call warms it up)
+        refused = await timed(1)
+        await asyncio.sleep(1.1)  # refilled
+        return first, refused, await timed(2)
+
+    (first, _), (second, refused_s), (third, answered_s) = asyncio.run(three())
+    assert (first, second, third) == (OutcomeKind.SUCCESS, OutcomeKind.RATE_LIMITED, OutcomeKind.SUCCESS)
+    assert refused_s >= 0.2 and answered_s < 0.15  # (0.5-1.5x of 400 ms)
