@@ -74,6 +74,27 @@ def test_a_step_timed_longer_is_full_after_its_time_not_a_searchs():
     assert _step(2, searching=True).proven(5.3, searching=True, per_s=0.3, full_after_s=5.0)
 
 
+def test_a_step_after_a_long_pause_is_proven_only_once_it_sent_as_long_as_it_paused_past_a_step_heard_of():
+    # a bucket under the rate banks its refill over a cut's pauses and admits the step's first sends: with refusals
+    # 200 ms away a 600 RPM lane cut to 1,380 RPM paused 1.2 s, was "proven" there, and went back and forth for
+    # two minutes, 13% refused
+    s = Step(Discovery(step_requests=8, step_min_s=0.25, step_max_s=0.5), now=0.0)
+    s.paused(0.0, 0.6)  # the cut's settle time
+    s.paused(0.7, 1.3)  # the look's: 1.2 s paused in all, 0.95 s more than a step lasts
+    for i in range(60):
+        s.sent(1.3 + i * 0.05, searching=False)
+    s.blocked = True
+    assert s.settle == pytest.approx(0.25)
+    assert not s.proven(2.45, searching=False, per_s=20.0)  # sent 1.15 s since, 0.25 s of it not yet heard of
+    assert s.proven(2.55, searching=False, per_s=20.0)  # 1.0 s of it heard of: longer than the excess
+    t = Step(Discovery(step_requests=8, step_min_s=0.25, step_max_s=0.5), now=0.0)
+    t.paused(0.0, 0.25)  # a pause no longer than a step: left to the step's own span (a window banks nothing)
+    for i in range(8):
+        t.sent(0.25 + i * 0.01, searching=False)
+    t.blocked = True
+    assert t.proven(0.58, searching=False, per_s=8.0)
+
+
 def test_an_unheld_step_proves_nothing():
     s = _step(8, searching=False)
     s.blocked = False  # demand, not the rate, limited it

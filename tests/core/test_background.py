@@ -126,7 +126,7 @@ def test_the_summary_says_what_share_a_busy_pool_refused():
 
     s = scenario("vertex-1200-pool-1pct")
     c = controller()
-    pm.run_matrix(c, s.limits, s.duration, seed=0, **s.kw)
+    pm.run_matrix(c, s.limits, 2 * s.duration, seed=0, **s.kw)  # (a 1% share shows in 1-2 minutes: four, to be sure)
     share = c.snapshot()["background_refused_share"]
     assert share is not None and 0.002 <= share <= 0.03
     assert "by a busy shared pool: retried, not a limit" in _lanes_line({"openai/m": c.snapshot()})
@@ -142,7 +142,7 @@ def test_the_metrics_carry_a_busy_pools_share_per_lane():
 
     s = scenario("vertex-1200-pool-1pct")
     c = controller()
-    pm.run_matrix(c, s.limits, s.duration, seed=0, **s.kw)
+    pm.run_matrix(c, s.limits, 2 * s.duration, seed=0, **s.kw)  # (a 1% share shows in 1-2 minutes: four, to be sure)
     lanes = RateLanes(lambda _lane: c, key_hash="k9")
     lanes.controller(lanes.lane("gemini-2.5-flash"))
     reader = InMemoryMetricReader()

@@ -87,6 +87,21 @@ def test_the_estimator_measures_nothing_across_a_pause_or_a_flood():
     assert e.refused(5.2, 1.0) is None
 
 
+@pytest.mark.parametrize("settle_s, measured", [(0.6, True), (0.25, False)])
+def test_the_estimator_measures_across_the_lanes_own_settle_pause_but_no_longer_one(settle_s, measured):
+    # with refusals 200 ms away a cut's pause (twice the slowest trip) outlasts 0.5 s: no span of a search measured
+    # anything, and a 600 RPM lane climbed and was cut for two minutes (13% refused)
+    e = CeilingEstimator(min_sends=5, min_span_s=1.0, refusal_weight=0.0)
+    sends = [i / 10.0 for i in range(10)] + [1.5 + i / 10.0 for i in range(21)]  # 0.6 s paused after the first second
+    for t in sends:
+        e.sent(t, 1.0)
+    assert e.refused(0.0, 1.0, settle_s=settle_s) is None
+    est = e.refused(3.5, 1.0, settle_s=settle_s)
+    assert (est is not None) is measured
+    if measured:
+        assert est.per_s == pytest.approx(30 / 3.5, rel=0.05)  # what was admitted over the span, pause and all
+
+
 @pytest.mark.parametrize("held_until", [10.0, 1.0])
 def test_the_estimator_measures_nothing_across_a_stretch_the_pacer_held_nothing_back(held_until):
     # 16,282 RPM, 6-s answers: the lane's first 1,000 in flight (before answers show more) held it to ~10,000 RPM
@@ -564,6 +579,20 @@ def test_a_probe_refused_within_two_seconds_makes_the_next_one_reach_half_as_far
     assert reaches == [15.0, 12.5, 11.25, 11.25, 11.25, 15.0]
 
 
+def test_probes_are_spaced_by_two_hundred_sends_for_each_refusal_the_last_failed_one_cost():
+    # what a probe sent before it heard of its first refusal is refused too: with refusals 200 ms away a probe at
+    # +50% of 600 RPM cost ~3, and one every 200 sends refused 1.5% of what the lane sent
+    p = Prober(Steady(), window_s=5.0)
+    p.start(0.0)
+    for sent_at in (1.0, 1.05, 1.1):  # the first heard at 1.2 ends it; the other two were in flight then
+        p.refused_sent(sent_at)
+    p.ended(refused_at=1.0, at=1.2)
+    p.refused_sent(1.3)  # sent after it ended, at the estimate: not the probe's
+    assert p.cost == 3
+    assert not p.due(now=61.1, since=1.2, per_s=10.0)  # 200 sends at 10 a second: 20 s for each of 3
+    assert p.due(now=61.2, since=1.2, per_s=10.0)
+
+
 def test_after_a_probe_refused_at_once_a_proven_one_reaches_no_further_than_halfway_to_the_rate_refused():
     # a 1-s window (Azure OpenAI's documented interval) refuses a probe past its quota within a second: +50% and
     # +25% refused, +12.5% proven, and the next reached twice as far again, past the rate refused a minute before:
@@ -653,13 +682,16 @@ def test_a_bucket_read_as_a_window_is_forgotten_once_it_refuses_more_than_a_wind
 
 
 def _probe_refused_after(span_s: float, *, dry: bool) -> tuple[float, float, float]:
-    """An axis paced for 90 s on a charged 600 RPM bucket of a second's burst, whose probe is then
-    admitted for ``span_s`` more and refused. Returns (the estimate before the refusal, after
-    it, and what the probe admitted beyond the burst per second of it)."""
+    """An axis paced for 90 s on a charged 600 RPM bucket of a second's burst, whose next probe at
+    +50% is then admitted for ``span_s`` more and refused. Returns (the estimate before the
+    refusal, after it, and what the probe admitted beyond the burst per second of it)."""
     account = SimulatedAccount(AccountLimits(rpm=600, burst_s=1.0, refusals_count=True), now=0.0)
     a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
-    admitted = _drive_axis(a, account, 90.0)
-    t, end = 90.0, None
+    admitted, t = _drive_axis(a, account, 90.0), 90.0
+    while not (a.phase is Phase.PROBE and a.per_s >= 1.45 * a.estimate) and t < 300.0:  # (probes alternate
+        admitted += _drive_axis(a, account, t + 0.05, start=t)  # +50% and +25%, each refused where the bucket ran dry)
+        t += 0.05
+    end = None
     while end is None or (t < end and a.phase is Phase.PROBE):
         if end is None and a.phase is Phase.PROBE:
             end = t + span_s
@@ -689,6 +721,30 @@ def test_a_probe_refused_before_its_proof_still_raises_the_estimate_to_what_it_a
     # refused where a shared pool may have refused it, the account need not have run dry: no bound
     before, pooled, proved = _probe_refused_after(1.5, dry=False)
     assert pooled < 0.95 * proved
+
+
+def test_a_refused_probes_bound_raises_the_estimate_where_no_span_since_a_dry_moment_was_measured():
+    # (thirtieth session) a charged 1,200 RPM bucket, refusals 100 ms away: probes refused after 7 s had admitted
+    # 1,234 RPM beyond a burst, but no span since the last dry moment measured anything, and the lane kept an
+    # estimate of 1,020 for a minute (0.89 of the ceiling)
+    a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
+    a.restore(8.8, None, now=0.0)  # steady, its estimator never dry: no span to measure from
+    a.burst.observe(8.8, per_s=8.8)  # a burst of a second of the ceiling
+    t = 0.0
+    while not (a.phase is Phase.PROBE and a.prober.started_at is not None and t - a.prober.started_at >= 3.0):
+        wait = max(a.pause_until - t, a.pacer.wait(t, 1.0))
+        if wait > 0.0:
+            a.blocked()
+            t += wait + 1e-6
+        else:
+            a.sent(t, 1.0)
+            a.admitted(t, t + 0.3, 1.0)
+        a.tick(t)
+    start = a.prober.started_at
+    a.sent(t, 1.0)
+    a.refused(sent_at=t, now=t + 0.1, units=1.0)
+    proved = (13.2 * (t - start) - 8.8) / (t - start)  # +50% of 8.8 over the probe, less the burst
+    assert a.phase is Phase.STEADY and a.estimate == pytest.approx(proved, rel=0.05) and a.estimate > 9.5
 
 
 def test_a_lane_on_a_one_second_window_finds_its_ceiling_and_climbs_past_a_low_estimate():

@@ -42,6 +42,7 @@ class Axis(AxisMachine):
         self.pacer.take(now, units)
         if self.look.sent(now):  # the first request after a cut goes alone: wait to hear whether it was refused
             self.pause_until = max(self.pause_until, now + self.step.settle)
+            self.step.paused(now, self.pause_until)
         self.estimator.sent(now, units)
         self.step.sent(now, units=units, **self._timing())
 
@@ -65,12 +66,13 @@ class Axis(AxisMachine):
     def refused(self, sent_at: float, now: float, units: float, retry_after_s: float | None = None, *,
                 dry: bool = True) -> None:
         self.step.heard(sent_at, now)
+        self.prober.refused_sent(sent_at)
         # a refused probe says the ceiling is under its reach, not under the estimate it started from
         kept = self.estimate if self.phase is Phase.PROBE and sent_at >= (self.prober.started_at or now) else None
         self.dry.refused(sent_at)
         self._retry_after = retry_after_s
         self.pacer.repay(now, units)  # the account may have charged it: skip a slot to repay
-        estimate = self.estimator.refused(sent_at, units)
+        estimate = self.estimator.refused(sent_at, units, settle_s=self.step.settle)
         if self.first_dry_at is None and self.phase is Phase.DISCOVER:
             self.first_dry_at = sent_at
         start = self.prober.started_at
@@ -98,6 +100,9 @@ class Axis(AxisMachine):
             self.fire(Event.REFUSED, now)
         if estimate is not None and not self.dry.windowed(now):  # (within a minute of a dry window the
             self._measured(estimate, now, at_least=kept)  # account admits the echo of our own first burst)
+        elif (kept is not None and self.estimate is not None and kept > self.estimate and start is not None
+              and not self.dry.windowed(now)):  # a refused probe's bound, though no span measured: its own
+            self._measured(Estimate(kept, sent_at - start, 0.0, 0.0), now)  # (a charged 1,200 RPM bucket, 0.85)
 
     def known_limit(self, per_minute: float, now: float) -> None:
         """The provider stated this limit (headers or message): the account's, so a cap this
@@ -139,6 +144,7 @@ class Axis(AxisMachine):
     def release(self, now: float) -> None:
         """What this axis learned was another limit's doing: search again from its rate."""
         self.estimate, self.phase = None, Phase.DISCOVER
+        self.prober.dropped(now)
         self.climb.forget()
         self.pause_until = 0.0
         self.dry.release()

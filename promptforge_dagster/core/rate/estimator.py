@@ -43,6 +43,7 @@ MAX_REFUSED_SHARE = 0.25  # a span mostly refused was a flood or a dry window, n
 MAX_GAP_S = 0.5  # a pause in sending this long lets a bucket refill past its capacity: no measurement
 # (so too a stretch this long in which the pacer held nothing back, once it says when it did: the lane sent under
 # its rate, held by its in-flight bound or its client, and a bucket refilled past capacity meanwhile)
+GAP_GRAIN_S = 0.1  # ... a lane's own settle pause is allowed, and this much more (its next send's interval)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +158,11 @@ class CeilingEstimator:
         since = self._held_at if self._dry_at is None else max(self._held_at, self._dry_at)
         return max(self._unheld, at - since)
 
-    def refused(self, sent_at: float, units: float) -> Estimate | None:
+    def refused(self, sent_at: float, units: float, settle_s: float = 0.0) -> Estimate | None:
+        """``settle_s``: how long the lane pauses after a cut to hear of its sends (twice the
+        slowest refusal's trip): a pause that long is its own, not one a bucket overflows in
+        (with refusals 200 ms away no span in a search measured anything, and the lane climbed
+        and was cut for minutes)."""
         self._refused.add(sent_at, units)
         if self._dry_at is None or sent_at <= self._dry_at:
             self._dry_at = sent_at if self._dry_at is None else self._dry_at
@@ -174,7 +179,7 @@ class CeilingEstimator:
             return None  # still the same dry spell: keep measuring from its start
         gap = max(self._gap, self._unheld_until(sent_at))
         self._dry_at, self._gap, self._unheld = sent_at, 0.0, 0.0
-        if refused > MAX_REFUSED_SHARE * sends or gap > max(MAX_GAP_S, 4.0 * span / requests):
+        if refused > MAX_REFUSED_SHARE * sends or gap > max(MAX_GAP_S, settle_s + GAP_GRAIN_S, 4.0 * span / requests):
             return None  # a flood, a dry window, or a pause: the account did not spend its refill on us
         used = sends - refused * (1.0 - self.refusal_weight)
         self.last = Estimate(max(0.0, used) / span, span, sends, refused)

@@ -119,6 +119,7 @@ class AxisMachine:
         # window costs one refusal per cut, not a wave at the new rate (a bucket refills meanwhile)
         if self.estimate is None:  # searching: the rate may be far above the ceiling
             self.pause_until = max(self.pause_until, now + self.step.settle)
+            self.step.paused(now, self.pause_until)
             self.look.arm()  # then the first request alone: its refusal would be back within the settle time
         self.pacer.drain(now)  # resume one interval at a time, not with the pacer's saved-up burst
 
@@ -148,7 +149,7 @@ class AxisMachine:
 
     def _fall_back(self, now: float) -> None:  # a probe was refused: under the estimate again
         window_s = self.window.span_s if self.window.known else 0.0
-        self.prober.ended(refused_at=self.window.last_refused, window_s=window_s, reached=self.per_s)
+        self.prober.ended(refused_at=self.window.last_refused, window_s=window_s, reached=self.per_s, at=now)
         self._at_estimate(now)
 
     def _expire(self, now: float) -> None:
@@ -157,11 +158,11 @@ class AxisMachine:
         lower bound when a fixed window reset unseen in it) the next probe reaches twice as far:
         at +50% a 10-s window read at 0.59 of its rate was never spent, so never read again."""
         lower_bound = self.window.known and self.window.from_start and not self.known
-        self.prober.ended(further=lower_bound)
+        self.prober.ended(further=lower_bound, at=now)
         self._at_estimate(now)
 
     def _hold(self, now: float) -> None:
-        self.prober.ended()
+        self.prober.ended(at=now)
         self._at_estimate(now)
 
     def _at_estimate(self, now: float) -> None:

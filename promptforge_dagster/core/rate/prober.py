@@ -13,8 +13,9 @@ have refused it). A probe that proves nothing new and is not refused for a few w
 or the client held it back) ends.
 
 Probes are spaced by time (``probe_every_windows``); once one was refused, also by sends
-(:data:`PROBE_MIN_SENDS`), so failed probes' refusals stay under 1% of what is sent at any
-rate. After a proven probe the next comes soon (a risen ceiling is climbed in seconds). A
+(:data:`PROBE_MIN_SENDS` for each refusal it cost: what it sent until it heard of the first
+is refused too, a rate times a refusal's trip), so failed probes' refusals stay under 1% of
+what is sent at any rate and any distance. After a proven probe the next comes soon (a risen ceiling is climbed in seconds). A
 probe refused within :data:`QUICK_REFUSAL_S`, about as soon as a proof could span, says the
 account's slack is a second or two (a 1-s window counter, a tiny bucket): the next one
 reaches half as far, and a probe that would reach past that rate stops halfway to it (a
@@ -36,7 +37,8 @@ from typing import Callable
 
 from promptforge_dagster.core.rate.config import Steady
 
-PROBE_MIN_SENDS = 200  # sends at the estimate between probes: one failed probe's refusal is <= 0.5% of them
+PROBE_MIN_SENDS = 200  # sends at the estimate between probes for each refusal the last failed one cost: <= 0.5%
+# of them (with refusals 200 ms away a probe at +50% of 600 RPM costs ~3, and probes cost 1.5% of what was sent)
 PROOF_BURSTS = 1.5  # a probe proves once it sent this many bursts beyond the estimate: half its reach is then sure
 PROOF_MIN_UNITS = 2.0  # ... and at least this much: a couple of requests is noise at any rate
 PROOF_MIN_SHARE = 0.05  # ... and 5% of what the estimate sends over the span (tokens come in lumps)
@@ -61,6 +63,8 @@ class Prober:
         self.refused = False  # a probe was refused since the last proven one: space them by sends too
         self.refused_reach: float | None = None  # the reach of a probe refused at once: later ones stop halfway
         self._halfway = False  # the latest reach stopped halfway to ``refused_reach``
+        self._sent_from, self._sent_until = 0.0, -1.0  # the latest probe's sends: from its start to its end
+        self.cost = 0  # refusals of the latest probe's sends (those in flight when it ended are heard later)
 
     @property
     def rising(self) -> bool:
@@ -74,13 +78,25 @@ class Prober:
             return now - since >= s.probe_again_windows * self.window_s
         spacing = s.probe_every_windows * self.window_s
         if self.refused:
-            spacing = max(spacing, PROBE_MIN_SENDS / max(per_s, 1e-9))
+            spacing = max(spacing, PROBE_MIN_SENDS * max(1, self.cost) / max(per_s, 1e-9))
         return now - since >= spacing
 
     def start(self, now: float) -> None:
         self.started_at = self._progress_at = now
         self._proofs = 0
         self.marks = [now]
+        self._sent_from, self._sent_until, self.cost = now, float("inf"), 0
+
+    def refused_sent(self, sent_at: float) -> None:
+        """A request sent at ``sent_at`` was refused: one more the latest probe cost, if it sent it.
+
+        >>> p = Prober(Steady(), window_s=5.0); p.start(10.0)
+        >>> p.refused_sent(10.5); p.ended(refused_at=10.5, at=10.7); p.refused_sent(10.6); p.refused_sent(11.0)
+        >>> p.cost, round(p.cost * PROBE_MIN_SENDS / 10.0)   # two refused: 40 s between probes at 10 a second
+        (2, 40)
+        """
+        if self._sent_from <= sent_at <= self._sent_until:
+            self.cost += 1
 
     def reach(self, estimate: float) -> float:
         """Where a probe from ``estimate`` (per second) paces: further on a fast lane, but
@@ -146,7 +162,7 @@ class Prober:
             self.refused_reach = None
 
     def ended(self, refused_at: float | None = None, window_s: float = 0.0, *, further: bool = False,
-              reached: float | None = None) -> None:
+              reached: float | None = None, at: float | None = None) -> None:
         """Refused (a request sent at ``refused_at``), expired, or the estimate was measured or
         told: the next probe reaches as far as a first one, or half as far as this one if it
         was refused within :data:`QUICK_REFUSAL_S`, or within a window of a window counter
@@ -154,11 +170,13 @@ class Prober:
         twice as far when ``further`` (expired, admitted all along, from an estimate known to be
         a lower bound: the next one spends the window, and its end reads it again). Refused
         quickly where no window is known, the rate it ``reached`` is one the next probes stop
-        halfway to.
+        halfway to. ``at``: when it ended (its sends are those before).
 
         >>> p = Prober(Steady(), window_s=5.0); p.start(0.0); p.ended(further=True); p.gain
         1.0
         """
+        if self.started_at is not None:
+            self._sent_until = at if at is not None else self._progress_at
         if self.started_at is not None and not self._proofs:
             self.refused = True  # ended before it proved anything: as good as refused, for spacing
         quick = max(QUICK_REFUSAL_S, window_s)
@@ -173,6 +191,12 @@ class Prober:
             self.refused_reach = None
             self.gain = self._twice_as_far() if further else self.steady.probe_gain
         self.started_at = None
+
+    def dropped(self, at: float) -> None:
+        """The lane left its probe with no answer to it (what it learned was another limit's
+        doing): its sends end ``at``, and later refusals are none of its cost."""
+        if self.started_at is not None:
+            self._sent_until, self.started_at = at, None
 
     def _twice_as_far(self) -> float:
         return min(self.steady.probe_gain_max, self.gain * 2.0)

@@ -10,7 +10,9 @@ sent at the rate it would double (searching) or climb past (climbing back). Sear
 any refusal, a step is full after ``step_max_s`` whatever it sent: a slow lane's next send
 may be a second away, and the sends it made are as old. So too, after ``full_after_s``, a
 lane climbing back from far under its ceiling (the axis says when: a step of 8 requests at
-3 RPM takes 160 s).
+3 RPM takes 160 s). A step that began with pauses longer than a step lasts (a cut's settle
+times, when refusals take long to come back) must then send as long as their excess, heard
+of (:data:`BANKED`): a bucket banked its refill meanwhile.
 
 >>> from promptforge_dagster.core.rate.config import Discovery
 >>> s = Step(Discovery(step_requests=2), now=0.0)
@@ -29,6 +31,11 @@ from promptforge_dagster.core.rate.config import Discovery
 
 SETTLE_START_S = 0.25  # how long a refusal may take to come back, before one has been seen
 SETTLE_FACTOR = 2.0  # a step is proven once its sends are older than twice the slowest refusal
+BANKED = 1.0  # a step that paused longer than a step lasts sends, heard of, this many times the excess before it is
+# proven: a bucket under the rate banked its refill over the pause and spent it on the step's first sends (with
+# refusals 200 ms away, a 600 RPM lane cut to 1,380 RPM paused 1.2 s, was "proven" there, climbed, was refused and
+# went back for 2 minutes: 13% refused). A pause as long as a step (a cut's and its look's settle times when
+# refusals come back within 125 ms) is left to the step's own span: a window banks nothing (a 1-s window, 0.86 -> 0.81)
 USED = 0.5  # a step sent at least this share of its rate: one that sent less never tried it (over HTTP a client
 # doing 250/s kept doubling past 120,000 RPM: its bursts met the pacer; one doing ~150/s climbed back in BACKOFF
 # to 92,533 RPM with nothing measured, an allowance a client that speeds up would then flood at)
@@ -48,6 +55,8 @@ class Step:
         self.units = 0.0  # what the sends were worth on this axis (requests, or tokens)
         self.full_at = math.inf  # when it sent enough to prove its rate
         self.blocked = False  # the pacer held a request back during it: the rate, not demand, limits
+        self.idle_s = 0.0  # how long it paused to hear of a cut's sends (a bucket banked its refill meanwhile)
+        self.resume_at = now  # ... and when the latest pause ended
 
     def sent(self, now: float, *, searching: bool, units: float = 1.0, full_after_s: float | None = None) -> None:
         """One request went at this step's rate (``searching``: timed, full after ``full_after_s``,
@@ -60,6 +69,14 @@ class Step:
         quick = searching and now - self.start >= self._timed(full_after_s)
         if self.full_at == math.inf and (self.sends >= d.step_requests or quick):
             self.full_at = now
+
+    def paused(self, now: float, until: float) -> None:
+        """The lane sends nothing from ``now`` to ``until`` to hear of what it sent (a cut's
+        settle time, a look's): a bucket under the rate banks its refill meanwhile, and spends
+        it on the step's first sends."""
+        if until > now:
+            self.idle_s += until - max(now, self.resume_at)
+            self.resume_at = max(self.resume_at, until)
 
     def _timed(self, full_after_s: float | None) -> float:
         """How long a timed step lasts before it is full whatever it sent."""
@@ -77,4 +94,8 @@ class Step:
         if self.first_at is None or self.units < USED * per_s * max(now - self.first_at, self.discovery.step_min_s):
             return False  # (used since its first send: a step that began with a pause sent nothing in it)
         return (self.blocked and self.sends > 0 and now - self.start >= self.discovery.step_min_s
-                and now - full_at >= self.settle)
+                and now - full_at >= self.settle and now - self.settle - self.resume_at >= self._banked_s())
+
+    def _banked_s(self) -> float:
+        """How long the step must have sent, heard of, since its latest pause (:data:`BANKED`)."""
+        return max(0.0, self.idle_s - self.discovery.step_min_s) * BANKED
