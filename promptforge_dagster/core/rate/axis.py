@@ -101,8 +101,9 @@ class Axis(AxisMachine):
         if estimate is not None and not self.dry.windowed(now):  # (within a minute of a dry window the
             self._measured(estimate, now, at_least=kept)  # account admits the echo of our own first burst)
         elif (kept is not None and self.estimate is not None and kept > self.estimate and start is not None
-              and not self.dry.windowed(now)):  # a refused probe's bound, though no span measured: its own
-            self._measured(Estimate(kept, sent_at - start, 0.0, 0.0), now)  # (a charged 1,200 RPM bucket, 0.85)
+              and not self.dry.windowed(now)):  # a refused probe's bound stands alone where no span since the
+            # last dry moment measured anything (a charged 1,200 RPM bucket, refusals 100 ms away, kept 0.85 of it)
+            self._measured(Estimate(kept, sent_at - start, 0.0, 0.0), now)
 
     def known_limit(self, per_minute: float, now: float) -> None:
         """The provider stated this limit (headers or message): the account's, so a cap this

@@ -14,12 +14,13 @@ or the client held it back) ends.
 
 Probes are spaced by time (``probe_every_windows``); once one was refused, also by sends
 (:data:`PROBE_MIN_SENDS` for each refusal it cost: what it sent until it heard of the first
-is refused too, a rate times a refusal's trip), so failed probes' refusals stay under 1% of
-what is sent at any rate and any distance. After a proven probe the next comes soon (a risen ceiling is climbed in seconds). A
-probe refused within :data:`QUICK_REFUSAL_S`, about as soon as a proof could span, says the
-account's slack is a second or two (a 1-s window counter, a tiny bucket): the next one
-reaches half as far, and a probe that would reach past that rate stops halfway to it (a
-bisection) until one proven there, or one that ended otherwise, says the ceiling may have risen.
+is refused too, its rate times a refusal's trip), so failed probes' refusals stay under 1%
+of what is sent at any rate and however far the provider is. After a proven probe the next
+comes soon (a risen ceiling is climbed in seconds). A probe refused within
+:data:`QUICK_REFUSAL_S`, about as soon as a proof could span, says the account's slack is a
+second or two (a 1-s window counter, a tiny bucket): the next one reaches half as far, and a
+probe that would reach past that rate stops halfway to it (a bisection) until one proven
+there, or one that ended otherwise, says the ceiling may have risen.
 
 >>> from promptforge_dagster.core.rate.config import Steady
 >>> p = Prober(Steady(), window_s=5.0)
