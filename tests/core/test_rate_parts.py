@@ -681,6 +681,23 @@ def test_a_bucket_read_as_a_window_is_forgotten_once_it_refuses_more_than_a_wind
     assert refused < 0.2 and goodput > 0.95, (goodput, refused)
 
 
+def _pace_all_admitted(a: Axis, t: float, done) -> tuple[float, list[float]]:
+    """Pace ``a`` from ``t``, every send admitted (answered 0.3 s later), until ``done(now)``;
+    returns the time then and the send times."""
+    sent: list[float] = []
+    while not done(t):
+        wait = max(a.pause_until - t, a.pacer.wait(t, 1.0))
+        if wait > 0.0:
+            a.blocked()
+            t += wait + 1e-6
+        else:
+            a.sent(t, 1.0)
+            a.admitted(t, t + 0.3, 1.0)
+            sent.append(t)
+        a.tick(t)
+    return t, sent
+
+
 def _probe_refused_after(span_s: float, *, dry: bool) -> tuple[float, float, float]:
     """An axis paced for 90 s on a charged 600 RPM bucket of a second's burst, whose next probe at
     +50% is then admitted for ``span_s`` more and refused. Returns (the estimate before the
@@ -692,18 +709,14 @@ def _probe_refused_after(span_s: float, *, dry: bool) -> tuple[float, float, flo
         admitted += _drive_axis(a, account, t + 0.05, start=t)  # +50% and +25%, each refused where the bucket ran dry)
         t += 0.05
     end = None
-    while end is None or (t < end and a.phase is Phase.PROBE):
+
+    def probed_for_span(now: float) -> bool:
+        nonlocal end
         if end is None and a.phase is Phase.PROBE:
-            end = t + span_s
-        wait = max(a.pause_until - t, a.pacer.wait(t, 1.0))
-        if wait > 0.0:
-            a.blocked()
-            t += wait + 1e-6
-        else:
-            a.sent(t, 1.0)
-            a.admitted(t, t + 0.3, 1.0)
-            admitted.append(t)
-        a.tick(t)
+            end = now + span_s
+        return end is not None and (now >= end or a.phase is not Phase.PROBE)
+    t, sent = _pace_all_admitted(a, t, probed_for_span)
+    admitted += sent
     assert a.phase is Phase.PROBE  # not proven yet: under 1.5 bursts beyond the estimate
     start, before = a.prober.started_at, a.estimate
     proved = (len([x for x in admitted if start <= x < t]) - a.burst.units(before)) / (t - start)
@@ -730,16 +743,7 @@ def test_a_refused_probes_bound_raises_the_estimate_where_no_span_since_a_dry_mo
     a = Axis(RateConfig(window_s=5), start_per_s=1.0, now=0.0)
     a.restore(8.8, None, now=0.0)  # steady, its estimator never dry: no span to measure from
     a.burst.observe(8.8, per_s=8.8)  # a burst of a second of the ceiling
-    t = 0.0
-    while not (a.phase is Phase.PROBE and a.prober.started_at is not None and t - a.prober.started_at >= 3.0):
-        wait = max(a.pause_until - t, a.pacer.wait(t, 1.0))
-        if wait > 0.0:
-            a.blocked()
-            t += wait + 1e-6
-        else:
-            a.sent(t, 1.0)
-            a.admitted(t, t + 0.3, 1.0)
-        a.tick(t)
+    t, _ = _pace_all_admitted(a, 0.0, lambda now: a.phase is Phase.PROBE and now - a.prober.started_at >= 3.0)
     start = a.prober.started_at
     a.sent(t, 1.0)
     a.refused(sent_at=t, now=t + 0.1, units=1.0)
