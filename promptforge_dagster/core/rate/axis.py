@@ -41,8 +41,7 @@ class Axis(AxisMachine):
     def sent(self, now: float, units: float) -> None:
         self.pacer.take(now, units)
         if self.look.sent(now):  # the first request after a cut goes alone: wait to hear whether it was refused
-            self.pause_until = max(self.pause_until, now + self.step.settle)
-            self.step.paused(now, self.pause_until)
+            self._settle(now)
         self.estimator.sent(now, units)
         self.step.sent(now, units=units, **self._timing())
 
@@ -98,12 +97,13 @@ class Axis(AxisMachine):
             self._dry(now, retry_after_s)  # the window is spent: wait it out
         elif said is Verdict.SLOW:
             self.fire(Event.REFUSED, now)
+        if (estimate is None and start is not None and kept is not None and self.estimate is not None
+                and kept > self.estimate):
+            # a refused probe's bound stands alone where no span since the last dry moment measured anything
+            # (a charged 1,200 RPM bucket, refusals 100 ms away, kept 0.85 of it)
+            estimate = Estimate(kept, sent_at - start, 0.0, 0.0)
         if estimate is not None and not self.dry.windowed(now):  # (within a minute of a dry window the
             self._measured(estimate, now, at_least=kept)  # account admits the echo of our own first burst)
-        elif (kept is not None and self.estimate is not None and kept > self.estimate and start is not None
-              and not self.dry.windowed(now)):  # a refused probe's bound stands alone where no span since the
-            # last dry moment measured anything (a charged 1,200 RPM bucket, refusals 100 ms away, kept 0.85 of it)
-            self._measured(Estimate(kept, sent_at - start, 0.0, 0.0), now)
 
     def known_limit(self, per_minute: float, now: float) -> None:
         """The provider stated this limit (headers or message): the account's, so a cap this

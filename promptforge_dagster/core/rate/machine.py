@@ -118,8 +118,7 @@ class AxisMachine:
         # look before sending on: what was sent before the cut comes back refused meanwhile, and a dry
         # window costs one refusal per cut, not a wave at the new rate (a bucket refills meanwhile)
         if self.estimate is None:  # searching: the rate may be far above the ceiling
-            self.pause_until = max(self.pause_until, now + self.step.settle)
-            self.step.paused(now, self.pause_until)
+            self._settle(now)
             self.look.arm()  # then the first request alone: its refusal would be back within the settle time
         self.pacer.drain(now)  # resume one interval at a time, not with the pacer's saved-up burst
 
@@ -127,6 +126,12 @@ class AxisMachine:
         self.climb.refused_at(self.per_s)
         self.decreases += 1
         self._set(self.per_s * self.cfg.steady.steady_cut, now)
+
+    def _settle(self, now: float) -> None:
+        """Send nothing for a settle time, to hear of what was sent (after a cut, after its look);
+        the step counts the pause (a bucket banks its refill meanwhile)."""
+        self.pause_until = max(self.pause_until, now + self.step.settle)
+        self.step.paused(now, self.pause_until)
 
     def _dry(self, now: float, retry_after_s: float | None) -> None:
         """Pause this axis until the account's window frees (:meth:`DrySpell.pause`)."""

@@ -74,9 +74,10 @@ class Step:
         """The lane sends nothing from ``now`` to ``until`` to hear of what it sent (a cut's
         settle time, a look's): a bucket under the rate banks its refill meanwhile, and spends
         it on the step's first sends."""
-        if until > now:
-            self.idle_s += until - max(now, self.resume_at)
-            self.resume_at = max(self.resume_at, until)
+        since = max(now, self.resume_at)  # (a pause within one already counted adds only what it adds)
+        if until > since:
+            self.idle_s += until - since
+            self.resume_at = until
 
     def _timed(self, full_after_s: float | None) -> float:
         """How long a timed step lasts before it is full whatever it sent."""
